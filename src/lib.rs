@@ -1,0 +1,15 @@
+//! cage: a rootless Linux sandbox for AI agent CLIs.
+//!
+//! Data flows one way: `policy` (what people wrote) → `plan` (what cage will
+//! do, pure data) → `sandbox` (makes the kernel do the plan). The library
+//! exists so tests can reach policy and plan without privileges.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod host;
+pub mod plan;
+pub mod policy;
+pub mod sandbox;
+pub mod supervisor;
+pub mod sys;

@@ -1,0 +1,1 @@
+//! `explain`: is a path or host allowed, and by which rule.

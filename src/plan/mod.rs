@@ -1,0 +1,285 @@
+//! The plan: what cage will do, fully resolved, as plain data.
+//!
+//! [`build`] is one pure function from a merged [`Policy`] and [`Host`]
+//! facts to a [`Plan`]. Every sandbox decision lives here: defaults,
+//! precedence, path resolution, mount order, protected paths, the syscall
+//! list, the environment. The sandbox only executes it. Every entry carries
+//! the [`Provenance`] of the rule that produced it, so `--dry-run` can print
+//! it and `explain` can answer from it.
+
+mod build;
+pub mod explain;
+mod protect;
+pub mod seccomp;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::policy::{HostPattern, NetMode, Provenance, WorkspaceMode};
+
+pub use build::{BuildError, build};
+pub use protect::{BUILTIN_PROTECTED, find_protected};
+
+/// Everything the sandbox needs, in the order it needs it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub command: CommandPlan,
+    /// The working directory: the same absolute path inside as outside.
+    pub cwd: PathBuf,
+    pub hostname: String,
+    /// The user's ids, mapped to themselves inside the user namespace.
+    pub uid: u32,
+    pub gid: u32,
+    pub workspace: WorkspacePlan,
+    /// Applied in order on a fresh tmpfs root; parents before children.
+    pub mounts: Vec<Mount>,
+    pub landlock: LandlockPlan,
+    pub seccomp: SeccompPlan,
+    /// The agent's whole environment; nothing else is inherited.
+    pub env: Vec<EnvVar>,
+    pub network: NetworkPlan,
+    pub limits: LimitsPlan,
+    /// Things the user should know that are not errors (optional paths
+    /// skipped, protected names that are symlinks, ...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandPlan {
+    /// argv as given; argv[0] is what the user typed.
+    pub argv: Vec<String>,
+    /// argv[0] resolved against the sandbox's PATH and view, or `None` when
+    /// no visible executable matches (the run then fails with 127).
+    pub program: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkspacePlan {
+    pub path: PathBuf,
+    pub mode: WorkspaceMode,
+    pub source: Provenance,
+    /// Existing paths bound read-only over the workspace view.
+    pub protected: Vec<Protected>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Protected {
+    pub path: PathBuf,
+    /// Which protected name matched (`.git/hooks`, `.envrc`, ...).
+    pub name: String,
+    pub source: Provenance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Dir,
+    File,
+}
+
+/// One step of building the view. Destinations are absolute paths as the
+/// agent sees them; the sandbox prefixes its new-root directory.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Mount {
+    /// A directory cage creates inside one of its own tmpfs mounts, for a
+    /// later mount to land on, or as the empty home. Never on the host.
+    Dir {
+        dst: PathBuf,
+        mode: u32,
+        source: Provenance,
+    },
+    /// A fresh, private tmpfs.
+    Tmpfs {
+        dst: PathBuf,
+        mode: u32,
+        source: Provenance,
+    },
+    /// A bind mount of a host path (recursive; read-only applies to every
+    /// submount too).
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        access: Access,
+        kind: FileKind,
+        source: Provenance,
+    },
+    /// An empty, read-only directory or file over `dst`, so a secret inside
+    /// a granted tree is not visible.
+    Hide {
+        dst: PathBuf,
+        kind: FileKind,
+        source: Provenance,
+    },
+    /// A new procfs for the cage's pid namespace.
+    Proc { dst: PathBuf },
+    /// A minimal /dev: null zero full random urandom tty, a private devpts
+    /// with its own ptmx, shm, and the fd/stdin/stdout/stderr links.
+    Dev { dst: PathBuf },
+    /// A symbolic link in cage's own tmpfs (merged-/usr links such as
+    /// `/bin -> usr/bin`).
+    Symlink {
+        target: PathBuf,
+        dst: PathBuf,
+        source: Provenance,
+    },
+}
+
+impl Mount {
+    pub fn dst(&self) -> &std::path::Path {
+        match self {
+            Mount::Dir { dst, .. }
+            | Mount::Tmpfs { dst, .. }
+            | Mount::Bind { dst, .. }
+            | Mount::Hide { dst, .. }
+            | Mount::Proc { dst }
+            | Mount::Dev { dst }
+            | Mount::Symlink { dst, .. } => dst,
+        }
+    }
+}
+
+/// Whether a layer must be enforced or may be skipped when the kernel lacks
+/// it (only when the user said so).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Requirement {
+    Required,
+    /// The user accepted a weaker mode; cage says so on every run.
+    BestEffort {
+        source: Provenance,
+    },
+}
+
+/// The Landlock ruleset, mirroring the view: everything not listed is
+/// denied to the agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct LandlockPlan {
+    pub requirement: Requirement,
+    /// Paths (as the agent sees them) the agent may read and execute.
+    pub read: Vec<PathRule>,
+    /// Paths the agent may read, execute and change.
+    pub write: Vec<PathRule>,
+    /// Device files the agent may read and write (no directory rights).
+    pub devices: Vec<PathRule>,
+    /// ABI ≥ 6: no connecting to abstract unix sockets outside the cage.
+    pub scope_abstract_sockets: bool,
+    /// ABI ≥ 6: no signals to processes outside the cage.
+    pub scope_signals: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PathRule {
+    pub path: PathBuf,
+    pub source: Provenance,
+}
+
+/// The seccomp filter as data; `sandbox::seccomp` compiles it to BPF.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeccompPlan {
+    /// Denied calls, each with the errno the agent sees.
+    pub deny: Vec<SyscallRule>,
+    /// Kill the process on a foreign syscall ABI (i386 on x86_64, x32):
+    /// a deny-list is bypassable through them otherwise.
+    pub kill_foreign_abi: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyscallRule {
+    /// The syscall's name as in `man 2` (`ptrace`, `clone3`).
+    pub name: String,
+    pub errno: Errno,
+    pub when: ArgMatch,
+    pub source: Provenance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Errno {
+    EPERM,
+    /// For calls whose callers fall back when told the call does not exist
+    /// (`clone3` → `clone`).
+    ENOSYS,
+}
+
+/// When a rule applies, by the call's arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ArgMatch {
+    Always,
+    /// Argument `arg` (0-based) has any bit of `mask` set.
+    AnyBit {
+        arg: u8,
+        mask: u64,
+    },
+    /// The low 32 bits of argument `arg` equal one of `values` (ioctl
+    /// commands are `unsigned int` in the kernel, so only 32 bits count).
+    Equals32 {
+        arg: u8,
+        values: Vec<u32>,
+    },
+    /// The low 32 bits of argument `arg` are none of `values`.
+    NotIn32 {
+        arg: u8,
+        values: Vec<u32>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    pub source: Provenance,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkPlan {
+    pub mode: NetMode,
+    pub source: Provenance,
+    pub allow: Vec<HostRule>,
+    pub deny: Vec<HostRule>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostRule {
+    pub pattern: HostPattern,
+    pub source: Provenance,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitsPlan {
+    pub rlimits: Vec<Rlimit>,
+    /// cgroup v2 limits, applied where a delegated subtree exists.
+    pub memory: Option<Limit>,
+    pub pids: Option<Limit>,
+    pub cpu: Option<Limit>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RlimitKind {
+    Nofile,
+    Nproc,
+    Fsize,
+    Core,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rlimit {
+    pub kind: RlimitKind,
+    pub value: u64,
+    pub source: Provenance,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Limit {
+    pub value: u64,
+    pub source: Provenance,
+}

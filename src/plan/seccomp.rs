@@ -1,0 +1,185 @@
+//! The syscall deny list: which calls the agent loses, and why.
+//!
+//! A deny-list (not an allow-list) because agents run arbitrary toolchains;
+//! it removes what agents do not use and what widens the kernel attack
+//! surface or reaches authority outside the cage. Each group below names
+//! the threat (DESIGN.md, threat 4 and 5).
+
+use crate::policy::Provenance;
+
+use super::{ArgMatch, Errno, SeccompPlan, SyscallRule};
+
+const CLONE_NAMESPACES: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWTIME) as u64;
+
+/// Socket families the agent keeps: unix, inet, inet6, netlink.
+const ALLOWED_FAMILIES: [u32; 4] = [
+    libc::AF_UNIX as u32,
+    libc::AF_INET as u32,
+    libc::AF_INET6 as u32,
+    libc::AF_NETLINK as u32,
+];
+
+/// `personality()` values that change nothing dangerous: PER_LINUX, and the
+/// 0xffffffff query.
+const HARMLESS_PERSONAS: [u32; 2] = [0, 0xffff_ffff];
+
+/// Builds the deny list. `allow_ptrace` comes from `[process] allow_ptrace`
+/// with its provenance.
+pub fn build_seccomp(allow_ptrace: Option<&Provenance>) -> SeccompPlan {
+    let src = |what| Provenance::Default { what };
+    let mut deny = Vec::new();
+    let always = |deny: &mut Vec<SyscallRule>, names: &[&str], errno: Errno, what: &'static str| {
+        for name in names {
+            deny.push(SyscallRule {
+                name: (*name).to_string(),
+                errno,
+                when: ArgMatch::Always,
+                source: src(what),
+            });
+        }
+    };
+
+    // 1. Reading other processes' memory (threat 1, 4). Even inside the pid
+    //    namespace, ptrace is how one agent process steals another's secrets.
+    if allow_ptrace.is_none() {
+        always(
+            &mut deny,
+            &["ptrace", "process_vm_readv", "process_vm_writev"],
+            Errno::EPERM,
+            "seccomp: process memory access",
+        );
+    }
+    // 2. The kernel keyring holds credentials (threat 1).
+    always(
+        &mut deny,
+        &["keyctl", "add_key", "request_key"],
+        Errno::EPERM,
+        "seccomp: kernel keyring",
+    );
+    // 3. Large kernel attack surface that agents do not use (threat 5).
+    always(
+        &mut deny,
+        &[
+            "bpf",
+            "perf_event_open",
+            "userfaultfd",
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+        ],
+        Errno::EPERM,
+        "seccomp: kernel attack surface",
+    );
+    // 4. Reshaping the view: mounts and the new mount API (threat 2, 5).
+    always(
+        &mut deny,
+        &[
+            "mount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "open_tree",
+            "move_mount",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "mount_setattr",
+        ],
+        Errno::EPERM,
+        "seccomp: mount API",
+    );
+    // 5. New namespaces: nested user namespaces are the usual first step of
+    //    a kernel exploit, and setns could re-enter a wider one (threat 5).
+    always(
+        &mut deny,
+        &["unshare", "setns"],
+        Errno::EPERM,
+        "seccomp: namespaces",
+    );
+    // clone3 passes its flags in memory, which seccomp cannot read: answer
+    // ENOSYS so libc falls back to clone, whose flags we can check.
+    always(&mut deny, &["clone3"], Errno::ENOSYS, "seccomp: namespaces");
+    deny.push(SyscallRule {
+        name: "clone".to_string(),
+        errno: Errno::EPERM,
+        when: ArgMatch::AnyBit {
+            arg: 0,
+            mask: CLONE_NAMESPACES,
+        },
+        source: src("seccomp: namespaces"),
+    });
+    // 6. The machine itself (threat 5).
+    always(
+        &mut deny,
+        &[
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "kexec_load",
+            "kexec_file_load",
+            "reboot",
+            "swapon",
+            "swapoff",
+            "acct",
+            "quotactl",
+            "quotactl_fd",
+            "syslog",
+        ],
+        Errno::EPERM,
+        "seccomp: machine administration",
+    );
+    // 7. File handles bypass path-based checks (the "shocker" escape).
+    always(
+        &mut deny,
+        &["open_by_handle_at", "name_to_handle_at"],
+        Errno::EPERM,
+        "seccomp: file handles",
+    );
+    // 8. personality() can disable ASLR or enable READ_IMPLIES_EXEC.
+    deny.push(SyscallRule {
+        name: "personality".to_string(),
+        errno: Errno::EPERM,
+        when: ArgMatch::NotIn32 {
+            arg: 0,
+            values: HARMLESS_PERSONAS.to_vec(),
+        },
+        source: src("seccomp: personality"),
+    });
+    // 9. Typing into the controlling terminal: TIOCSTI pushes input the
+    //    user's shell runs after the agent exits; TIOCLINUX can do the same
+    //    on a virtual console (threat 4).
+    deny.push(SyscallRule {
+        name: "ioctl".to_string(),
+        errno: Errno::EPERM,
+        when: ArgMatch::Equals32 {
+            arg: 1,
+            values: vec![libc::TIOCSTI as u32, libc::TIOCLINUX as u32],
+        },
+        source: src("seccomp: terminal injection"),
+    });
+    // 10. Socket families outside unix/inet/inet6/netlink: vsock reaches the
+    //     hypervisor, packet sockets sniff, AF_ALG is kernel crypto surface.
+    for call in ["socket", "socketpair"] {
+        deny.push(SyscallRule {
+            name: call.to_string(),
+            errno: Errno::EPERM,
+            when: ArgMatch::NotIn32 {
+                arg: 0,
+                values: ALLOWED_FAMILIES.to_vec(),
+            },
+            source: src("seccomp: socket families"),
+        });
+    }
+    SeccompPlan {
+        deny,
+        kill_foreign_abi: true,
+    }
+}

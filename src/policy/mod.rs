@@ -1,0 +1,147 @@
+//! The policy layer: what people wrote, in TOML files and flags.
+//!
+//! It parses, validates and merges policy sources into one [`Policy`]: flat
+//! rule lists where every entry keeps its [`Provenance`]. It resolves what
+//! only the source can resolve (`~`, paths relative to a file, `?optional`),
+//! and decides trust for project files. It does not look at the filesystem
+//! beyond reading policy files, and it makes no sandbox decision: that is
+//! the plan's job.
+
+pub mod hosts;
+pub mod provenance;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use hosts::{HostPattern, HostSpec, PortSpec};
+pub use provenance::{Provenance, Sourced};
+
+/// How the agent sees the workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    /// Visible, not writable. Strictest.
+    Readonly,
+    /// Writes land in a session's upper directory, reviewed later.
+    Overlay,
+    /// Writes land in the workspace (protected paths stay read-only).
+    Direct,
+}
+
+/// Which network the agent gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// Loopback only.
+    None,
+    /// Loopback plus an allowlisting proxy served from outside.
+    Proxy,
+    /// The host's network namespace (no network isolation).
+    Host,
+}
+
+/// A layer the user accepts running without, when the kernel lacks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Landlock,
+}
+
+/// A filesystem path from a rule, `~` expanded and made absolute, but not
+/// canonicalised (the plan does that against the host).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathRule {
+    pub path: PathBuf,
+    /// Written with a leading `?`: skipped when missing instead of an error.
+    pub optional: bool,
+}
+
+/// Every policy source merged, lowest precedence first. Lists are unions in
+/// source order; for single values the last writer wins and is recorded.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Policy {
+    /// The sources that contributed, in the order they were applied.
+    pub sources: Vec<Source>,
+    pub workspace: WorkspacePolicy,
+    pub filesystem: FilesystemPolicy,
+    pub network: NetworkPolicy,
+    pub env: EnvPolicy,
+    pub limits: LimitsPolicy,
+    pub process: ProcessPolicy,
+    pub security: SecurityPolicy,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Source {
+    /// `builtin:NAME`, a file path, or `flags`.
+    pub name: String,
+    pub kind: SourceKind,
+    /// sha256 of the file's bytes (hex), for the audit record and trust.
+    pub sha256: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Builtin,
+    User,
+    Project,
+    Flags,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkspacePolicy {
+    pub path: Option<Sourced<PathBuf>>,
+    pub mode: Option<Sourced<WorkspaceMode>>,
+    /// Names added to the built-in protected set (matched at any depth).
+    pub protect: Vec<Sourced<String>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FilesystemPolicy {
+    pub read: Vec<Sourced<PathRule>>,
+    pub write: Vec<Sourced<PathRule>>,
+    pub hide: Vec<Sourced<PathRule>>,
+    pub tmpfs: Vec<Sourced<PathRule>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NetworkPolicy {
+    pub mode: Option<Sourced<NetMode>>,
+    pub allow: Vec<Sourced<HostPattern>>,
+    pub deny: Vec<Sourced<HostPattern>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EnvPolicy {
+    /// Names or `PREFIX*` patterns passed from the host environment.
+    pub pass: Vec<Sourced<String>>,
+    /// Fixed values; later sources override earlier ones per name.
+    pub set: Vec<Sourced<(String, String)>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LimitsPolicy {
+    pub nofile: Option<Sourced<u64>>,
+    pub nproc: Option<Sourced<u64>>,
+    /// Bytes.
+    pub fsize: Option<Sourced<u64>>,
+    /// Bytes; cgroup v2 only.
+    pub memory: Option<Sourced<u64>>,
+    /// cgroup v2 only.
+    pub pids: Option<Sourced<u64>>,
+    /// Percent of one CPU; cgroup v2 only.
+    pub cpu: Option<Sourced<u64>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProcessPolicy {
+    pub allow_ptrace: Option<Sourced<bool>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SecurityPolicy {
+    /// Layers the user accepts losing when the kernel cannot enforce them.
+    pub allow_degraded: Vec<Sourced<Layer>>,
+}
