@@ -1,1 +1,235 @@
-//! TODO
+//! The command-line interface: clap types only.
+//!
+//! This file is also the source of `man/cage.1` and `completions/`; a test
+//! fails when the committed copies differ from what it generates.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::policy::{Layer, NetMode, WorkspaceMode};
+
+const AFTER_HELP: &str = "\
+Examples:
+  cage -- claude                      run Claude Code in the current repository
+  cage -p claude -- claude            the same, with the built-in claude profile
+  cage --net none --dry-run -- sh     print what cage would do, run nothing
+  cage --rw ~/scratch -- make         also let the command write ~/scratch
+  cage explain ~/.ssh/id_ed25519      is this path visible inside, and why?
+  cage policy show                    the effective policy, rule by rule
+
+Exit status: the command's own status (128+N when killed by signal N);
+125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
+COMMAND is not found inside the cage.";
+
+/// A rootless sandbox for AI agent CLIs.
+///
+/// cage runs COMMAND in fresh user, mount, pid, net, ipc, uts and cgroup
+/// namespaces, behind Landlock and a seccomp filter, with capabilities
+/// dropped. It sees the workspace (the git top level, else the working
+/// directory), what its policy grants, and nothing else.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cage",
+    version,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`).
+    Run(RunArgs),
+    /// Show, check or start a policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Say whether a path or host is allowed inside the cage, and which rule
+    /// decides. Exit 0 when allowed, 1 when not.
+    Explain(ExplainArgs),
+    /// Trust a project policy file so it may widen access (pins its sha256).
+    Trust(TrustArgs),
+    /// Forget the trust pinned for a project policy file.
+    Untrust(TrustArgs),
+    /// Print shell completions for SHELL.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the effective policy, every rule with where it came from.
+    Show {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a policy file (default: the project's .cage.toml).
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+    /// Write a starter .cage.toml in the working directory.
+    Init {
+        /// A profile for the file to extend (for example `claude`).
+        #[arg(short, long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Overwrite an existing .cage.toml.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Options that select and adjust the policy, shared by `run`, `explain`
+/// and `policy show`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct PolicyArgs {
+    /// Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml).
+    /// Repeatable; applied in order.
+    #[arg(short = 'p', long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Apply a policy file (trusted: you named it). Repeatable.
+    #[arg(short = 'f', long = "policy", value_name = "FILE")]
+    pub policy_files: Vec<PathBuf>,
+    /// Make PATH visible read-only.
+    #[arg(long, value_name = "PATH")]
+    pub ro: Vec<String>,
+    /// Make PATH visible and writable.
+    #[arg(long, value_name = "PATH")]
+    pub rw: Vec<String>,
+    /// Hide PATH even when a broader rule grants it.
+    #[arg(long, value_name = "PATH")]
+    pub hide: Vec<String>,
+    /// Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an
+    /// optional :PORT or :* (no port means 443 and 80).
+    #[arg(long, value_name = "PATTERN")]
+    pub allow_host: Vec<String>,
+    /// Network: none (loopback only), proxy (allowed hosts), host (no
+    /// network isolation).
+    #[arg(long, value_name = "MODE")]
+    pub net: Option<NetArg>,
+    /// Pass NAME from the environment, or set NAME=VALUE.
+    #[arg(long, value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Workspace mode: direct (writes land), overlay (writes reviewed
+    /// later), readonly.
+    #[arg(long, value_name = "MODE")]
+    pub workspace: Option<WorkspaceArg>,
+    /// Ignore the project's .cage.toml.
+    #[arg(long)]
+    pub no_project_policy: bool,
+    /// Run even if the kernel cannot enforce LAYER (only: landlock). cage
+    /// says so on every run.
+    #[arg(long, value_name = "LAYER")]
+    pub allow_degraded: Vec<LayerArg>,
+}
+
+#[derive(Debug, Default, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the plan (what cage would do) and exit without running.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+    /// The command to run, and its arguments.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// A path (absolute, relative, or ~/...) or HOST[:PORT].
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The policy file (default: the project's .cage.toml).
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NetArg {
+    None,
+    Proxy,
+    Host,
+}
+
+impl From<NetArg> for NetMode {
+    fn from(n: NetArg) -> Self {
+        match n {
+            NetArg::None => NetMode::None,
+            NetArg::Proxy => NetMode::Proxy,
+            NetArg::Host => NetMode::Host,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkspaceArg {
+    Direct,
+    Overlay,
+    Readonly,
+}
+
+impl From<WorkspaceArg> for WorkspaceMode {
+    fn from(w: WorkspaceArg) -> Self {
+        match w {
+            WorkspaceArg::Direct => WorkspaceMode::Direct,
+            WorkspaceArg::Overlay => WorkspaceMode::Overlay,
+            WorkspaceArg::Readonly => WorkspaceMode::Readonly,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayerArg {
+    Landlock,
+}
+
+impl From<LayerArg> for Layer {
+    fn from(l: LayerArg) -> Self {
+        match l {
+            LayerArg::Landlock => Layer::Landlock,
+        }
+    }
+}
+
+/// The man page, generated from the CLI definition.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+    Ok(out)
+}
+
+/// Completions for `shell`, generated from the CLI definition.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "cage",
+        &mut out,
+    );
+    out
+}

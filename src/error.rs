@@ -1,1 +1,48 @@
-//! TODO
+//! The top-level error: every module's error, and the exit code each maps
+//! to (DESIGN.md: 125 cage error, 126 cannot execute, 127 not found).
+
+use crate::host::HostError;
+use crate::plan::BuildError;
+use crate::policy::PolicyError;
+use crate::supervisor::SupervisorError;
+
+pub const EXIT_CAGE: i32 = 125;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Plan(#[from] BuildError),
+    #[error(transparent)]
+    Run(#[from] SupervisorError),
+    #[error("writing {what}")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; pass --force to overwrite it")]
+    Exists { path: std::path::PathBuf },
+    #[error("writing {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no project policy: no .cage.toml between {cwd} and the repository root")]
+    NoProjectFile { cwd: std::path::PathBuf },
+    #[error("{target}: not a path or HOST[:PORT]")]
+    BadTarget { target: String },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Run(e) => e.exit_code(),
+            _ => EXIT_CAGE,
+        }
+    }
+}

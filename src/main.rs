@@ -1,3 +1,28 @@
-fn main() {
-    std::process::exit(0)
+//! cage's entry point: parse arguments, run the command, map errors to
+//! exit codes. Errors are printed once, here, with their whole chain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cage::cli::Cli;
+use cage::error::EXIT_CAGE;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; everything else is a
+            // usage error, which is cage's own failure (125), as for env(1).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_CAGE as u8 } else { 0 });
+        }
+    };
+    match cage::commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("cage: {}", cage::sandbox::init::chain(&e));
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
 }

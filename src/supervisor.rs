@@ -1,1 +1,240 @@
-//! TODO
+//! The supervisor: the host side of a run. It owns the plan, clones the
+//! cage into its namespaces, writes the id maps, forwards signals, waits,
+//! and turns the cage's end into an exit status.
+//!
+//! It stays single-threaded until the child exists: clone with
+//! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
+//! a copy of one thread.
+
+use std::path::PathBuf;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::plan::Plan;
+use crate::policy::NetMode;
+use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND};
+use crate::sandbox::protocol::{Channel, Report};
+use crate::sandbox::{self, FORWARDED, init, seccomp};
+use crate::sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("creating the channel to the cage")]
+    Channel(#[source] std::io::Error),
+    #[error("blocking signals")]
+    Signals(#[source] nix::Error),
+    #[error("creating the namespaces (clone): {hint}")]
+    Clone {
+        hint: String,
+        #[source]
+        errno: std::io::Error,
+    },
+    #[error("writing {path}{hint}")]
+    IdMap {
+        path: PathBuf,
+        hint: String,
+        #[source]
+        errno: std::io::Error,
+    },
+    #[error("waiting for the cage")]
+    Wait(#[source] nix::Error),
+    #[error("building the seccomp filter")]
+    Seccomp(#[source] seccomp::SeccompError),
+    #[error("{message}")]
+    Setup { message: String, code: i32 },
+    #[error("{program}: command not found inside the cage")]
+    NotFound { program: String },
+    #[error("executing {program}")]
+    Exec {
+        program: String,
+        code: i32,
+        #[source]
+        errno: std::io::Error,
+    },
+    #[error(
+        "the proxy network mode is not available in this version of cage (requested by {rule}); \
+         use --net none (loopback only), or --net host to give up network isolation"
+    )]
+    ProxyUnavailable { rule: String },
+}
+
+impl SupervisorError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SupervisorError::Setup { code, .. } | SupervisorError::Exec { code, .. } => *code,
+            SupervisorError::NotFound { .. } => EXIT_NOT_FOUND,
+            _ => EXIT_CAGE,
+        }
+    }
+}
+
+/// Runs the plan; returns the exit status to pass on: the agent's own, or
+/// 128+N when it was killed by signal N.
+///
+/// 1. Compile everything the children need (they must not fail to allocate
+///    or parse after clone).
+/// 2. Block the forwarded signals and SIGCHLD; read them from a signalfd.
+/// 3. clone into the new namespaces; the child runs cage init.
+/// 4. Write the id maps, then tell init to go on.
+/// 5. Forward signals that were sent to us until init exits.
+/// 6. Turn the end of init, or a report from the cage, into a status.
+pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
+    if plan.network.mode == NetMode::Proxy {
+        return Err(SupervisorError::ProxyUnavailable {
+            rule: plan.network.source.to_string(),
+        });
+    }
+    // 1.
+    let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
+    let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
+
+    // 2. Blocked before clone, so no signal falls between clone and the
+    //    signalfd; init inherits the mask and reads its own signalfd.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(SupervisorError::Signals)?;
+
+    // 3. SAFETY: the supervisor has started no thread; cage is
+    //    single-threaded up to here.
+    let child = match unsafe { sys::clone_process(sandbox::clone_flags(plan)) } {
+        Ok(None) => {
+            drop(ours);
+            init::run(plan, theirs, &filters)
+        }
+        Ok(Some(pid)) => Pid::from_raw(pid),
+        Err(errno) => {
+            return Err(SupervisorError::Clone {
+                hint: userns_hint(),
+                errno,
+            });
+        }
+    };
+    drop(theirs);
+
+    // 4.
+    if let Err(e) = write_id_maps(child, plan) {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(e);
+    }
+    let sfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(SupervisorError::Signals)?;
+    // If init already died, the send fails and the wait below reports it.
+    let _ = ours.go();
+
+    // 5.
+    let status = loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(SupervisorError::Wait(e)),
+        }
+        if let Ok(Some(info)) = sfd.read_signal()
+            && info.ssi_code <= 0
+            && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
+            && sig != Signal::SIGCHLD
+        {
+            // Sent to us with kill(2): pass it on. Terminal signals
+            // (SI_KERNEL) reach the agent directly through the process group.
+            let _ = kill(child, sig);
+        }
+    };
+
+    // 6. A report explains a cage failure; without one, the status is the
+    //    agent's.
+    for report in ours.reports() {
+        return Err(match report {
+            Report::Failed {
+                mut message,
+                errno,
+                code,
+            } => {
+                if errno == Some(libc::EPERM) {
+                    message.push_str(&userns_hint_suffix());
+                }
+                SupervisorError::Setup { message, code }
+            }
+            Report::NotFound { program } => SupervisorError::NotFound { program },
+            Report::ExecFailed {
+                program,
+                errno,
+                code,
+            } => SupervisorError::Exec {
+                program,
+                code,
+                errno: std::io::Error::from_raw_os_error(errno),
+            },
+        });
+    }
+    Ok(status)
+}
+
+/// Identity maps: the agent keeps the user's uid and gid. setgroups is
+/// denied first, as the kernel requires for an unprivileged gid map, and so
+/// the cage cannot drop supplementary groups to dodge a deny ACL.
+fn write_id_maps(child: Pid, plan: &Plan) -> Result<(), SupervisorError> {
+    let dir = PathBuf::from(format!("/proc/{child}"));
+    for (file, content) in [
+        ("setgroups", "deny".to_string()),
+        ("uid_map", format!("{0} {0} 1\n", plan.uid)),
+        ("gid_map", format!("{0} {0} 1\n", plan.gid)),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, content).map_err(|errno| SupervisorError::IdMap {
+            hint: if errno.raw_os_error() == Some(libc::EPERM) {
+                userns_hint_suffix()
+            } else {
+                String::new()
+            },
+            path,
+            errno,
+        })?;
+    }
+    Ok(())
+}
+
+fn read_sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Why unprivileged user namespaces may be unavailable here, and the fix.
+pub fn userns_hint() -> String {
+    if read_sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return "user namespaces are disabled (user.max_user_namespaces = 0); enable them with \
+                `sudo sysctl -w user.max_user_namespaces=15000`"
+            .to_string();
+    }
+    if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); \
+                enable them with `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
+            .to_string();
+    }
+    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        return "AppArmor restricts unprivileged user namespaces \
+                (kernel.apparmor_restrict_unprivileged_userns = 1); install the AppArmor profile \
+                for cage, or run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+            .to_string();
+    }
+    "the kernel refused to create user namespaces (are you inside a container that forbids them?)"
+        .to_string()
+}
+
+fn userns_hint_suffix() -> String {
+    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        format!(" ({})", userns_hint())
+    } else {
+        String::new()
+    }
+}

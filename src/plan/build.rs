@@ -1,14 +1,720 @@
-//! `build`: policies + host facts → plan. Pure.
+//! `build`: merged policy + host facts → plan. Pure apart from reading the
+//! host filesystem's metadata (existence, kind, symlinks), which is part of
+//! the facts the plan resolves against.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 
 use crate::host::Host;
-use crate::policy::Policy;
+use crate::policy::{self, Layer, NetMode, Policy, Provenance, Sourced, WorkspaceMode};
 
-use super::Plan;
+use super::protect::find_protected;
+use super::seccomp::build_seccomp;
+use super::{
+    Access, CommandPlan, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan, Mount,
+    NetworkPlan, PathRule, Plan, Requirement, Rlimit, RlimitKind, WorkspacePlan,
+};
+
+/// The PATH the agent gets when no policy sets one.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+
+/// Device nodes the agent may open for reading and writing.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+];
 
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {}
+pub enum BuildError {
+    #[error("no command given: usage is `cage [OPTIONS] -- COMMAND [ARGS...]`")]
+    NoCommand,
+    #[error(
+        "{path}: required by {rule} but it does not exist (prefix the path with `?` to make it optional)"
+    )]
+    MissingPath { path: PathBuf, rule: Provenance },
+    #[error("{path}: resolving the path required by {rule}")]
+    Resolve {
+        path: PathBuf,
+        rule: Provenance,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error(
+        "refusing to make {path} the workspace: it is {what}, so the agent would see and change \
+         everything below it. Run cage from a project directory, or name it explicitly with \
+         [workspace] path in a policy file passed with -f"
+    )]
+    WorkspaceTooBroad { path: PathBuf, what: &'static str },
+    #[error(
+        "the working directory {cwd} is not visible inside the cage (workspace {workspace}); \
+         run cage from inside the workspace or grant the directory with --ro/--rw"
+    )]
+    CwdNotVisible { cwd: PathBuf, workspace: PathBuf },
+    #[error("{what} is not available in this version of cage (requested by {rule}); {hint}")]
+    Unsupported {
+        what: &'static str,
+        rule: Provenance,
+        hint: &'static str,
+    },
+}
 
 /// Resolves a merged policy against the host into a plan.
-pub fn build(_policy: &Policy, _host: &Host, _argv: &[String]) -> Result<Plan, BuildError> {
-    todo!("plan::build")
+///
+/// Order of decisions:
+/// 1. the workspace (path, mode, refusal of `/` and `$HOME`);
+/// 2. the view: binds from read/write rules and the workspace, tmpfs, hides,
+///    protected paths, sorted parents first; hide beats read/write;
+/// 3. the Landlock sets, mirroring the view;
+/// 4. the syscall deny list, environment, network, limits;
+/// 5. the command, resolved against the final PATH and view.
+pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, BuildError> {
+    if argv.is_empty() {
+        return Err(BuildError::NoCommand);
+    }
+    let mut notes = Vec::new();
+
+    // 1. Workspace.
+    let workspace = resolve_workspace(policy, host)?;
+    let mode = policy
+        .workspace
+        .mode
+        .as_ref()
+        .map(|m| m.value)
+        .unwrap_or(WorkspaceMode::Direct);
+    if mode == WorkspaceMode::Overlay {
+        let source = policy
+            .workspace
+            .mode
+            .as_ref()
+            .map(|m| m.source.clone())
+            .unwrap_or(Provenance::Default {
+                what: "workspace mode",
+            });
+        return Err(BuildError::Unsupported {
+            what: "the overlay workspace mode",
+            rule: source,
+            hint: "use --workspace direct or --workspace readonly",
+        });
+    }
+
+    // 2. The view.
+    let mut view = View::default();
+    view.push(Mount::Tmpfs {
+        dst: host.home.clone(),
+        mode: 0o700,
+        source: Provenance::Default {
+            what: "an empty, private home",
+        },
+    });
+    for rule in &policy.filesystem.tmpfs {
+        view.push(Mount::Tmpfs {
+            dst: normalize(&rule.value.path),
+            mode: 0o1777,
+            source: rule.source.clone(),
+        });
+    }
+    let hides = resolve_hides(policy, host, &mut notes)?;
+    for (rules, access) in [
+        (&policy.filesystem.read, Access::ReadOnly),
+        (&policy.filesystem.write, Access::ReadWrite),
+    ] {
+        for rule in rules {
+            add_bind(&mut view, rule, access, &hides, &mut notes)?;
+        }
+    }
+    let ws_access = match mode {
+        WorkspaceMode::Readonly => Access::ReadOnly,
+        _ => Access::ReadWrite,
+    };
+    view.push(Mount::Bind {
+        src: workspace.value.clone(),
+        dst: workspace.value.clone(),
+        access: ws_access,
+        kind: FileKind::Dir,
+        source: workspace.source.clone(),
+    });
+    let mut protected = Vec::new();
+    if ws_access == Access::ReadWrite {
+        let names: Vec<Sourced<String>> = super::BUILTIN_PROTECTED
+            .iter()
+            .map(|n| {
+                Sourced::new(
+                    n.to_string(),
+                    Provenance::Default {
+                        what: "protected paths",
+                    },
+                )
+            })
+            .chain(policy.workspace.protect.iter().cloned())
+            .collect();
+        protected = find_protected(&workspace.value, &names, &mut notes);
+        for p in &protected {
+            let kind = if p.path.is_dir() {
+                FileKind::Dir
+            } else {
+                FileKind::File
+            };
+            view.push(Mount::Bind {
+                src: p.path.clone(),
+                dst: p.path.clone(),
+                access: Access::ReadOnly,
+                kind,
+                source: p.source.clone(),
+            });
+        }
+    }
+    // Hides go over whatever granted tree they fall in; a hide outside every
+    // grant needs no mount, since nothing shows it.
+    for hide in &hides {
+        if view.covering_bind(&hide.value.0).is_some() {
+            view.push(Mount::Hide {
+                dst: hide.value.0.clone(),
+                kind: hide.value.1,
+                source: hide.source.clone(),
+            });
+        }
+    }
+    view.push(Mount::Proc {
+        dst: "/proc".into(),
+    });
+    view.push(Mount::Dev { dst: "/dev".into() });
+    let mounts = view.finish();
+
+    // The working directory must exist inside.
+    if !is_visible(&mounts, &host.cwd) {
+        return Err(BuildError::CwdNotVisible {
+            cwd: host.cwd.clone(),
+            workspace: workspace.value.clone(),
+        });
+    }
+
+    // 3. Landlock mirrors the view.
+    let landlock = build_landlock(policy, &mounts);
+
+    // 4. Syscalls, environment, network, limits.
+    let allow_ptrace = policy
+        .process
+        .allow_ptrace
+        .as_ref()
+        .filter(|p| p.value)
+        .map(|p| &p.source);
+    let seccomp = build_seccomp(allow_ptrace);
+    let env = build_env(policy, host, &mounts);
+    let network = build_network(policy);
+    let limits = build_limits(policy);
+
+    // 5. The command.
+    let path_var = env
+        .iter()
+        .find(|v| v.name == "PATH")
+        .map(|v| v.value.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    let program = resolve_command(&argv[0], path_var, &host.cwd, &mounts);
+
+    Ok(Plan {
+        command: CommandPlan {
+            argv: argv.to_vec(),
+            program,
+        },
+        cwd: host.cwd.clone(),
+        hostname: "cage".to_string(),
+        uid: host.uid,
+        gid: host.gid,
+        workspace: WorkspacePlan {
+            path: workspace.value,
+            mode,
+            source: workspace.source,
+            protected,
+        },
+        mounts,
+        landlock,
+        seccomp,
+        env,
+        network,
+        limits,
+        notes,
+    })
+}
+
+/// The workspace: `[workspace] path`, else the git top level, else the
+/// working directory. Refuses `/`, the home directory and its ancestors
+/// unless a policy names them explicitly.
+fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, BuildError> {
+    let (path, source, explicit) = match &policy.workspace.path {
+        Some(p) => (p.value.clone(), p.source.clone(), true),
+        None => match &host.repo_root {
+            Some(root) => (
+                root.clone(),
+                Provenance::Default {
+                    what: "workspace: the git top level",
+                },
+                false,
+            ),
+            None => (
+                host.cwd.clone(),
+                Provenance::Default {
+                    what: "workspace: the working directory",
+                },
+                false,
+            ),
+        },
+    };
+    let path = path.canonicalize().map_err(|error| BuildError::Resolve {
+        path: path.clone(),
+        rule: source.clone(),
+        error,
+    })?;
+    if !explicit {
+        let home = host
+            .home
+            .canonicalize()
+            .unwrap_or_else(|_| host.home.clone());
+        let what = if path == Path::new("/") {
+            Some("the root directory")
+        } else if path == home {
+            Some("your home directory")
+        } else if home.starts_with(&path) {
+            Some("a parent of your home directory")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(BuildError::WorkspaceTooBroad { path, what });
+        }
+    }
+    Ok(Sourced::new(path, source))
+}
+
+/// Hidden paths that exist, canonical, with their kind. Missing ones need
+/// nothing: they cannot be shown.
+fn resolve_hides(
+    policy: &Policy,
+    host: &Host,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Sourced<(PathBuf, FileKind)>>, BuildError> {
+    let mut out = Vec::new();
+    let defaults = [&host.config_dir, &host.state_dir].map(|dir| {
+        Sourced::new(
+            policy::PathRule {
+                path: dir.clone(),
+                optional: true,
+            },
+            Provenance::Default {
+                what: "cage's own files are never visible inside",
+            },
+        )
+    });
+    for rule in policy.filesystem.hide.iter().chain(defaults.iter()) {
+        let Some((path, kind)) = existing(&rule.value.path, &rule.source)? else {
+            continue;
+        };
+        if rule.value.path != path {
+            notes.push(format!(
+                "{} is a link to {}; hiding the target ({})",
+                rule.value.path.display(),
+                path.display(),
+                rule.source
+            ));
+        }
+        if !out
+            .iter()
+            .any(|h: &Sourced<(PathBuf, FileKind)>| h.value.0 == path)
+        {
+            out.push(Sourced::new((path, kind), rule.source.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn add_bind(
+    view: &mut View,
+    rule: &Sourced<policy::PathRule>,
+    access: Access,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let literal = normalize(&rule.value.path);
+    let Some((path, kind)) = existing(&literal, &rule.source)? else {
+        if rule.value.optional {
+            return Ok(());
+        }
+        return Err(BuildError::MissingPath {
+            path: literal,
+            rule: rule.source.clone(),
+        });
+    };
+    // Hide beats read/write: a grant inside a hidden tree is dropped.
+    if let Some(hide) = hides.iter().find(|h| path.starts_with(&h.value.0)) {
+        notes.push(format!(
+            "{} ({}) is not granted: it is hidden by {}",
+            literal.display(),
+            rule.source,
+            hide.source
+        ));
+        return Ok(());
+    }
+    // A link whose own parent is real (merged /usr: /bin -> usr/bin) is
+    // recreated as a link, and its target bound where it really lives.
+    if literal != path
+        && let Some(parent) = literal.parent()
+        && parent.canonicalize().ok().as_deref() == Some(parent)
+        && let Ok(target) = std::fs::read_link(&literal)
+    {
+        view.push(Mount::Symlink {
+            target,
+            dst: literal.clone(),
+            source: rule.source.clone(),
+        });
+    }
+    view.push(Mount::Bind {
+        src: path.clone(),
+        dst: path,
+        access,
+        kind,
+        source: rule.source.clone(),
+    });
+    Ok(())
+}
+
+/// Canonical path and kind when `path` exists; `None` when it does not.
+fn existing(path: &Path, source: &Provenance) -> Result<Option<(PathBuf, FileKind)>, BuildError> {
+    match path.canonicalize() {
+        Ok(c) => {
+            let kind = if c.is_dir() {
+                FileKind::Dir
+            } else {
+                FileKind::File
+            };
+            Ok(Some((c, kind)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(BuildError::Resolve {
+            path: path.to_path_buf(),
+            rule: source.clone(),
+            error,
+        }),
+    }
+}
+
+/// Lexical normalisation: drops `.` and resolves `..` without touching the
+/// filesystem.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Mounts being collected; `finish` orders them parents first.
+#[derive(Default)]
+struct View {
+    mounts: Vec<Mount>,
+}
+
+impl View {
+    /// Adds a mount; a later mount on the same destination replaces an
+    /// earlier one (later rules win), except that hides are never replaced.
+    fn push(&mut self, mount: Mount) {
+        if let Some(i) = self.mounts.iter().position(|m| m.dst() == mount.dst()) {
+            if matches!(self.mounts[i], Mount::Hide { .. }) {
+                return;
+            }
+            self.mounts.remove(i);
+        }
+        self.mounts.push(mount);
+    }
+
+    /// The bind whose destination is the deepest prefix of `path`.
+    fn covering_bind(&self, path: &Path) -> Option<&Mount> {
+        self.mounts
+            .iter()
+            .filter(|m| matches!(m, Mount::Bind { .. }) && path.starts_with(m.dst()))
+            .max_by_key(|m| m.dst().components().count())
+    }
+
+    /// Orders mounts so every parent comes before its children: by depth,
+    /// then by kind (a tmpfs before what lands on it; hides and protected
+    /// binds last), then by path for a stable plan.
+    fn finish(mut self) -> Vec<Mount> {
+        let rank = |m: &Mount| match m {
+            Mount::Tmpfs { .. } | Mount::Dir { .. } => 0,
+            Mount::Proc { .. } | Mount::Dev { .. } => 1,
+            Mount::Bind {
+                access: Access::ReadWrite,
+                ..
+            }
+            | Mount::Symlink { .. } => 1,
+            Mount::Bind {
+                access: Access::ReadOnly,
+                ..
+            } => 1,
+            Mount::Hide { .. } => 2,
+        };
+        self.mounts.sort_by(|a, b| {
+            let depth = |m: &Mount| m.dst().components().count();
+            (depth(a), rank(a), a.dst()).cmp(&(depth(b), rank(b), b.dst()))
+        });
+        // A mount on a path that lies inside a host bind needs that path to
+        // exist on the host: cage never creates mount points in the user's
+        // directories. Such paths exist by construction (they come from
+        // canonicalised host paths), except tmpfs rules; drop those.
+        let mut out: Vec<Mount> = Vec::new();
+        for m in self.mounts {
+            let cover = deepest_cover(&out, m.dst());
+            if let Mount::Tmpfs { dst, .. } = &m
+                && let Some(Mount::Bind { .. }) = cover
+                && dst.symlink_metadata().is_err()
+            {
+                continue;
+            }
+            // A bind inside an identical bind of the same access adds
+            // nothing (the merged-/usr targets under /usr, for example).
+            if let Mount::Bind {
+                src, dst, access, ..
+            } = &m
+                && src == dst
+                && let Some(Mount::Bind {
+                    src: psrc,
+                    dst: pdst,
+                    access: paccess,
+                    ..
+                }) = cover
+                && psrc == pdst
+                && paccess == access
+            {
+                continue;
+            }
+            out.push(m);
+        }
+        out
+    }
+}
+
+/// The mount whose destination is the deepest proper-or-equal prefix.
+fn deepest_cover<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(m.dst()))
+        .max_by_key(|m| m.dst().components().count())
+}
+
+/// Whether `path` exists inside the view and is not hidden.
+pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
+    let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let path = real.as_path();
+    match deepest_cover(mounts, path) {
+        Some(Mount::Bind { .. }) => path.exists(),
+        Some(Mount::Tmpfs { dst, .. }) | Some(Mount::Dir { dst, .. }) => dst == path,
+        Some(Mount::Proc { .. }) | Some(Mount::Dev { .. }) => true,
+        Some(Mount::Symlink { .. }) | Some(Mount::Hide { .. }) | None => false,
+    }
+}
+
+fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
+    let mut read = Vec::new();
+    let mut write = Vec::new();
+    let rule = |path: &Path, source: &Provenance| PathRule {
+        path: path.to_path_buf(),
+        source: source.clone(),
+    };
+    for m in mounts {
+        match m {
+            Mount::Bind {
+                dst,
+                access: Access::ReadOnly,
+                source,
+                ..
+            } => read.push(rule(dst, source)),
+            Mount::Bind {
+                dst,
+                access: Access::ReadWrite,
+                source,
+                ..
+            } => write.push(rule(dst, source)),
+            Mount::Tmpfs { dst, source, .. } => write.push(rule(dst, source)),
+            Mount::Proc { dst } => {
+                read.push(rule(dst, &Provenance::Default { what: "procfs" }));
+            }
+            Mount::Dev { dst } => {
+                read.push(rule(dst, &Provenance::Default { what: "/dev" }));
+                write.push(rule(
+                    &dst.join("shm"),
+                    &Provenance::Default { what: "/dev/shm" },
+                ));
+            }
+            // A hide is enforced by the mount alone: Landlock grants cannot
+            // subtract a subtree from a granted one.
+            Mount::Hide { .. } | Mount::Symlink { .. } | Mount::Dir { .. } => {}
+        }
+    }
+    let devices = DEVICES
+        .iter()
+        .map(|d| {
+            rule(
+                Path::new(d),
+                &Provenance::Default {
+                    what: "device nodes",
+                },
+            )
+        })
+        .collect();
+    let requirement = match policy
+        .security
+        .allow_degraded
+        .iter()
+        .find(|l| l.value == Layer::Landlock)
+    {
+        Some(l) => Requirement::BestEffort {
+            source: l.source.clone(),
+        },
+        None => Requirement::Required,
+    };
+    LandlockPlan {
+        requirement,
+        read,
+        write,
+        devices,
+        scope_abstract_sockets: true,
+        scope_signals: true,
+    }
+}
+
+/// The agent's whole environment: identity defaults, then names passed from
+/// the host, then fixed values; later entries replace earlier ones.
+fn build_env(policy: &Policy, host: &Host, mounts: &[Mount]) -> Vec<EnvVar> {
+    let mut env: Vec<EnvVar> = Vec::new();
+    let mut set = |name: &str, value: &str, source: Provenance| {
+        env.retain(|v| v.name != name);
+        env.push(EnvVar {
+            name: name.to_string(),
+            value: value.to_string(),
+            source,
+        });
+    };
+    let ident = || Provenance::Default { what: "identity" };
+    set("HOME", &host.home.to_string_lossy(), ident());
+    set("USER", &host.user, ident());
+    set("LOGNAME", &host.user, ident());
+    let shell = host
+        .var("SHELL")
+        .filter(|s| is_visible(mounts, Path::new(s)))
+        .unwrap_or("/bin/sh");
+    set("SHELL", shell, ident());
+    set("PATH", DEFAULT_PATH, Provenance::Default { what: "PATH" });
+    set(
+        "CAGE",
+        "1",
+        Provenance::Default {
+            what: "tells programs they run in a cage",
+        },
+    );
+    for pass in &policy.env.pass {
+        let pattern = pass.value.as_str();
+        for (name, value) in &host.env {
+            let hit = match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            };
+            if hit {
+                set(name, value, pass.source.clone());
+            }
+        }
+    }
+    for s in &policy.env.set {
+        set(&s.value.0, &s.value.1, s.source.clone());
+    }
+    env.sort_by(|a, b| a.name.cmp(&b.name));
+    env
+}
+
+fn build_network(policy: &Policy) -> NetworkPlan {
+    let (mode, source) = match &policy.network.mode {
+        Some(m) => (m.value, m.source.clone()),
+        None => (NetMode::None, Provenance::Default { what: "network" }),
+    };
+    let rules = |list: &[Sourced<policy::HostPattern>]| {
+        list.iter()
+            .map(|r| HostRule {
+                pattern: r.value.clone(),
+                source: r.source.clone(),
+            })
+            .collect()
+    };
+    NetworkPlan {
+        mode,
+        source,
+        allow: rules(&policy.network.allow),
+        deny: rules(&policy.network.deny),
+    }
+}
+
+fn build_limits(policy: &Policy) -> LimitsPlan {
+    let mut rlimits = vec![Rlimit {
+        kind: RlimitKind::Core,
+        value: 0,
+        source: Provenance::Default {
+            what: "no core dumps: they would hold the agent's memory",
+        },
+    }];
+    let l = &policy.limits;
+    for (kind, value) in [
+        (RlimitKind::Nofile, &l.nofile),
+        (RlimitKind::Nproc, &l.nproc),
+        (RlimitKind::Fsize, &l.fsize),
+    ] {
+        if let Some(v) = value {
+            rlimits.push(Rlimit {
+                kind,
+                value: v.value,
+                source: v.source.clone(),
+            });
+        }
+    }
+    let limit = |v: &Option<Sourced<u64>>| {
+        v.as_ref().map(|v| Limit {
+            value: v.value,
+            source: v.source.clone(),
+        })
+    };
+    LimitsPlan {
+        rlimits,
+        memory: limit(&l.memory),
+        pids: limit(&l.pids),
+        cpu: limit(&l.cpu),
+    }
+}
+
+/// `argv0` resolved like execvp would inside the cage: a path with a slash
+/// as is (relative to the working directory), else the first visible,
+/// executable match on PATH.
+fn resolve_command(argv0: &str, path_var: &str, cwd: &Path, mounts: &[Mount]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let usable = |p: &Path| {
+        let real = p.canonicalize().ok()?;
+        let meta = real.metadata().ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0 && is_visible(mounts, &real))
+            .then(|| p.to_path_buf())
+    };
+    if argv0.contains('/') {
+        let p = normalize(&cwd.join(argv0));
+        return Some(usable(&p).unwrap_or(p));
+    }
+    let mut seen = BTreeSet::new();
+    path_var
+        .split(':')
+        .filter(|d| d.starts_with('/') && seen.insert(*d))
+        .find_map(|d| usable(&Path::new(d).join(argv0)))
 }

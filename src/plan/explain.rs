@@ -1,1 +1,189 @@
-//! `explain`: is a path or host allowed, and by which rule.
+//! `explain`: is a path or host allowed inside the cage, and which rule
+//! decides. Reads the plan (and the policy's hide rules, which the plan
+//! only mounts where a grant would otherwise show them).
+
+use std::path::{Path, PathBuf};
+
+use crate::policy::{NetMode, Policy};
+
+use super::{Access, Mount, Plan};
+
+/// A verdict and the reasons, one per line, for people.
+#[derive(Debug)]
+pub struct Explanation {
+    pub allowed: bool,
+    pub lines: Vec<String>,
+}
+
+/// Explains a path, given as the user typed it, already made absolute.
+pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
+    let literal = super::build::normalize(path);
+    let real = literal.canonicalize().unwrap_or_else(|_| literal.clone());
+    let mut lines = Vec::new();
+    if real != literal {
+        lines.push(format!(
+            "{} resolves to {}",
+            literal.display(),
+            real.display()
+        ));
+    }
+    let cover = plan
+        .mounts
+        .iter()
+        .filter(|m| real.starts_with(m.dst()))
+        .max_by_key(|m| m.dst().components().count());
+    let hide_rule =
+        policy.filesystem.hide.iter().find(|h| {
+            real.starts_with(h.value.path.canonicalize().unwrap_or(h.value.path.clone()))
+        });
+    let protected = plan
+        .workspace
+        .protected
+        .iter()
+        .find(|p| real.starts_with(&p.path));
+    let allowed = match cover {
+        Some(Mount::Hide { dst, source, .. }) => {
+            lines.push(format!(
+                "hidden: {} is covered by an empty mount ({source})",
+                dst.display()
+            ));
+            false
+        }
+        Some(Mount::Bind {
+            access,
+            source,
+            dst,
+            ..
+        }) => {
+            if let Some(p) = protected {
+                lines.push(format!(
+                    "visible read-only: {} is a protected path ({}, {})",
+                    p.path.display(),
+                    p.name,
+                    p.source
+                ));
+            } else {
+                let how = match access {
+                    Access::ReadOnly => "visible read-only",
+                    Access::ReadWrite => "visible and writable",
+                };
+                lines.push(format!(
+                    "{how}: granted by {source} (bind of {})",
+                    dst.display()
+                ));
+            }
+            true
+        }
+        Some(Mount::Tmpfs { dst, source, .. }) => {
+            lines.push(format!(
+                "not visible: {} is a fresh, empty tmpfs inside the cage ({source}); the host's \
+                 files there are not shown",
+                dst.display()
+            ));
+            false
+        }
+        Some(Mount::Proc { .. }) | Some(Mount::Dev { .. }) => {
+            lines.push("the cage's own /proc or /dev, not the host's".to_string());
+            true
+        }
+        Some(Mount::Symlink {
+            target,
+            dst,
+            source,
+        }) => {
+            lines.push(format!(
+                "{} is a link to {} ({source})",
+                dst.display(),
+                target.display()
+            ));
+            true
+        }
+        Some(Mount::Dir { .. }) | None => {
+            lines.push("not visible: no rule grants it".to_string());
+            false
+        }
+    };
+    if let Some(h) = hide_rule
+        && !matches!(cover, Some(Mount::Hide { .. }))
+    {
+        lines.push(format!(
+            "also on the hide list ({}): hidden even if a broader rule grants it",
+            h.source
+        ));
+    }
+    Explanation { allowed, lines }
+}
+
+/// Explains a host and port.
+pub fn explain_host(plan: &Plan, host: &str, port: u16) -> Explanation {
+    let net = &plan.network;
+    let mut lines = Vec::new();
+    let allowed = match net.mode {
+        NetMode::None => {
+            lines.push(format!(
+                "denied: network mode is none ({}); the cage has only its own loopback",
+                net.source
+            ));
+            false
+        }
+        NetMode::Host => {
+            lines.push(format!(
+                "allowed: network mode is host ({}); the cage shares the host's network",
+                net.source
+            ));
+            true
+        }
+        NetMode::Proxy => {
+            if let Some(d) = net.deny.iter().find(|r| r.pattern.matches(host, port)) {
+                lines.push(format!("denied by {} ({})", d.pattern, d.source));
+                false
+            } else if let Some(a) = net.allow.iter().find(|r| r.pattern.matches(host, port)) {
+                lines.push(format!("allowed by {} ({})", a.pattern, a.source));
+                true
+            } else {
+                lines.push(format!(
+                    "denied: no allow rule matches {host}:{port}; allow it with --allow-host \
+                     {host} or in .cage.toml [network] allow"
+                ));
+                false
+            }
+        }
+    };
+    Explanation { allowed, lines }
+}
+
+/// Splits `HOST[:PORT]` (`[v6]:PORT` for IPv6); no port means 443.
+pub fn parse_host_port(target: &str) -> Option<(String, u16)> {
+    if let Some(rest) = target.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if tail.is_empty() => 443,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    match target.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h.to_string(), p.parse().ok()?)),
+        _ => Some((target.to_string(), 443)),
+    }
+}
+
+/// Whether an explain target names a path rather than a host.
+pub fn is_path(target: &str) -> bool {
+    target.starts_with('/')
+        || target.starts_with('~')
+        || target.starts_with('.')
+        || target.contains('/')
+}
+
+/// For callers: an absolute version of a path target.
+pub fn absolute(target: &str, home: &Path, cwd: &Path) -> PathBuf {
+    if target == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = target.strip_prefix("~/") {
+        home.join(rest)
+    } else {
+        cwd.join(target)
+    }
+}

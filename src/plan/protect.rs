@@ -1,6 +1,20 @@
-//! Protected paths: execution-bearing files kept read-only in the workspace.
+//! Protected paths: execution-bearing files the developer runs later
+//! outside the cage (git hooks and config, `.envrc`, editor task files,
+//! cage's own policy). They stay read-only inside a writable workspace, at
+//! any depth: nested repositories and submodule gitdirs included.
+//!
+//! Only paths that exist can be protected (cage never creates stub files to
+//! mount over); symlinks are never followed: a protected name that is a
+//! link is reported, since binding it would bind whatever it points at.
 
-/// DESIGN.md's built-in protected set.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::policy::{Provenance, Sourced};
+
+use super::Protected;
+
+/// DESIGN.md's built-in protected set, as paths relative to any directory.
 pub const BUILTIN_PROTECTED: &[&str] = &[
     ".git/hooks",
     ".git/config",
@@ -12,4 +26,113 @@ pub const BUILTIN_PROTECTED: &[&str] = &[
     ".cage.toml",
 ];
 
-pub fn find_protected() {}
+/// Parts of a gitdir that run code or redirect git (hooks, config, info);
+/// applied to every submodule gitdir under `.git/modules`.
+const GITDIR_PROTECTED: &[&str] = &["hooks", "config", "info"];
+
+/// Walks `root` and returns every existing protected path under it, in walk
+/// order. `names` are relative paths matched in every directory.
+pub fn find_protected(
+    root: &Path,
+    names: &[Sourced<String>],
+    notes: &mut Vec<String>,
+) -> Vec<Protected> {
+    let mut found: Vec<Protected> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut push = |found: &mut Vec<Protected>, path: PathBuf, name: &str, source: &Provenance| {
+        if seen.insert(path.clone()) {
+            found.push(Protected {
+                path,
+                name: name.to_string(),
+                source: source.clone(),
+            });
+        }
+    };
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut here = BTreeSet::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir && name != ".git" {
+                stack.push(entry.path());
+            }
+            here.insert(name);
+        }
+        for rule in names {
+            let rel = Path::new(&rule.value);
+            let Some(first) = rel.components().next() else {
+                continue;
+            };
+            if !here.contains(first.as_os_str()) {
+                continue;
+            }
+            let path = dir.join(rel);
+            match path.symlink_metadata() {
+                Ok(m) if m.file_type().is_symlink() => notes.push(format!(
+                    "{} is a symbolic link, so cage cannot protect it; check where it points \
+                     before trusting it",
+                    path.display()
+                )),
+                Ok(_) => push(&mut found, path, &rule.value, &rule.source),
+                Err(_) => {}
+            }
+        }
+        // Submodule gitdirs live under .git/modules, nested to any depth.
+        let modules = dir.join(".git/modules");
+        if modules.is_dir() {
+            let source = Provenance::Default {
+                what: "protected paths: submodule gitdir",
+            };
+            let mut gitdirs = vec![modules];
+            while let Some(g) = gitdirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&g) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        continue;
+                    }
+                    let p = e.path();
+                    if p.join("HEAD").is_file() {
+                        for part in GITDIR_PROTECTED {
+                            let q = p.join(part);
+                            if q.symlink_metadata()
+                                .is_ok_and(|m| !m.file_type().is_symlink())
+                            {
+                                push(&mut found, q, &format!(".git/modules/*/{part}"), &source);
+                            }
+                        }
+                        if p.join("modules").is_dir() {
+                            gitdirs.push(p.join("modules"));
+                        }
+                    } else {
+                        gitdirs.push(p);
+                    }
+                }
+            }
+        }
+        // A `.git` file points at a gitdir elsewhere (linked worktree or
+        // submodule). Inside the workspace it is covered above; outside it
+        // is not visible, so git in the cage cannot use it.
+        let dotgit = dir.join(".git");
+        if dotgit.is_file()
+            && let Ok(text) = std::fs::read_to_string(&dotgit)
+            && let Some(target) = text.trim().strip_prefix("gitdir:")
+        {
+            let target = super::build::normalize(&dir.join(target.trim()));
+            if !target.starts_with(root) {
+                notes.push(format!(
+                    "{} points at the gitdir {}, outside the workspace: it is not visible \
+                     inside the cage (grant it with --rw if git must work there)",
+                    dotgit.display(),
+                    target.display()
+                ));
+            }
+        }
+    }
+    found
+}

@@ -35,3 +35,30 @@ pub enum PortSpec {
     /// `:*`
     Any,
 }
+
+impl HostPattern {
+    /// Whether this pattern allows `host` on `port` (case-insensitive).
+    // Placeholder until the policy branch lands its full matcher.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        let port_ok = match self.port {
+            PortSpec::Web => port == 443 || port == 80,
+            PortSpec::Port(p) => p == port,
+            PortSpec::Any => true,
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        port_ok
+            && match &self.host {
+                HostSpec::Name(n) => *n == host,
+                HostSpec::Suffix(s) => host.ends_with(&format!(".{s}")),
+                HostSpec::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
+                HostSpec::Cidr(..) => false,
+            }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    // Placeholder until the policy branch lands.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self)
+    }
+}

@@ -9,6 +9,8 @@
 
 pub mod hosts;
 pub mod provenance;
+mod stub;
+pub use stub::*;
 
 use std::path::PathBuf;
 

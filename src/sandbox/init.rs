@@ -1,0 +1,303 @@
+//! cage init (pid 1 of the cage) and the agent's last steps before exec.
+//!
+//! Both run in a cloned copy of the supervisor, so nothing here may unwind
+//! or return into the supervisor's code: every path ends in `exit_now`.
+//! Setup errors go to the supervisor over the channel first.
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::plan::{Plan, Requirement, RlimitKind};
+use crate::sys;
+
+use super::protocol::{Channel, Report};
+use super::{FORWARDED, caps, landlock, mounts, seccomp};
+
+/// Exit code of a cage failure (DESIGN.md).
+pub const EXIT_CAGE: i32 = 125;
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Runs as pid 1 in the new namespaces. Never returns.
+///
+/// 1. Die with the supervisor; name the process.
+/// 2. Close every inherited descriptor but the channel.
+/// 3. Wait until the supervisor has written the id maps; become
+///    non-dumpable.
+/// 4. Build the view and pivot into it; set the hostname.
+/// 5. Fork the agent, then only reap zombies and forward signals until it
+///    exits, and exit with its status.
+pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfProgram]) -> ! {
+    // 1. PDEATHSIG first: from here on, a supervisor that dies however it
+    //    dies takes this process, and with it the whole pid namespace.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let _ = nix::sys::prctl::set_name(c"cage:init");
+
+    // 2. Descriptors the user's shell or an IDE left open must not reach
+    //    the agent, nor sit in pid 1 where a bug could expose them.
+    if let Err(e) = close_inherited(&channel) {
+        fail(
+            &channel,
+            "closing inherited file descriptors",
+            "",
+            Some(e),
+            EXIT_CAGE,
+        );
+    }
+
+    // 3. An EOF means the supervisor died before mapping us: just leave.
+    if channel.wait_go().is_err() {
+        sys::exit_now(EXIT_CAGE);
+    }
+    // Non-dumpable: the agent cannot ptrace or read /proc/1/mem, fd/,
+    // environ. Only now: it makes /proc/<pid> root-owned, which would have
+    // stopped the supervisor writing the id maps.
+    let _ = nix::sys::prctl::set_dumpable(false);
+
+    // 4.
+    if let Err(e) = mounts::enter_view(plan) {
+        let errno = e.errno();
+        channel.send(&Report::Failed {
+            message: chain(&e),
+            errno,
+            code: EXIT_CAGE,
+        });
+        sys::exit_now(EXIT_CAGE);
+    }
+    if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
+        fail(
+            &channel,
+            "setting the hostname to",
+            &plan.hostname,
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+
+    // 5. The signals stay blocked here (inherited from the supervisor) and
+    //    are read from a signalfd; the agent unblocks them before exec.
+    let agent = match unsafe_fork() {
+        Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(&channel, "forking the agent", "", Some(e.into()), EXIT_CAGE),
+    };
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => fail(
+            &channel,
+            "creating a signalfd",
+            "",
+            Some(e.into()),
+            EXIT_CAGE,
+        ),
+    };
+    drop(channel);
+    loop {
+        // Reap everything that has exited; the agent's status ends the cage.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == agent => sys::exit_now(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == agent => {
+                    sys::exit_now(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        match sfd.read_signal() {
+            Ok(Some(info)) => {
+                // Forward only signals someone sent with kill/sigqueue
+                // (si_code <= 0). Terminal signals (SI_KERNEL) already
+                // reached the agent, which shares our process group;
+                // forwarding them would deliver Ctrl-C twice.
+                if info.ssi_code <= 0
+                    && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
+                    && sig != Signal::SIGCHLD
+                {
+                    let _ = kill(agent, sig);
+                }
+            }
+            Ok(None) | Err(_) => {}
+        }
+    }
+}
+
+/// The agent: the last steps before exec. Never returns.
+///
+/// 1. Default signal mask (a blocked mask survives exec).
+/// 2. Resource limits.
+/// 3. Landlock, while the view's paths can still be opened by name.
+/// 4. Capabilities dropped, no_new_privs.
+/// 5. Every descriptor above 2 close-on-exec (the channel closes at exec,
+///    which tells the supervisor exec succeeded).
+/// 6. seccomp, last before exec, so the filter need not allow anything
+///    cage itself does above.
+/// 7. execve.
+fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // 1.
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
+        fail(
+            channel,
+            "resetting the signal mask",
+            "",
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+    // 2.
+    for r in &plan.limits.rlimits {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let res = match r.kind {
+            RlimitKind::Nofile => Resource::RLIMIT_NOFILE,
+            RlimitKind::Nproc => Resource::RLIMIT_NPROC,
+            RlimitKind::Fsize => Resource::RLIMIT_FSIZE,
+            RlimitKind::Core => Resource::RLIMIT_CORE,
+        };
+        // Never above the current hard limit: lowering needs no privilege.
+        let hard = getrlimit(res).map(|(_, h)| h).unwrap_or(r.value);
+        let v = r.value.min(hard);
+        if let Err(e) = setrlimit(res, v, v) {
+            fail(
+                channel,
+                "setting the resource limit",
+                &format!("{:?}", r.kind),
+                Some(e.into()),
+                EXIT_CAGE,
+            );
+        }
+    }
+    // 3.
+    match landlock::install(&plan.landlock) {
+        Ok(status) => {
+            if let Requirement::BestEffort { source } = &plan.landlock.requirement
+                && !status.missing.is_empty()
+            {
+                eprintln!(
+                    "cage: warning: Landlock is not fully enforced (kernel ABI {}; missing: {}); \
+                     running anyway because of {source}",
+                    status.abi,
+                    status.missing.join(", ")
+                );
+            }
+        }
+        Err(e) => {
+            channel.send(&Report::Failed {
+                message: chain(&e),
+                errno: None,
+                code: EXIT_CAGE,
+            });
+            sys::exit_now(EXIT_CAGE);
+        }
+    }
+    // 4.
+    if let Err(e) = caps::drop_all() {
+        channel.send(&Report::Failed {
+            message: chain(&e),
+            errno: None,
+            code: EXIT_CAGE,
+        });
+        sys::exit_now(EXIT_CAGE);
+    }
+    // 5.
+    if let Err(e) = sys::cloexec_from(3) {
+        fail(
+            channel,
+            "marking file descriptors close-on-exec",
+            "",
+            Some(e),
+            EXIT_CAGE,
+        );
+    }
+    let Some(program) = &plan.command.program else {
+        channel.send(&Report::NotFound {
+            program: plan.command.argv[0].clone(),
+        });
+        sys::exit_now(EXIT_NOT_FOUND);
+    };
+    let cstr = |s: &str| CString::new(s).unwrap_or_default();
+    let path = CString::new(program.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let argv: Vec<CString> = plan.command.argv.iter().map(|a| cstr(a)).collect();
+    let env: Vec<CString> = plan
+        .env
+        .iter()
+        .map(|v| cstr(&format!("{}={}", v.name, v.value)))
+        .collect();
+    // 6.
+    if let Err(e) = seccomp::install(filters) {
+        channel.send(&Report::Failed {
+            message: chain(&e),
+            errno: None,
+            code: EXIT_CAGE,
+        });
+        sys::exit_now(EXIT_CAGE);
+    }
+    // 7.
+    let errno = match nix::unistd::execve(&path, &argv, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let code = if errno == nix::errno::Errno::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_EXECUTE
+    };
+    channel.send(&Report::ExecFailed {
+        program: program.display().to_string(),
+        errno: errno as i32,
+        code,
+    });
+    sys::exit_now(code)
+}
+
+fn close_inherited(channel: &Channel) -> std::io::Result<()> {
+    // SAFETY: right after clone, the channel is the only descriptor above 2
+    // that a live object in this process owns.
+    unsafe { sys::close_all_except(channel.as_raw_fd()) }
+}
+
+fn unsafe_fork() -> nix::Result<ForkResult> {
+    // SAFETY: cage init is single-threaded (a clone of the single-threaded
+    // supervisor), so the child may run arbitrary code.
+    unsafe { fork() }
+}
+
+fn fail(channel: &Channel, step: &str, object: &str, e: Option<std::io::Error>, code: i32) -> ! {
+    let errno = e.as_ref().and_then(|e| e.raw_os_error());
+    let mut message = if object.is_empty() {
+        step.to_string()
+    } else {
+        format!("{step} {object}")
+    };
+    if let Some(e) = e {
+        message.push_str(&format!(": {e}"));
+    }
+    channel.send(&Report::Failed {
+        message,
+        errno,
+        code,
+    });
+    sys::exit_now(code)
+}
+
+/// An error and its sources on one line: "a: b: c".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

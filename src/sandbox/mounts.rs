@@ -1,0 +1,393 @@
+//! The view: a fresh tmpfs root holding only what the plan binds.
+//!
+//! Runs in cage init, inside the new user and mount namespaces, with the
+//! capabilities the user namespace grants. It executes `plan.mounts` in
+//! order and decides nothing. Two rules it enforces mechanically:
+//!
+//! 1. Every host path is opened with `RESOLVE_NO_SYMLINKS` and mounted
+//!    through its descriptor, so a link planted between plan and mount
+//!    cannot redirect a bind.
+//! 2. Mount points are created only inside cage's own tmpfs mounts, never
+//!    in a host directory: cage leaves no stub files behind.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
+
+use crate::plan::{Access, FileKind, Mount, Plan};
+use crate::sys;
+
+/// Where the staging tmpfs is mounted before the first pivot. Host paths
+/// stay reachable under `OLD` afterwards, even ones below /tmp.
+const STAGING: &str = "/tmp";
+const NEW: &str = "/newroot";
+const OLD: &str = "/oldroot";
+/// An empty file in the staging tmpfs, bound over hidden files. It stays
+/// reachable through those binds only.
+const EMPTY_FILE: &str = "/empty";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{step} {path}")]
+    Sys {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        errno: std::io::Error,
+    },
+    #[error(
+        "refusing to create the mount point {path}: it would be created in a host directory \
+         (cage never leaves files in your directories)"
+    )]
+    HostMountPoint { path: PathBuf },
+}
+
+impl MountError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            MountError::Sys { errno, .. } => errno.raw_os_error(),
+            MountError::HostMountPoint { .. } => None,
+        }
+    }
+}
+
+fn err<E: Into<std::io::Error>>(step: &'static str, path: &Path) -> impl FnOnce(E) -> MountError {
+    let path = path.to_path_buf();
+    move |e| MountError::Sys {
+        step,
+        path,
+        errno: e.into(),
+    }
+}
+
+/// Builds the view and enters it. On return the process's root is the new
+/// tmpfs, the host's root is detached, and the working directory is
+/// `plan.cwd`.
+///
+/// 1. Stop mount events propagating back to the host.
+/// 2. Mount a staging tmpfs and pivot into it; the host root moves to
+///    /oldroot, so every source path stays reachable.
+/// 3. Mount the new root's tmpfs at /newroot and apply the plan's mounts.
+/// 4. Detach the host root, pivot into /newroot and detach the staging root.
+/// 5. Make the root tmpfs read-only, and change to the working directory.
+pub fn enter_view(plan: &Plan) -> Result<(), MountError> {
+    let root = Path::new("/");
+    // 1. Slave, not private: unmounts on the host still propagate in, so a
+    //    cage never keeps a host filesystem busy.
+    mount(
+        None::<&str>,
+        root,
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err("making the mount tree private", root))?;
+
+    // 2.
+    let staging = Path::new(STAGING);
+    tmpfs(staging, 0o755)?;
+    for dir in ["newroot", "oldroot"] {
+        let p = staging.join(dir);
+        fs::create_dir(&p).map_err(err("creating", &p))?;
+    }
+    fs::write(staging.join("empty"), b"").map_err(err("creating", &staging.join("empty")))?;
+    fs::set_permissions(staging.join("empty"), fs::Permissions::from_mode(0o444))
+        .map_err(err("setting the mode of", &staging.join("empty")))?;
+    nix::unistd::pivot_root(staging, &staging.join("oldroot"))
+        .map_err(err("pivoting into the staging root", staging))?;
+    nix::unistd::chdir(root).map_err(err("changing directory to", root))?;
+
+    // 3.
+    let new = Path::new(NEW);
+    tmpfs(new, 0o755)?;
+    let mut owned: Vec<PathBuf> = vec![PathBuf::from("/")];
+    for m in &plan.mounts {
+        apply(m, &mut owned)?;
+    }
+
+    // 4. Detach the host root first: nothing below may reach it again.
+    let old = Path::new(OLD);
+    umount2(old, MntFlags::MNT_DETACH).map_err(err("detaching the host root", old))?;
+    nix::unistd::chdir(new).map_err(err("changing directory to", new))?;
+    // pivot_root(".", ".") stacks the staging root on top of the new one;
+    // detaching "." then drops it (pivot_root(2), NOTES).
+    nix::unistd::pivot_root(".", ".").map_err(err("pivoting into the new root", new))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(err("detaching the staging root", root))?;
+    nix::unistd::chdir(root).map_err(err("changing directory to", root))?;
+
+    // 5.
+    sys::mount_setattr(root, false, libc::MOUNT_ATTR_RDONLY, 0)
+        .map_err(err("making the root read-only", root))?;
+    nix::unistd::chdir(&plan.cwd).map_err(err("changing to the working directory", &plan.cwd))?;
+    Ok(())
+}
+
+/// `dst` as seen from the staging root.
+fn inside(dst: &Path) -> PathBuf {
+    Path::new(NEW).join(dst.strip_prefix("/").unwrap_or(dst))
+}
+
+/// A host path as seen from the staging root.
+fn host(src: &Path) -> PathBuf {
+    Path::new(OLD).join(src.strip_prefix("/").unwrap_or(src))
+}
+
+fn apply(m: &Mount, owned: &mut Vec<PathBuf>) -> Result<(), MountError> {
+    match m {
+        Mount::Dir { dst, mode, .. } => {
+            make_dir(dst, *mode, owned)?;
+        }
+        Mount::Tmpfs { dst, mode, .. } => {
+            make_dir(dst, 0o755, owned)?;
+            tmpfs(&inside(dst), *mode)?;
+            owned.push(dst.clone());
+        }
+        Mount::Bind {
+            src,
+            dst,
+            access,
+            kind,
+            ..
+        } => {
+            make_mount_point(dst, *kind, owned)?;
+            bind(&host(src), &inside(dst), *access)?;
+        }
+        Mount::Hide { dst, kind, .. } => {
+            let target = inside(dst);
+            match kind {
+                FileKind::Dir => {
+                    tmpfs(&target, 0o555)?;
+                    sys::mount_setattr(&target, false, libc::MOUNT_ATTR_RDONLY, 0)
+                        .map_err(err("making read-only", &target))?;
+                }
+                FileKind::File => bind(Path::new(EMPTY_FILE), &target, Access::ReadOnly)?,
+            }
+        }
+        Mount::Symlink { target, dst, .. } => {
+            if !is_owned(dst, owned) {
+                return Err(MountError::HostMountPoint { path: dst.clone() });
+            }
+            let link = inside(dst);
+            std::os::unix::fs::symlink(target, &link).map_err(err("creating the link", &link))?;
+        }
+        Mount::Proc { dst } => {
+            make_dir(dst, 0o555, owned)?;
+            proc(&inside(dst))?;
+        }
+        Mount::Dev { dst } => {
+            make_dir(dst, 0o755, owned)?;
+            dev(&inside(dst))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `dst`'s deepest covering mount is one of cage's own tmpfs.
+fn is_owned(dst: &Path, owned: &[PathBuf]) -> bool {
+    // `owned` lists cage's tmpfs mounts; host binds can sit between them.
+    // The plan orders mounts parents first, so compare against the deepest
+    // owned prefix and check no host path was bound deeper on the way.
+    let deepest = owned
+        .iter()
+        .filter(|o| dst.starts_with(o))
+        .max_by_key(|o| o.components().count());
+    match deepest {
+        Some(o) => {
+            // Walk from the owned mount down to dst's parent: each existing
+            // component must still live on that tmpfs (same device).
+            let Ok(base) = fs::metadata(inside(o)) else {
+                return false;
+            };
+            use std::os::unix::fs::MetadataExt;
+            let mut cur = inside(o);
+            let rel = dst.strip_prefix(o).unwrap_or(dst);
+            for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+                cur.push(c);
+                match fs::symlink_metadata(&cur) {
+                    Ok(m) if m.dev() == base.dev() && m.is_dir() => {}
+                    Ok(_) => return false,
+                    Err(_) => break,
+                }
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+fn make_dir(dst: &Path, mode: u32, owned: &[PathBuf]) -> Result<(), MountError> {
+    let target = inside(dst);
+    if target.is_dir() {
+        return Ok(());
+    }
+    if !is_owned(dst, owned) {
+        return Err(MountError::HostMountPoint {
+            path: dst.to_path_buf(),
+        });
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(&target)
+        .map_err(err("creating the directory", &target))
+}
+
+fn make_mount_point(dst: &Path, kind: FileKind, owned: &[PathBuf]) -> Result<(), MountError> {
+    let target = inside(dst);
+    if target.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    match kind {
+        FileKind::Dir => make_dir(dst, 0o755, owned),
+        FileKind::File => {
+            if let Some(parent) = dst.parent() {
+                make_dir(parent, 0o755, owned)?;
+            }
+            if !is_owned(dst, owned) {
+                return Err(MountError::HostMountPoint {
+                    path: dst.to_path_buf(),
+                });
+            }
+            fs::File::create(&target)
+                .map(drop)
+                .map_err(err("creating the mount point", &target))
+        }
+    }
+}
+
+fn tmpfs(target: &Path, mode: u32) -> Result<(), MountError> {
+    let data = format!("mode={mode:o}");
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(err("mounting a tmpfs on", target))
+}
+
+/// Opens `path` as an `O_PATH` descriptor, refusing any symbolic link on
+/// the way.
+fn open_path(path: &Path) -> Result<OwnedFd, MountError> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    openat2(nix::fcntl::AT_FDCWD, path, how).map_err(err("opening", path))
+}
+
+/// Recursive bind of `src` on `dst`, through descriptors; read-only applies
+/// to every submount. Always nosuid and nodev.
+fn bind(src: &Path, dst: &Path, access: Access) -> Result<(), MountError> {
+    let s = open_path(src)?;
+    let d = open_path(dst)?;
+    // /proc here is the host's procfs under /oldroot (staging has none).
+    let fd_path = |fd: &OwnedFd| PathBuf::from(format!("{OLD}/proc/self/fd/{}", fd.as_raw_fd()));
+    let step = match access {
+        Access::ReadOnly => "bind-mounting read-only",
+        Access::ReadWrite => "bind-mounting read-write",
+    };
+    mount(
+        Some(&fd_path(&s)),
+        &fd_path(&d),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| MountError::Sys {
+        step,
+        path: src
+            .strip_prefix(OLD)
+            .map(|p| Path::new("/").join(p))
+            .unwrap_or(src.into()),
+        errno: e.into(),
+    })?;
+    let mut set = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
+    if access == Access::ReadOnly {
+        set |= libc::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(dst, true, set, 0).map_err(err("setting mount flags on", dst))
+}
+
+/// A procfs for the new pid namespace, with the parts that reach the
+/// kernel's global state read-only (as bubblewrap does).
+fn proc(target: &Path) -> Result<(), MountError> {
+    mount(
+        Some("proc"),
+        target,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(err("mounting procfs on", target))?;
+    for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+        let p = target.join(sub);
+        if p.exists() {
+            bind(&p, &p, Access::ReadOnly)?;
+        }
+    }
+    Ok(())
+}
+
+/// A minimal /dev: the harmless character devices bound from the host, a
+/// private devpts instance, shm, and the usual links.
+fn dev(target: &Path) -> Result<(), MountError> {
+    tmpfs(target, 0o755)?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let dst = target.join(node);
+        fs::File::create(&dst)
+            .map(drop)
+            .map_err(err("creating the mount point", &dst))?;
+        let src = host(&Path::new("/dev").join(node));
+        let s = open_path(&src)?;
+        let fd_path = PathBuf::from(format!("{OLD}/proc/self/fd/{}", s.as_raw_fd()));
+        mount(
+            Some(&fd_path),
+            &dst,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(err("bind-mounting the device", &src))?;
+        sys::mount_setattr(
+            &dst,
+            false,
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+            0,
+        )
+        .map_err(err("setting mount flags on", &dst))?;
+    }
+    let pts = target.join("pts");
+    fs::create_dir(&pts).map_err(err("creating", &pts))?;
+    // A new devpts instance: the agent's ptys are its own, and the host's
+    // terminals are not listed. No gid= option: the tty group is not mapped.
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .map_err(err("mounting devpts on", &pts))?;
+    let shm = target.join("shm");
+    fs::create_dir(&shm).map_err(err("creating", &shm))?;
+    tmpfs(&shm, 0o1777)?;
+    for (name, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let link = target.join(name);
+        std::os::unix::fs::symlink(to, &link).map_err(err("creating the link", &link))?;
+    }
+    sys::mount_setattr(target, false, libc::MOUNT_ATTR_RDONLY, 0)
+        .map_err(err("making read-only", target))
+}
