@@ -215,10 +215,58 @@ impl From<LayerArg> for Layer {
     }
 }
 
+/// Sections of the man page that clap does not generate, in roff.
+const MAN_EXTRA: &str = r#".SH EXAMPLES
+.TP
+\fBcage \-\- claude\fR
+Run Claude Code caged in the current repository.
+.TP
+\fBcage \-p claude \-\-dry\-run \-\- claude\fR
+Print the plan: every mount, Landlock rule, denied syscall and variable, with the rule behind it.
+.TP
+\fBcage explain ~/.ssh/id_ed25519\fR
+Say whether the path is visible inside, and which rule decides.
+.TP
+\fBcage policy check\fR
+Validate the project's .cage.toml.
+.SH EXIT STATUS
+The command's own exit status; 128+N when it was killed by signal N.
+.TP
+\fB125\fR
+cage itself failed: bad policy, a layer that cannot be enforced, a setup step.
+.TP
+\fB126\fR
+The command was found but could not be executed.
+.TP
+\fB127\fR
+The command was not found inside the cage.
+.SH FILES
+.TP
+\fI~/.config/cage/config.toml\fR
+The user's policy, applied after the built-in base profile.
+.TP
+\fI~/.config/cage/profiles/NAME.toml\fR
+User profiles, for \-p NAME and extends; they shadow built-ins of the same name.
+.TP
+\fI~/.config/cage/trusted.toml\fR
+Hashes of trusted project policy files (cage trust).
+.TP
+\fI.cage.toml\fR
+The project's policy, found from the working directory up to the repository root. Untrusted, it may only narrow.
+.TP
+\fI~/.local/state/cage/\fR
+Session records. Never visible inside the cage.
+.SH ENVIRONMENT
+cage clears the environment: the command sees HOME, USER, LOGNAME, SHELL, PATH, CAGE=1, the names the policy passes ([env] pass, \-\-env NAME) and the values it sets. XDG_CONFIG_HOME and XDG_STATE_HOME move cage's own files.
+.SH SECURITY
+cage assumes the caged process is hostile. It runs it in new user, mount, pid, net, ipc, uts and cgroup namespaces with a fresh tmpfs root; a Landlock ruleset mirrors the view; a seccomp filter denies ptrace, keyring, bpf, io_uring, mount, namespace and module calls, TIOCSTI and TIOCLINUX, foreign socket families, and kills foreign syscall ABIs; every capability is dropped and no_new_privs set. If a layer cannot be enforced, cage refuses to run unless told otherwise. cage does not defend against kernel exploits: for that, use a VM or gVisor.
+"#;
+
 /// The man page, generated from the CLI definition.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+    out.extend_from_slice(MAN_EXTRA.as_bytes());
     Ok(out)
 }
 
