@@ -283,3 +283,6 @@ pub struct Limit {
     pub value: u64,
     pub source: Provenance,
 }
+
+#[cfg(test)]
+mod tests;

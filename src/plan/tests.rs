@@ -1,0 +1,365 @@
+//! Table tests for `build`: decisions only, no kernel. Each test makes its
+//! own host tree under the system temp directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::host::Host;
+use crate::policy::{self, NetMode, Policy, Provenance, Sourced};
+
+use super::{Access, Mount, Plan, build};
+
+struct Tree(PathBuf);
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let dir = std::env::temp_dir().join(format!("cage-plan-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home/proj/.git/hooks")).unwrap();
+        std::fs::create_dir_all(dir.join("home/.ssh")).unwrap();
+        std::fs::write(dir.join("home/.ssh/id_ed25519"), "key").unwrap();
+        Tree(dir.canonicalize().unwrap())
+    }
+    fn home(&self) -> PathBuf {
+        self.0.join("home")
+    }
+    fn ws(&self) -> PathBuf {
+        self.0.join("home/proj")
+    }
+    fn host(&self) -> Host {
+        Host {
+            uid: 1000,
+            gid: 1000,
+            user: "u".into(),
+            home: self.home(),
+            cwd: self.ws(),
+            repo_root: Some(self.ws()),
+            config_dir: self.home().join(".config/cage"),
+            state_dir: self.home().join(".local/state/cage"),
+            env: crate::host::env_from([
+                ("TERM", "xterm"),
+                ("LC_ALL", "C"),
+                ("AWS_SECRET_ACCESS_KEY", "s3cret"),
+                ("SHELL", "/bin/sh"),
+            ]),
+        }
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn src(what: &'static str) -> Provenance {
+    Provenance::Default { what }
+}
+
+fn rule(path: &Path, optional: bool) -> Sourced<policy::PathRule> {
+    Sourced::new(
+        policy::PathRule {
+            path: path.to_path_buf(),
+            optional,
+        },
+        src("test"),
+    )
+}
+
+fn base(t: &Tree) -> Policy {
+    let mut p = Policy::default();
+    p.filesystem.read = vec![
+        rule(Path::new("/usr"), false),
+        rule(Path::new("/etc"), false),
+    ];
+    p.filesystem.tmpfs = vec![rule(Path::new("/tmp"), false)];
+    p.filesystem.hide = vec![rule(&t.home().join(".ssh"), true)];
+    p.env.pass = ["TERM", "LC_*"]
+        .iter()
+        .map(|s| Sourced::new(s.to_string(), src("test")))
+        .collect();
+    p
+}
+
+fn plan(p: &Policy, t: &Tree) -> Plan {
+    build(p, &t.host(), &["sh".to_string()]).unwrap()
+}
+
+fn bind_of<'a>(plan: &'a Plan, dst: &Path) -> Option<&'a Mount> {
+    plan.mounts
+        .iter()
+        .find(|m| m.dst() == dst && matches!(m, Mount::Bind { .. }))
+}
+
+#[test]
+fn parents_are_mounted_before_children() {
+    let t = Tree::new("order");
+    let mut p = base(&t);
+    p.filesystem.read.push(rule(&t.home(), false));
+    let plan = plan(&p, &t);
+    for (i, m) in plan.mounts.iter().enumerate() {
+        for later in &plan.mounts[i + 1..] {
+            assert!(
+                !m.dst().starts_with(later.dst()) || m.dst() == later.dst(),
+                "{} is mounted before its parent {}",
+                m.dst().display(),
+                later.dst().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn home_is_an_empty_tmpfs_and_ssh_is_not_granted() {
+    let t = Tree::new("home");
+    let plan = plan(&base(&t), &t);
+    assert!(
+        plan.mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Tmpfs { dst, .. } if *dst == t.home()))
+    );
+    assert!(
+        !plan
+            .mounts
+            .iter()
+            .any(|m| m.dst().starts_with(t.home().join(".ssh")))
+    );
+    assert!(!super::build::is_visible(
+        &plan.mounts,
+        &t.home().join(".ssh/id_ed25519")
+    ));
+}
+
+#[test]
+fn hide_beats_a_broader_grant() {
+    let t = Tree::new("hide");
+    let mut p = base(&t);
+    p.filesystem.read.push(rule(&t.home(), false));
+    let plan = plan(&p, &t);
+    let ssh = t.home().join(".ssh");
+    assert!(
+        plan.mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Hide { dst, .. } if *dst == ssh))
+    );
+    assert!(!super::build::is_visible(
+        &plan.mounts,
+        &ssh.join("id_ed25519")
+    ));
+}
+
+#[test]
+fn hide_beats_a_narrower_grant() {
+    let t = Tree::new("hide2");
+    let mut p = base(&t);
+    p.filesystem.write.push(rule(&t.home().join(".ssh"), false));
+    let plan = plan(&p, &t);
+    assert!(bind_of(&plan, &t.home().join(".ssh")).is_none());
+    assert!(plan.notes.iter().any(|n| n.contains("hidden by")));
+}
+
+#[test]
+fn workspace_is_writable_and_hooks_read_only() {
+    let t = Tree::new("ws");
+    let plan = plan(&base(&t), &t);
+    assert!(matches!(
+        bind_of(&plan, &t.ws()),
+        Some(Mount::Bind {
+            access: Access::ReadWrite,
+            ..
+        })
+    ));
+    let hooks = t.ws().join(".git/hooks");
+    assert!(matches!(
+        bind_of(&plan, &hooks),
+        Some(Mount::Bind {
+            access: Access::ReadOnly,
+            ..
+        })
+    ));
+    assert!(plan.workspace.protected.iter().any(|p| p.path == hooks));
+}
+
+#[test]
+fn protected_paths_are_found_at_depth_and_in_submodule_gitdirs() {
+    let t = Tree::new("deep");
+    let ws = t.ws();
+    std::fs::create_dir_all(ws.join("a/b/.vscode")).unwrap();
+    std::fs::write(ws.join("a/.envrc"), "x").unwrap();
+    std::fs::create_dir_all(ws.join(".git/modules/sub/hooks")).unwrap();
+    std::fs::write(ws.join(".git/modules/sub/HEAD"), "ref").unwrap();
+    std::fs::write(ws.join(".git/modules/sub/config"), "").unwrap();
+    std::os::unix::fs::symlink("/etc", ws.join("a/.idea")).unwrap();
+    let plan = plan(&base(&t), &t);
+    let found: Vec<&Path> = plan
+        .workspace
+        .protected
+        .iter()
+        .map(|p| p.path.as_path())
+        .collect();
+    for want in [
+        "a/b/.vscode",
+        "a/.envrc",
+        ".git/modules/sub/hooks",
+        ".git/modules/sub/config",
+    ] {
+        assert!(
+            found.contains(&ws.join(want).as_path()),
+            "{want} not protected: {found:?}"
+        );
+    }
+    // A protected name that is a link is never bound (it would bind its
+    // target), and the user is told.
+    assert!(!found.contains(&ws.join("a/.idea").as_path()));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains(".idea") && n.contains("symbolic link"))
+    );
+}
+
+#[test]
+fn readonly_workspace_has_no_writable_bind() {
+    let t = Tree::new("ro");
+    let mut p = base(&t);
+    p.workspace.mode = Some(Sourced::new(policy::WorkspaceMode::Readonly, src("test")));
+    let plan = plan(&p, &t);
+    assert!(matches!(
+        bind_of(&plan, &t.ws()),
+        Some(Mount::Bind {
+            access: Access::ReadOnly,
+            ..
+        })
+    ));
+    assert!(!plan.landlock.write.iter().any(|r| r.path == t.ws()));
+}
+
+#[test]
+fn home_and_root_are_refused_as_workspace() {
+    let t = Tree::new("refuse");
+    for dir in [t.home(), PathBuf::from("/")] {
+        let mut host = t.host();
+        host.cwd = dir.clone();
+        host.repo_root = None;
+        let err = build(&base(&t), &host, &["sh".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refusing to make"), "{err}");
+    }
+}
+
+#[test]
+fn missing_required_path_is_an_error_and_optional_is_skipped() {
+    let t = Tree::new("missing");
+    let mut p = base(&t);
+    p.filesystem
+        .read
+        .push(rule(Path::new("/does/not/exist"), true));
+    assert!(build(&p, &t.host(), &["sh".to_string()]).is_ok());
+    p.filesystem
+        .read
+        .push(rule(Path::new("/does/not/exist"), false));
+    let err = build(&p, &t.host(), &["sh".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/does/not/exist") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_is_an_allowlist() {
+    let t = Tree::new("env");
+    let mut p = base(&t);
+    p.env
+        .set
+        .push(Sourced::new(("EDITOR".into(), "vi".into()), src("test")));
+    let plan = plan(&p, &t);
+    let names: Vec<&str> = plan.env.iter().map(|v| v.name.as_str()).collect();
+    assert!(names.contains(&"TERM") && names.contains(&"LC_ALL") && names.contains(&"EDITOR"));
+    assert!(!names.contains(&"AWS_SECRET_ACCESS_KEY"));
+    let home = plan.env.iter().find(|v| v.name == "HOME").unwrap();
+    assert_eq!(Path::new(&home.value), t.home());
+}
+
+#[test]
+fn landlock_mirrors_the_view() {
+    let t = Tree::new("ll");
+    let plan = plan(&base(&t), &t);
+    let read: Vec<&Path> = plan
+        .landlock
+        .read
+        .iter()
+        .map(|r| r.path.as_path())
+        .collect();
+    let write: Vec<&Path> = plan
+        .landlock
+        .write
+        .iter()
+        .map(|r| r.path.as_path())
+        .collect();
+    assert!(read.contains(&Path::new("/usr")) && read.contains(&Path::new("/etc")));
+    assert!(write.contains(&t.ws().as_path()) && write.contains(&Path::new("/tmp")));
+    assert!(!read.contains(&Path::new("/")) && !write.contains(&Path::new("/")));
+}
+
+#[test]
+fn command_resolves_on_the_cage_path_and_unseen_programs_do_not() {
+    let t = Tree::new("cmd");
+    let plan1 = plan(&base(&t), &t);
+    assert!(
+        plan1
+            .command
+            .program
+            .as_ref()
+            .is_some_and(|p| p.ends_with("sh"))
+    );
+    // A program only in the (hidden) home is not found.
+    std::fs::create_dir_all(t.home().join("bin")).unwrap();
+    let tool = t.home().join("bin/tool");
+    std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut p = base(&t);
+    p.env.set.push(Sourced::new(
+        (
+            "PATH".into(),
+            format!("{}:/usr/bin", t.home().join("bin").display()),
+        ),
+        src("test"),
+    ));
+    let plan2 = build(&p, &t.host(), &["tool".to_string()]).unwrap();
+    assert!(plan2.command.program.is_none());
+}
+
+#[test]
+fn seccomp_list_drops_ptrace_only_when_allowed() {
+    let t = Tree::new("ptrace");
+    let plan1 = plan(&base(&t), &t);
+    assert!(plan1.seccomp.deny.iter().any(|r| r.name == "ptrace"));
+    let mut p = base(&t);
+    p.process.allow_ptrace = Some(Sourced::new(true, src("test")));
+    let plan2 = plan(&p, &t);
+    assert!(!plan2.seccomp.deny.iter().any(|r| r.name == "ptrace"));
+    assert!(plan2.seccomp.kill_foreign_abi);
+}
+
+#[test]
+fn network_defaults_to_none() {
+    let t = Tree::new("net");
+    assert_eq!(plan(&base(&t), &t).network.mode, NetMode::None);
+}
+
+#[test]
+fn cages_own_files_are_hidden_under_a_broad_grant() {
+    let t = Tree::new("own");
+    std::fs::create_dir_all(t.home().join(".config/cage")).unwrap();
+    let mut p = base(&t);
+    p.filesystem.read.push(rule(&t.home(), false));
+    let plan = plan(&p, &t);
+    let cfg = t.home().join(".config/cage");
+    assert!(
+        plan.mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Hide { dst, .. } if *dst == cfg))
+    );
+}
