@@ -4,7 +4,8 @@
 //! to load, in order. [`install`] loads them on the calling thread. Which
 //! calls are denied, and with which errno, is the plan's business
 //! (`plan::seccomp`); this module only translates, and fails on a name it
-//! cannot translate rather than dropping the rule.
+//! cannot translate rather than dropping the rule (only calls this
+//! architecture lacks, listed in `ABSENT`, are skipped).
 //!
 //! The programs, in order:
 //!
@@ -277,14 +278,17 @@ fn foreign_abi_guard() -> BpfProgram {
     #[cfg(target_arch = "x86_64")]
     prog.extend([
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET),
-        // Unsigned compare: also catches the negative numbers a tracer may
-        // leave, which are no native syscall either.
+        // Below the x32 bit: native.
         jump(
             libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
             X32_SYSCALL_BIT,
             0,
-            1,
+            2,
         ),
+        // Except -1, which is no call at all (the kernel answers ENOSYS) and
+        // is how a tracer skips a syscall; killing it would break strace's
+        // fault injection for no gain.
+        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, u32::MAX, 1, 0),
         kill(),
     ]);
     prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
@@ -719,6 +723,8 @@ mod tests {
             call(&guarded, x32_getpid, [0; 6]),
             Outcome::Killed(Signal::SIGSYS)
         );
+        // -1 is no syscall, and not x32: the kernel's ENOSYS, not a kill.
+        assert_eq!(call(&guarded, -1, [0; 6]), Outcome::Err(E::ENOSYS));
         // Without the guard the number matches no rule and reaches the
         // kernel: ENOSYS without CONFIG_X86_X32_ABI, getpid with it.
         let mut plan = default_plan();
