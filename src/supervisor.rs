@@ -150,7 +150,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
 
     // 6. A report explains a cage failure; without one, the status is the
     //    agent's.
-    for report in ours.reports() {
+    if let Some(report) = ours.reports().into_iter().next() {
         return Err(match report {
             Report::Failed {
                 mut message,

@@ -1,14 +1,16 @@
-//! Thin wrappers for syscalls no crate covers; the only `unsafe` in cage
-//! besides the seccomp and Landlock crates' own.
+//! Thin wrappers for syscalls no crate covers; the only `unsafe` in cage.
 //!
-//! Each wrapper is one syscall, returns `io::Result`, and states the
-//! invariant that makes it sound.
+//! Each wrapper makes one call and turns its result into a `Result`; every
+//! `unsafe` block says which invariant makes it sound. Nothing here decides
+//! anything: callers own the order and the meaning of the calls.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use nix::errno::Errno;
 
 // ---- processes and mounts ----
 
@@ -122,4 +124,194 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes a plain integer and never returns.
     unsafe { libc::_exit(code) }
+}
+
+// ---- filters: seccomp / landlock ----
+
+/// `landlock_create_ruleset(2)` flag asking for the ABI version instead of a
+/// ruleset (`<linux/landlock.h>`; libc does not export it).
+const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+
+/// The running kernel's Landlock ABI version: `EOPNOTSUPP` when Landlock is
+/// built in but not enabled by `lsm=`, `ENOSYS` when it is not built in.
+pub fn landlock_abi_version() -> Result<i32, Errno> {
+    // SAFETY: with a NULL attribute pointer and size 0 the kernel reads no
+    // memory; the VERSION flag only returns an integer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    Errno::result(ret).map(|v| i32::try_from(v).unwrap_or(i32::MAX))
+}
+
+/// `prctl(PR_CAPBSET_READ, cap)`: whether `cap` is in the bounding set.
+/// `EINVAL` means the kernel knows no capability numbered `cap`.
+pub fn capbset_read(cap: u32) -> Result<bool, Errno> {
+    // SAFETY: integer arguments only; the kernel reads no memory.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
+    Errno::result(ret).map(|v| v == 1)
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`: removes `cap` from the bounding set (needs
+/// CAP_SETPCAP).
+pub fn capbset_drop(cap: u32) -> Result<(), Errno> {
+    // SAFETY: integer arguments only; the kernel reads no memory.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    Errno::result(ret).map(drop)
+}
+
+/// `prctl(PR_GET_SECUREBITS)`: the calling thread's securebits.
+pub fn securebits() -> Result<u32, Errno> {
+    // SAFETY: no arguments; the kernel reads no memory.
+    let ret = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    Errno::result(ret).map(|v| v as u32)
+}
+
+/// `prctl(PR_SET_SECUREBITS, bits)`: replaces the calling thread's
+/// securebits (needs CAP_SETPCAP; a locked bit cannot change).
+pub fn set_securebits(bits: u32) -> Result<(), Errno> {
+    // SAFETY: integer arguments only; the kernel reads no memory.
+    let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, libc::c_ulong::from(bits), 0, 0, 0) };
+    Errno::result(ret).map(drop)
+}
+
+/// Test probes: irreversible effects (filters, Landlock domains, dropped
+/// capabilities) and raw syscalls with bad arguments, each confined to a
+/// forked child that exits right after.
+#[cfg(test)]
+pub(crate) mod probe {
+    use nix::errno::Errno;
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::ForkResult;
+
+    /// Exit code of a child whose setup (installing a filter, ...) failed.
+    pub const SETUP_FAILED: i32 = 255;
+    /// Exit code of a child whose closure panicked.
+    pub const PANICKED: i32 = 254;
+
+    /// How a probed syscall ended, as the parent saw it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Outcome {
+        /// The call returned without error.
+        Ok,
+        /// The call failed with this errno.
+        Err(Errno),
+        /// The child was killed by this signal (SIGSYS from a seccomp kill).
+        Killed(Signal),
+        /// The child's setup failed or it exited with an unexpected code.
+        Broken(i32),
+    }
+
+    /// Runs `child` in a forked child and returns how the child ended; the
+    /// closure's return value is the exit code.
+    pub fn run_in_child(child: impl FnOnce() -> i32) -> WaitStatus {
+        // Core dumps from seccomp kills would litter the working directory.
+        let no_core =
+            || nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+        // SAFETY: the test binary is multi-threaded, so the child may only
+        // rely on state no other thread held at fork time. The closures make
+        // syscalls and allocate; glibc's fork handler re-initialises the
+        // malloc locks in the child, and they take no other shared lock (no
+        // stdio, no environment). The child leaves through `_exit`, so no
+        // destructor or atexit handler runs twice and nothing unwinds past
+        // the fork.
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Child) => {
+                let code = match no_core() {
+                    Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(child))
+                        .unwrap_or(PANICKED),
+                    Err(_) => SETUP_FAILED,
+                };
+                exit_now(code)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                waitpid(child, None).expect("waiting for the probe child")
+            }
+            Err(e) => panic!("fork: {e}"),
+        }
+    }
+
+    /// Runs `setup` then syscall `nr` with integer `args` in a forked child.
+    /// The call runs only in the throwaway child, so a kernel write through
+    /// an argument that happens to be an address cannot reach the caller.
+    pub fn syscall_in_child(
+        setup: impl FnOnce() -> bool,
+        nr: libc::c_long,
+        args: [libc::c_long; 6],
+    ) -> Outcome {
+        decode(run_in_child(|| {
+            if !setup() {
+                return SETUP_FAILED;
+            }
+            // SAFETY: see the function doc: the child exits right after,
+            // and the probes pass integers, -1 or NULL where the kernel
+            // expects pointers, which it rejects with EFAULT.
+            let ret =
+                unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+            encode(Errno::result(ret).map(drop))
+        }))
+    }
+
+    /// Runs `setup` then getpid through the i386 `int 0x80` gate (eax = 20)
+    /// in a forked child; the kernel reports it as AUDIT_ARCH_I386.
+    #[cfg(target_arch = "x86_64")]
+    pub fn int80_getpid_in_child(setup: impl FnOnce() -> bool) -> Outcome {
+        const I386_GETPID: i64 = 20;
+        decode(run_in_child(|| {
+            if !setup() {
+                return SETUP_FAILED;
+            }
+            let ret: i64;
+            // SAFETY: getpid reads and writes no memory; `int 0x80` switches
+            // to the kernel stack, and the compat entry may clobber r8-r11,
+            // which are declared.
+            unsafe {
+                core::arch::asm!(
+                    "int 0x80",
+                    inlateout("rax") I386_GETPID => ret,
+                    out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+                    options(nostack),
+                );
+            }
+            // The 32-bit ABI returns -errno in eax.
+            let ret = ret as i32;
+            encode(if ret < 0 {
+                Err(Errno::from_raw(-ret))
+            } else {
+                Ok(())
+            })
+        }))
+    }
+
+    /// Encodes a result as an exit code: 0 for success, else the errno.
+    pub fn encode(res: Result<(), Errno>) -> i32 {
+        match res {
+            Ok(()) => 0,
+            Err(e) => e as i32,
+        }
+    }
+
+    /// Decodes a child's end as written by [`encode`].
+    pub fn decode(status: WaitStatus) -> Outcome {
+        match status {
+            WaitStatus::Exited(_, 0) => Outcome::Ok,
+            WaitStatus::Exited(_, code) if code < PANICKED => Outcome::Err(Errno::from_raw(code)),
+            WaitStatus::Exited(_, code) => Outcome::Broken(code),
+            WaitStatus::Signaled(_, sig, _) => Outcome::Killed(sig),
+            other => panic!("unexpected child status {other:?}"),
+        }
+    }
+
+    /// `_exit(2)`: ends the child without running destructors or atexit
+    /// handlers that belong to the parent's copy of the process.
+    fn exit_now(code: i32) -> ! {
+        // SAFETY: `_exit` takes an integer and does not return; skipping
+        // destructors is the point in a forked child.
+        unsafe { libc::_exit(code) }
+    }
 }

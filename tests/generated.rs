@@ -2,6 +2,8 @@
 //! definition generates. Regenerate with `CAGE_REGENERATE=1 cargo test
 //! --test generated`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use clap_complete::Shell;

@@ -582,8 +582,17 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
         },
         None => Requirement::Required,
     };
+    // Listing the root shows only the names of what the view holds; tools
+    // that walk up from the working directory or list / expect it.
+    let list = vec![rule(
+        Path::new("/"),
+        &Provenance::Default {
+            what: "list the root",
+        },
+    )];
     LandlockPlan {
         requirement,
+        list,
         read,
         write,
         devices,

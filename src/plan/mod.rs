@@ -164,6 +164,9 @@ pub enum Requirement {
 #[derive(Clone, Debug, Serialize)]
 pub struct LandlockPlan {
     pub requirement: Requirement,
+    /// Directories whose entries the agent may list, and nothing more (the
+    /// root: names of what the view holds, never file contents).
+    pub list: Vec<PathRule>,
     /// Paths (as the agent sees them) the agent may read and execute.
     pub read: Vec<PathRule>,
     /// Paths the agent may read, execute and change.
@@ -285,4 +288,5 @@ pub struct Limit {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

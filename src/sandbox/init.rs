@@ -114,20 +114,16 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
                 Ok(_) => {}
             }
         }
-        match sfd.read_signal() {
-            Ok(Some(info)) => {
-                // Forward only signals someone sent with kill/sigqueue
-                // (si_code <= 0). Terminal signals (SI_KERNEL) already
-                // reached the agent, which shares our process group;
-                // forwarding them would deliver Ctrl-C twice.
-                if info.ssi_code <= 0
-                    && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
-                    && sig != Signal::SIGCHLD
-                {
-                    let _ = kill(agent, sig);
-                }
-            }
-            Ok(None) | Err(_) => {}
+        // Forward only signals someone sent with kill/sigqueue (si_code <= 0).
+        // Terminal signals (SI_KERNEL) already reached the agent, which
+        // shares our process group; forwarding them would deliver Ctrl-C
+        // twice.
+        if let Ok(Some(info)) = sfd.read_signal()
+            && info.ssi_code <= 0
+            && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
+            && sig != Signal::SIGCHLD
+        {
+            let _ = kill(agent, sig);
         }
     }
 }
