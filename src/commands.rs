@@ -428,9 +428,9 @@ fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {
     if pin {
         let report = policy::trust(file, &host)?;
         println!("trusted {}", file.display());
-        if !report.widening.is_empty() {
+        if !report.widenings.is_empty() {
             println!("it widens access beyond the workspace:");
-            for w in &report.widening {
+            for w in &report.widenings {
                 println!("  {w}");
             }
         }

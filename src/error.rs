@@ -12,10 +12,12 @@ pub const EXIT_CAGE: i32 = 125;
 pub enum Error {
     #[error(transparent)]
     Host(#[from] HostError),
+    // Boxed: these carry paths and provenance, and every Result in the
+    // command layer would otherwise be as large as they are.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(Box<PolicyError>),
     #[error(transparent)]
-    Plan(#[from] BuildError),
+    Plan(Box<BuildError>),
     #[error(transparent)]
     Run(#[from] SupervisorError),
     #[error("writing {what}")]
@@ -44,5 +46,17 @@ impl Error {
             Error::Run(e) => e.exit_code(),
             _ => EXIT_CAGE,
         }
+    }
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Policy(Box::new(e))
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        Error::Plan(Box::new(e))
     }
 }

@@ -52,6 +52,18 @@ pub enum BuildError {
     )]
     WorkspaceTooBroad { path: PathBuf, what: &'static str },
     #[error(
+        "{path} ({rule}) resolves to {real}, outside the project root {root}: an untrusted \
+         project policy may not reach there through a link. Run 'cage trust {file}' if you \
+         mean it, or pass --no-project-policy"
+    )]
+    UntrustedEscape {
+        path: PathBuf,
+        real: PathBuf,
+        root: PathBuf,
+        file: PathBuf,
+        rule: Provenance,
+    },
+    #[error(
         "the working directory {cwd} is not visible inside the cage (workspace {workspace}); \
          run cage from inside the workspace or grant the directory with --ro/--rw"
     )]
@@ -126,6 +138,7 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
     ] {
         for rule in rules {
             add_bind(&mut view, rule, access, &hides, &mut notes)?;
+            check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
         }
     }
     let ws_access = match mode {
@@ -265,6 +278,7 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
             ),
         },
     };
+    check_untrusted_reach(policy, &path, &source)?;
     let path = path.canonicalize().map_err(|error| BuildError::Resolve {
         path: path.clone(),
         rule: source.clone(),
@@ -289,6 +303,43 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
         }
     }
     Ok(Sourced::new(path, source))
+}
+
+/// The policy layer decides trust lexically; only the plan sees where links
+/// lead. A rule from an untrusted project file must stay inside the project
+/// root once links are resolved, or a committed `docs -> ~/.aws` link would
+/// widen the sandbox without `cage trust`.
+fn check_untrusted_reach(
+    policy: &Policy,
+    path: &Path,
+    source: &Provenance,
+) -> Result<(), BuildError> {
+    let Some(project) = policy.project.as_ref().filter(|p| !p.trusted) else {
+        return Ok(());
+    };
+    let Provenance::File { path: file, .. } = source else {
+        return Ok(());
+    };
+    if *file != project.file {
+        return Ok(());
+    }
+    let Ok(real) = path.canonicalize() else {
+        return Ok(()); // missing: nothing is granted
+    };
+    let root = project
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| project.root.clone());
+    if real.starts_with(&root) {
+        return Ok(());
+    }
+    Err(BuildError::UntrustedEscape {
+        path: path.to_path_buf(),
+        real,
+        root,
+        file: project.file.clone(),
+        rule: source.clone(),
+    })
 }
 
 /// Hidden paths that exist, canonical, with their kind. Missing ones need
@@ -477,6 +528,12 @@ impl View {
             if let Mount::Tmpfs { dst, .. } = &m
                 && let Some(Mount::Bind { .. }) = cover
                 && dst.symlink_metadata().is_err()
+            {
+                continue;
+            }
+            // A link inside a host bind is already there: the bind shows it.
+            if let Mount::Symlink { .. } = &m
+                && let Some(Mount::Bind { .. }) = cover
             {
                 continue;
             }

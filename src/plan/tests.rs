@@ -363,3 +363,64 @@ fn cages_own_files_are_hidden_under_a_broad_grant() {
             .any(|m| matches!(m, Mount::Hide { dst, .. } if *dst == cfg))
     );
 }
+
+#[test]
+fn untrusted_project_cannot_reach_outside_through_a_link() {
+    let t = Tree::new("link");
+    std::fs::create_dir_all(t.home().join("notes")).unwrap();
+    std::os::unix::fs::symlink(t.home().join("notes"), t.ws().join("docs")).unwrap();
+    let file = t.ws().join(".cage.toml");
+    let mut p = base(&t);
+    p.filesystem.read.push(Sourced::new(
+        policy::PathRule {
+            path: t.ws().join("docs"),
+            optional: false,
+        },
+        Provenance::File {
+            path: file.clone(),
+            line: 2,
+        },
+    ));
+    p.project = Some(policy::ProjectPolicy {
+        file: file.clone(),
+        root: t.ws(),
+        trusted: false,
+    });
+    let err = build(&p, &t.host(), &["sh".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("outside the project root") && err.contains("cage trust"),
+        "{err}"
+    );
+    // The same link as the workspace path.
+    let mut q = base(&t);
+    q.workspace.path = Some(Sourced::new(
+        t.ws().join("docs"),
+        Provenance::File {
+            path: file.clone(),
+            line: 3,
+        },
+    ));
+    q.project = p.project.clone();
+    let err = build(&q, &t.host(), &["sh".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside the project root"), "{err}");
+    // Trusted, the same rule is the user's decision.
+    p.project = Some(policy::ProjectPolicy {
+        file,
+        root: t.ws(),
+        trusted: true,
+    });
+    let plan = build(&p, &t.host(), &["sh".to_string()]).unwrap();
+    assert!(bind_of(&plan, &t.home().join("notes")).is_some());
+    // The link itself already exists inside the workspace bind: no mount
+    // point is made for it.
+    assert!(
+        !plan
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Symlink { dst, .. } if *dst == t.ws().join("docs")))
+    );
+}

@@ -7,17 +7,25 @@
 //! beyond reading policy files, and it makes no sandbox decision: that is
 //! the plan's job.
 
+mod builtin;
+pub mod error;
 pub mod hosts;
+mod load;
+mod parse;
 pub mod provenance;
-mod stub;
-pub use stub::*;
+mod schema;
+mod trust;
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use hosts::{HostPattern, HostSpec, PortSpec};
+pub use builtin::{builtin_names, builtin_source, starter_policy};
+pub use error::{Location, PolicyError};
+pub use hosts::{HostPattern, HostPatternError, HostSpec, PortSpec};
+pub use load::{FlagRules, LoadRequest, ProjectMode, check_file, find_project_file, load};
 pub use provenance::{Provenance, Sourced};
+pub use trust::{TrustReport, Widening, is_trusted, store_path, trust, untrust};
 
 /// How the agent sees the workspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -72,6 +80,24 @@ pub struct Policy {
     pub limits: LimitsPolicy,
     pub process: ProcessPolicy,
     pub security: SecurityPolicy,
+    /// The project file that was applied, if any.
+    pub project: Option<ProjectPolicy>,
+}
+
+/// The project's `.cage.toml`, as applied.
+///
+/// Trust is decided on paths normalised lexically. When `trusted` is false
+/// every rule from `file` was checked to stay inside `root` (or to repeat a
+/// rule below it) before symlinks were resolved; the plan, which resolves
+/// them, must refuse such a rule whose real path leaves `root`, or a
+/// symlink committed to the repository widens the sandbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProjectPolicy {
+    pub file: PathBuf,
+    /// The repository root, or the file's directory outside a repository.
+    pub root: PathBuf,
+    /// Pinned with `cage trust` and unchanged since.
+    pub trusted: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -87,7 +113,9 @@ pub struct Source {
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Builtin,
+    /// The user's `config.toml`, their profiles, and files named with `-f`.
     User,
+    /// The project's `.cage.toml` (see [`Policy::project`] for its trust).
     Project,
     Flags,
 }
@@ -104,6 +132,9 @@ pub struct WorkspacePolicy {
 pub struct FilesystemPolicy {
     pub read: Vec<Sourced<PathRule>>,
     pub write: Vec<Sourced<PathRule>>,
+    /// Written without `?` in the built-in profiles on purpose: a hide must
+    /// hold wherever a granted tree holds the path, and a missing target is
+    /// nothing to hide rather than an error.
     pub hide: Vec<Sourced<PathRule>>,
     pub tmpfs: Vec<Sourced<PathRule>>,
 }
