@@ -53,14 +53,13 @@ pub enum BuildError {
     WorkspaceTooBroad { path: PathBuf, what: &'static str },
     #[error(
         "{path} ({rule}) resolves to {real}, outside the project root {root}: an untrusted \
-         project policy may not reach there through a link. Run 'cage trust {file}' if you \
-         mean it, or pass --no-project-policy"
+         project policy may not reach there through a link. Run 'cage trust' on that file if \
+         you mean it, or pass --no-project-policy"
     )]
     UntrustedEscape {
         path: PathBuf,
         real: PathBuf,
         root: PathBuf,
-        file: PathBuf,
         rule: Provenance,
     },
     #[error(
@@ -337,7 +336,6 @@ fn check_untrusted_reach(
         path: path.to_path_buf(),
         real,
         root,
-        file: project.file.clone(),
         rule: source.clone(),
     })
 }
