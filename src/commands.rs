@@ -405,7 +405,7 @@ fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
 fn explain_cmd(args: &PolicyArgs, target: &str) -> Result<i32, Error> {
     let (host, policy) = load(args)?;
     let plan = plan::build(&policy, &host, &["true".to_string()])?;
-    let e = if explain::is_path(target) {
+    let e = if explain::is_path(target, &host.cwd) {
         let path = explain::absolute(target, &host.home, &host.cwd);
         explain::explain_path(&plan, &policy, &path)
     } else {

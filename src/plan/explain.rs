@@ -169,12 +169,14 @@ pub fn parse_host_port(target: &str) -> Option<(String, u16)> {
     }
 }
 
-/// Whether an explain target names a path rather than a host.
-pub fn is_path(target: &str) -> bool {
+/// Whether an explain target names a path rather than a host: it looks
+/// like one, or a file of that name exists in the working directory.
+pub fn is_path(target: &str, cwd: &Path) -> bool {
     target.starts_with('/')
         || target.starts_with('~')
         || target.starts_with('.')
         || target.contains('/')
+        || cwd.join(target).symlink_metadata().is_ok()
 }
 
 /// For callers: an absolute version of a path target.
