@@ -195,6 +195,17 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
     view.push(Mount::Proc {
         dst: "/proc".into(),
     });
+    // The keyring listings name the user's keys and keyrings; keyctl is
+    // denied, so only the names would leak, but there is no reason to.
+    for listing in ["/proc/keys", "/proc/key-users"] {
+        view.push(Mount::Hide {
+            dst: listing.into(),
+            kind: FileKind::File,
+            source: Provenance::Default {
+                what: "kernel keyring listings",
+            },
+        });
+    }
     view.push(Mount::Dev { dst: "/dev".into() });
     let mounts = view.finish();
 
