@@ -20,5 +20,6 @@ mod harness;
 
 mod filesystem;
 mod hygiene;
+mod kernel;
 mod local_authority;
 mod processes;
