@@ -208,6 +208,57 @@ attempt 'echo pwned > envrc.new && mv envrc.new .envrc'
     assert_eq!(changes, Vec::<PathBuf>::new(), "\n{out}");
 }
 
+/// Regression for an escape (view): protected paths are binds on their own
+/// paths, so renaming a *parent* (`.git`, a subdirectory holding `.envrc`)
+/// moves them away, and a fresh `.git/hooks/pre-commit` or `.envrc` can be
+/// put in their place, to run on the host later. Every directory between
+/// the workspace and a protected path must be pinned.
+#[test]
+fn protected_paths_cannot_be_swapped_by_renaming_a_parent() {
+    require_userns!();
+    let cage = Cage::new().workspace_file("sub/.envrc", "export SUB=1\n");
+    let out = cage.sh(&format!(
+        r##"{ATTEMPT}
+attempt 'mv .git .git-moved'
+attempt 'mv sub sub-moved'
+mkdir -p .git/hooks sub 2>/dev/null
+printf '#!/bin/sh\necho pwned\n' > .git/hooks/pre-commit 2>/dev/null
+chmod +x .git/hooks/pre-commit 2>/dev/null
+echo 'echo pwned' > sub/.envrc 2>/dev/null
+exit 0
+"##
+    ));
+    let hook = cage.workspace().join(".git/hooks/pre-commit");
+    assert!(!hook.exists(), "a hook was planted on the host\n{out}");
+    assert_eq!(
+        fs::read_to_string(cage.workspace().join("sub/.envrc"))
+            .ok()
+            .as_deref(),
+        Some("export SUB=1\n"),
+        "sub/.envrc was replaced on the host\n{out}"
+    );
+    out.assert_all_refused(2);
+}
+
+/// Regression for an escape (view): a repository without `.git/hooks`
+/// (made with an empty template, or with the hooks deleted) has nothing to
+/// bind read-only, so the agent can create the directory and a hook that
+/// git runs on the host at the next commit.
+#[test]
+fn git_hooks_cannot_be_planted_in_a_repo_without_them() {
+    require_userns!();
+    let cage = Cage::new();
+    fs::remove_dir_all(cage.workspace().join(".git/hooks")).unwrap();
+    let out = cage.sh(&format!(
+        r##"{ATTEMPT}
+attempt 'mkdir -p .git/hooks && printf "#!/bin/sh\necho pwned\n" > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit'
+"##
+    ));
+    let hook = cage.workspace().join(".git/hooks/pre-commit");
+    assert!(!hook.exists(), "a hook was planted on the host\n{out}");
+    out.assert_success().assert_all_refused(1);
+}
+
 /// Layer: view. The protections do not break the agent's ordinary git
 /// work: objects, refs and the index stay writable, so add and commit
 /// succeed and the commit is on the host. The identity comes from

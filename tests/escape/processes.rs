@@ -229,6 +229,30 @@ fn killing_supervisor_leaves_no_process() {
     assert!(gone, "left behind: {:#?}", host_processes_with(&arg));
 }
 
+/// Layer: processes. cage is written in Rust, whose runtime ignores
+/// SIGPIPE; an ignored signal survives exec, so cage must restore the
+/// default it was started with, or every pipeline in the agent changes
+/// behaviour (`yes | head` reports "Broken pipe" instead of dying quietly).
+#[test]
+fn agent_gets_default_sigpipe() {
+    require_userns!();
+    let cage = Cage::new();
+    let out = cage.sh("grep SigIgn /proc/self/status; yes | head -n 1");
+    out.assert_success().assert_line("y");
+    let ignored = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no SigIgn line\n{out}"));
+    assert_eq!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE is ignored\n{out}"
+    );
+    assert!(!out.stderr.contains("Broken pipe"), "\n{out}");
+}
+
 /// Layer: processes (cage's exit codes, like env(1)).
 #[test]
 fn command_not_found_is_127() {
