@@ -83,6 +83,9 @@ fn writes_outside_workspace_never_reach_host() {
     require_userns!();
     let cage = Cage::new();
     let name = unique("cage-escape-planted");
+    // The home and /tmp carry the proof: host permissions would let the
+    // user write there. The system paths record that the view's root and
+    // system binds are read-only too.
     let targets: Vec<PathBuf> = vec![
         cage.home().join("planted"),
         cage.home().join(".bashrc"),
@@ -278,7 +281,7 @@ fn git_commit_works_inside() {
             "--env",
             "GIT_COMMITTER_EMAIL=agent@example.invalid",
         ]);
-    let hooks_before = cage.snapshot();
+    let before = cage.snapshot();
     let out = cage
         .sh("git add README.md && git commit -q -m 'commit from the cage' && git log --format=%s");
     out.assert_success().assert_line("commit from the cage");
@@ -294,7 +297,7 @@ fn git_commit_works_inside() {
         String::from_utf8_lossy(&log.stderr)
     );
     // And the protected parts stayed as they were.
-    let changed = cage.snapshot().changes_since(&hooks_before);
+    let changed = cage.snapshot().changes_since(&before);
     let protected: Vec<&PathBuf> = changed
         .iter()
         .filter(|p| {
