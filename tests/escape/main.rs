@@ -1,0 +1,25 @@
+//! Escape tests: the real `cage` binary, run as an unprivileged user,
+//! against DESIGN.md's threat model. Each test is named after the property
+//! it proves, names the layer it exercises, and is built to fail if that
+//! layer is removed (a probe the kernel must refuse, plus, where a refusal
+//! could be vacuous, a control showing the same probe works outside).
+//!
+//! Modules, by threat:
+//! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
+//! - `hygiene`: environment and inherited descriptors (1)
+//! - `local_authority`: loopback, unix sockets, the terminal (4)
+//! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
+//! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//!
+//! `harness` holds the `Cage` builder and the rules for who runs cage.
+
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod harness;
+
+mod filesystem;
+mod hygiene;
+mod kernel;
+mod local_authority;
+mod processes;
