@@ -136,6 +136,7 @@ pub fn render_plan(plan: &Plan) -> String {
     );
     for m in &plan.mounts {
         let line = match m {
+            Mount::Pin { dst, source } => format!("pin  {}  [{source}]", dst.display()),
             Mount::Bind {
                 src,
                 dst,

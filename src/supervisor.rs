@@ -174,6 +174,20 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
             },
         });
     }
+    // Protected names that did not exist at the start could be created
+    // (cage makes no stub files to mount over): say so before the user runs
+    // anything outside the cage.
+    let created = crate::plan::created_protected(&plan.workspace);
+    if !created.is_empty() {
+        eprintln!(
+            "cage: warning: this session created {} protected path(s); they run or steer code \
+             outside the cage, so review them before running anything:",
+            created.len()
+        );
+        for path in &created {
+            eprintln!("cage:   {}", path.display());
+        }
+    }
     Ok(status)
 }
 

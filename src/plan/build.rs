@@ -152,6 +152,8 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         source: workspace.source.clone(),
     });
     let mut protected = Vec::new();
+    let mut watch = Vec::new();
+    let mut links = Vec::new();
     if ws_access == Access::ReadWrite {
         let names: Vec<Sourced<String>> = super::BUILTIN_PROTECTED
             .iter()
@@ -165,7 +167,28 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
             })
             .chain(policy.workspace.protect.iter().cloned())
             .collect();
-        protected = find_protected(&workspace.value, &names, &mut notes);
+        (protected, links) = find_protected(&workspace.value, &names, &mut notes);
+        watch = names;
+        // Every directory between the workspace and a protected path is
+        // pinned: otherwise `mv .git x && mkdir -p .git/hooks` swaps the
+        // protected path out from under its read-only bind.
+        let mut pins = BTreeSet::new();
+        for p in &protected {
+            for a in p.path.ancestors().skip(1) {
+                if a == workspace.value || !a.starts_with(&workspace.value) {
+                    break;
+                }
+                pins.insert(a.to_path_buf());
+            }
+        }
+        for dst in pins {
+            view.push(Mount::Pin {
+                dst,
+                source: Provenance::Default {
+                    what: "pinned: holds protected paths",
+                },
+            });
+        }
         for p in &protected {
             let kind = if p.path.is_dir() {
                 FileKind::Dir
@@ -254,6 +277,8 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
             mode,
             source: workspace.source,
             protected,
+            watch,
+            links,
         },
         mounts,
         landlock,
@@ -516,7 +541,8 @@ impl View {
                 access: Access::ReadWrite,
                 ..
             }
-            | Mount::Symlink { .. } => 1,
+            | Mount::Symlink { .. }
+            | Mount::Pin { .. } => 1,
             Mount::Bind {
                 access: Access::ReadOnly,
                 ..
@@ -582,7 +608,7 @@ pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
     let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let path = real.as_path();
     match deepest_cover(mounts, path) {
-        Some(Mount::Bind { .. }) => path.exists(),
+        Some(Mount::Bind { .. }) | Some(Mount::Pin { .. }) => path.exists(),
         Some(Mount::Tmpfs { dst, .. }) | Some(Mount::Dir { dst, .. }) => dst == path,
         Some(Mount::Proc { .. }) | Some(Mount::Dev { .. }) => true,
         Some(Mount::Symlink { .. }) | Some(Mount::Hide { .. }) | None => false,
@@ -611,6 +637,8 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
                 ..
             } => write.push(rule(dst, source)),
             Mount::Tmpfs { dst, source, .. } => write.push(rule(dst, source)),
+            // Inside the writable workspace, whose rule covers it.
+            Mount::Pin { .. } => {}
             Mount::Proc { dst } => {
                 read.push(rule(dst, &Provenance::Default { what: "procfs" }));
             }

@@ -42,6 +42,14 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
         .iter()
         .find(|p| real.starts_with(&p.path));
     let allowed = match cover {
+        Some(Mount::Pin { dst, source }) => {
+            lines.push(format!(
+                "visible and writable: inside the workspace; {} cannot be renamed or removed \
+                 because it holds protected paths ({source})",
+                dst.display()
+            ));
+            true
+        }
         Some(Mount::Hide { dst, source, .. }) => {
             lines.push(format!(
                 "hidden: {} is covered by an empty mount ({source})",

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::policy::{HostPattern, NetMode, Provenance, WorkspaceMode};
 
 pub use build::{BuildError, build};
-pub use protect::{BUILTIN_PROTECTED, find_protected};
+pub use protect::{BUILTIN_PROTECTED, created_protected, find_protected};
 
 /// Everything the sandbox needs, in the order it needs it.
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +61,14 @@ pub struct WorkspacePlan {
     pub source: Provenance,
     /// Existing paths bound read-only over the workspace view.
     pub protected: Vec<Protected>,
+    /// The protected names, relative to any directory. A writable workspace
+    /// is scanned for them again when the session ends: one that did not
+    /// exist at the start could be created (cage makes no stub files to
+    /// mount over), and the user is told before running anything.
+    pub watch: Vec<crate::policy::Sourced<String>>,
+    /// Protected names that were symbolic links at the start: cage cannot
+    /// protect a link (binding it would bind its target).
+    pub links: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -119,6 +127,11 @@ pub enum Mount {
         kind: FileKind,
         source: Provenance,
     },
+    /// A workspace directory bound onto itself, read-write, so it becomes a
+    /// mount point: the kernel refuses to rename or remove a mount point
+    /// (EBUSY), so the agent cannot move a parent of a protected path aside
+    /// and recreate it, protected path and all, writable.
+    Pin { dst: PathBuf, source: Provenance },
     /// A new procfs for the cage's pid namespace.
     Proc { dst: PathBuf },
     /// A minimal /dev: null zero full random urandom tty, a private devpts
@@ -140,6 +153,7 @@ impl Mount {
             | Mount::Tmpfs { dst, .. }
             | Mount::Bind { dst, .. }
             | Mount::Hide { dst, .. }
+            | Mount::Pin { dst, .. }
             | Mount::Proc { dst }
             | Mount::Dev { dst }
             | Mount::Symlink { dst, .. } => dst,

@@ -36,7 +36,26 @@ pub fn find_protected(
     root: &Path,
     names: &[Sourced<String>],
     notes: &mut Vec<String>,
-) -> Vec<Protected> {
+) -> (Vec<Protected>, Vec<PathBuf>) {
+    let (found, links) = scan(root, names, notes);
+    for link in &links {
+        notes.push(format!(
+            "{} is a symbolic link, so cage cannot protect it; check where it points before \
+             trusting it",
+            link.display()
+        ));
+    }
+    (found, links)
+}
+
+/// The walk: protected paths that exist (not links), and protected names
+/// that are links.
+fn scan(
+    root: &Path,
+    names: &[Sourced<String>],
+    notes: &mut Vec<String>,
+) -> (Vec<Protected>, Vec<PathBuf>) {
+    let mut links = Vec::new();
     let mut found: Vec<Protected> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut push = |found: &mut Vec<Protected>, path: PathBuf, name: &str, source: &Provenance| {
@@ -72,11 +91,7 @@ pub fn find_protected(
             }
             let path = dir.join(rel);
             match path.symlink_metadata() {
-                Ok(m) if m.file_type().is_symlink() => notes.push(format!(
-                    "{} is a symbolic link, so cage cannot protect it; check where it points \
-                     before trusting it",
-                    path.display()
-                )),
+                Ok(m) if m.file_type().is_symlink() => links.push(path),
                 Ok(_) => push(&mut found, path, &rule.value, &rule.source),
                 Err(_) => {}
             }
@@ -134,5 +149,29 @@ pub fn find_protected(
             }
         }
     }
+    (found, links)
+}
+
+/// Protected paths that exist now but were not protected when the session
+/// started: the session created them. Reported, never silently accepted.
+pub fn created_protected(workspace: &super::WorkspacePlan) -> Vec<PathBuf> {
+    if workspace.watch.is_empty() {
+        return Vec::new();
+    }
+    let mut notes = Vec::new();
+    let before: BTreeSet<&Path> = workspace
+        .protected
+        .iter()
+        .map(|p| p.path.as_path())
+        .chain(workspace.links.iter().map(PathBuf::as_path))
+        .collect();
+    let (found, links) = scan(&workspace.path, &workspace.watch, &mut notes);
+    // A link under a protected name counts as created too: links were never
+    // protected, and the session may have made or retargeted it.
     found
+        .into_iter()
+        .map(|p| p.path)
+        .chain(links)
+        .filter(|p| !before.contains(p.as_path()))
+        .collect()
 }

@@ -424,3 +424,45 @@ fn untrusted_project_cannot_reach_outside_through_a_link() {
             .any(|m| matches!(m, Mount::Symlink { dst, .. } if *dst == t.ws().join("docs")))
     );
 }
+
+#[test]
+fn parents_of_protected_paths_are_pinned() {
+    let t = Tree::new("pin");
+    std::fs::create_dir_all(t.ws().join("sub/deeper")).unwrap();
+    std::fs::write(t.ws().join("sub/deeper/.envrc"), "x").unwrap();
+    let plan = plan(&base(&t), &t);
+    let pinned: Vec<&Path> = plan
+        .mounts
+        .iter()
+        .filter(|m| matches!(m, Mount::Pin { .. }))
+        .map(|m| m.dst())
+        .collect();
+    for want in [".git", "sub", "sub/deeper"] {
+        assert!(
+            pinned.contains(&t.ws().join(want).as_path()),
+            "{want} not pinned: {pinned:?}"
+        );
+    }
+    assert!(
+        !pinned.contains(&t.ws().as_path()),
+        "the workspace is a bind already"
+    );
+}
+
+#[test]
+fn protected_paths_created_during_the_session_are_found() {
+    let t = Tree::new("created");
+    std::os::unix::fs::symlink("/etc", t.ws().join(".idea")).unwrap();
+    let plan = plan(&base(&t), &t);
+    assert!(
+        super::created_protected(&plan.workspace).is_empty(),
+        "nothing new yet (the old link is known)"
+    );
+    std::fs::write(t.ws().join(".envrc"), "evil").unwrap();
+    std::fs::create_dir_all(t.ws().join("a")).unwrap();
+    std::os::unix::fs::symlink("/tmp", t.ws().join("a/.vscode")).unwrap();
+    let created = super::created_protected(&plan.workspace);
+    assert!(created.contains(&t.ws().join(".envrc")), "{created:?}");
+    assert!(created.contains(&t.ws().join("a/.vscode")), "{created:?}");
+    assert_eq!(created.len(), 2, "{created:?}");
+}

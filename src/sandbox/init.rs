@@ -130,7 +130,7 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
 
 /// The agent: the last steps before exec. Never returns.
 ///
-/// 1. Default signal mask (a blocked mask survives exec).
+/// 1. Default signal mask and SIGPIPE disposition (both survive exec).
 /// 2. Resource limits.
 /// 3. Landlock, while the view's paths can still be opened by name.
 /// 4. Capabilities dropped, no_new_privs.
@@ -147,6 +147,15 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
             channel,
             "resetting the signal mask",
             "",
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+    if let Err(e) = sys::default_disposition(Signal::SIGPIPE) {
+        fail(
+            channel,
+            "restoring the default action of",
+            "SIGPIPE",
             Some(e.into()),
             EXIT_CAGE,
         );

@@ -157,6 +157,8 @@ fn apply(m: &Mount, owned: &mut Vec<PathBuf>) -> Result<(), MountError> {
             make_mount_point(dst, *kind, owned)?;
             bind(&host(src), &inside(dst), *access)?;
         }
+        // The same host directory onto itself: only the mount point matters.
+        Mount::Pin { dst, .. } => bind(&host(dst), &inside(dst), Access::ReadWrite)?,
         Mount::Hide { dst, kind, .. } => {
             let target = inside(dst);
             match kind {

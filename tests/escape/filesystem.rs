@@ -245,10 +245,14 @@ exit 0
 
 /// Regression for an escape (view): a repository without `.git/hooks`
 /// (made with an empty template, or with the hooks deleted) has nothing to
-/// bind read-only, so the agent can create the directory and a hook that
-/// git runs on the host at the next commit.
+/// bind read-only, and cage never creates a stub to mount over, so the
+/// agent can create the directory and a hook that git would run on the
+/// host. Direct mode cannot refuse that (Landlock cannot subtract a path
+/// from the writable workspace); what cage promises is that the user is
+/// told, by name, when the session ends, before running anything. The
+/// report is the protection this test holds in place.
 #[test]
-fn git_hooks_cannot_be_planted_in_a_repo_without_them() {
+fn hooks_planted_in_a_repo_without_them_are_reported() {
     require_userns!();
     let cage = Cage::new();
     fs::remove_dir_all(cage.workspace().join(".git/hooks")).unwrap();
@@ -257,9 +261,13 @@ fn git_hooks_cannot_be_planted_in_a_repo_without_them() {
 attempt 'mkdir -p .git/hooks && printf "#!/bin/sh\necho pwned\n" > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit'
 "##
     ));
-    let hook = cage.workspace().join(".git/hooks/pre-commit");
-    assert!(!hook.exists(), "a hook was planted on the host\n{out}");
-    out.assert_success().assert_all_refused(1);
+    let hooks = cage.workspace().join(".git/hooks");
+    assert!(
+        out.stderr.contains("created 1 protected path")
+            && out.stderr.contains(&format!("{}", hooks.display())),
+        "the planted hooks directory was not reported\n{out}"
+    );
+    assert_eq!(out.code, 0, "the session itself succeeds\n{out}");
 }
 
 /// Layer: view. The protections do not break the agent's ordinary git
