@@ -182,6 +182,17 @@ pub fn set_securebits(bits: u32) -> Result<(), Errno> {
 /// Test probes: irreversible effects (filters, Landlock domains, dropped
 /// capabilities) and raw syscalls with bad arguments, each confined to a
 /// forked child that exits right after.
+/// Restores the default disposition of `signal`. Rust's runtime ignores
+/// SIGPIPE at start-up, and an ignored signal stays ignored across execve,
+/// so the agent would otherwise see EPIPE where shell pipelines expect to
+/// be killed (`yes | head -1`).
+pub fn default_disposition(signal: nix::sys::signal::Signal) -> Result<(), Errno> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    unsafe { sigaction(signal, &action) }.map(drop)
+}
+
 #[cfg(test)]
 pub(crate) mod probe {
     use nix::errno::Errno;
@@ -314,15 +325,4 @@ pub(crate) mod probe {
         // destructors is the point in a forked child.
         unsafe { libc::_exit(code) }
     }
-}
-
-/// Restores the default disposition of `signal`. Rust's runtime ignores
-/// SIGPIPE at start-up, and an ignored signal stays ignored across execve,
-/// so the agent would otherwise see EPIPE where shell pipelines expect to
-/// be killed (`yes | head -1`).
-pub fn default_disposition(signal: nix::sys::signal::Signal) -> Result<(), Errno> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
-    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-    unsafe { sigaction(signal, &action) }.map(drop)
 }
