@@ -60,11 +60,20 @@ pub enum Layer {
 
 /// A filesystem path from a rule, `~` expanded and made absolute, but not
 /// canonicalised (the plan does that against the host).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Eq, Serialize)]
 pub struct PathRule {
     pub path: PathBuf,
     /// Written with a leading `?`: skipped when missing instead of an error.
     pub optional: bool,
+}
+
+/// Byte equality: rule paths are already normalised lexically, so it agrees
+/// with `Path`'s component-wise equality, and merging compares every rule
+/// with every other (component parsing was most of cage's start-up).
+impl PartialEq for PathRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.optional == other.optional && self.path.as_os_str() == other.path.as_os_str()
+    }
 }
 
 /// Every policy source merged, lowest precedence first. Lists are unions in
