@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::policy::NetMode;
 use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND};
 use crate::sandbox::protocol::{Channel, Report};
-use crate::sandbox::{self, FORWARDED, init, seccomp};
+use crate::sandbox::{self, init, seccomp};
 use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +93,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
 
     // 2. Blocked before clone, so no signal falls between clone and the
     //    signalfd; init inherits the mask and reads its own signalfd.
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        mask.add(*s);
-    }
+    let mask = sandbox::watched_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(SupervisorError::Signals)?;
 
     // 3. SAFETY: the supervisor has started no thread; cage is

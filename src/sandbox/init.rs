@@ -16,7 +16,7 @@ use crate::plan::{Plan, Requirement, RlimitKind};
 use crate::sys;
 
 use super::protocol::{Channel, Report};
-use super::{FORWARDED, caps, landlock, mounts, seccomp};
+use super::{caps, landlock, mounts, seccomp};
 
 /// Exit code of a cage failure (DESIGN.md).
 pub const EXIT_CAGE: i32 = 125;
@@ -61,13 +61,7 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
 
     // 4.
     if let Err(e) = mounts::enter_view(plan) {
-        let errno = e.errno();
-        channel.send(&Report::Failed {
-            message: chain(&e),
-            errno,
-            code: EXIT_CAGE,
-        });
-        sys::exit_now(EXIT_CAGE);
+        report(&channel, &e, e.errno());
     }
     if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
         fail(
@@ -81,17 +75,12 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
 
     // 5. The signals stay blocked here (inherited from the supervisor) and
     //    are read from a signalfd; the agent unblocks them before exec.
-    let agent = match unsafe_fork() {
+    let agent = match fork_single_threaded() {
         Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(&channel, "forking the agent", "", Some(e.into()), EXIT_CAGE),
     };
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        mask.add(*s);
-    }
-    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC) {
+    let sfd = match SignalFd::with_flags(&super::watched_signals(), SfdFlags::SFD_CLOEXEC) {
         Ok(s) => s,
         Err(e) => fail(
             &channel,
@@ -196,23 +185,11 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
                 );
             }
         }
-        Err(e) => {
-            channel.send(&Report::Failed {
-                message: chain(&e),
-                errno: None,
-                code: EXIT_CAGE,
-            });
-            sys::exit_now(EXIT_CAGE);
-        }
+        Err(e) => report(channel, &e, None),
     }
     // 4.
     if let Err(e) = caps::drop_all() {
-        channel.send(&Report::Failed {
-            message: chain(&e),
-            errno: None,
-            code: EXIT_CAGE,
-        });
-        sys::exit_now(EXIT_CAGE);
+        report(channel, &e, None)
     }
     // 5.
     if let Err(e) = sys::cloexec_from(3) {
@@ -240,12 +217,7 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
         .collect();
     // 6.
     if let Err(e) = seccomp::install(filters) {
-        channel.send(&Report::Failed {
-            message: chain(&e),
-            errno: None,
-            code: EXIT_CAGE,
-        });
-        sys::exit_now(EXIT_CAGE);
+        report(channel, &e, None)
     }
     // 7.
     let errno = match nix::unistd::execve(&path, &argv, &env) {
@@ -271,10 +243,20 @@ fn close_inherited(channel: &Channel) -> std::io::Result<()> {
     unsafe { sys::close_all_except(channel.as_raw_fd()) }
 }
 
-fn unsafe_fork() -> nix::Result<ForkResult> {
+fn fork_single_threaded() -> nix::Result<ForkResult> {
     // SAFETY: cage init is single-threaded (a clone of the single-threaded
     // supervisor), so the child may run arbitrary code.
     unsafe { fork() }
+}
+
+/// Reports a setup error with its whole chain and ends the process (125).
+fn report(channel: &Channel, e: &dyn std::error::Error, errno: Option<i32>) -> ! {
+    channel.send(&Report::Failed {
+        message: chain(e),
+        errno,
+        code: EXIT_CAGE,
+    });
+    sys::exit_now(EXIT_CAGE)
 }
 
 fn fail(channel: &Channel, step: &str, object: &str, e: Option<std::io::Error>, code: i32) -> ! {

@@ -32,6 +32,17 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGWINCH,
 ];
 
+/// What the supervisor and init block and read from a signalfd: the
+/// forwarded signals and SIGCHLD.
+pub fn watched_signals() -> nix::sys::signal::SigSet {
+    let mut mask = nix::sys::signal::SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask
+}
+
 /// The namespaces the cage gets. The network namespace is skipped only in
 /// `host` network mode, which the user asked for by name.
 pub fn clone_flags(plan: &Plan) -> libc::c_int {
