@@ -45,6 +45,8 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('explain', 'explain', [CompletionResultType]::ParameterValue, 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not')
             [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Trust a project policy file so it may widen access (pins its sha256)')
             [CompletionResult]::new('untrust', 'untrust', [CompletionResultType]::ParameterValue, 'Forget the trust pinned for a project policy file')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
+            [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions for SHELL')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -158,6 +160,16 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'cage;doctor' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;shell-init' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'cage;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -174,6 +186,8 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('explain', 'explain', [CompletionResultType]::ParameterValue, 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not')
             [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Trust a project policy file so it may widen access (pins its sha256)')
             [CompletionResult]::new('untrust', 'untrust', [CompletionResultType]::ParameterValue, 'Forget the trust pinned for a project policy file')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
+            [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions for SHELL')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -204,6 +218,12 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;help;untrust' {
+            break
+        }
+        'cage;help;doctor' {
+            break
+        }
+        'cage;help;shell-init' {
             break
         }
         'cage;help;completions' {

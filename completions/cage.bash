@@ -19,6 +19,9 @@ _cage() {
             cage,completions)
                 cmd="cage__subcmd__completions"
                 ;;
+            cage,doctor)
+                cmd="cage__subcmd__doctor"
+                ;;
             cage,explain)
                 cmd="cage__subcmd__explain"
                 ;;
@@ -34,6 +37,9 @@ _cage() {
             cage,run)
                 cmd="cage__subcmd__run"
                 ;;
+            cage,shell-init)
+                cmd="cage__subcmd__shell__subcmd__init"
+                ;;
             cage,trust)
                 cmd="cage__subcmd__trust"
                 ;;
@@ -42,6 +48,9 @@ _cage() {
                 ;;
             cage__subcmd__help,completions)
                 cmd="cage__subcmd__help__subcmd__completions"
+                ;;
+            cage__subcmd__help,doctor)
+                cmd="cage__subcmd__help__subcmd__doctor"
                 ;;
             cage__subcmd__help,explain)
                 cmd="cage__subcmd__help__subcmd__explain"
@@ -57,6 +66,9 @@ _cage() {
                 ;;
             cage__subcmd__help,run)
                 cmd="cage__subcmd__help__subcmd__run"
+                ;;
+            cage__subcmd__help,shell-init)
+                cmd="cage__subcmd__help__subcmd__shell__subcmd__init"
                 ;;
             cage__subcmd__help,trust)
                 cmd="cage__subcmd__help__subcmd__trust"
@@ -104,7 +116,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --dry-run --json --help --version run policy explain trust untrust completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --dry-run --json --help --version run policy explain trust untrust doctor shell-init completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +179,20 @@ _cage() {
             ;;
         cage__subcmd__completions)
             opts="-h --help bash elvish fish powershell zsh"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__doctor)
+            opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,7 +268,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help)
-            opts="run policy explain trust untrust completions man help"
+            opts="run policy explain trust untrust doctor shell-init completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -256,6 +282,20 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -368,6 +408,20 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__shell__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -660,6 +714,20 @@ _cage() {
                     COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__shell__subcmd__init)
+            opts="-h --help bash zsh fish"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

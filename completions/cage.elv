@@ -42,6 +42,8 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand explain 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not'
             cand trust 'Trust a project policy file so it may widen access (pins its sha256)'
             cand untrust 'Forget the trust pinned for a project policy file'
+            cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
+            cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -141,6 +143,14 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'cage;doctor'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;shell-init'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'cage;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -155,6 +165,8 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand explain 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not'
             cand trust 'Trust a project policy file so it may widen access (pins its sha256)'
             cand untrust 'Forget the trust pinned for a project policy file'
+            cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
+            cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -177,6 +189,10 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;trust'= {
         }
         &'cage;help;untrust'= {
+        }
+        &'cage;help;doctor'= {
+        }
+        &'cage;help;shell-init'= {
         }
         &'cage;help;completions'= {
         }

@@ -58,6 +58,12 @@ pub enum Command {
     Trust(TrustArgs),
     /// Forget the trust pinned for a project policy file.
     Untrust(TrustArgs),
+    /// Report what this host can enforce, what cage does about each gap,
+    /// and whether `cage -- true` runs here (exit 1 if it cannot).
+    Doctor,
+    /// Print aliases that run the agents found on PATH caged, for your
+    /// shell's rc file: eval "$(cage shell-init bash)".
+    ShellInit(ShellInitArgs),
     /// Print shell completions for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -161,6 +167,18 @@ pub struct ExplainArgs {
 pub struct TrustArgs {
     /// The policy file (default: the project's .cage.toml).
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellInitArgs {
+    pub shell: InitShell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

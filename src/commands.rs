@@ -24,6 +24,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Explain(args)) => explain_cmd(&args.policy, &args.target),
         Some(Command::Trust(args)) => trust(args.file, true),
         Some(Command::Untrust(args)) => trust(args.file, false),
+        Some(Command::Doctor) => Ok(crate::doctor::run()),
+        Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Completions(args)) => {
             print(&crate::cli::completions(args.shell), "completions")
         }
@@ -391,7 +393,26 @@ fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
     if path.symlink_metadata().is_ok() && !force {
         return Err(Error::Exists { path });
     }
-    let text = policy::starter_policy(profile.as_deref());
+    // The toolchains the project visibly uses, by their manifest files.
+    let detected: Vec<&str> = [
+        ("package.json", "node"),
+        ("Cargo.toml", "rust"),
+        ("pyproject.toml", "python"),
+        ("requirements.txt", "python"),
+        ("setup.py", "python"),
+        ("go.mod", "go"),
+    ]
+    .into_iter()
+    .filter(|(file, _)| host.cwd.join(file).exists())
+    .map(|(_, profile)| profile)
+    .collect();
+    let mut extends: Vec<&str> = profile.as_deref().into_iter().collect();
+    for p in detected {
+        if !extends.contains(&p) {
+            extends.push(p);
+        }
+    }
+    let text = policy::starter_policy(&extends);
     std::fs::write(&path, text).map_err(|source| Error::Write {
         path: path.clone(),
         source,
@@ -441,4 +462,35 @@ fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {
         println!("{} was not trusted", file.display());
     }
     Ok(0)
+}
+
+/// The agents `shell-init` aliases, with the profile each runs under.
+const AGENTS: &[&str] = &["claude", "codex", "gemini", "aider"];
+
+fn shell_init(shell: crate::cli::InitShell) -> Result<i32, Error> {
+    use crate::cli::InitShell;
+    let host = Host::current()?;
+    let path = host.var("PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    let mut out = String::new();
+    let _ = writeln!(out, "# cage: run these agents caged (cage shell-init)");
+    for agent in AGENTS {
+        let found = path.split(':').any(|dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(Path::new(dir).join(agent))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        });
+        if !found {
+            continue;
+        }
+        let _ = match shell {
+            InitShell::Bash | InitShell::Zsh => {
+                writeln!(out, "alias {agent}='cage -p {agent} -- {agent}'")
+            }
+            InitShell::Fish => writeln!(
+                out,
+                "function {agent} --wraps {agent}; cage -p {agent} -- {agent} $argv; end"
+            ),
+        };
+    }
+    print(out.as_bytes(), "the aliases")
 }

@@ -193,6 +193,20 @@ pub fn default_disposition(signal: nix::sys::signal::Signal) -> Result<(), Errno
     unsafe { sigaction(signal, &action) }.map(drop)
 }
 
+/// `pidfd_open(2)` on the calling process: whether this kernel has pidfds
+/// (5.3+). The descriptor is closed at once.
+pub fn has_pidfd() -> bool {
+    // SAFETY: integer arguments only; on success the kernel returns a new
+    // descriptor that this function owns and closes.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: `fd` was just returned to us and nothing else refers to it.
+    unsafe { libc::close(fd as libc::c_int) };
+    true
+}
+
 #[cfg(test)]
 pub(crate) mod probe {
     use nix::errno::Errno;

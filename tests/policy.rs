@@ -713,7 +713,7 @@ fn unknown_profile_lists_the_available_ones() {
     let f = Fixture::new();
     f.user_profile("mine", "");
     let dir = f.host.config_dir.join("profiles");
-    let available = "aider, base, claude, codex, gemini, git, mine, node, python, rust";
+    let available = "aider, base, claude, codex, gemini, git, go, mine, node, python, rust";
     assert_eq!(
         f.err(&profiles(&["nope"])),
         format!(
@@ -1117,13 +1117,13 @@ fn check_file_validates_one_file_and_its_extends() {
 #[test]
 fn starter_policy_parses_and_narrows_only() {
     let f = Fixture::new();
-    let plain = policy::starter_policy(None);
+    let plain = policy::starter_policy(&[]);
     let path = f.write("starter.toml", &plain);
     policy::check_file(&path, &f.host).unwrap();
     f.project(&plain);
     f.load_default().unwrap();
 
-    let claude = policy::starter_policy(Some("claude"));
+    let claude = policy::starter_policy(&["claude"]);
     assert!(claude.contains("extends = [\"claude\"]"));
     f.project(&claude);
     let got = widenings_of(&f, &LoadRequest::default());
@@ -1132,7 +1132,7 @@ fn starter_policy_parses_and_narrows_only() {
     f.load(&profiles(&["claude"])).unwrap();
 
     // An odd name is quoted, not injected.
-    let odd = policy::starter_policy(Some("a\"b\n[x]"));
+    let odd = policy::starter_policy(&["a\"b\n[x]"]);
     let path = f.write("odd.toml", &odd);
     let err = policy::check_file(&path, &f.host).unwrap_err();
     assert!(matches!(err, PolicyError::ProfileName { .. }), "{err}");

@@ -9,6 +9,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("codex", include_str!("../../policies/codex.toml")),
     ("gemini", include_str!("../../policies/gemini.toml")),
     ("git", include_str!("../../policies/git.toml")),
+    ("go", include_str!("../../policies/go.toml")),
     ("node", include_str!("../../policies/node.toml")),
     ("python", include_str!("../../policies/python.toml")),
     ("rust", include_str!("../../policies/rust.toml")),
@@ -27,21 +28,26 @@ pub fn builtin_source(name: &str) -> Option<&'static str> {
         .map(|(_, text)| *text)
 }
 
-/// A commented `.cage.toml` to start from. With a profile, it extends it.
+/// A commented `.cage.toml` to start from, extending `extends` (a chosen
+/// agent profile and the toolchains detected in the project).
 /// Everything else is commented out, so the file as written only narrows
 /// (apart from `extends`, which `cage trust` must allow).
-pub fn starter_policy(profile: Option<&str>) -> String {
-    let extends = match profile {
-        Some(name) => format!(
-            "# The profile this project is meant to run with. Extending a profile that\n\
+pub fn starter_policy(extends: &[&str]) -> String {
+    let extends = match extends {
+        [] => {
+            "# extends = [\"claude\"]   # a profile to build on (needs `cage trust`)\n".to_string()
+        }
+        names => format!(
+            "# The profiles this project is meant to run with. Extending a profile that\n\
              # the command line did not already select widens the sandbox, so cage asks\n\
              # you to run `cage trust` for this file first.\n\
              extends = [{}]\n",
-            toml_string(name)
+            names
+                .iter()
+                .map(|n| toml_string(n))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        None => {
-            "# extends = [\"claude\"]   # a profile to build on (needs `cage trust`)\n".to_string()
-        }
     };
     format!(
         "# cage policy for this project (schema 1).\n\

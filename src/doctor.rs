@@ -1,0 +1,309 @@
+//! `cage doctor`: what this host can enforce, and what cage does about each
+//! gap. It reads kernel facts, then proves the one that matters by running
+//! `cage -- /bin/true` for real. It changes nothing on the host (the probe
+//! run's working directory is a temporary directory it removes).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One line of the report.
+struct Check {
+    what: &'static str,
+    status: String,
+    /// What cage does about it, or how to fix it.
+    action: String,
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Runs every check, prints the table, and returns the exit status: 0 when
+/// `cage -- true` runs here, 1 when it does not.
+pub fn run() -> i32 {
+    let mut checks = vec![
+        userns(),
+        landlock(),
+        seccomp(),
+        kernel_apis(),
+        overlay(),
+        cgroup(),
+        pidfd(),
+        tiocsti(),
+    ];
+    let (works, detail) = probe_run();
+    checks.push(Check {
+        what: "cage -- true",
+        status: if works { "runs".into() } else { "FAILS".into() },
+        action: detail,
+    });
+    let width = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
+    let swidth = checks.iter().map(|c| c.status.len()).max().unwrap_or(0);
+    for c in &checks {
+        println!("{:width$}  {:swidth$}  {}", c.what, c.status, c.action);
+    }
+    if !works && userns_restricted_by_apparmor() {
+        println!();
+        print_apparmor_help();
+    }
+    if works { 0 } else { 1 }
+}
+
+fn userns_restricted_by_apparmor() -> bool {
+    read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+}
+
+fn userns() -> Check {
+    let what = "user namespaces";
+    let blocked = |status: &str, action: String| Check {
+        what,
+        status: status.into(),
+        action,
+    };
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return blocked(
+            "disabled",
+            "user.max_user_namespaces = 0; fix: sudo sysctl -w user.max_user_namespaces=15000"
+                .into(),
+        );
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return blocked(
+            "disabled",
+            "kernel.unprivileged_userns_clone = 0; fix: sudo sysctl -w \
+             kernel.unprivileged_userns_clone=1"
+                .into(),
+        );
+    }
+    if userns_restricted_by_apparmor() {
+        return blocked(
+            "restricted",
+            "AppArmor restricts unprivileged user namespaces; install the profile in \
+             contrib/apparmor/cage (see below)"
+                .into(),
+        );
+    }
+    Check {
+        what,
+        status: "available".into(),
+        action: "identity, view, processes and network layers".into(),
+    }
+}
+
+/// What each Landlock ABI adds, for the report.
+const LANDLOCK_ABIS: &[(i32, &str)] = &[
+    (1, "filesystem access"),
+    (2, "rename/link across directories"),
+    (3, "truncate"),
+    (4, "TCP bind/connect (not used: the net namespace isolates)"),
+    (5, "ioctl on devices"),
+    (6, "abstract unix socket and signal scopes"),
+    (7, "audit logging of denials"),
+];
+
+fn landlock() -> Check {
+    let abi = crate::sandbox::landlock::kernel_abi();
+    if abi <= 0 {
+        return Check {
+            what: "Landlock",
+            status: "missing".into(),
+            action: "cage refuses to run; fix: a kernel with CONFIG_SECURITY_LANDLOCK and \
+                     landlock in the lsm= boot parameter, or accept --allow-degraded landlock"
+                .into(),
+        };
+    }
+    let missing: Vec<&str> = LANDLOCK_ABIS
+        .iter()
+        .filter(|(v, _)| *v > abi && *v <= 6)
+        .map(|(_, what)| *what)
+        .collect();
+    let action = if missing.is_empty() {
+        "enforced: the access layer mirrors the view".to_string()
+    } else {
+        format!(
+            "cage refuses to run without: {} (ABI 6 needed); or accept --allow-degraded landlock",
+            missing.join(", ")
+        )
+    };
+    Check {
+        what: "Landlock",
+        status: format!("ABI {abi}"),
+        action,
+    }
+}
+
+fn seccomp() -> Check {
+    let actions = read("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    let ok = actions.contains("errno") && actions.contains("kill_process");
+    Check {
+        what: "seccomp",
+        status: if ok { "available" } else { "missing" }.into(),
+        action: if ok {
+            "deny-list with errno; foreign syscall ABIs killed".into()
+        } else {
+            "cage cannot install its filter; fix: a kernel with CONFIG_SECCOMP_FILTER".into()
+        },
+    }
+}
+
+/// (major, minor) of the running kernel.
+fn kernel_version() -> Option<(u32, u32)> {
+    let release = read("/proc/sys/kernel/osrelease")?;
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn kernel_apis() -> Check {
+    let v = kernel_version();
+    let ok = v.is_some_and(|v| v >= (5, 12));
+    Check {
+        what: "openat2, mount_setattr",
+        status: match v {
+            Some((a, b)) => format!("kernel {a}.{b}"),
+            None => "unknown".into(),
+        },
+        action: if ok {
+            "links refused while building the view; read-only applies to submounts".into()
+        } else {
+            "cage needs Linux 5.12 or newer".into()
+        },
+    }
+}
+
+fn overlay() -> Check {
+    let listed = read("/proc/filesystems").is_some_and(|f| f.contains("\toverlay"));
+    let userns_ok = kernel_version().is_some_and(|v| v >= (5, 11));
+    Check {
+        what: "overlayfs in user namespaces",
+        status: if listed && userns_ok {
+            "available"
+        } else {
+            "no"
+        }
+        .into(),
+        action: if listed && userns_ok {
+            "the overlay workspace mode can work here".into()
+        } else {
+            "the overlay workspace mode would fail; direct and readonly work".into()
+        },
+    }
+}
+
+/// The user's cgroup v2 directory, if cage could write to it.
+fn delegated_cgroup() -> Option<PathBuf> {
+    let own = read("/proc/self/cgroup")?;
+    let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(|root| Path::new(root).join(rel.trim_start_matches('/')))
+        .find(|dir| {
+            dir.join("cgroup.procs").exists()
+                && nix::unistd::access(&dir.join("cgroup.procs"), nix::unistd::AccessFlags::W_OK)
+                    .is_ok()
+                && nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::W_OK).is_ok()
+        })
+}
+
+fn cgroup() -> Check {
+    match delegated_cgroup() {
+        Some(dir) => {
+            let controllers =
+                std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            Check {
+                what: "cgroup v2 delegation",
+                status: "delegated".into(),
+                action: format!(
+                    "{} (controllers: {}); cage does not use it yet: [limits] memory/pids/cpu \
+                     are reported as not enforced",
+                    dir.display(),
+                    controllers.trim()
+                ),
+            }
+        }
+        None => Check {
+            what: "cgroup v2 delegation",
+            status: "none".into(),
+            action: "[limits] memory/pids/cpu cannot be enforced (reported at start); rlimits \
+                     (nofile, nproc, fsize, core) always are. A systemd user session delegates \
+                     one."
+                .into(),
+        },
+    }
+}
+
+fn pidfd() -> Check {
+    let ok = crate::sys::has_pidfd();
+    Check {
+        what: "pidfd",
+        status: if ok { "available" } else { "no" }.into(),
+        action: "not needed: the supervisor is init's parent, so its pid cannot be reused".into(),
+    }
+}
+
+fn tiocsti() -> Check {
+    match read("/proc/sys/dev/tty/legacy_tiocsti").as_deref() {
+        Some("0") => Check {
+            what: "TIOCSTI",
+            status: "off".into(),
+            action: "the kernel refuses terminal injection; cage's filter refuses it too".into(),
+        },
+        Some(_) => Check {
+            what: "TIOCSTI",
+            status: "on".into(),
+            action: "terminal injection is possible on this host; cage's seccomp filter \
+                     refuses TIOCSTI and TIOCLINUX"
+                .into(),
+        },
+        None => Check {
+            what: "TIOCSTI",
+            status: "unknown".into(),
+            action: "cage's seccomp filter refuses TIOCSTI and TIOCLINUX".into(),
+        },
+    }
+}
+
+/// Runs `cage --no-project-policy -- /bin/true` in a fresh temporary
+/// directory: every layer, for real.
+fn probe_run() -> (bool, String) {
+    let Ok(exe) = std::env::current_exe() else {
+        return (false, "cannot find cage's own executable".into());
+    };
+    let dir = std::env::temp_dir().join(format!("cage-doctor-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&dir) {
+        return (false, format!("creating {}: {e}", dir.display()));
+    }
+    let out = Command::new(exe)
+        .args(["--no-project-policy", "--", "/bin/true"])
+        .current_dir(&dir)
+        .output();
+    let _ = std::fs::remove_dir(&dir);
+    match out {
+        Ok(o) if o.status.success() => (true, "every layer enforced".into()),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let first = err.lines().next().unwrap_or("").trim();
+            (
+                false,
+                format!("exit {}: {first}", o.status.code().unwrap_or(-1)),
+            )
+        }
+        Err(e) => (false, format!("starting the probe: {e}")),
+    }
+}
+
+fn print_apparmor_help() {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/path/to/cage".into());
+    println!(
+        "AppArmor restricts unprivileged user namespaces on this host. Allow them for cage\n\
+         only, with the profile shipped in cage's repository (contrib/apparmor/cage):\n\
+         \n\
+         \x20 sed 's|@CAGE@|{exe}|' contrib/apparmor/cage | sudo tee /etc/apparmor.d/cage\n\
+         \x20 sudo apparmor_parser -r /etc/apparmor.d/cage\n\
+         \n\
+         or, for every program: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+    );
+}

@@ -1,0 +1,62 @@
+//! `cage doctor` and `cage shell-init`, run as the user running the tests.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+#[test]
+fn doctor_reports_every_layer_and_the_probe_run() {
+    let o = Command::new(env!("CARGO_BIN_EXE_cage"))
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "user namespaces",
+        "Landlock",
+        "seccomp",
+        "overlayfs",
+        "cgroup v2",
+        "TIOCSTI",
+        "cage -- true",
+    ] {
+        assert!(out.contains(line), "no {line} line:\n{out}");
+    }
+    // Truthful about Landlock: the ABI it prints is the kernel's.
+    let abi = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if abi.contains("landlock") {
+        assert!(out.contains("Landlock                      ABI "), "{out}");
+    }
+    // The exit status follows the probe run.
+    let runs = out
+        .lines()
+        .any(|l| l.starts_with("cage -- true") && l.contains(" runs "));
+    assert_eq!(o.status.success(), runs, "{out}");
+}
+
+#[test]
+fn shell_init_aliases_only_agents_on_path() {
+    let dir = std::env::temp_dir().join(format!("cage-shellinit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("claude");
+    std::fs::write(&fake, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for (shell, want) in [
+        ("bash", "alias claude='cage -p claude -- claude'"),
+        ("zsh", "alias claude='cage -p claude -- claude'"),
+        (
+            "fish",
+            "function claude --wraps claude; cage -p claude -- claude $argv; end",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_cage"))
+            .args(["shell-init", shell])
+            .env("PATH", &dir)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains(want), "{shell}: {out}");
+        assert!(!out.contains("codex"), "codex is not on PATH: {out}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
