@@ -220,11 +220,17 @@ fn home_as_workspace_is_refused() {
 fn policy_init_writes_a_file_that_checks() {
     let e = Env::new("init");
     std::fs::write(e.proj().join("package.json"), "{}").unwrap();
+    std::fs::write(e.proj().join("go.mod"), "module x\n").unwrap();
     assert_eq!(
         e.cage(&["policy", "init", "--profile", "claude"])
             .status
             .code(),
         Some(0)
+    );
+    let written = std::fs::read_to_string(e.proj().join(".cage.toml")).unwrap();
+    assert!(
+        written.contains(r#"extends = ["claude", "node", "go"]"#),
+        "{written}"
     );
     let o = e.cage(&["policy", "check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
