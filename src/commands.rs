@@ -163,6 +163,9 @@ pub fn render_plan(plan: &Plan) -> String {
                 format!("link {} -> {}  [{source}]", dst.display(), target.display())
             }
             Mount::Dir { dst, source, .. } => format!("dir  {}  [{source}]", dst.display()),
+            Mount::File { dst, source, .. } => {
+                format!("file {} (written by cage)  [{source}]", dst.display())
+            }
             Mount::Proc { dst } => format!("proc {}", dst.display()),
             Mount::Dev { dst } => format!(
                 "dev  {} (null zero full random urandom tty pts shm)",
