@@ -4,6 +4,7 @@
 //! do, pure data) → `sandbox` (makes the kernel do the plan). The library
 //! exists so tests can reach policy and plan without privileges.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod error;
