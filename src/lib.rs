@@ -11,6 +11,7 @@ pub mod error;
 pub mod host;
 pub mod plan;
 pub mod policy;
+pub mod proxy;
 pub mod sandbox;
 pub mod supervisor;
 pub mod sys;

@@ -32,6 +32,18 @@ pub enum Report {
     },
 }
 
+/// The listening sockets init creates on the cage's loopback for the
+/// supervisor to serve from outside.
+#[derive(Debug)]
+pub struct Listeners {
+    /// TCP: HTTP proxy, CONNECT and SOCKS5 on one port.
+    pub proxy: OwnedFd,
+    /// UDP: the DNS stub.
+    pub dns_udp: OwnedFd,
+    /// TCP: the DNS stub, for long answers and TCP-only resolvers.
+    pub dns_tcp: OwnedFd,
+}
+
 /// One end of the channel.
 #[derive(Debug)]
 pub struct Channel(OwnedFd);
