@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::audit;
 use crate::cli::{Cli, Command, PolicyArgs, PolicyCommand, RunArgs};
 use crate::error::Error;
 use crate::host::Host;
@@ -75,6 +76,11 @@ fn load(args: &PolicyArgs) -> Result<(Host, Policy), Error> {
 
 fn run(args: RunArgs) -> Result<i32, Error> {
     let (host, policy) = load(&args.policy)?;
+    if !args.dry_run {
+        // Before the plan, so the plan finds cage's state directory and
+        // hides it from the view like any existing path.
+        let _ = audit::prepare(&host);
+    }
     let plan = plan::build(&policy, &host, &args.command)?;
     if args.dry_run {
         let text = if args.json {
@@ -102,7 +108,20 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             );
         }
     }
-    Ok(supervisor::run(&plan)?)
+    // The audit log is required where it records decisions (proxy mode);
+    // elsewhere a session without one still runs, and says so.
+    let session = match audit::Session::create(&host, &policy, &plan) {
+        Ok(s) => Some(s),
+        Err(e) if plan.network.proxy.is_some() => return Err(e.into()),
+        Err(e) => {
+            eprintln!(
+                "cage: warning: running without a session record: {}",
+                crate::sandbox::init::chain(&e)
+            );
+            None
+        }
+    };
+    Ok(supervisor::run(&plan, session.as_ref())?)
 }
 
 /// The plan for people: one line per decision, with its rule.
