@@ -78,6 +78,13 @@ pub fn load(req: &LoadRequest, host: &Host) -> Result<Policy, PolicyError> {
             Provenance::flag("--rw"),
         ));
     }
+    for h in &req.flags.allow_host {
+        if let Some(pattern) = parse_host_flag(h) {
+            p.network
+                .allow
+                .push(Sourced::new(pattern, Provenance::flag("--allow-host")));
+        }
+    }
     if let Some(n) = req.flags.net {
         p.network.mode = Some(Sourced::new(n, Provenance::flag("--net")));
     }
@@ -100,4 +107,35 @@ pub fn trust(_p: &Path, _h: &Host) -> Result<TrustReport, PolicyError> {
 }
 pub fn untrust(_p: &Path, _h: &Host) -> Result<bool, PolicyError> {
     Err(PolicyError::Stub)
+}
+
+/// Stand-in for the policy branch's `HostPattern::parse`, so the proxy can
+/// be driven from flags until it lands: `NAME`, `*.SUFFIX`, `IP`, `[IPv6]`,
+/// `IP/LEN`, each with an optional `:PORT` or `:*`.
+fn parse_host_flag(s: &str) -> Option<HostPattern> {
+    use std::net::IpAddr;
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else if s.matches(':').count() == 1 {
+        let (h, p) = s.split_once(':')?;
+        (h, Some(p))
+    } else {
+        (s, None)
+    };
+    let port = match port {
+        None => PortSpec::Web,
+        Some("*") => PortSpec::Any,
+        Some(p) => PortSpec::Port(p.parse().ok().filter(|p| *p > 0)?),
+    };
+    let host = if let Some((ip, len)) = host.split_once('/') {
+        HostSpec::Cidr(ip.parse::<IpAddr>().ok()?, len.parse().ok()?)
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        HostSpec::Ip(ip)
+    } else if let Some(suffix) = host.strip_prefix("*.") {
+        HostSpec::Suffix(suffix.to_ascii_lowercase())
+    } else {
+        HostSpec::Name(host.trim_end_matches('.').to_ascii_lowercase())
+    };
+    Some(HostPattern { host, port })
 }
