@@ -42,6 +42,8 @@ pub enum AuditError {
     UnknownSession { id: String, dir: PathBuf },
     #[error("{id} names several sessions in {dir}; give more of it")]
     AmbiguousSession { id: String, dir: PathBuf },
+    #[error("writing the log")]
+    Output(#[source] io::Error),
 }
 
 /// One line of the log: when, and what.
@@ -517,6 +519,52 @@ pub fn find_session(host: &Host, id: Option<&str>) -> Result<PathBuf, AuditError
         cwd: host.cwd.clone(),
         dir,
     })
+}
+
+/// Prints the log at `path`: as stored (`json`) or for people. With
+/// `follow`, keeps reading as records arrive until the session's end
+/// record, or until its supervisor is gone without writing one.
+pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Result<(), AuditError> {
+    let read_err = |source| AuditError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = io::BufReader::new(File::open(path).map_err(read_err)?);
+    let mut pending = String::new();
+    let mut supervisor: Option<u32> = None;
+    loop {
+        let n = reader.read_line(&mut pending).map_err(read_err)?;
+        if n > 0 && pending.ends_with('\n') {
+            let text = std::mem::take(&mut pending);
+            let parsed = serde_json::from_str::<Line>(text.trim_end()).ok();
+            if json {
+                out.write_all(text.as_bytes())
+            } else {
+                match &parsed {
+                    Some(line) => writeln!(out, "{}", render(line)),
+                    None => writeln!(out, "(unreadable record) {}", text.trim_end()),
+                }
+            }
+            .and_then(|()| out.flush())
+            .map_err(AuditError::Output)?;
+            match parsed.map(|l| l.record) {
+                Some(Record::SessionEnd(_)) if follow => return Ok(()),
+                Some(Record::SessionStart(s)) => supervisor = Some(s.pid),
+                _ => {}
+            }
+            continue;
+        }
+        // At the end of what is written so far (perhaps mid-line).
+        if !follow {
+            return Ok(());
+        }
+        if let Some(pid) = supervisor
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// One record for people: one line, or a few for the session start.

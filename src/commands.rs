@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::audit;
-use crate::cli::{Cli, Command, PolicyArgs, PolicyCommand, RunArgs};
+use crate::cli::{Cli, Command, LogArgs, PolicyArgs, PolicyCommand, RunArgs};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plan::{self, Mount, Plan, explain};
@@ -25,6 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Explain(args)) => explain_cmd(&args.policy, &args.target),
         Some(Command::Trust(args)) => trust(args.file, true),
         Some(Command::Untrust(args)) => trust(args.file, false),
+        Some(Command::Log(args)) => log(args),
         Some(Command::Completions(args)) => {
             print(&crate::cli::completions(args.shell), "completions")
         }
@@ -441,6 +442,16 @@ fn explain_cmd(args: &PolicyArgs, target: &str) -> Result<i32, Error> {
         println!("  {line}");
     }
     Ok(if e.allowed { 0 } else { 1 })
+}
+
+fn log(args: LogArgs) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let path = audit::find_session(&host, args.session.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    match audit::show(&path, args.json, args.follow, &mut out) {
+        Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        other => other.map(|()| 0).map_err(Error::from),
+    }
 }
 
 fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {

@@ -1,0 +1,235 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'cage'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'cage' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--ro', '--ro', [CompletionResultType]::ParameterName, 'Make PATH visible read-only')
+            [CompletionResult]::new('--rw', '--rw', [CompletionResultType]::ParameterName, 'Make PATH visible and writable')
+            [CompletionResult]::new('--hide', '--hide', [CompletionResultType]::ParameterName, 'Hide PATH even when a broader rule grants it')
+            [CompletionResult]::new('--allow-host', '--allow-host', [CompletionResultType]::ParameterName, 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)')
+            [CompletionResult]::new('--net', '--net', [CompletionResultType]::ParameterName, 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Pass NAME from the environment, or set NAME=VALUE')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly')
+            [CompletionResult]::new('--allow-degraded', '--allow-degraded', [CompletionResultType]::ParameterName, 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run')
+            [CompletionResult]::new('--no-project-policy', '--no-project-policy', [CompletionResultType]::ParameterName, 'Ignore the project''s .cage.toml')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan (what cage would do) and exit without running')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'With --dry-run: print the plan as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`)')
+            [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Show, check or start a policy')
+            [CompletionResult]::new('explain', 'explain', [CompletionResultType]::ParameterValue, 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Trust a project policy file so it may widen access (pins its sha256)')
+            [CompletionResult]::new('untrust', 'untrust', [CompletionResultType]::ParameterValue, 'Forget the trust pinned for a project policy file')
+            [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions for SHELL')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cage;run' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--ro', '--ro', [CompletionResultType]::ParameterName, 'Make PATH visible read-only')
+            [CompletionResult]::new('--rw', '--rw', [CompletionResultType]::ParameterName, 'Make PATH visible and writable')
+            [CompletionResult]::new('--hide', '--hide', [CompletionResultType]::ParameterName, 'Hide PATH even when a broader rule grants it')
+            [CompletionResult]::new('--allow-host', '--allow-host', [CompletionResultType]::ParameterName, 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)')
+            [CompletionResult]::new('--net', '--net', [CompletionResultType]::ParameterName, 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Pass NAME from the environment, or set NAME=VALUE')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly')
+            [CompletionResult]::new('--allow-degraded', '--allow-degraded', [CompletionResultType]::ParameterName, 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run')
+            [CompletionResult]::new('--no-project-policy', '--no-project-policy', [CompletionResultType]::ParameterName, 'Ignore the project''s .cage.toml')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan (what cage would do) and exit without running')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'With --dry-run: print the plan as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;policy' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print the effective policy, every rule with where it came from')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate a policy file (default: the project''s .cage.toml)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a starter .cage.toml in the working directory')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cage;policy;show' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--ro', '--ro', [CompletionResultType]::ParameterName, 'Make PATH visible read-only')
+            [CompletionResult]::new('--rw', '--rw', [CompletionResultType]::ParameterName, 'Make PATH visible and writable')
+            [CompletionResult]::new('--hide', '--hide', [CompletionResultType]::ParameterName, 'Hide PATH even when a broader rule grants it')
+            [CompletionResult]::new('--allow-host', '--allow-host', [CompletionResultType]::ParameterName, 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)')
+            [CompletionResult]::new('--net', '--net', [CompletionResultType]::ParameterName, 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Pass NAME from the environment, or set NAME=VALUE')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly')
+            [CompletionResult]::new('--allow-degraded', '--allow-degraded', [CompletionResultType]::ParameterName, 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run')
+            [CompletionResult]::new('--no-project-policy', '--no-project-policy', [CompletionResultType]::ParameterName, 'Ignore the project''s .cage.toml')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of text')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;policy;check' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;policy;init' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'A profile for the file to extend (for example `claude`)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'A profile for the file to extend (for example `claude`)')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite an existing .cage.toml')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;policy;help' {
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print the effective policy, every rule with where it came from')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate a policy file (default: the project''s .cage.toml)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a starter .cage.toml in the working directory')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cage;policy;help;show' {
+            break
+        }
+        'cage;policy;help;check' {
+            break
+        }
+        'cage;policy;help;init' {
+            break
+        }
+        'cage;policy;help;help' {
+            break
+        }
+        'cage;explain' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--ro', '--ro', [CompletionResultType]::ParameterName, 'Make PATH visible read-only')
+            [CompletionResult]::new('--rw', '--rw', [CompletionResultType]::ParameterName, 'Make PATH visible and writable')
+            [CompletionResult]::new('--hide', '--hide', [CompletionResultType]::ParameterName, 'Hide PATH even when a broader rule grants it')
+            [CompletionResult]::new('--allow-host', '--allow-host', [CompletionResultType]::ParameterName, 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)')
+            [CompletionResult]::new('--net', '--net', [CompletionResultType]::ParameterName, 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Pass NAME from the environment, or set NAME=VALUE')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly')
+            [CompletionResult]::new('--allow-degraded', '--allow-degraded', [CompletionResultType]::ParameterName, 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run')
+            [CompletionResult]::new('--no-project-policy', '--no-project-policy', [CompletionResultType]::ParameterName, 'Ignore the project''s .cage.toml')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;trust' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;untrust' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;log' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the records as JSON lines, as stored')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing records as they are written, until the session ends')
+            [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing records as they are written, until the session ends')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;completions' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;man' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;help' {
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`)')
+            [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Show, check or start a policy')
+            [CompletionResult]::new('explain', 'explain', [CompletionResultType]::ParameterValue, 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Trust a project policy file so it may widen access (pins its sha256)')
+            [CompletionResult]::new('untrust', 'untrust', [CompletionResultType]::ParameterValue, 'Forget the trust pinned for a project policy file')
+            [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions for SHELL')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cage;help;run' {
+            break
+        }
+        'cage;help;policy' {
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print the effective policy, every rule with where it came from')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate a policy file (default: the project''s .cage.toml)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a starter .cage.toml in the working directory')
+            break
+        }
+        'cage;help;policy;show' {
+            break
+        }
+        'cage;help;policy;check' {
+            break
+        }
+        'cage;help;policy;init' {
+            break
+        }
+        'cage;help;explain' {
+            break
+        }
+        'cage;help;trust' {
+            break
+        }
+        'cage;help;untrust' {
+            break
+        }
+        'cage;help;log' {
+            break
+        }
+        'cage;help;completions' {
+            break
+        }
+        'cage;help;man' {
+            break
+        }
+        'cage;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

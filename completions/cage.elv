@@ -1,0 +1,200 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[cage] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'cage'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'cage'= {
+            cand -p 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand --profile 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand -f 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --policy 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --ro 'Make PATH visible read-only'
+            cand --rw 'Make PATH visible and writable'
+            cand --hide 'Hide PATH even when a broader rule grants it'
+            cand --allow-host 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)'
+            cand --net 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)'
+            cand --env 'Pass NAME from the environment, or set NAME=VALUE'
+            cand --workspace 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly'
+            cand --allow-degraded 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run'
+            cand --no-project-policy 'Ignore the project''s .cage.toml'
+            cand --dry-run 'Print the plan (what cage would do) and exit without running'
+            cand --json 'With --dry-run: print the plan as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand run 'Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`)'
+            cand policy 'Show, check or start a policy'
+            cand explain 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not'
+            cand trust 'Trust a project policy file so it may widen access (pins its sha256)'
+            cand untrust 'Forget the trust pinned for a project policy file'
+            cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand completions 'Print shell completions for SHELL'
+            cand man 'Print the man page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cage;run'= {
+            cand -p 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand --profile 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand -f 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --policy 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --ro 'Make PATH visible read-only'
+            cand --rw 'Make PATH visible and writable'
+            cand --hide 'Hide PATH even when a broader rule grants it'
+            cand --allow-host 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)'
+            cand --net 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)'
+            cand --env 'Pass NAME from the environment, or set NAME=VALUE'
+            cand --workspace 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly'
+            cand --allow-degraded 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run'
+            cand --no-project-policy 'Ignore the project''s .cage.toml'
+            cand --dry-run 'Print the plan (what cage would do) and exit without running'
+            cand --json 'With --dry-run: print the plan as JSON'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;policy'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand show 'Print the effective policy, every rule with where it came from'
+            cand check 'Validate a policy file (default: the project''s .cage.toml)'
+            cand init 'Write a starter .cage.toml in the working directory'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cage;policy;show'= {
+            cand -p 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand --profile 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand -f 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --policy 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --ro 'Make PATH visible read-only'
+            cand --rw 'Make PATH visible and writable'
+            cand --hide 'Hide PATH even when a broader rule grants it'
+            cand --allow-host 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)'
+            cand --net 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)'
+            cand --env 'Pass NAME from the environment, or set NAME=VALUE'
+            cand --workspace 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly'
+            cand --allow-degraded 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run'
+            cand --no-project-policy 'Ignore the project''s .cage.toml'
+            cand --json 'Print JSON instead of text'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;policy;check'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;policy;init'= {
+            cand -p 'A profile for the file to extend (for example `claude`)'
+            cand --profile 'A profile for the file to extend (for example `claude`)'
+            cand --force 'Overwrite an existing .cage.toml'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;policy;help'= {
+            cand show 'Print the effective policy, every rule with where it came from'
+            cand check 'Validate a policy file (default: the project''s .cage.toml)'
+            cand init 'Write a starter .cage.toml in the working directory'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cage;policy;help;show'= {
+        }
+        &'cage;policy;help;check'= {
+        }
+        &'cage;policy;help;init'= {
+        }
+        &'cage;policy;help;help'= {
+        }
+        &'cage;explain'= {
+            cand -p 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand --profile 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand -f 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --policy 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --ro 'Make PATH visible read-only'
+            cand --rw 'Make PATH visible and writable'
+            cand --hide 'Hide PATH even when a broader rule grants it'
+            cand --allow-host 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)'
+            cand --net 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)'
+            cand --env 'Pass NAME from the environment, or set NAME=VALUE'
+            cand --workspace 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly'
+            cand --allow-degraded 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run'
+            cand --no-project-policy 'Ignore the project''s .cage.toml'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;trust'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;untrust'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;log'= {
+            cand --json 'Print the records as JSON lines, as stored'
+            cand -f 'Keep printing records as they are written, until the session ends'
+            cand --follow 'Keep printing records as they are written, until the session ends'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;completions'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;man'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;help'= {
+            cand run 'Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`)'
+            cand policy 'Show, check or start a policy'
+            cand explain 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not'
+            cand trust 'Trust a project policy file so it may widen access (pins its sha256)'
+            cand untrust 'Forget the trust pinned for a project policy file'
+            cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand completions 'Print shell completions for SHELL'
+            cand man 'Print the man page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cage;help;run'= {
+        }
+        &'cage;help;policy'= {
+            cand show 'Print the effective policy, every rule with where it came from'
+            cand check 'Validate a policy file (default: the project''s .cage.toml)'
+            cand init 'Write a starter .cage.toml in the working directory'
+        }
+        &'cage;help;policy;show'= {
+        }
+        &'cage;help;policy;check'= {
+        }
+        &'cage;help;policy;init'= {
+        }
+        &'cage;help;explain'= {
+        }
+        &'cage;help;trust'= {
+        }
+        &'cage;help;untrust'= {
+        }
+        &'cage;help;log'= {
+        }
+        &'cage;help;completions'= {
+        }
+        &'cage;help;man'= {
+        }
+        &'cage;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,137 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cage_global_optspecs
+    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy allow-degraded= dry-run json h/help V/version
+end
+
+function __fish_cage_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cage_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cage_using_subcommand
+    set -l cmd (__fish_cage_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cage -n "__fish_cage_needs_command" -s p -l profile -d 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order' -r
+complete -c cage -n "__fish_cage_needs_command" -s f -l policy -d 'Apply a policy file (trusted: you named it). Repeatable' -r -F
+complete -c cage -n "__fish_cage_needs_command" -l ro -d 'Make PATH visible read-only' -r
+complete -c cage -n "__fish_cage_needs_command" -l rw -d 'Make PATH visible and writable' -r
+complete -c cage -n "__fish_cage_needs_command" -l hide -d 'Hide PATH even when a broader rule grants it' -r
+complete -c cage -n "__fish_cage_needs_command" -l allow-host -d 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)' -r
+complete -c cage -n "__fish_cage_needs_command" -l net -d 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)' -r -f -a "none\t''
+proxy\t''
+host\t''"
+complete -c cage -n "__fish_cage_needs_command" -l env -d 'Pass NAME from the environment, or set NAME=VALUE' -r
+complete -c cage -n "__fish_cage_needs_command" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
+overlay\t''
+readonly\t''"
+complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_needs_command" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_needs_command" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
+complete -c cage -n "__fish_cage_needs_command" -l json -d 'With --dry-run: print the plan as JSON'
+complete -c cage -n "__fish_cage_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cage -n "__fish_cage_needs_command" -s V -l version -d 'Print version'
+complete -c cage -n "__fish_cage_needs_command" -a "run" -d 'Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`)'
+complete -c cage -n "__fish_cage_needs_command" -a "policy" -d 'Show, check or start a policy'
+complete -c cage -n "__fish_cage_needs_command" -a "explain" -d 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not'
+complete -c cage -n "__fish_cage_needs_command" -a "trust" -d 'Trust a project policy file so it may widen access (pins its sha256)'
+complete -c cage -n "__fish_cage_needs_command" -a "untrust" -d 'Forget the trust pinned for a project policy file'
+complete -c cage -n "__fish_cage_needs_command" -a "log" -d 'Show a session\'s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+complete -c cage -n "__fish_cage_needs_command" -a "completions" -d 'Print shell completions for SHELL'
+complete -c cage -n "__fish_cage_needs_command" -a "man" -d 'Print the man page (roff)'
+complete -c cage -n "__fish_cage_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cage -n "__fish_cage_using_subcommand run" -s p -l profile -d 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order' -r
+complete -c cage -n "__fish_cage_using_subcommand run" -s f -l policy -d 'Apply a policy file (trusted: you named it). Repeatable' -r -F
+complete -c cage -n "__fish_cage_using_subcommand run" -l ro -d 'Make PATH visible read-only' -r
+complete -c cage -n "__fish_cage_using_subcommand run" -l rw -d 'Make PATH visible and writable' -r
+complete -c cage -n "__fish_cage_using_subcommand run" -l hide -d 'Hide PATH even when a broader rule grants it' -r
+complete -c cage -n "__fish_cage_using_subcommand run" -l allow-host -d 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)' -r
+complete -c cage -n "__fish_cage_using_subcommand run" -l net -d 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)' -r -f -a "none\t''
+proxy\t''
+host\t''"
+complete -c cage -n "__fish_cage_using_subcommand run" -l env -d 'Pass NAME from the environment, or set NAME=VALUE' -r
+complete -c cage -n "__fish_cage_using_subcommand run" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
+overlay\t''
+readonly\t''"
+complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_using_subcommand run" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand run" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
+complete -c cage -n "__fish_cage_using_subcommand run" -l json -d 'With --dry-run: print the plan as JSON'
+complete -c cage -n "__fish_cage_using_subcommand run" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand policy; and not __fish_seen_subcommand_from show check init help" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand policy; and not __fish_seen_subcommand_from show check init help" -f -a "show" -d 'Print the effective policy, every rule with where it came from'
+complete -c cage -n "__fish_cage_using_subcommand policy; and not __fish_seen_subcommand_from show check init help" -f -a "check" -d 'Validate a policy file (default: the project\'s .cage.toml)'
+complete -c cage -n "__fish_cage_using_subcommand policy; and not __fish_seen_subcommand_from show check init help" -f -a "init" -d 'Write a starter .cage.toml in the working directory'
+complete -c cage -n "__fish_cage_using_subcommand policy; and not __fish_seen_subcommand_from show check init help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -s p -l profile -d 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -s f -l policy -d 'Apply a policy file (trusted: you named it). Repeatable' -r -F
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l ro -d 'Make PATH visible read-only' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l rw -d 'Make PATH visible and writable' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l hide -d 'Hide PATH even when a broader rule grants it' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-host -d 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l net -d 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)' -r -f -a "none\t''
+proxy\t''
+host\t''"
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l env -d 'Pass NAME from the environment, or set NAME=VALUE' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
+overlay\t''
+readonly\t''"
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of text'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from init" -s p -l profile -d 'A profile for the file to extend (for example `claude`)' -r
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from init" -l force -d 'Overwrite an existing .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the effective policy, every rule with where it came from'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate a policy file (default: the project\'s .cage.toml)'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "init" -d 'Write a starter .cage.toml in the working directory'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cage -n "__fish_cage_using_subcommand explain" -s p -l profile -d 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order' -r
+complete -c cage -n "__fish_cage_using_subcommand explain" -s f -l policy -d 'Apply a policy file (trusted: you named it). Repeatable' -r -F
+complete -c cage -n "__fish_cage_using_subcommand explain" -l ro -d 'Make PATH visible read-only' -r
+complete -c cage -n "__fish_cage_using_subcommand explain" -l rw -d 'Make PATH visible and writable' -r
+complete -c cage -n "__fish_cage_using_subcommand explain" -l hide -d 'Hide PATH even when a broader rule grants it' -r
+complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-host -d 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)' -r
+complete -c cage -n "__fish_cage_using_subcommand explain" -l net -d 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)' -r -f -a "none\t''
+proxy\t''
+host\t''"
+complete -c cage -n "__fish_cage_using_subcommand explain" -l env -d 'Pass NAME from the environment, or set NAME=VALUE' -r
+complete -c cage -n "__fish_cage_using_subcommand explain" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
+overlay\t''
+readonly\t''"
+complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_using_subcommand explain" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand explain" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand trust" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand untrust" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand log" -l json -d 'Print the records as JSON lines, as stored'
+complete -c cage -n "__fish_cage_using_subcommand log" -s f -l follow -d 'Keep printing records as they are written, until the session ends'
+complete -c cage -n "__fish_cage_using_subcommand log" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand man" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "run" -d 'Run COMMAND caged (the same as `cage [OPTIONS] -- COMMAND`)'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "policy" -d 'Show, check or start a policy'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "explain" -d 'Say whether a path or host is allowed inside the cage, and which rule decides. Exit 0 when allowed, 1 when not'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "trust" -d 'Trust a project policy file so it may widen access (pins its sha256)'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "untrust" -d 'Forget the trust pinned for a project policy file'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "log" -d 'Show a session\'s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "completions" -d 'Print shell completions for SHELL'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust log completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cage -n "__fish_cage_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "show" -d 'Print the effective policy, every rule with where it came from'
+complete -c cage -n "__fish_cage_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy file (default: the project\'s .cage.toml)'
+complete -c cage -n "__fish_cage_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "init" -d 'Write a starter .cage.toml in the working directory'
