@@ -102,6 +102,32 @@ pub(super) fn handle(client: TcpStream, shared: &Shared) {
         }
         _ => {}
     }
+    lingering_close(&client);
+}
+
+/// Closes after an answer without losing it: closing a socket with unread
+/// input makes the kernel send a reset, which can destroy the answer in
+/// flight (a 400 after a request we did not read to the end). So: end our
+/// side, then read and discard for a short while.
+fn lingering_close(client: &TcpStream) {
+    const LINGER: Duration = Duration::from_millis(500);
+    const MAX: usize = 64 * 1024;
+    if client.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < MAX {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || client.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*client).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 fn handle_http(client: &TcpStream, timed: &mut Deadline, shared: &Shared) {
