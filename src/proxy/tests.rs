@@ -193,6 +193,40 @@ fn connect_tunnels_and_passes_half_close_on() {
 }
 
 #[test]
+fn tunnels_carry_back_and_forth_exchanges() {
+    // An echo server: every answer must come back before the client says
+    // more (the relay once held a written request back until the next).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let h = Harness::new("echo", vec![ip_rule(port)], Config::default());
+    let mut c = h.connect();
+    write!(c, "CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).unwrap();
+    for round in 1..=50usize {
+        let msg = vec![b'x'; round * 997];
+        c.write_all(&msg).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg, "round {round}");
+    }
+    drop(c);
+    h.wait_idle();
+}
+
+#[test]
 fn socks5_connects_by_ip_and_refuses_unlisted() {
     let port = upstream(false, |_| b"hello".to_vec());
     let h = Harness::new("socks", vec![ip_rule(port)], Config::default());
