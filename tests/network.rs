@@ -635,3 +635,64 @@ wait("go2")
         assert!(paths.iter().any(|x| x == p), "no {p}");
     }
 }
+
+/// The check the issue names: with only example.com allowed, no spelling
+/// of the host's loopback gets through the proxy, by any protocol. (No
+/// request names example.com itself, so nothing leaves the machine.)
+#[test]
+fn no_spelling_of_host_loopback_gets_through_the_proxy() {
+    let server = HostServer::start();
+    let sb = Sandbox::new("spellings");
+    let port = server.port;
+    sb.file(
+        "probe.py",
+        &format!(
+            r#"
+import socket
+port = {port}
+targets = ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", "127.1", "2130706433",
+           "0x7f.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "LOCALHOST.", "[::]",
+           "169.254.169.254", "example.com.127.0.0.1.nip.io"]
+def ask(raw):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(raw)
+    got = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return got
+for t in targets:
+    for raw in [b"CONNECT %s:%d HTTP/1.1\r\n\r\n" % (t.encode(), port),
+                b"GET http://%s:%d/ HTTP/1.1\r\n\r\n" % (t.encode(), port)]:
+        print(t, ask(raw).split(b"\r\n")[0].decode())
+# SOCKS5 by IPv4, IPv6 and name.
+for atyp, addr in [(1, bytes([127, 0, 0, 1])), (4, bytes(15) + b"\x01"),
+                   (3, bytes([9]) + b"localhost")]:
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"\x05\x01\x00")
+    s.recv(2)
+    s.sendall(bytes([5, 1, 0, atyp]) + addr + port.to_bytes(2, "big"))
+    print("socks", atyp, "reply", s.recv(10)[1])
+"#
+        ),
+    );
+    let run = sb.run(&["example.com".to_string()], "python3 probe.py");
+    run.assert_ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 13 * 2 + 3, "{out}");
+    for line in &lines {
+        if line.starts_with("socks") {
+            assert!(line.ends_with("reply 2"), "not allowed by ruleset: {line}");
+        } else {
+            // 403 denied, or 400 for what is not a host name at all.
+            assert!(
+                line.ends_with("403 Forbidden") || line.ends_with("400 Bad Request"),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(server.hits(), 0, "nothing reached the host's loopback");
+}
