@@ -276,6 +276,9 @@ pub struct Session {
     pub log: std::sync::Arc<Log>,
     started: Instant,
     start: SessionStart,
+    /// Whether the start record is written (a run that fails before the
+    /// cage reports still gets one, so every log opens with its start).
+    start_written: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -345,11 +348,16 @@ impl Session {
             log: std::sync::Arc::new(log),
             started: Instant::now(),
             start,
+            start_written: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// The session start record, with what was actually enforced.
     pub fn started(&self, enforcement: Option<Enforcement>) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.start_written.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
         let mut start = self.start.clone();
         start.enforcement = enforcement;
         self.log.write(Record::SessionStart(start))
@@ -357,6 +365,7 @@ impl Session {
 
     /// The session end record.
     pub fn ended(&self, status: i32, error: Option<String>) -> io::Result<()> {
+        self.started(None)?;
         let (denied, refused) = self.log.denials();
         self.log.write(Record::SessionEnd(SessionEnd {
             status,

@@ -226,6 +226,13 @@ pub fn render_plan(plan: &Plan) -> String {
         "network    {:?} [{}]",
         plan.network.mode, plan.network.source
     );
+    if let Some(p) = &plan.network.proxy {
+        let _ = writeln!(
+            s,
+            "  proxy {} and DNS stub {} on the cage's loopback, served by cage from outside",
+            p.listen, p.dns
+        );
+    }
     for r in &plan.network.allow {
         let _ = writeln!(s, "  allow {}  [{}]", r.pattern, r.source);
     }

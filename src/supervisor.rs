@@ -274,6 +274,8 @@ fn read_setup(
             }
         }
     }
+    // Without an Enforced report the start record says nothing was
+    // enforced; Session::started writes it once either way.
     if !started && let Some(session) = session {
         let _ = session.started(None);
     }
