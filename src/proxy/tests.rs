@@ -24,6 +24,14 @@ struct Harness {
     log: PathBuf,
 }
 
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(dir) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl Harness {
     fn new(name: &str, allow: Vec<HostPattern>, config: Config) -> Harness {
         let dir = std::env::temp_dir().join(format!("cage-proxy-{name}-{}", std::process::id()));
