@@ -44,6 +44,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand untrust 'Forget the trust pinned for a project policy file'
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
+            cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -151,6 +152,13 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'cage;log'= {
+            cand --json 'Print the records as JSON lines, as stored'
+            cand -f 'Keep printing records as they are written, until the session ends'
+            cand --follow 'Keep printing records as they are written, until the session ends'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'cage;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -167,6 +175,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand untrust 'Forget the trust pinned for a project policy file'
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
+            cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -193,6 +202,8 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;doctor'= {
         }
         &'cage;help;shell-init'= {
+        }
+        &'cage;help;log'= {
         }
         &'cage;help;completions'= {
         }

@@ -17,6 +17,9 @@ Examples:
   cage --rw ~/scratch -- make         also let the command write ~/scratch
   cage explain ~/.ssh/id_ed25519      is this path visible inside, and why?
   cage policy show                    the effective policy, rule by rule
+  cage --net proxy --allow-host api.anthropic.com -- claude
+                                      only that host, through cage's proxy
+  cage log                            the last session's network decisions
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
@@ -64,6 +67,9 @@ pub enum Command {
     /// Print aliases that run the agents found on PATH caged, for your
     /// shell's rc file: eval "$(cage shell-init bash)".
     ShellInit(ShellInitArgs),
+    /// Show a session's audit log: its start, the enforcement achieved,
+    /// every network and DNS decision, its end.
+    Log(LogArgs),
     /// Print shell completions for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -182,6 +188,19 @@ pub enum InitShell {
 }
 
 #[derive(Debug, Args)]
+pub struct LogArgs {
+    /// A session id, or a unique prefix of one (default: the newest
+    /// session whose workspace holds the working directory).
+    pub session: Option<String>,
+    /// Print the records as JSON lines, as stored.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing records as they are written, until the session ends.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
@@ -247,6 +266,12 @@ Say whether the path is visible inside, and which rule decides.
 .TP
 \fBcage policy check\fR
 Validate the project's .cage.toml.
+.TP
+\fBcage \-\-net proxy \-\-allow\-host api.anthropic.com \-\- claude\fR
+Give the agent that one host (ports 443 and 80), through cage's proxy; everything else is refused and logged.
+.TP
+\fBcage log \-\-follow\fR
+Watch the current workspace's latest session: every connection and DNS query, allowed or denied.
 .SH EXIT STATUS
 The command's own exit status; 128+N when it was killed by signal N.
 .TP
@@ -272,12 +297,12 @@ Hashes of trusted project policy files (cage trust).
 \fI.cage.toml\fR
 The project's policy, found from the working directory up to the repository root. Untrusted, it may only narrow.
 .TP
-\fI~/.local/state/cage/\fR
-Session records. Never visible inside the cage.
+\fI~/.local/state/cage/sessions/ID/audit.jsonl\fR
+A session's audit log, one JSON object per line (cage log). Never visible inside the cage.
 .SH ENVIRONMENT
-cage clears the environment: the command sees HOME, USER, LOGNAME, SHELL, PATH, CAGE=1, the names the policy passes ([env] pass, \-\-env NAME) and the values it sets. XDG_CONFIG_HOME and XDG_STATE_HOME move cage's own files.
+cage clears the environment: the command sees HOME, USER, LOGNAME, SHELL, PATH, CAGE=1, the names the policy passes ([env] pass, \-\-env NAME) and the values it sets. In proxy network mode it also sets HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (and their lowercase forms) to http://127.0.0.1:3128, and NO_PROXY to localhost,127.0.0.1,::1. XDG_CONFIG_HOME and XDG_STATE_HOME move cage's own files.
 .SH SECURITY
-cage assumes the caged process is hostile. It runs it in new user, mount, pid, net, ipc, uts and cgroup namespaces with a fresh tmpfs root; a Landlock ruleset mirrors the view; a seccomp filter denies ptrace, keyring, bpf, io_uring, mount, namespace and module calls, TIOCSTI and TIOCLINUX, foreign socket families, and kills foreign syscall ABIs; every capability is dropped and no_new_privs set. If a layer cannot be enforced, cage refuses to run unless told otherwise. cage does not defend against kernel exploits: for that, use a VM or gVisor.
+cage assumes the caged process is hostile. It runs it in new user, mount, pid, net, ipc, uts and cgroup namespaces with a fresh tmpfs root; a Landlock ruleset mirrors the view; a seccomp filter denies ptrace, keyring, bpf, io_uring, mount, namespace and module calls, TIOCSTI and TIOCLINUX, foreign socket families, and kills foreign syscall ABIs; every capability is dropped and no_new_privs set. The network namespace has only loopback; in proxy mode the proxy and DNS stub listen inside it and are served by cage from outside, allowing only the policy's hosts, refusing private and loopback addresses unless a rule names them, and logging every decision. If a layer cannot be enforced, cage refuses to run unless told otherwise. cage does not defend against kernel exploits: for that, use a VM or gVisor.
 "#;
 
 /// The man page, generated from the CLI definition.

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, PolicyArgs, PolicyCommand, RunArgs};
+use crate::audit;
+use crate::cli::{Cli, Command, LogArgs, PolicyArgs, PolicyCommand, RunArgs};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plan::{self, Mount, Plan, explain};
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Untrust(args)) => trust(args.file, false),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
+        Some(Command::Log(args)) => log(args),
         Some(Command::Completions(args)) => {
             print(&crate::cli::completions(args.shell), "completions")
         }
@@ -77,6 +79,11 @@ fn load(args: &PolicyArgs) -> Result<(Host, Policy), Error> {
 
 fn run(args: RunArgs) -> Result<i32, Error> {
     let (host, policy) = load(&args.policy)?;
+    if !args.dry_run {
+        // Before the plan, so the plan finds cage's state directory and
+        // hides it from the view like any existing path.
+        let _ = audit::prepare(&host);
+    }
     let plan = plan::build(&policy, &host, &args.command)?;
     if args.dry_run {
         let text = if args.json {
@@ -104,7 +111,20 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             );
         }
     }
-    Ok(supervisor::run(&plan)?)
+    // The audit log is required where it records decisions (proxy mode);
+    // elsewhere a session without one still runs, and says so.
+    let session = match audit::Session::create(&host, &policy, &plan) {
+        Ok(s) => Some(s),
+        Err(e) if plan.network.proxy.is_some() => return Err(e.into()),
+        Err(e) => {
+            eprintln!(
+                "cage: warning: running without a session record: {}",
+                crate::sandbox::init::chain(&e)
+            );
+            None
+        }
+    };
+    Ok(supervisor::run(&plan, session.as_ref())?)
 }
 
 /// The plan for people: one line per decision, with its rule.
@@ -166,6 +186,9 @@ pub fn render_plan(plan: &Plan) -> String {
                 format!("link {} -> {}  [{source}]", dst.display(), target.display())
             }
             Mount::Dir { dst, source, .. } => format!("dir  {}  [{source}]", dst.display()),
+            Mount::File { dst, source, .. } => {
+                format!("file {} (written by cage)  [{source}]", dst.display())
+            }
             Mount::Proc { dst } => format!("proc {}", dst.display()),
             Mount::Dev { dst } => format!(
                 "dev  {} (null zero full random urandom tty pts shm)",
@@ -206,6 +229,13 @@ pub fn render_plan(plan: &Plan) -> String {
         "network    {:?} [{}]",
         plan.network.mode, plan.network.source
     );
+    if let Some(p) = &plan.network.proxy {
+        let _ = writeln!(
+            s,
+            "  proxy {} and DNS stub {} on the cage's loopback, served by cage from outside",
+            p.listen, p.dns
+        );
+    }
     for r in &plan.network.allow {
         let _ = writeln!(s, "  allow {}  [{}]", r.pattern, r.source);
     }
@@ -441,6 +471,16 @@ fn explain_cmd(args: &PolicyArgs, target: &str) -> Result<i32, Error> {
         println!("  {line}");
     }
     Ok(if e.allowed { 0 } else { 1 })
+}
+
+fn log(args: LogArgs) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let path = audit::find_session(&host, args.session.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    match audit::show(&path, args.json, args.follow, &mut out) {
+        Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        other => other.map(|()| 0).map_err(Error::from),
+    }
 }
 
 fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {

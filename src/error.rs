@@ -1,6 +1,7 @@
 //! The top-level error: every module's error, and the exit code each maps
 //! to (DESIGN.md: 125 cage error, 126 cannot execute, 127 not found).
 
+use crate::audit::AuditError;
 use crate::host::HostError;
 use crate::plan::BuildError;
 use crate::policy::PolicyError;
@@ -20,6 +21,8 @@ pub enum Error {
     Plan(Box<BuildError>),
     #[error(transparent)]
     Run(#[from] SupervisorError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("writing {what}")]
     Output {
         what: &'static str,

@@ -4,6 +4,7 @@
 //! do, pure data) → `sandbox` (makes the kernel do the plan). The library
 //! exists so tests can reach policy and plan without privileges.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod doctor;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod host;
 pub mod plan;
 pub mod policy;
+pub mod proxy;
 pub mod sandbox;
 pub mod supervisor;
 pub mod sys;

@@ -1,24 +1,31 @@
 //! The supervisor: the host side of a run. It owns the plan, clones the
-//! cage into its namespaces, writes the id maps, forwards signals, waits,
-//! and turns the cage's end into an exit status.
+//! cage into its namespaces, writes the id maps, serves the proxy, writes
+//! the session's audit records, forwards signals, waits, and turns the
+//! cage's end into an exit status.
 //!
 //! It stays single-threaded until the child exists: clone with
 //! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
-//! a copy of one thread.
+//! a copy of one thread. The proxy's threads start after clone.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::audit::{self, Session};
 use crate::plan::Plan;
-use crate::policy::NetMode;
-use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND};
-use crate::sandbox::protocol::{Channel, Report};
+use crate::proxy::{self, Proxy, Rules};
+use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
+use crate::sandbox::protocol::{Channel, Incoming, Report};
 use crate::sandbox::{self, init, seccomp};
 use crate::sys;
+
+/// How long open proxy connections get to finish, and write their end
+/// records, once the cage has exited.
+const DRAIN: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -54,11 +61,13 @@ pub enum SupervisorError {
         #[source]
         errno: std::io::Error,
     },
+    #[error("starting the proxy")]
+    Proxy(#[source] std::io::Error),
     #[error(
-        "the proxy network mode is not available in this version of cage (requested by {rule}); \
-         use --net none (loopback only), or --net host to give up network isolation"
+        "the proxy network mode needs the session's audit log, and it could not be created \
+         (requested by {rule})"
     )]
-    ProxyUnavailable { rule: String },
+    NoAuditLog { rule: String },
 }
 
 impl SupervisorError {
@@ -72,21 +81,41 @@ impl SupervisorError {
 }
 
 /// Runs the plan; returns the exit status to pass on: the agent's own, or
-/// 128+N when it was killed by signal N.
+/// 128+N when it was killed by signal N. `session` receives the audit
+/// records; proxy mode requires one.
 ///
 /// 1. Compile everything the children need (they must not fail to allocate
 ///    or parse after clone).
 /// 2. Block the forwarded signals and SIGCHLD; read them from a signalfd.
 /// 3. clone into the new namespaces; the child runs cage init.
 /// 4. Write the id maps, then tell init to go on.
-/// 5. Forward signals that were sent to us until init exits.
-/// 6. Turn the end of init, or a report from the cage, into a status.
-pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
-    if plan.network.mode == NetMode::Proxy {
-        return Err(SupervisorError::ProxyUnavailable {
+/// 5. Read the cage's messages until its end of the channel closes: serve
+///    the listeners init hands over, record the enforcement the agent
+///    reports, keep a failure report.
+/// 6. Forward signals that were sent to us until init exits.
+/// 7. Turn the end of init, or a report from the cage, into a status; close
+///    the session's record; tell the user what was denied.
+pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
+    if plan.network.proxy.is_some() && session.is_none() {
+        return Err(SupervisorError::NoAuditLog {
             rule: plan.network.source.to_string(),
         });
     }
+    let result = run_cage(plan, session);
+    if let Some(session) = session {
+        let (status, error) = match &result {
+            Ok(status) => (*status, None),
+            Err(e) => (e.exit_code(), Some(chain(e))),
+        };
+        let _ = session.ended(status, error);
+        if let Some(line) = session.denied_summary() {
+            eprintln!("{line}");
+        }
+    }
+    result
+}
+
+fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
     let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
@@ -124,7 +153,17 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     // If init already died, the send fails and the wait below reports it.
     let _ = ours.go();
 
-    // 5.
+    // 5. Threads may start from here on.
+    let (proxy, failure) = match read_setup(&ours, plan, session) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            return Err(e);
+        }
+    };
+
+    // 6.
     let status = loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => break code,
@@ -144,9 +183,12 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         }
     };
 
-    // 6. A report explains a cage failure; without one, the status is the
+    // 7. A report explains a cage failure; without one, the status is the
     //    agent's.
-    if let Some(report) = ours.reports().into_iter().next() {
+    if let Some(proxy) = &proxy {
+        proxy.drain(DRAIN);
+    }
+    if let Some(report) = failure {
         return Err(match report {
             Report::Failed {
                 mut message,
@@ -168,6 +210,10 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
                 code,
                 errno: std::io::Error::from_raw_os_error(errno),
             },
+            Report::Listening | Report::Enforced { .. } => SupervisorError::Setup {
+                message: "unexpected message from the cage".to_string(),
+                code: EXIT_CAGE,
+            },
         });
     }
     // Protected names that did not exist at the start could be created
@@ -185,6 +231,92 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         }
     }
     Ok(status)
+}
+
+/// Step 5: the cage's messages until its end of the channel closes (the
+/// agent exec'd, or the cage failed). Returns the running proxy, if any,
+/// and the first failure report.
+fn read_setup(
+    channel: &Channel,
+    plan: &Plan,
+    session: Option<&Session>,
+) -> Result<(Option<Proxy>, Option<Report>), SupervisorError> {
+    let mut proxy = None;
+    let mut failure = None;
+    let mut started = false;
+    // EOF, or a broken channel: either way the cage is done talking.
+    while let Ok(Some(msg)) = channel.recv() {
+        match msg {
+            Incoming::Listeners(listeners) => {
+                let Some(session) = session else { continue };
+                // Many tunnels, each a few descriptors: lift the soft limit
+                // to the hard one. After clone, so the cage keeps its own.
+                raise_nofile_limit();
+                let rules = Rules::from_plan(&plan.network);
+                let config = proxy::Config::default();
+                proxy = Some(
+                    Proxy::start(listeners, rules, session.log.clone(), config)
+                        .map_err(SupervisorError::Proxy)?,
+                );
+            }
+            Incoming::Report(Report::Enforced {
+                landlock,
+                seccomp_filters,
+                capabilities_cleared,
+                no_new_privs,
+            }) => {
+                if let Some(session) = session {
+                    let enforcement = audit::Enforcement {
+                        namespaces: namespaces(plan),
+                        landlock,
+                        seccomp_filters,
+                        seccomp_denied_calls: plan.seccomp.deny.len(),
+                        foreign_abi_killed: plan.seccomp.kill_foreign_abi && seccomp_filters > 0,
+                        capabilities_dropped: capabilities_cleared,
+                        no_new_privs,
+                    };
+                    let _ = session.started(Some(enforcement));
+                }
+                started = true;
+            }
+            Incoming::Report(r) => {
+                failure.get_or_insert(r);
+            }
+        }
+    }
+    // Without an Enforced report the start record says nothing was
+    // enforced; Session::started writes it once either way.
+    if !started && let Some(session) = session {
+        let _ = session.started(None);
+    }
+    Ok((proxy, failure))
+}
+
+/// The namespaces the cage was cloned into, by their /proc/PID/ns names.
+fn namespaces(plan: &Plan) -> Vec<String> {
+    let flags = sandbox::clone_flags(plan);
+    [
+        (libc::CLONE_NEWUSER, "user"),
+        (libc::CLONE_NEWNS, "mnt"),
+        (libc::CLONE_NEWPID, "pid"),
+        (libc::CLONE_NEWNET, "net"),
+        (libc::CLONE_NEWIPC, "ipc"),
+        (libc::CLONE_NEWUTS, "uts"),
+        (libc::CLONE_NEWCGROUP, "cgroup"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags & f != 0)
+    .map(|(_, name)| name.to_string())
+    .collect()
+}
+
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// Identity maps: the agent keeps the user's uid and gid. setgroups is

@@ -3,6 +3,7 @@
 //! the facts the plan resolves against.
 
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Component, Path, PathBuf};
 
 use crate::host::Host;
@@ -12,11 +13,18 @@ use super::protect::find_protected;
 use super::seccomp::build_seccomp;
 use super::{
     Access, CommandPlan, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan, Mount,
-    NetworkPlan, PathRule, Plan, Requirement, Rlimit, RlimitKind, WorkspacePlan,
+    NetworkPlan, PathRule, Plan, ProxyPlan, Requirement, Rlimit, RlimitKind, WorkspacePlan,
 };
 
 /// The PATH the agent gets when no policy sets one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+
+/// The proxy's port on the cage's loopback. Fixed, so the environment can
+/// name it before the listener exists; 3128 is the customary proxy port.
+pub const PROXY_PORT: u16 = 3128;
+
+/// The cage's resolver file: the DNS stub on the cage's loopback.
+const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions attempts:2 timeout:2\n";
 
 /// Device nodes the agent may open for reading and writing.
 const DEVICES: &[&str] = &[
@@ -115,6 +123,7 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
     }
 
     // 2. The view.
+    let network = build_network(policy);
     let mut view = View::default();
     view.push(Mount::Tmpfs {
         dst: host.home.clone(),
@@ -230,7 +239,24 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         });
     }
     view.push(Mount::Dev { dst: "/dev".into() });
+    let resolv = resolv_conf_path();
+    if network.proxy.is_some() {
+        view.push(Mount::File {
+            dst: resolv.clone(),
+            contents: RESOLV_CONF.to_string(),
+            source: Provenance::Default {
+                what: "proxy mode: names resolve through cage's DNS stub",
+            },
+        });
+    }
     let mounts = view.finish();
+    if network.proxy.is_some() && !mounts.iter().any(|m| matches!(m, Mount::File { .. })) {
+        notes.push(format!(
+            "{} does not exist in a directory the cage sees, so it cannot be pointed at \
+             cage's DNS stub; programs that resolve names themselves will fail",
+            resolv.display()
+        ));
+    }
 
     // The working directory must exist inside.
     if !is_visible(&mounts, &host.cwd) {
@@ -251,8 +277,7 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         .filter(|p| p.value)
         .map(|p| &p.source);
     let seccomp = build_seccomp(allow_ptrace);
-    let env = build_env(policy, host, &mounts);
-    let network = build_network(policy);
+    let env = build_env(policy, host, &mounts, &network);
     let limits = build_limits(policy);
 
     // 5. The command.
@@ -547,7 +572,7 @@ impl View {
                 access: Access::ReadOnly,
                 ..
             } => 1,
-            Mount::Hide { .. } => 2,
+            Mount::Hide { .. } | Mount::File { .. } => 2,
         };
         self.mounts.sort_by(|a, b| {
             let depth = |m: &Mount| m.dst().components().count();
@@ -560,7 +585,7 @@ impl View {
         let mut out: Vec<Mount> = Vec::new();
         for m in self.mounts {
             let cover = deepest_cover(&out, m.dst());
-            if let Mount::Tmpfs { dst, .. } = &m
+            if let Mount::Tmpfs { dst, .. } | Mount::File { dst, .. } = &m
                 && let Some(Mount::Bind { .. }) = cover
                 && dst.symlink_metadata().is_err()
             {
@@ -609,7 +634,9 @@ pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
     let path = real.as_path();
     match deepest_cover(mounts, path) {
         Some(Mount::Bind { .. }) | Some(Mount::Pin { .. }) => path.exists(),
-        Some(Mount::Tmpfs { dst, .. }) | Some(Mount::Dir { dst, .. }) => dst == path,
+        Some(Mount::Tmpfs { dst, .. })
+        | Some(Mount::Dir { dst, .. })
+        | Some(Mount::File { dst, .. }) => dst == path,
         Some(Mount::Proc { .. }) | Some(Mount::Dev { .. }) => true,
         Some(Mount::Symlink { .. }) | Some(Mount::Hide { .. }) | None => false,
     }
@@ -639,6 +666,7 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
             Mount::Tmpfs { dst, source, .. } => write.push(rule(dst, source)),
             // Inside the writable workspace, whose rule covers it.
             Mount::Pin { .. } => {}
+            Mount::File { dst, source, .. } => read.push(rule(dst, source)),
             Mount::Proc { dst } => {
                 read.push(rule(dst, &Provenance::Default { what: "procfs" }));
             }
@@ -696,8 +724,11 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
 }
 
 /// The agent's whole environment: identity defaults, then names passed from
-/// the host, then fixed values; later entries replace earlier ones.
-fn build_env(policy: &Policy, host: &Host, mounts: &[Mount]) -> Vec<EnvVar> {
+/// the host, then the proxy's variables, then fixed values; later entries
+/// replace earlier ones. The proxy's come after passed names because a
+/// host's proxy settings mean nothing inside the cage, and before fixed
+/// values so a policy can still set NO_PROXY.
+fn build_env(policy: &Policy, host: &Host, mounts: &[Mount], network: &NetworkPlan) -> Vec<EnvVar> {
     let mut env: Vec<EnvVar> = Vec::new();
     let mut set = |name: &str, value: &str, source: Provenance| {
         env.retain(|v| v.name != name);
@@ -736,6 +767,20 @@ fn build_env(policy: &Policy, host: &Host, mounts: &[Mount]) -> Vec<EnvVar> {
             }
         }
     }
+    if let Some(proxy) = &network.proxy {
+        let url = format!("http://{}", proxy.listen);
+        let source = || Provenance::Default {
+            what: "proxy mode: the cage reaches the network through cage's proxy",
+        };
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            set(name, &url, source());
+            set(&name.to_ascii_lowercase(), &url, source());
+        }
+        // The cage's own loopback stays local (the proxy would refuse it).
+        for name in ["NO_PROXY", "no_proxy"] {
+            set(name, "localhost,127.0.0.1,::1", source());
+        }
+    }
     for s in &policy.env.set {
         set(&s.value.0, &s.value.1, s.source.clone());
     }
@@ -756,11 +801,30 @@ fn build_network(policy: &Policy) -> NetworkPlan {
             })
             .collect()
     };
+    let proxy = (mode == NetMode::Proxy).then_some(ProxyPlan {
+        listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, PROXY_PORT),
+        dns: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53),
+    });
     NetworkPlan {
         mode,
         source,
         allow: rules(&policy.network.allow),
         deny: rules(&policy.network.deny),
+        proxy,
+    }
+}
+
+/// Where the cage's resolver file goes: `/etc/resolv.conf`, or the file it
+/// links to (systemd-resolved's stub file, say), since a bind mount over a
+/// link lands on the link's target.
+fn resolv_conf_path() -> PathBuf {
+    let link = Path::new("/etc/resolv.conf");
+    if let Ok(real) = link.canonicalize() {
+        return real;
+    }
+    match std::fs::read_link(link) {
+        Ok(target) => normalize(&Path::new("/etc").join(target)),
+        Err(_) => link.to_path_buf(),
     }
 }
 

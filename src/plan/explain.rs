@@ -106,6 +106,14 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
             ));
             true
         }
+        Some(Mount::File { dst, source, .. }) => {
+            lines.push(format!(
+                "{} is a read-only file cage writes for the cage ({source}); the host's file is \
+                 not shown",
+                dst.display()
+            ));
+            true
+        }
         Some(Mount::Dir { .. }) | None => {
             lines.push("not visible: no rule grants it".to_string());
             false

@@ -12,6 +12,7 @@ pub mod explain;
 mod protect;
 pub mod seccomp;
 
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -144,6 +145,14 @@ pub enum Mount {
         dst: PathBuf,
         source: Provenance,
     },
+    /// A read-only file with fixed contents, written in cage's staging
+    /// tmpfs and bound over `dst` (the cage's `/etc/resolv.conf`). Never
+    /// written on the host.
+    File {
+        dst: PathBuf,
+        contents: String,
+        source: Provenance,
+    },
 }
 
 impl Mount {
@@ -156,7 +165,8 @@ impl Mount {
             | Mount::Pin { dst, .. }
             | Mount::Proc { dst }
             | Mount::Dev { dst }
-            | Mount::Symlink { dst, .. } => dst,
+            | Mount::Symlink { dst, .. }
+            | Mount::File { dst, .. } => dst,
         }
     }
 }
@@ -262,6 +272,18 @@ pub struct NetworkPlan {
     pub source: Provenance,
     pub allow: Vec<HostRule>,
     pub deny: Vec<HostRule>,
+    /// Proxy mode: where init creates the listeners on the cage's own
+    /// loopback, for the supervisor to serve from outside.
+    pub proxy: Option<ProxyPlan>,
+}
+
+/// The cage-side addresses of the proxy and the DNS stub.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxyPlan {
+    /// HTTP (absolute-form), CONNECT and SOCKS5 on one TCP port.
+    pub listen: SocketAddrV4,
+    /// The DNS stub, UDP and TCP.
+    pub dns: SocketAddrV4,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -466,3 +466,82 @@ fn protected_paths_created_during_the_session_are_found() {
     assert!(created.contains(&t.ws().join("a/.vscode")), "{created:?}");
     assert_eq!(created.len(), 2, "{created:?}");
 }
+
+fn proxy_policy(t: &Tree) -> Policy {
+    let mut p = base(t);
+    p.network.mode = Some(Sourced::new(NetMode::Proxy, src("test")));
+    p
+}
+
+#[test]
+fn proxy_mode_points_the_environment_at_the_proxy() {
+    let t = Tree::new("proxy-env");
+    let mut p = proxy_policy(&t);
+    // A host's proxy settings are replaced; an explicit value still wins.
+    p.env
+        .pass
+        .push(Sourced::new("HTTPS_PROXY".into(), src("test")));
+    p.env.set.push(Sourced::new(
+        (
+            "NO_PROXY".into(),
+            "localhost,127.0.0.1,::1,.internal".into(),
+        ),
+        src("test"),
+    ));
+    let mut host = t.host();
+    host.env
+        .push(("HTTPS_PROXY".into(), "http://corp:8080".into()));
+    let plan = build(&p, &host, &["sh".to_string()]).unwrap();
+    let var = |n: &str| {
+        plan.env
+            .iter()
+            .find(|v| v.name == n)
+            .map(|v| v.value.as_str())
+    };
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        assert_eq!(var(name), Some("http://127.0.0.1:3128"), "{name}");
+        assert_eq!(var(&name.to_lowercase()), Some("http://127.0.0.1:3128"));
+    }
+    assert_eq!(var("no_proxy"), Some("localhost,127.0.0.1,::1"));
+    assert_eq!(var("NO_PROXY"), Some("localhost,127.0.0.1,::1,.internal"));
+    let proxy = plan.network.proxy.as_ref().unwrap();
+    assert_eq!(proxy.listen.to_string(), "127.0.0.1:3128");
+    assert_eq!(proxy.dns.to_string(), "127.0.0.1:53");
+}
+
+#[test]
+fn proxy_mode_binds_a_resolver_file_over_the_hosts() {
+    let t = Tree::new("proxy-resolv");
+    let plan = plan(&proxy_policy(&t), &t);
+    let file = plan
+        .mounts
+        .iter()
+        .find_map(|m| match m {
+            Mount::File { dst, contents, .. } => Some((dst.clone(), contents.clone())),
+            _ => None,
+        })
+        .expect("a resolver file in the view");
+    assert!(file.1.starts_with("nameserver 127.0.0.1\n"));
+    // /etc/resolv.conf, or the file it links to.
+    let etc = Path::new("/etc/resolv.conf");
+    assert_eq!(file.0, etc.canonicalize().unwrap_or(etc.to_path_buf()));
+    // Mounted after /etc, and readable under Landlock.
+    let pos = |d: &Path| plan.mounts.iter().position(|m| m.dst() == d);
+    if file.0.starts_with("/etc") {
+        assert!(pos(Path::new("/etc")) < pos(&file.0));
+    }
+    assert!(plan.landlock.read.iter().any(|r| r.path == file.0));
+}
+
+#[test]
+fn other_modes_have_no_proxy() {
+    let t = Tree::new("no-proxy");
+    for mode in [NetMode::None, NetMode::Host] {
+        let mut p = base(&t);
+        p.network.mode = Some(Sourced::new(mode, src("test")));
+        let plan = plan(&p, &t);
+        assert!(plan.network.proxy.is_none());
+        assert!(!plan.env.iter().any(|v| v.name.ends_with("_PROXY")));
+        assert!(!plan.mounts.iter().any(|m| matches!(m, Mount::File { .. })));
+    }
+}

@@ -94,6 +94,24 @@ pub fn drop_all() -> Result<(), CapsError> {
     nix::sys::prctl::set_no_new_privs().map_err(CapsError::NoNewPrivs)
 }
 
+/// Whether every capability set reads back empty (for the audit record:
+/// what was achieved, not what was asked).
+pub fn all_clear() -> bool {
+    let sets_empty = [
+        CapSet::Effective,
+        CapSet::Permitted,
+        CapSet::Inheritable,
+        CapSet::Ambient,
+    ]
+    .into_iter()
+    .all(|set| caps::read(None, set).is_ok_and(|c| c.is_empty()));
+    let bounding_empty = (0..64)
+        .map(sys::capbset_read)
+        .take_while(|r| *r != Err(Errno::EINVAL))
+        .all(|r| r == Ok(false));
+    sets_empty && bounding_empty
+}
+
 /// Drops every capability the kernel knows from the bounding set.
 ///
 /// PR_CAPBSET_READ answers EINVAL past the kernel's last capability, which

@@ -16,7 +16,7 @@ use crate::plan::{Plan, Requirement, RlimitKind};
 use crate::sys;
 
 use super::protocol::{Channel, Report};
-use super::{caps, landlock, mounts, seccomp};
+use super::{caps, landlock, mounts, network, seccomp};
 
 /// Exit code of a cage failure (DESIGN.md).
 pub const EXIT_CAGE: i32 = 125;
@@ -28,7 +28,8 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// 1. Die with the supervisor; name the process.
 /// 2. Close every inherited descriptor but the channel.
 /// 3. Wait until the supervisor has written the id maps; become
-///    non-dumpable.
+///    non-dumpable; bring loopback up and, in proxy mode, hand the
+///    supervisor the listeners.
 /// 4. Build the view and pivot into it; set the hostname.
 /// 5. Fork the agent, then only reap zombies and forward signals until it
 ///    exits, and exit with its status.
@@ -58,6 +59,15 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
     // environ. Only now: it makes /proc/<pid> root-owned, which would have
     // stopped the supervisor writing the id maps.
     let _ = nix::sys::prctl::set_dumpable(false);
+    if let Err(e) = network::setup(plan, &channel) {
+        let errno = e.errno();
+        channel.send(&Report::Failed {
+            message: chain(&e),
+            errno,
+            code: EXIT_CAGE,
+        });
+        sys::exit_now(EXIT_CAGE);
+    }
 
     // 4.
     if let Err(e) = mounts::enter_view(plan) {
@@ -126,7 +136,7 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
 /// 5. Every descriptor above 2 close-on-exec (the channel closes at exec,
 ///    which tells the supervisor exec succeeded).
 /// 6. seccomp, last before exec, so the filter need not allow anything
-///    cage itself does above.
+///    cage itself does above; then tell the supervisor what was enforced.
 /// 7. execve.
 fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -172,7 +182,7 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
         }
     }
     // 3.
-    match landlock::install(&plan.landlock) {
+    let landlock_status = match landlock::install(&plan.landlock) {
         Ok(status) => {
             if let Requirement::BestEffort { source } = &plan.landlock.requirement
                 && !status.missing.is_empty()
@@ -184,9 +194,10 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
                     status.missing.join(", ")
                 );
             }
+            status
         }
         Err(e) => report(channel, &e, None),
-    }
+    };
     // 4.
     if let Err(e) = caps::drop_all() {
         report(channel, &e, None)
@@ -219,6 +230,14 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
     if let Err(e) = seccomp::install(filters) {
         report(channel, &e, None)
     }
+    // The supervisor writes the session's start record from this, before
+    // any of the agent's code runs.
+    channel.send(&Report::Enforced {
+        landlock: landlock_status,
+        seccomp_filters: filters.len(),
+        capabilities_cleared: caps::all_clear(),
+        no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),
+    });
     // 7.
     let errno = match nix::unistd::execve(&path, &argv, &env) {
         Err(e) => e,

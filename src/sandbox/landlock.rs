@@ -17,12 +17,12 @@ use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, PathFdError,
     Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{LandlockPlan, PathRule, Requirement};
 
 /// What the kernel enforced; goes into the audit record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LandlockStatus {
     /// The kernel's Landlock ABI version, 0 if it has none.
     pub abi: i32,
@@ -32,7 +32,7 @@ pub struct LandlockStatus {
     pub missing: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforcement {
     Full,

@@ -12,6 +12,7 @@ pub mod caps;
 pub mod init;
 pub mod landlock;
 pub mod mounts;
+pub mod network;
 pub mod protocol;
 pub mod seccomp;
 

@@ -177,6 +177,16 @@ fn apply(m: &Mount, owned: &mut Vec<PathBuf>) -> Result<(), MountError> {
             let link = inside(dst);
             std::os::unix::fs::symlink(target, &link).map_err(err("creating the link", &link))?;
         }
+        Mount::File { dst, contents, .. } => {
+            // Written in the staging tmpfs, which nothing but this bind
+            // reaches once the staging root is detached.
+            let staged = PathBuf::from(format!("/file{}", dst.to_string_lossy().replace('/', "_")));
+            fs::write(&staged, contents).map_err(err("creating", &staged))?;
+            fs::set_permissions(&staged, fs::Permissions::from_mode(0o444))
+                .map_err(err("setting the mode of", &staged))?;
+            make_mount_point(dst, FileKind::File, owned)?;
+            bind(&staged, &inside(dst), Access::ReadOnly)?;
+        }
         Mount::Proc { dst } => {
             make_dir(dst, 0o555, owned)?;
             proc(&inside(dst))?;

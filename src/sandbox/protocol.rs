@@ -2,15 +2,23 @@
 //!
 //! A `SOCK_SEQPACKET` socketpair: one message per packet, in order, and an
 //! EOF when the other side's last copy closes. The supervisor says "go"
-//! once the id maps are written; init and the agent report failures before
-//! exiting. The agent's copy is close-on-exec, so a successful exec says
-//! nothing, and failures are the only messages.
+//! once the id maps are written. Init hands over the network listeners it
+//! created inside the net namespace (proxy mode); the agent says what the
+//! kernel enforced right before exec; either reports a failure before
+//! exiting. The agent's copy is close-on-exec, so the EOF after its last
+//! message means exec succeeded.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recv,
+    recvmsg, send, sendmsg, socketpair,
+};
 use serde::{Deserialize, Serialize};
+
+use super::landlock::LandlockStatus;
 
 /// What the cage's processes tell the supervisor.
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,6 +38,40 @@ pub enum Report {
         errno: i32,
         code: i32,
     },
+    /// Init: the proxy and DNS listeners exist inside the net namespace.
+    /// Sent only with their descriptors attached ([`Listeners`]).
+    Listening,
+    /// The agent, after its last filter and right before execve: what the
+    /// kernel actually enforced.
+    Enforced {
+        landlock: LandlockStatus,
+        /// Number of seccomp programs installed.
+        seccomp_filters: usize,
+        /// Permitted, effective, inheritable, ambient and bounding sets all
+        /// read back empty.
+        capabilities_cleared: bool,
+        /// PR_GET_NO_NEW_PRIVS read back set.
+        no_new_privs: bool,
+    },
+}
+
+/// A message from the cage, as the supervisor receives it.
+#[derive(Debug)]
+pub enum Incoming {
+    Report(Report),
+    Listeners(Listeners),
+}
+
+/// The listening sockets init creates on the cage's loopback for the
+/// supervisor to serve from outside.
+#[derive(Debug)]
+pub struct Listeners {
+    /// TCP: HTTP proxy, CONNECT and SOCKS5 on one port.
+    pub proxy: OwnedFd,
+    /// UDP: the DNS stub.
+    pub dns_udp: OwnedFd,
+    /// TCP: the DNS stub, for long answers and TCP-only resolvers.
+    pub dns_tcp: OwnedFd,
 }
 
 /// One end of the channel.
@@ -74,19 +116,80 @@ impl Channel {
         }
     }
 
-    /// Supervisor: every report queued so far, without blocking.
-    pub fn reports(&self) -> Vec<Report> {
-        let mut out = Vec::new();
+    /// Init → supervisor: the listeners, passed with SCM_RIGHTS. The caller
+    /// closes its copies afterwards; the kernel holds the passed ones.
+    pub fn send_listeners(&self, l: &Listeners) -> io::Result<()> {
+        let bytes = serde_json::to_vec(&Report::Listening).map_err(io::Error::other)?;
+        let fds = [
+            l.proxy.as_raw_fd(),
+            l.dns_udp.as_raw_fd(),
+            l.dns_tcp.as_raw_fd(),
+        ];
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Supervisor: the next message, blocking; `None` once every copy of
+    /// the cage's end is closed (the agent exec'd, or the cage is gone).
+    /// Unparsable packets are skipped; descriptors that arrive with
+    /// anything but `Listening` are closed.
+    pub fn recv(&self) -> io::Result<Option<Incoming>> {
         let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = recv(self.0.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+        loop {
+            let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = match recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) => m,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let n = msg.bytes;
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmRights(raw) = c {
+                        // SAFETY: the kernel just installed these
+                        // descriptors in our table for this message;
+                        // nothing else refers to them.
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                }
+            }
             if n == 0 {
-                break;
+                return Ok(None);
             }
-            if let Ok(r) = serde_json::from_slice(&buf[..n]) {
-                out.push(r);
+            let Ok(report) = serde_json::from_slice::<Report>(&buf[..n]) else {
+                continue;
+            };
+            if let Report::Listening = report {
+                let mut it = fds.into_iter();
+                if let (Some(proxy), Some(dns_udp), Some(dns_tcp)) =
+                    (it.next(), it.next(), it.next())
+                {
+                    return Ok(Some(Incoming::Listeners(Listeners {
+                        proxy,
+                        dns_udp,
+                        dns_tcp,
+                    })));
+                }
+                continue;
             }
+            return Ok(Some(Incoming::Report(report)));
         }
-        out
     }
 }
 

@@ -704,7 +704,11 @@ pub enum Entry {
 
 impl Snapshot {
     /// Paths added, removed or changed since `before`.
+    /// What changed under the home, except cage's own session records
+    /// (`~/.local/state/cage` and the directories leading to it: DESIGN.md,
+    /// "Files on the host").
     pub fn changes_since(&self, before: &Snapshot) -> Vec<PathBuf> {
+        let state = Path::new(".local/state/cage");
         let mut out: Vec<PathBuf> = self
             .entries
             .iter()
@@ -718,6 +722,7 @@ impl Snapshot {
                 .filter(|p| !self.entries.contains_key(*p))
                 .cloned(),
         );
+        out.retain(|p| !(p.starts_with(state) || state.starts_with(p)));
         out.sort();
         out
     }

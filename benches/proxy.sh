@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The proxy's cost against direct loopback, measured side by side in one
+# run: throughput of a 1 GiB transfer, connections per second for short
+# requests, and the supervisor's memory with 200 open tunnels.
+#
+#   benches/proxy.sh [RUNS] [CONNECTIONS]     (default 3 runs, 2000 connections)
+#
+# Everything stays on 127.0.0.1: a Python server on the host's loopback,
+# clients (curl, Python) inside a cage. "direct" clients run in a cage with
+# --net host, so the only difference from the proxied runs is the proxy.
+# Runs as an unprivileged user: as root it re-executes itself under
+# `cage-test`. Needs curl and python3.
+set -euo pipefail
+
+runs=${1:-3}
+conns=${2:-2000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$(id -u)" = 0 ]; then
+    user=cage-test
+    id "$user" >/dev/null 2>&1 || { echo "proxy.sh: no user $user (useradd -m $user)" >&2; exit 1; }
+    (cd "$here" && cargo build --release --locked -q)
+    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
+    cp "$here/target/release/cage" "$here/benches/proxy.sh" "$dir/"
+    chmod 755 "$dir" "$dir/cage" "$dir/proxy.sh"
+    chown -R "$user" "$dir"
+    trap 'rm -rf "$dir"' EXIT
+    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage bash $dir/proxy.sh $runs $conns"
+    exit
+fi
+
+cage=${CAGE_BIN:-$here/target/release/cage}
+for tool in curl python3; do
+    command -v "$tool" >/dev/null || { echo "proxy.sh: $tool is not installed" >&2; exit 1; }
+done
+
+ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
+cd "$ws"
+server_pid=
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+    rm -rf "$ws"
+}
+trap cleanup EXIT
+
+# The host-side server: GET /bytes/N answers N bytes, anything else a short
+# body; a connection with no request is held open (for the tunnel count).
+cat > server.py <<'EOF'
+import socket, sys, threading
+chunk = b"\0" * (1 << 20)
+def serve(c):
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(4096)
+            if not d:
+                return
+            head += d
+        path = head.split(b" ")[1].decode()
+        if path.startswith("/bytes/"):
+            n = int(path[7:])
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n)
+            while n > 0:
+                k = min(n, len(chunk))
+                c.sendall(chunk[:k])
+                n -= k
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    finally:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(1024)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+
+# Short requests: CONNECTIONS sequential connections, one request each.
+cat > rate.py <<'EOF'
+import socket, sys, time
+mode, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def once():
+    if mode == "direct":
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+    elif mode == "http":
+        s = socket.create_connection(("127.0.0.1", 3128))
+        s.sendall(b"GET http://127.0.0.1:%d/small HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+    else:
+        s = socket.create_connection(("127.0.0.1", 3128))
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+    while s.recv(65536):
+        pass
+    s.close()
+for _ in range(50):
+    once()
+t = time.perf_counter()
+for _ in range(n):
+    once()
+print(time.perf_counter() - t)
+EOF
+
+# 200 tunnels held open while the supervisor's memory is read.
+cat > tunnels.py <<'EOF'
+import os, socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", 3128))
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+    held.append(s)
+open("tunnels-open", "w").close()
+while not os.path.exists("tunnels-done"):
+    time.sleep(0.05)
+EOF
+chmod 644 server.py rate.py tunnels.py
+
+python3 server.py > port.txt &
+server_pid=$!
+for _ in $(seq 50); do [ -s port.txt ] && break; sleep 0.1; done
+port=$(cat port.txt)
+allow=(--allow-host "127.0.0.1:$port")
+caged() { "$cage" --no-project-policy "$@"; }
+mb() { awk '{ printf "%.0f", $1 / 1048576 }'; }
+
+gib=$((1 << 30))
+url="http://127.0.0.1:$port/bytes/$gib"
+curl_speed="curl -s --noproxy '' -o /dev/null -w '%{speed_download}\n'"
+best() { sort -n | tail -1; }
+
+echo "== $(uname -r), $(nproc) cores; $runs runs each, best kept =="
+echo
+declare -A speed
+speed[host]=$(for _ in $(seq "$runs"); do eval "$curl_speed $url"; done | best)
+speed[cage_host]=$(for _ in $(seq "$runs"); do
+    caged --net host -- sh -c "$curl_speed $url"; done | best)
+speed[http]=$(for _ in $(seq "$runs"); do
+    caged --net proxy "${allow[@]}" -- sh -c "$curl_speed $url"; done | best)
+speed[connect]=$(for _ in $(seq "$runs"); do
+    caged --net proxy "${allow[@]}" -- sh -c "$curl_speed -p $url"; done | best)
+speed[socks5]=$(for _ in $(seq "$runs"); do
+    caged --net proxy "${allow[@]}" -- sh -c "$curl_speed --proxy socks5://127.0.0.1:3128 $url"
+done | best)
+
+base=${speed[cage_host]}
+pct() { awk -v a="$1" -v b="$base" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+echo "1 GiB transfer (curl to /dev/null)"
+echo
+echo "| path | MiB/s | vs direct in a cage |"
+echo "|---|---:|---:|"
+echo "| direct, host curl | $(echo "${speed[host]}" | mb) | $(pct "${speed[host]}") |"
+echo "| direct, cage --net host | $(echo "$base" | mb) | 100% |"
+echo "| proxy, HTTP forward | $(echo "${speed[http]}" | mb) | $(pct "${speed[http]}") |"
+echo "| proxy, CONNECT | $(echo "${speed[connect]}" | mb) | $(pct "${speed[connect]}") |"
+echo "| proxy, SOCKS5 | $(echo "${speed[socks5]}" | mb) | $(pct "${speed[socks5]}") |"
+echo
+
+declare -A secs
+secs[direct]=$(for _ in $(seq "$runs"); do
+    caged --net host -- python3 rate.py direct "$port" "$conns"; done | sort -n | head -1)
+for mode in http connect; do
+    secs[$mode]=$(for _ in $(seq "$runs"); do
+        caged --net proxy "${allow[@]}" -- python3 rate.py "$mode" "$port" "$conns"
+    done | sort -n | head -1)
+done
+row() {
+    awk -v s="$2" -v d="${secs[direct]}" -v n="$conns" -v name="$1" 'BEGIN {
+        added = (s - d) / n * 1000
+        printf "| %s | %.0f | %.3f | %s |\n", name, n / s, s / n * 1000,
+            (name ~ /direct/ ? "-" : sprintf("%+.3f ms", added)) }'
+}
+echo "Short requests: $conns sequential connections, one request each (Python client)"
+echo
+echo "| path | connections/s | ms per connection | added by the proxy |"
+echo "|---|---:|---:|---:|"
+row "direct, cage --net host" "${secs[direct]}"
+row "proxy, HTTP forward" "${secs[http]}"
+row "proxy, CONNECT" "${secs[connect]}"
+echo
+
+# Supervisor memory: idle, then with 200 tunnels open.
+# Started directly (not through the caged function), so $! is cage itself.
+"$cage" --no-project-policy --net proxy "${allow[@]}" -- sleep 1 &
+sup=$!
+sleep 0.5
+idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$sup/status")
+wait "$sup"
+rm -f tunnels-open tunnels-done
+"$cage" --no-project-policy --net proxy "${allow[@]}" -- python3 tunnels.py "$port" 200 &
+sup=$!
+for _ in $(seq 300); do [ -e tunnels-open ] && break; sleep 0.05; done
+[ -e tunnels-open ] || { echo "proxy.sh: tunnels did not open" >&2; exit 1; }
+open=$(awk '/^VmRSS/ { print $2 }' "/proc/$sup/status")
+threads=$(awk '/^Threads/ { print $2 }' "/proc/$sup/status")
+fds=$(ls "/proc/$sup/fd" | wc -l)
+touch tunnels-done
+wait "$sup"
+echo "Supervisor memory"
+echo
+echo "| state | VmRSS | threads | descriptors |"
+echo "|---|---:|---:|---:|"
+echo "| proxy idle | $((idle / 1024)).$(( (idle % 1024) * 10 / 1024 )) MiB | | |"
+echo "| 200 open tunnels | $((open / 1024)).$(( (open % 1024) * 10 / 1024 )) MiB | $threads | $fds |"

@@ -1,0 +1,787 @@
+//! The session's audit log: one JSON object per line in
+//! `~/.local/state/cage/sessions/<id>/audit.jsonl`, outside the cage (the
+//! plan hides cage's state directory from the view).
+//!
+//! It owns the record types, the file (one `write(2)` per record, append
+//! mode, so a killed supervisor loses at most the line in flight), the
+//! tally of denials for the end-of-session summary, and reading sessions
+//! back for `cage log`. It decides nothing about what is allowed.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::Host;
+use crate::plan::Plan;
+use crate::policy::Policy;
+use crate::sandbox::landlock::LandlockStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("creating the session record {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no cage session found for {cwd} in {dir}")]
+    NoSession { cwd: PathBuf, dir: PathBuf },
+    #[error("no session named {id} in {dir}")]
+    UnknownSession { id: String, dir: PathBuf },
+    #[error("{id} names several sessions in {dir}; give more of it")]
+    AmbiguousSession { id: String, dir: PathBuf },
+    #[error("writing the log")]
+    Output(#[source] io::Error),
+}
+
+/// One line of the log: when, and what.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Line {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Record {
+    SessionStart(SessionStart),
+    /// A proxy decision: a denial, or an allowed connection once its
+    /// upstream is connected (or failed to connect).
+    Net(Net),
+    /// An allowed connection ended.
+    NetEnd(NetEnd),
+    Dns(Dns),
+    SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionStart {
+    pub session: String,
+    /// The supervisor's pid on the host.
+    pub pid: u32,
+    /// cage's own command line.
+    pub cage_argv: Vec<String>,
+    /// The command run inside.
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub workspace: PathBuf,
+    pub workspace_mode: String,
+    pub policy: Vec<PolicySource>,
+    pub network: NetworkSummary,
+    /// What the kernel enforced, as the agent reported it right before
+    /// exec; `None` when setup failed before that.
+    pub enforcement: Option<Enforcement>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicySource {
+    pub name: String,
+    pub kind: String,
+    pub sha256: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    pub mode: String,
+    /// `PATTERN [PROVENANCE]`
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// Proxy mode: the cage-side address of the proxy.
+    pub proxy: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Enforcement {
+    pub namespaces: Vec<String>,
+    pub landlock: LandlockStatus,
+    /// Seccomp programs installed (0: none).
+    pub seccomp_filters: usize,
+    /// Syscall rules in the plan's deny list.
+    pub seccomp_denied_calls: usize,
+    pub foreign_abi_killed: bool,
+    /// Every capability set cleared, bounding and ambient included.
+    pub capabilities_dropped: bool,
+    pub no_new_privs: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// An absolute-form HTTP request, forwarded.
+    Http,
+    /// HTTP CONNECT, tunnelled.
+    Connect,
+    Socks5,
+    Udp,
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Net {
+    /// Pairs this record with its `net_end`.
+    pub id: u64,
+    pub proto: Proto,
+    /// The name (or literal) the client asked for.
+    pub host: String,
+    pub port: u16,
+    /// The upstream address connected to.
+    pub addr: Option<String>,
+    pub decision: Decision,
+    /// Why: the denial, or an upstream failure after an allow.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// The rule that decided, and where it was written.
+    pub rule: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetEnd {
+    pub id: u64,
+    pub host: String,
+    pub port: u16,
+    /// Bytes from the cage to upstream, and back.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Dns {
+    pub proto: Proto,
+    pub name: String,
+    /// `A`, `AAAA`, or `TYPE<n>`.
+    pub qtype: String,
+    pub decision: Decision,
+    pub rcode: String,
+    pub answers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    pub rule: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// cage's exit status.
+    pub status: i32,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub denied_connections: usize,
+    pub refused_dns: usize,
+}
+
+/// The open log file and the running tally of denials.
+#[derive(Debug)]
+pub struct Log {
+    file: Mutex<File>,
+    tally: Mutex<Tally>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    /// `host:port`, deduplicated, in order of first denial.
+    denied: Vec<String>,
+    denied_set: BTreeSet<String>,
+    refused_dns: BTreeSet<String>,
+}
+
+impl Log {
+    /// Creates `path` (it must not exist), readable by the user only.
+    pub fn create(path: &Path) -> io::Result<Log> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(Log {
+            file: Mutex::new(file),
+            tally: Mutex::new(Tally::default()),
+        })
+    }
+
+    /// Appends one record with one write(2): the page cache has it as soon
+    /// as this returns, whatever happens to the supervisor next.
+    pub fn write(&self, record: Record) -> io::Result<()> {
+        self.count(&record);
+        let line = Line {
+            time: rfc3339(SystemTime::now()),
+            record,
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(&bytes)
+    }
+
+    fn count(&self, record: &Record) {
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        match record {
+            Record::Net(n) if n.decision == Decision::Deny => {
+                let target = format_target(&n.host, n.port);
+                if t.denied_set.insert(target.clone()) {
+                    t.denied.push(target);
+                }
+            }
+            Record::Dns(d) if d.decision == Decision::Deny => {
+                t.refused_dns.insert(d.name.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Distinct denied `host:port` targets, in order, and refused names.
+    pub fn denials(&self) -> (Vec<String>, Vec<String>) {
+        let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        (t.denied.clone(), t.refused_dns.iter().cloned().collect())
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+pub fn format_target(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// One run's record: its directory, log, and what is known at start.
+pub struct Session {
+    pub id: String,
+    pub dir: PathBuf,
+    pub log: std::sync::Arc<Log>,
+    started: Instant,
+    start: SessionStart,
+    /// Whether the start record is written (a run that fails before the
+    /// cage reports still gets one, so every log opens with its start).
+    start_written: std::sync::atomic::AtomicBool,
+}
+
+impl Session {
+    /// Creates `sessions/<id>/audit.jsonl` under the state directory (mode
+    /// 0700 directories, 0600 file). Writes nothing yet: the start record
+    /// waits for the enforcement the agent reports.
+    pub fn create(host: &Host, policy: &Policy, plan: &Plan) -> Result<Session, AuditError> {
+        let sessions = sessions_dir(host);
+        let create = |path: &Path, source| AuditError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        prepare(host).map_err(|e| create(&sessions, e))?;
+        let base = session_id(SystemTime::now(), std::process::id());
+        let mut id = base.clone();
+        let mut n = 1;
+        let dir = loop {
+            let dir = sessions.join(&id);
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => {
+                    n += 1;
+                    id = format!("{base}-{n}");
+                }
+                Err(e) => return Err(create(&dir, e)),
+            }
+        };
+        let path = dir.join("audit.jsonl");
+        let log = Log::create(&path).map_err(|e| create(&path, e))?;
+        let net = &plan.network;
+        let start = SessionStart {
+            session: id.clone(),
+            pid: std::process::id(),
+            cage_argv: std::env::args().collect(),
+            argv: plan.command.argv.clone(),
+            cwd: plan.cwd.clone(),
+            workspace: plan.workspace.path.clone(),
+            workspace_mode: format!("{:?}", plan.workspace.mode).to_lowercase(),
+            policy: policy
+                .sources
+                .iter()
+                .map(|s| PolicySource {
+                    name: s.name.clone(),
+                    kind: format!("{:?}", s.kind).to_lowercase(),
+                    sha256: s.sha256.clone(),
+                })
+                .collect(),
+            network: NetworkSummary {
+                mode: format!("{:?}", net.mode).to_lowercase(),
+                allow: net
+                    .allow
+                    .iter()
+                    .map(|r| format!("{} [{}]", r.pattern, r.source))
+                    .collect(),
+                deny: net
+                    .deny
+                    .iter()
+                    .map(|r| format!("{} [{}]", r.pattern, r.source))
+                    .collect(),
+                proxy: net.proxy.as_ref().map(|p| p.listen.to_string()),
+            },
+            enforcement: None,
+        };
+        Ok(Session {
+            id,
+            dir,
+            log: std::sync::Arc::new(log),
+            started: Instant::now(),
+            start,
+            start_written: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The session start record, with what was actually enforced.
+    pub fn started(&self, enforcement: Option<Enforcement>) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.start_written.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut start = self.start.clone();
+        start.enforcement = enforcement;
+        self.log.write(Record::SessionStart(start))
+    }
+
+    /// The session end record.
+    pub fn ended(&self, status: i32, error: Option<String>) -> io::Result<()> {
+        self.started(None)?;
+        let (denied, refused) = self.log.denials();
+        self.log.write(Record::SessionEnd(SessionEnd {
+            status,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            error,
+            denied_connections: denied.len(),
+            refused_dns: refused.len(),
+        }))
+    }
+
+    /// The end-of-session line for stderr, when anything was denied.
+    pub fn denied_summary(&self) -> Option<String> {
+        let (denied, refused) = self.log.denials();
+        summary(&denied, &refused)
+    }
+}
+
+/// "cage: 2 connections denied: a:443, b:22 — allow with ...", or `None`.
+pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
+    const SHOWN: usize = 5;
+    let list = |items: &[String]| {
+        let mut s = items
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if items.len() > SHOWN {
+            s.push_str(&format!(", and {} more", items.len() - SHOWN));
+        }
+        s
+    };
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut parts = Vec::new();
+    if !denied.is_empty() {
+        parts.push(format!(
+            "{} denied: {}",
+            plural(denied.len(), "connection", "connections"),
+            list(denied)
+        ));
+    }
+    if !refused.is_empty() {
+        parts.push(format!(
+            "{} refused: {}",
+            plural(refused.len(), "DNS name", "DNS names"),
+            list(refused)
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "cage: {} — allow with --allow-host NAME or in .cage.toml [network] allow \
+         (details: cage log)",
+        parts.join("; ")
+    ))
+}
+
+/// Creates the sessions directory (mode 0700) if it is missing.
+pub fn prepare(host: &Host) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(sessions_dir(host))
+}
+
+/// `$XDG_STATE_HOME/cage/sessions`.
+pub fn sessions_dir(host: &Host) -> PathBuf {
+    host.state_dir.join("sessions")
+}
+
+/// `YYYYMMDD-HHMMSS-PID`, UTC: sorts by start time.
+fn session_id(t: SystemTime, pid: u32) -> String {
+    let (y, mo, d, h, mi, s, _) = civil(t);
+    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{pid}")
+}
+
+/// `2026-11-21T22:17:38.123Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, ms) = civil(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
+/// UTC calendar fields of `t` (proleptic Gregorian; days-to-civil after
+/// Howard Hinnant's public-domain algorithm).
+fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let ms = since.subsec_millis();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60, ms)
+}
+
+// ---- reading sessions back (`cage log`) ----
+
+/// The log file of session `id` (a full id or a unique prefix), or with
+/// no id the newest session whose workspace holds `host.cwd`.
+pub fn find_session(host: &Host, id: Option<&str>) -> Result<PathBuf, AuditError> {
+    let dir = sessions_dir(host);
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(AuditError::Read { path: dir, source }),
+    };
+    names.sort();
+    if let Some(id) = id {
+        if names.iter().any(|n| n == id) {
+            return Ok(dir.join(id).join("audit.jsonl"));
+        }
+        let hits: Vec<&String> = names.iter().filter(|n| n.starts_with(id)).collect();
+        return match hits.as_slice() {
+            [one] => Ok(dir.join(one).join("audit.jsonl")),
+            [] => Err(AuditError::UnknownSession {
+                id: id.to_string(),
+                dir,
+            }),
+            _ => Err(AuditError::AmbiguousSession {
+                id: id.to_string(),
+                dir,
+            }),
+        };
+    }
+    for name in names.iter().rev() {
+        let path = dir.join(name).join("audit.jsonl");
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let mut first = String::new();
+        if io::BufReader::new(file).read_line(&mut first).is_err() {
+            continue;
+        }
+        if let Ok(Line {
+            record: Record::SessionStart(s),
+            ..
+        }) = serde_json::from_str::<Line>(&first)
+            && host.cwd.starts_with(&s.workspace)
+        {
+            return Ok(path);
+        }
+    }
+    Err(AuditError::NoSession {
+        cwd: host.cwd.clone(),
+        dir,
+    })
+}
+
+/// Prints the log at `path`: as stored (`json`) or for people. With
+/// `follow`, keeps reading as records arrive until the session's end
+/// record, or until its supervisor is gone without writing one.
+pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Result<(), AuditError> {
+    let read_err = |source| AuditError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = io::BufReader::new(File::open(path).map_err(read_err)?);
+    let mut pending = String::new();
+    let mut supervisor: Option<u32> = None;
+    loop {
+        let n = reader.read_line(&mut pending).map_err(read_err)?;
+        if n > 0 && pending.ends_with('\n') {
+            let text = std::mem::take(&mut pending);
+            let parsed = serde_json::from_str::<Line>(text.trim_end()).ok();
+            if json {
+                out.write_all(text.as_bytes())
+            } else {
+                match &parsed {
+                    Some(line) => writeln!(out, "{}", render(line)),
+                    None => writeln!(out, "(unreadable record) {}", text.trim_end()),
+                }
+            }
+            .and_then(|()| out.flush())
+            .map_err(AuditError::Output)?;
+            match parsed.map(|l| l.record) {
+                Some(Record::SessionEnd(_)) if follow => return Ok(()),
+                Some(Record::SessionStart(s)) => supervisor = Some(s.pid),
+                _ => {}
+            }
+            continue;
+        }
+        // At the end of what is written so far (perhaps mid-line).
+        if !follow {
+            return Ok(());
+        }
+        if let Some(pid) = supervisor
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// One record for people: one line, or a few for the session start.
+pub fn render(line: &Line) -> String {
+    let clock = line
+        .time
+        .split_once('T')
+        .map(|(_, t)| t.trim_end_matches('Z'))
+        .unwrap_or(&line.time);
+    let rule = |rule: &Option<String>, source: &Option<String>| match (rule, source) {
+        (Some(r), Some(s)) => format!("  [{r}, {s}]"),
+        (Some(r), None) => format!("  [{r}]"),
+        _ => String::new(),
+    };
+    match &line.record {
+        Record::SessionStart(s) => {
+            let mut out = format!(
+                "{}  session {} (pid {})\n  command    {}\n  workspace  {} ({})\n",
+                line.time.replace('T', " "),
+                s.session,
+                s.pid,
+                s.argv.join(" "),
+                s.workspace.display(),
+                s.workspace_mode
+            );
+            let sources: Vec<String> = s
+                .policy
+                .iter()
+                .map(|p| match &p.sha256 {
+                    Some(h) => format!("{} (sha256:{})", p.name, &h[..12.min(h.len())]),
+                    None => p.name.clone(),
+                })
+                .collect();
+            if !sources.is_empty() {
+                out.push_str(&format!("  policy     {}\n", sources.join(", ")));
+            }
+            out.push_str(&format!("  network    {}", s.network.mode));
+            if let Some(p) = &s.network.proxy {
+                out.push_str(&format!(" (proxy {p})"));
+            }
+            out.push('\n');
+            for a in &s.network.allow {
+                out.push_str(&format!("    allow {a}\n"));
+            }
+            for d in &s.network.deny {
+                out.push_str(&format!("    deny  {d}\n"));
+            }
+            match &s.enforcement {
+                Some(e) => out.push_str(&format!(
+                    "  enforced   namespaces {}; landlock ABI {} {:?}{}; seccomp {} filter(s), \
+                     {} denied calls{}; capabilities {}; no_new_privs {}",
+                    e.namespaces.join(" "),
+                    e.landlock.abi,
+                    e.landlock.enforced,
+                    if e.landlock.missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (missing {})", e.landlock.missing.join(", "))
+                    },
+                    e.seccomp_filters,
+                    e.seccomp_denied_calls,
+                    if e.foreign_abi_killed {
+                        ", foreign ABIs killed"
+                    } else {
+                        ""
+                    },
+                    if e.capabilities_dropped {
+                        "dropped"
+                    } else {
+                        "kept"
+                    },
+                    e.no_new_privs
+                )),
+                None => out.push_str("  enforced   nothing: setup failed before exec"),
+            }
+            out
+        }
+        Record::Net(n) => {
+            let verdict = match (n.decision, &n.reason) {
+                (Decision::Allow, None) => "allow",
+                (Decision::Allow, Some(_)) => "fail ",
+                (Decision::Deny, _) => "deny ",
+            };
+            let mut s = format!(
+                "{clock}  {verdict}  {:<7}  {}",
+                format!("{:?}", n.proto).to_lowercase(),
+                format_target(&n.host, n.port)
+            );
+            if let Some(a) = &n.addr {
+                s.push_str(&format!(" -> {a}"));
+            }
+            if let Some(r) = &n.reason {
+                s.push_str(&format!(": {r}"));
+            }
+            s.push_str(&rule(&n.rule, &n.source));
+            s.push_str(&format!("  #{}", n.id));
+            s
+        }
+        Record::NetEnd(e) => format!(
+            "{clock}  close  #{} {}  up {} B, down {} B, {} ms",
+            e.id,
+            format_target(&e.host, e.port),
+            e.bytes_up,
+            e.bytes_down,
+            e.duration_ms
+        ),
+        Record::Dns(d) => {
+            let mut s = format!(
+                "{clock}  dns    {:<7}  {} {} -> {}",
+                format!("{:?}", d.proto).to_lowercase(),
+                d.name,
+                d.qtype,
+                d.rcode
+            );
+            if !d.answers.is_empty() {
+                s.push_str(&format!(" {}", d.answers.join(" ")));
+            }
+            if let Some(r) = &d.reason {
+                s.push_str(&format!(": {r}"));
+            }
+            s.push_str(&rule(&d.rule, &d.source));
+            s
+        }
+        Record::SessionEnd(e) => {
+            let mut s = format!(
+                "{clock}  end    exit {} after {:.1} s; {} connection(s) denied, {} DNS name(s) \
+                 refused",
+                e.status,
+                e.duration_ms as f64 / 1000.0,
+                e.denied_connections,
+                e.refused_dns
+            );
+            if let Some(err) = &e.error {
+                s.push_str(&format!("; cage error: {err}"));
+            }
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        let t = |s| UNIX_EPOCH + Duration::from_millis(s);
+        assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(t(951_782_400_123)), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(t(1_795_299_458_000)), "2026-11-21T22:17:38.000Z");
+        assert_eq!(session_id(t(1_795_299_458_000), 42), "20261121-221738-42");
+    }
+
+    #[test]
+    fn records_round_trip_and_tally_denials() {
+        let dir = std::env::temp_dir().join(format!("cage-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let log = Log::create(&path).unwrap();
+        assert!(
+            Log::create(&path).is_err(),
+            "an existing log is never reused"
+        );
+        let deny = |host: &str, port| {
+            Record::Net(Net {
+                id: 1,
+                proto: Proto::Connect,
+                host: host.into(),
+                port,
+                addr: None,
+                decision: Decision::Deny,
+                reason: Some("no allow rule matches".into()),
+                rule: None,
+                source: None,
+            })
+        };
+        log.write(deny("evil.example", 443)).unwrap();
+        log.write(deny("evil.example", 443)).unwrap();
+        log.write(deny("::1", 22)).unwrap();
+        log.write(Record::Dns(Dns {
+            proto: Proto::Udp,
+            name: "evil.example".into(),
+            qtype: "A".into(),
+            decision: Decision::Deny,
+            rcode: "REFUSED".into(),
+            answers: vec![],
+            reason: None,
+            rule: None,
+            source: None,
+        }))
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Line> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert!(text.lines().all(|l| l.contains("\"event\":")));
+        assert!(render(&lines[0]).contains("deny   connect  evil.example:443"));
+        let (denied, refused) = log.denials();
+        assert_eq!(denied, vec!["evil.example:443", "[::1]:22"]);
+        let s = summary(&denied, &refused).unwrap();
+        assert!(
+            s.starts_with("cage: 2 connections denied: evil.example:443, [::1]:22; 1 DNS name")
+        );
+        assert!(summary(&[], &[]).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
