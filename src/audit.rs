@@ -128,6 +128,8 @@ pub enum Proto {
     Socks5,
     Udp,
     Tcp,
+    /// A forwarded host loopback port, connected as is.
+    Forward,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

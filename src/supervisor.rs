@@ -254,8 +254,14 @@ fn read_setup(
                 raise_nofile_limit();
                 let rules = Rules::from_plan(&plan.network);
                 let config = proxy::Config::default();
+                let forwards: Vec<std::net::SocketAddr> = plan
+                    .network
+                    .proxy
+                    .iter()
+                    .flat_map(|p| p.forwards.iter().map(|f| f.addr))
+                    .collect();
                 proxy = Some(
-                    Proxy::start(listeners, rules, session.log.clone(), config)
+                    Proxy::start(listeners, &forwards, rules, session.log.clone(), config)
                         .map_err(SupervisorError::Proxy)?,
                 );
             }

@@ -340,6 +340,9 @@ fn unlisted_hosts_and_a_listed_name_resolving_to_loopback_are_denied() {
 
 #[test]
 fn agent_ignoring_the_proxy_cannot_reach_host_loopback() {
+    // `allowed` is forwarded into the cage (an explicit IP:port rule); the
+    // probe goes for `server`, which no rule names.
+    let allowed = HostServer::start();
     let server = HostServer::start();
     let sb = Sandbox::new("bypass");
     let port = server.port;
@@ -358,7 +361,7 @@ for addr in [("127.0.0.1", {port}), ("::1", {port})]:
         ),
     );
     let run = sb.run(
-        &[format!("127.0.0.1:{port}")],
+        &[format!("127.0.0.1:{}", allowed.port)],
         &format!(
             "curl -sS --max-time 5 http://127.0.0.1:{port}/ 2>/dev/null; echo \"curl exit $?\"; \
              python3 probe.py"
@@ -371,6 +374,38 @@ for addr in [("127.0.0.1", {port}), ("::1", {port})]:
     assert!(out.contains("refused 127.0.0.1 111"), "{out}");
     assert!(!out.contains("connected"), "{out}");
     assert_eq!(server.hits(), 0);
+    assert_eq!(allowed.hits(), 0);
+}
+
+#[test]
+fn explicitly_allowed_host_loopback_port_is_forwarded_and_logged() {
+    // Programs skip the proxy for 127.0.0.1 (NO_PROXY); an allow rule that
+    // names a host loopback IP and port makes that port reachable inside at
+    // the same address, through the supervisor, decided and logged.
+    let server = HostServer::start();
+    let other = HostServer::start();
+    let sb = Sandbox::new("forward");
+    let port = server.port;
+    let run = sb.run(
+        &[format!("127.0.0.1:{port}")],
+        &format!(
+            "curl -sS --max-time 20 http://127.0.0.1:{port}/plain && \
+             curl -sS --max-time 5 http://127.0.0.1:{}/ 2>/dev/null; echo \"other exit $?\"",
+            other.port
+        ),
+    );
+    run.assert_ok();
+    let out = run.stdout();
+    assert!(out.contains("hello from the host /plain"), "{out}");
+    assert!(out.contains("other exit 7"), "only the named port: {out}");
+    assert_eq!(server.hits(), 1);
+    assert_eq!(other.hits(), 0);
+    let audit = sb.audit();
+    let net = records(&audit, "net");
+    assert_eq!(net.len(), 1, "{net:?}");
+    assert_eq!(net[0]["proto"], "forward");
+    assert_eq!(net[0]["decision"], "allow");
+    assert_eq!(net[0]["source"], "flag --allow-host");
 }
 
 /// A Python stub-resolver client: one query over UDP or TCP, printing the

@@ -788,6 +788,33 @@ fn build_env(policy: &Policy, host: &Host, mounts: &[Mount], network: &NetworkPl
     env
 }
 
+/// At most this many forwarded ports (each is a listener and a thread).
+pub const MAX_FORWARDS: usize = 16;
+
+/// Allow rules that name a host loopback IP and one port, such as
+/// `--allow-host 127.0.0.1:8080`: forwarded into the cage's loopback. Not
+/// the proxy's or DNS stub's own ports, which the cage needs.
+fn build_forwards(policy: &Policy) -> Vec<super::Forward> {
+    use crate::policy::{HostSpec, PortSpec};
+    let mut out: Vec<super::Forward> = Vec::new();
+    for rule in &policy.network.allow {
+        let (HostSpec::Ip(ip), PortSpec::Port(port)) = (&rule.value.host, rule.value.port) else {
+            continue;
+        };
+        if !ip.is_loopback() || port == PROXY_PORT || port == 53 {
+            continue;
+        }
+        let addr = std::net::SocketAddr::new(*ip, port);
+        if out.len() < MAX_FORWARDS && !out.iter().any(|f| f.addr == addr) {
+            out.push(super::Forward {
+                addr,
+                source: rule.source.clone(),
+            });
+        }
+    }
+    out
+}
+
 fn build_network(policy: &Policy) -> NetworkPlan {
     let (mode, source) = match &policy.network.mode {
         Some(m) => (m.value, m.source.clone()),
@@ -801,9 +828,10 @@ fn build_network(policy: &Policy) -> NetworkPlan {
             })
             .collect()
     };
-    let proxy = (mode == NetMode::Proxy).then_some(ProxyPlan {
+    let proxy = (mode == NetMode::Proxy).then(|| ProxyPlan {
         listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, PROXY_PORT),
         dns: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53),
+        forwards: build_forwards(policy),
     });
     NetworkPlan {
         mode,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::policy::{HostPattern, NetMode, Provenance, WorkspaceMode};
 
-pub use build::{BuildError, build};
+pub use build::{BuildError, MAX_FORWARDS, build};
 pub use protect::{BUILTIN_PROTECTED, created_protected, find_protected};
 
 /// Everything the sandbox needs, in the order it needs it.
@@ -284,6 +284,18 @@ pub struct ProxyPlan {
     pub listen: SocketAddrV4,
     /// The DNS stub, UDP and TCP.
     pub dns: SocketAddrV4,
+    /// Host loopback ports an allow rule names by IP and port: each is also
+    /// listened on at the same address inside, and the supervisor connects
+    /// it to the host's. Programs skip the proxy for loopback (NO_PROXY), so
+    /// this is how they reach an explicitly allowed host service at all.
+    pub forwards: Vec<Forward>,
+}
+
+/// One forwarded host loopback port.
+#[derive(Clone, Debug, Serialize)]
+pub struct Forward {
+    pub addr: std::net::SocketAddr,
+    pub source: Provenance,
 }
 
 #[derive(Clone, Debug, Serialize)]

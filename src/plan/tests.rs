@@ -545,3 +545,34 @@ fn other_modes_have_no_proxy() {
         assert!(!plan.mounts.iter().any(|m| matches!(m, Mount::File { .. })));
     }
 }
+
+#[test]
+fn only_explicit_loopback_ip_and_port_rules_are_forwarded() {
+    let t = Tree::new("fwd");
+    let mut p = proxy_policy(&t);
+    for rule in [
+        "127.0.0.1:8080",
+        "[::1]:9000",
+        "127.0.0.1",      // no port: 443 and 80 through the proxy only
+        "localhost:8081", // a name: the proxy resolves and refuses loopback
+        "10.0.0.1:8082",  // not loopback
+        "127.0.0.1:3128", // the proxy's own port
+        "127.0.0.1:*",
+    ] {
+        p.network.allow.push(Sourced::new(
+            policy::HostPattern::parse(rule).unwrap(),
+            src("test"),
+        ));
+    }
+    let plan = plan(&p, &t);
+    let fwd: Vec<String> = plan
+        .network
+        .proxy
+        .as_ref()
+        .unwrap()
+        .forwards
+        .iter()
+        .map(|f| f.addr.to_string())
+        .collect();
+    assert_eq!(fwd, ["127.0.0.1:8080", "[::1]:9000"]);
+}

@@ -240,6 +240,27 @@ fn handle_socks(client: &TcpStream, timed: &mut Deadline, shared: &Shared) {
     );
 }
 
+/// A connection to a forwarded host loopback port: the same decision,
+/// admission and log as a proxied one, then a raw tunnel.
+pub(super) fn forward(client: TcpStream, target: SocketAddr, shared: &Shared) {
+    let _ = client.set_nodelay(true);
+    let started = Instant::now();
+    let host = target.ip().to_string();
+    if let Opened::Connected { upstream, id } = open(shared, Proto::Forward, &host, target.port()) {
+        tunnel(
+            &client,
+            upstream,
+            &[],
+            relay::Mode::Tunnel,
+            shared,
+            id,
+            &host,
+            target.port(),
+            started,
+        );
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn tunnel(
     client: &TcpStream,

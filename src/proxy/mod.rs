@@ -86,6 +86,7 @@ impl Proxy {
     /// Starts serving `listeners`: one accepting thread per socket.
     pub fn start(
         listeners: Listeners,
+        forwards: &[std::net::SocketAddr],
         rules: Rules,
         log: Arc<Log>,
         config: Config,
@@ -105,6 +106,16 @@ impl Proxy {
         let s = Arc::clone(&shared);
         named("cage:proxy")
             .spawn(move || accept_loop(proxy, s, |stream, shared| conn::handle(stream, &shared)))?;
+        // Each forwarded port, paired with its host address by plan order.
+        for (fd, target) in listeners.forwards.into_iter().zip(forwards.iter().copied()) {
+            let s = Arc::clone(&shared);
+            let listener = TcpListener::from(fd);
+            named("cage:forward").spawn(move || {
+                accept_loop(listener, s, move |stream, shared| {
+                    conn::forward(stream, target, &shared)
+                })
+            })?;
+        }
         let s = Arc::clone(&shared);
         named("cage:dns-udp").spawn(move || dns::serve_udp(udp, s))?;
         let s = Arc::clone(&shared);

@@ -50,6 +50,7 @@ impl Harness {
             proxy: OwnedFd::from(p),
             dns_udp: OwnedFd::from(u),
             dns_tcp: OwnedFd::from(t),
+            forwards: vec![],
         };
         let rules = Rules {
             allow: allow
@@ -63,7 +64,7 @@ impl Harness {
             deny: vec![],
         };
         let log_file = Arc::new(Log::create(&log).unwrap());
-        let proxy = Proxy::start(listeners, rules, log_file, config).unwrap();
+        let proxy = Proxy::start(listeners, &[], rules, log_file, config).unwrap();
         Harness {
             proxy,
             addr,

@@ -67,6 +67,11 @@ pub fn setup(plan: &Plan, channel: &Channel) -> Result<(), NetworkError> {
             }
         })?,
         dns_tcp: listen(dns, "DNS over TCP")?,
+        forwards: proxy
+            .forwards
+            .iter()
+            .map(|f| listen(f.addr, "a forwarded host port"))
+            .collect::<Result<_, _>>()?,
     };
     channel
         .send_listeners(&listeners)

@@ -72,6 +72,8 @@ pub struct Listeners {
     pub dns_udp: OwnedFd,
     /// TCP: the DNS stub, for long answers and TCP-only resolvers.
     pub dns_tcp: OwnedFd,
+    /// TCP: forwarded host loopback ports, in the plan's order.
+    pub forwards: Vec<OwnedFd>,
 }
 
 /// One end of the channel.
@@ -120,11 +122,11 @@ impl Channel {
     /// closes its copies afterwards; the kernel holds the passed ones.
     pub fn send_listeners(&self, l: &Listeners) -> io::Result<()> {
         let bytes = serde_json::to_vec(&Report::Listening).map_err(io::Error::other)?;
-        let fds = [
-            l.proxy.as_raw_fd(),
-            l.dns_udp.as_raw_fd(),
-            l.dns_tcp.as_raw_fd(),
-        ];
+        let fds: Vec<RawFd> = [&l.proxy, &l.dns_udp, &l.dns_tcp]
+            .into_iter()
+            .chain(&l.forwards)
+            .map(|fd| fd.as_raw_fd())
+            .collect();
         sendmsg::<()>(
             self.0.as_raw_fd(),
             &[IoSlice::new(&bytes)],
@@ -142,7 +144,7 @@ impl Channel {
     pub fn recv(&self) -> io::Result<Option<Incoming>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+            let mut cmsg = nix::cmsg_space!([RawFd; 3 + crate::plan::MAX_FORWARDS]);
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = match recvmsg::<()>(
                 self.0.as_raw_fd(),
@@ -184,6 +186,7 @@ impl Channel {
                         proxy,
                         dns_udp,
                         dns_tcp,
+                        forwards: it.collect(),
                     })));
                 }
                 continue;
