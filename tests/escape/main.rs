@@ -5,6 +5,7 @@
 //! could be vacuous, a control showing the same probe works outside).
 //!
 //! Modules, by threat:
+//! - `agents`: the real agent CLIs under their built-in profiles
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
@@ -18,6 +19,7 @@
 #[macro_use]
 mod harness;
 
+mod agents;
 mod filesystem;
 mod hygiene;
 mod kernel;
