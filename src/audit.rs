@@ -85,6 +85,12 @@ pub struct SessionStart {
     /// What the kernel enforced, as the agent reported it right before
     /// exec; `None` when setup failed before that.
     pub enforcement: Option<Enforcement>,
+    /// Resource limits set on the agent (rlimits).
+    #[serde(default)]
+    pub limits: Vec<String>,
+    /// Limits the policy asked for that cage could not enforce.
+    #[serde(default)]
+    pub limits_not_enforced: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -343,6 +349,8 @@ impl Session {
                 proxy: net.proxy.as_ref().map(|p| p.listen.to_string()),
             },
             enforcement: None,
+            limits: plan.limits.enforced(),
+            limits_not_enforced: plan.limits.unenforced(),
         };
         Ok(Session {
             id,

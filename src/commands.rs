@@ -98,18 +98,13 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     for note in &plan.notes {
         eprintln!("cage: note: {note}");
     }
-    for (name, limit) in [
-        ("memory", &plan.limits.memory),
-        ("pids", &plan.limits.pids),
-        ("cpu", &plan.limits.cpu),
-    ] {
-        if let Some(l) = limit {
-            eprintln!(
-                "cage: warning: [limits] {name} ({}) is not enforced: cgroup limits are not \
-                 implemented yet; rlimits are",
-                l.source
-            );
-        }
+    let unenforced = plan.limits.unenforced();
+    if !unenforced.is_empty() {
+        eprintln!(
+            "cage: warning: not enforced: [limits] {} (cgroup limits are not implemented yet; \
+             nofile, nproc, fsize and core are, as rlimits)",
+            unenforced.join(", ")
+        );
     }
     // The audit log is required where it records decisions (proxy mode);
     // elsewhere a session without one still runs, and says so.

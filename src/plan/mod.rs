@@ -322,6 +322,32 @@ pub enum RlimitKind {
     Core,
 }
 
+impl LimitsPlan {
+    /// The limits cage cannot enforce in this version: the cgroup ones.
+    /// Reported at start and in the audit log, never silently skipped.
+    pub fn unenforced(&self) -> Vec<String> {
+        [
+            ("memory", &self.memory),
+            ("pids", &self.pids),
+            ("cpu", &self.cpu),
+        ]
+        .into_iter()
+        .filter_map(|(name, l)| {
+            l.as_ref()
+                .map(|l| format!("{name} = {} ({})", l.value, l.source))
+        })
+        .collect()
+    }
+
+    /// The resource limits set on the agent, for the record.
+    pub fn enforced(&self) -> Vec<String> {
+        self.rlimits
+            .iter()
+            .map(|r| format!("{:?} = {}", r.kind, r.value).to_lowercase())
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Rlimit {
     pub kind: RlimitKind,

@@ -289,3 +289,93 @@ fn cage_error_is_125() {
         "the command ran\n{out}"
     );
 }
+
+/// Layer: hygiene (rlimits). A fork bomb stops at `[limits] nproc`: fork
+/// fails with EAGAIN, the cage holds no more than the limit, the host can
+/// still start processes, and nothing of the bomb outlives the agent.
+#[test]
+fn fork_bomb_stops_at_the_nproc_limit() {
+    require_userns!();
+    let marker = unique("bomb");
+    let cage = Cage::new()
+        .workspace_file("limits.toml", "[limits]\nnproc = 40\n")
+        .workspace_file(
+            &format!("{marker}.py"),
+            r#"
+import os, time
+n, err = 0, None
+for i in range(300):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = e.errno
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    n += 1
+procs = sum(1 for p in os.listdir("/proc") if p.isdigit())
+print(f"forked={n}\nerrno={err}\nprocs={procs}")
+"#,
+        )
+        .args(["-f", "limits.toml"]);
+    let out = cage.run(["python3".to_string(), format!("{marker}.py")]);
+    assert_eq!(out.code, 0, "{out}");
+    let forked: usize = out.value("forked").unwrap().parse().unwrap();
+    let procs: usize = out.value("procs").unwrap().parse().unwrap();
+    assert_eq!(
+        out.value("errno"),
+        Some("11"),
+        "fork must fail with EAGAIN\n{out}"
+    );
+    assert!(forked < 40 && procs <= 40, "the limit did not hold\n{out}");
+    // The host is unaffected, and the bomb died with the cage.
+    assert!(
+        std::process::Command::new("true")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || host_processes_with(&marker)
+            .is_empty()),
+        "bomb processes outlived the cage: {:?}",
+        host_processes_with(&marker)
+    );
+}
+
+/// Layer: hygiene. A limit cage cannot enforce (cgroup memory here) is
+/// never silently skipped: one line on stderr at start, and a field in the
+/// session's audit log; the rlimits it did set are recorded too.
+#[test]
+fn unenforceable_limits_are_reported_on_stderr_and_in_the_audit_log() {
+    require_userns!();
+    let cage = Cage::new()
+        .workspace_file("limits.toml", "[limits]\nmemory = \"64M\"\nnofile = 256\n")
+        .args(["-f", "limits.toml"]);
+    let out = cage.sh("ulimit -n");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "256", "{out}");
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not enforced"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].contains("memory = 67108864"), "{out}");
+    let sessions = cage.home().join(".local/state/cage/sessions");
+    let session = std::fs::read_dir(&sessions)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = std::fs::read_to_string(session.join("audit.jsonl")).unwrap();
+    let start: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let text = start.to_string();
+    assert!(
+        text.contains("limits_not_enforced") && text.contains("memory = 67108864"),
+        "{text}"
+    );
+    assert!(text.contains("nofile = 256"), "{text}");
+}
