@@ -58,7 +58,7 @@ pub struct Line {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Record {
-    SessionStart(SessionStart),
+    SessionStart(Box<SessionStart>),
     /// A proxy decision: a denial, or an allowed connection once its
     /// upstream is connected (or failed to connect).
     Net(Net),
@@ -370,7 +370,7 @@ impl Session {
         }
         let mut start = self.start.clone();
         start.enforcement = enforcement;
-        self.log.write(Record::SessionStart(start))
+        self.log.write(Record::SessionStart(Box::new(start)))
     }
 
     /// The session end record.
