@@ -184,6 +184,13 @@ pub fn render_plan(plan: &Plan) -> String {
             Mount::File { dst, source, .. } => {
                 format!("file {} (written by cage)  [{source}]", dst.display())
             }
+            Mount::Copy { src, dst, source } => {
+                format!(
+                    "copy {} <- {} (writes stay inside)  [{source}]",
+                    dst.display(),
+                    src.display()
+                )
+            }
             Mount::Proc { dst } => format!("proc {}", dst.display()),
             Mount::Dev { dst } => format!(
                 "dev  {} (null zero full random urandom tty pts shm)",

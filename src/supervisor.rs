@@ -219,7 +219,13 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     // Protected names that did not exist at the start could be created
     // (cage makes no stub files to mount over): say so before the user runs
     // anything outside the cage.
-    let created = crate::plan::created_protected(&plan.workspace);
+    let mut created = crate::plan::created_protected(&plan.workspace);
+    created.extend(
+        plan.guards
+            .iter()
+            .filter(|g| g.path.symlink_metadata().is_ok())
+            .map(|g| g.path.clone()),
+    );
     if !created.is_empty() {
         eprintln!(
             "cage: warning: this session created {} protected path(s); they run or steer code \

@@ -311,7 +311,9 @@ fn agent_profiles_grant_their_state_hosts_and_keys() {
         assert!(pos(&format!("builtin:{toolchain}")) < pos(&format!("builtin:{name}")));
     }
     let p = f.load(&profiles(&["claude"])).unwrap();
-    assert!(paths(&p.filesystem.write).contains(&home.join(".claude.json")));
+    // ~/.claude.json names MCP server commands: a private copy, not a write.
+    assert!(paths(&p.filesystem.copy).contains(&home.join(".claude.json")));
+    assert!(!paths(&p.filesystem.write).contains(&home.join(".claude.json")));
     // Settings that run commands outside the cage stay read-only.
     assert!(paths(&p.filesystem.read).contains(&home.join(".claude/settings.json")));
 }

@@ -140,6 +140,7 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         });
     }
     let hides = resolve_hides(policy, host, &mut notes)?;
+    let guards = build_guards(policy);
     for (rules, access) in [
         (&policy.filesystem.read, Access::ReadOnly),
         (&policy.filesystem.write, Access::ReadWrite),
@@ -148,6 +149,10 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
             add_bind(&mut view, rule, access, &hides, &mut notes)?;
             check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
         }
+    }
+    for rule in &policy.filesystem.copy {
+        add_copy(&mut view, rule, &hides, &mut notes)?;
+        check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
     }
     let ws_access = match mode {
         WorkspaceMode::Readonly => Access::ReadOnly,
@@ -312,6 +317,7 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         network,
         limits,
         notes,
+        guards,
     })
 }
 
@@ -492,6 +498,86 @@ fn add_bind(
     Ok(())
 }
 
+/// Optional read rules for missing paths under an existing write grant:
+/// the agent could create what the rule would have kept read-only.
+fn build_guards(policy: &Policy) -> Vec<PathRule> {
+    let writable: Vec<PathBuf> = policy
+        .filesystem
+        .write
+        .iter()
+        .filter_map(|w| w.value.path.canonicalize().ok())
+        .collect();
+    policy
+        .filesystem
+        .read
+        .iter()
+        .filter(|r| r.value.optional && r.value.path.symlink_metadata().is_err())
+        .filter_map(|r| {
+            // Resolve through the nearest existing ancestor, so the guard
+            // names the path the agent would write.
+            let path = normalize(&r.value.path);
+            let parent = path
+                .ancestors()
+                .skip(1)
+                .find_map(|a| a.canonicalize().ok())?;
+            let rest = path
+                .strip_prefix(path.ancestors().skip(1).find(|a| a.exists())?)
+                .ok()?;
+            let real = parent.join(rest);
+            writable
+                .iter()
+                .any(|w| real.starts_with(w))
+                .then(|| PathRule {
+                    path: real,
+                    source: r.source.clone(),
+                })
+        })
+        .collect()
+}
+
+/// A private copy of a host file at the same path. Hide beats copy; a
+/// missing optional file is skipped; directories are not copied.
+fn add_copy(
+    view: &mut View,
+    rule: &Sourced<policy::PathRule>,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let literal = normalize(&rule.value.path);
+    let Some((path, kind)) = existing(&literal, &rule.source)? else {
+        if rule.value.optional {
+            return Ok(());
+        }
+        return Err(BuildError::MissingPath {
+            path: literal,
+            rule: rule.source.clone(),
+        });
+    };
+    if let Some(hide) = hides.iter().find(|h| path.starts_with(&h.value.0)) {
+        notes.push(format!(
+            "{} ({}) is not copied: it is hidden by {}",
+            literal.display(),
+            rule.source,
+            hide.source
+        ));
+        return Ok(());
+    }
+    if kind == FileKind::Dir {
+        notes.push(format!(
+            "{} ({}) is a directory; [filesystem] copy takes files only, so it is skipped",
+            literal.display(),
+            rule.source
+        ));
+        return Ok(());
+    }
+    view.push(Mount::Copy {
+        src: path.clone(),
+        dst: path,
+        source: rule.source.clone(),
+    });
+    Ok(())
+}
+
 /// Canonical path and kind when `path` exists; `None` when it does not.
 fn existing(path: &Path, source: &Provenance) -> Result<Option<(PathBuf, FileKind)>, BuildError> {
     match path.canonicalize() {
@@ -572,7 +658,7 @@ impl View {
                 access: Access::ReadOnly,
                 ..
             } => 1,
-            Mount::Hide { .. } | Mount::File { .. } => 2,
+            Mount::Hide { .. } | Mount::File { .. } | Mount::Copy { .. } => 2,
         };
         self.mounts.sort_by(|a, b| {
             let depth = |m: &Mount| m.dst().components().count();
@@ -636,7 +722,8 @@ pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
         Some(Mount::Bind { .. }) | Some(Mount::Pin { .. }) => path.exists(),
         Some(Mount::Tmpfs { dst, .. })
         | Some(Mount::Dir { dst, .. })
-        | Some(Mount::File { dst, .. }) => dst == path,
+        | Some(Mount::File { dst, .. })
+        | Some(Mount::Copy { dst, .. }) => dst == path,
         Some(Mount::Proc { .. }) | Some(Mount::Dev { .. }) => true,
         Some(Mount::Symlink { .. }) | Some(Mount::Hide { .. }) | None => false,
     }
@@ -667,6 +754,7 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
             // Inside the writable workspace, whose rule covers it.
             Mount::Pin { .. } => {}
             Mount::File { dst, source, .. } => read.push(rule(dst, source)),
+            Mount::Copy { dst, source, .. } => write.push(rule(dst, source)),
             Mount::Proc { dst } => {
                 read.push(rule(dst, &Provenance::Default { what: "procfs" }));
             }

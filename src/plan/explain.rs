@@ -114,6 +114,14 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
             ));
             true
         }
+        Some(Mount::Copy { dst, source, .. }) => {
+            lines.push(format!(
+                "visible as a private copy: {} shows the host's content, and the agent's \
+                 writes stay in the cage ({source})",
+                dst.display()
+            ));
+            true
+        }
         Some(Mount::Dir { .. }) | None => {
             lines.push("not visible: no rule grants it".to_string());
             false

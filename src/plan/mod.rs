@@ -44,6 +44,11 @@ pub struct Plan {
     /// Things the user should know that are not errors (optional paths
     /// skipped, protected names that are symlinks, ...).
     pub notes: Vec<String>,
+    /// Optional read-only rules that name a missing path inside a writable
+    /// grant (`~/.claude/settings.json` in `~/.claude`): nothing can be
+    /// bound there, so the agent could create it. Checked when the session
+    /// ends, and reported like created protected paths.
+    pub guards: Vec<PathRule>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -153,6 +158,14 @@ pub enum Mount {
         contents: String,
         source: Provenance,
     },
+    /// A private, writable copy of a host file: created in cage's own tmpfs
+    /// at `dst` (or staged and bound over `dst` when that lies in a host
+    /// bind). The agent's writes never reach `src`.
+    Copy {
+        src: PathBuf,
+        dst: PathBuf,
+        source: Provenance,
+    },
 }
 
 impl Mount {
@@ -166,7 +179,8 @@ impl Mount {
             | Mount::Proc { dst }
             | Mount::Dev { dst }
             | Mount::Symlink { dst, .. }
-            | Mount::File { dst, .. } => dst,
+            | Mount::File { dst, .. }
+            | Mount::Copy { dst, .. } => dst,
         }
     }
 }

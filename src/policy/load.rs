@@ -525,6 +525,7 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
     union(&mut into.filesystem.write, filesystem.write);
     union(&mut into.filesystem.hide, filesystem.hide);
     union(&mut into.filesystem.tmpfs, filesystem.tmpfs);
+    union(&mut into.filesystem.copy, filesystem.copy);
 
     last(&mut into.network.mode, network.mode);
     union(&mut into.network.allow, network.allow);

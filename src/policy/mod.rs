@@ -146,6 +146,10 @@ pub struct FilesystemPolicy {
     /// nothing to hide rather than an error.
     pub hide: Vec<Sourced<PathRule>>,
     pub tmpfs: Vec<Sourced<PathRule>>,
+    /// Files the agent sees with the host's content, as a private copy:
+    /// its writes stay in the cage (state files that can name commands run
+    /// outside, such as ~/.claude.json's MCP servers).
+    pub copy: Vec<Sourced<PathRule>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

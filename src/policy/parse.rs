@@ -202,6 +202,7 @@ impl Converter<'_> {
                 (&fs.write, &mut rules.filesystem.write),
                 (&fs.hide, &mut rules.filesystem.hide),
                 (&fs.tmpfs, &mut rules.filesystem.tmpfs),
+                (&fs.copy, &mut rules.filesystem.copy),
             ] {
                 for p in list {
                     let rule = self.path(p)?;

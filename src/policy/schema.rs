@@ -50,6 +50,8 @@ pub(crate) struct Filesystem {
     pub hide: Vec<Spanned<String>>,
     #[serde(default)]
     pub tmpfs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub copy: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -316,16 +316,26 @@ pub(crate) fn widenings(
     }
 
     let has = |list: &[Sourced<PathRule>], p: &Path| list.iter().any(|r| r.value.path == p);
-    for r in &rules.filesystem.read {
-        let p = &r.value.path;
-        if !inside(p) && !has(&lower.filesystem.read, p) && !has(&lower.filesystem.write, p) {
-            add(
-                &r.source,
-                format!(
-                    "filesystem.read {} is outside the project root {root_shown}",
-                    p.display()
-                ),
-            );
+    // A copy shows the host's content, as a read does.
+    for (key, list) in [
+        ("read", &rules.filesystem.read),
+        ("copy", &rules.filesystem.copy),
+    ] {
+        for r in list {
+            let p = &r.value.path;
+            if !inside(p)
+                && !has(&lower.filesystem.read, p)
+                && !has(&lower.filesystem.write, p)
+                && !has(&lower.filesystem.copy, p)
+            {
+                add(
+                    &r.source,
+                    format!(
+                        "filesystem.{key} {} is outside the project root {root_shown}",
+                        p.display()
+                    ),
+                );
+            }
         }
     }
     for r in &rules.filesystem.write {

@@ -187,6 +187,7 @@ fn apply(m: &Mount, owned: &mut Vec<PathBuf>) -> Result<(), MountError> {
             make_mount_point(dst, FileKind::File, owned)?;
             bind(&staged, &inside(dst), Access::ReadOnly)?;
         }
+        Mount::Copy { src, dst, .. } => copy(&host(src), dst, owned)?,
         Mount::Proc { dst } => {
             make_dir(dst, 0o555, owned)?;
             proc(&inside(dst))?;
@@ -402,4 +403,42 @@ fn dev(target: &Path) -> Result<(), MountError> {
     }
     sys::mount_setattr(target, false, libc::MOUNT_ATTR_RDONLY, 0)
         .map_err(err("making read-only", target))
+}
+
+/// A private copy of the host file `src` at `dst`. In cage's own tmpfs the
+/// copy is simply created there (so the agent can also replace it by
+/// rename); inside a host bind it is staged and bound over `dst`. Either
+/// way nothing the agent writes reaches `src`.
+fn copy(src: &Path, dst: &Path, owned: &[PathBuf]) -> Result<(), MountError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = openat2(nix::fcntl::AT_FDCWD, src, how).map_err(err("opening", src))?;
+    let mut file = fs::File::from(fd);
+    let mode = file
+        .metadata()
+        .map_err(err("reading the mode of", src))?
+        .mode()
+        & 0o777;
+    let mut contents = Vec::new();
+    file.read_to_end(&mut contents)
+        .map_err(err("reading", src))?;
+    let place = |at: &Path| -> Result<(), MountError> {
+        fs::write(at, &contents).map_err(err("writing the copy", at))?;
+        fs::set_permissions(at, fs::Permissions::from_mode(mode))
+            .map_err(err("setting the mode of", at))
+    };
+    if let Some(parent) = dst.parent()
+        && is_owned(dst, owned)
+    {
+        make_dir(parent, 0o755, owned)?;
+        return place(&inside(dst));
+    }
+    let staged = PathBuf::from(format!("/copy{}", dst.to_string_lossy().replace('/', "_")));
+    place(&staged)?;
+    make_mount_point(dst, FileKind::File, owned)?;
+    bind(&staged, &inside(dst), Access::ReadWrite)
 }

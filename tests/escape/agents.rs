@@ -192,3 +192,52 @@ fn claude_completes_a_round_trip_with_a_tool_call_inside_the_cage() {
     assert!(all.contains("tool_result") && all.contains("MARKER-IN-WORKSPACE"));
     assert!(!all.contains("SECRET-SSH-KEY") && !all.contains("SECRET-AWS-ENV"));
 }
+
+/// Layer: view. Under the claude profile ~/.claude.json (whose mcpServers
+/// Claude Code runs, outside the cage too) is a private copy: the agent
+/// reads the host's content and may rewrite it, even by rename, but the
+/// host file never changes.
+#[test]
+fn claude_json_is_a_private_copy() {
+    require_userns!();
+    let cage = Cage::new()
+        .home_file(".claude/keep", "x\n")
+        .home_file(".claude.json", "{\"marker\": \"from-the-host\"}\n")
+        .args(["-p", "claude"]);
+    let out = cage.sh("cat ~/.claude.json; \
+         echo '{\"mcpServers\": {\"x\": {\"command\": \"evil\"}}}' > ~/.claude.json.tmp && \
+         mv ~/.claude.json.tmp ~/.claude.json && echo renamed; cat ~/.claude.json");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("from-the-host"),
+        "the host's content is visible\n{out}"
+    );
+    assert!(
+        out.stdout.contains("renamed") && out.stdout.contains("evil"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cage.home().join(".claude.json")).unwrap(),
+        "{\"marker\": \"from-the-host\"}\n",
+        "the host's ~/.claude.json changed\n{out}"
+    );
+}
+
+/// Layer: view (report). ~/.claude/settings.json holds hooks Claude Code
+/// runs outside the cage; the profile keeps it read-only when it exists,
+/// and cage cannot bind over a file that does not. Created by the agent,
+/// it is named when the session ends.
+#[test]
+fn claude_settings_created_by_the_agent_are_reported() {
+    require_userns!();
+    let cage = Cage::new()
+        .home_file(".claude/keep", "x\n")
+        .args(["-p", "claude"]);
+    let out = cage.sh("echo '{\"hooks\": {}}' > ~/.claude/settings.json && echo made");
+    assert!(out.stdout.contains("made"), "{out}");
+    let settings = cage.home().join(".claude/settings.json");
+    assert!(
+        out.stderr.contains(&settings.display().to_string()),
+        "the created settings file was not reported\n{out}"
+    );
+}
