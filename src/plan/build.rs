@@ -580,6 +580,14 @@ fn add_copy(
 
 /// Canonical path and kind when `path` exists; `None` when it does not.
 fn existing(path: &Path, source: &Provenance) -> Result<Option<(PathBuf, FileKind)>, BuildError> {
+    // Most rules (the hide list above all) name paths that do not exist;
+    // one lstat settles those, where canonicalize costs a call per
+    // component. A dangling link falls through to canonicalize's NotFound.
+    if let Err(e) = path.symlink_metadata()
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        return Ok(None);
+    }
     match path.canonicalize() {
         Ok(c) => {
             let kind = if c.is_dir() {
