@@ -70,6 +70,21 @@ pub enum Command {
     /// Show a session's audit log: its start, the enforcement achieved,
     /// every network and DNS decision, its end.
     Log(LogArgs),
+    /// List sessions: id, start time, status, the changes an overlay
+    /// session holds, workspace and command.
+    Sessions,
+    /// Show an overlay session's changes as a unified diff against the
+    /// workspace: additions, modifications, deletions, modes, links and
+    /// binary files; protected paths are flagged.
+    Diff(DiffArgs),
+    /// Land an overlay session's changes in the workspace, each file
+    /// replaced atomically. Refuses files changed on the host since the
+    /// session started, unless --force. Safe to run again after an
+    /// interruption.
+    Apply(ApplyArgs),
+    /// Remove an overlay session's directory (its changes and its log),
+    /// without asking.
+    Discard(DiscardArgs),
     /// Print shell completions for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -198,6 +213,49 @@ pub struct LogArgs {
     /// Keep printing records as they are written, until the session ends.
     #[arg(short, long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Show changed files with line counts instead of the diff.
+    #[arg(long)]
+    pub stat: bool,
+    /// Colour the output: auto (on a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorArg,
+    /// A session id or a unique prefix of one (default: the latest overlay
+    /// session of the workspace holding the working directory), then paths
+    /// to limit the diff to. A first word that names a session and no
+    /// existing path is taken as the session.
+    #[arg(value_name = "[SESSION] [PATH]")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Overwrite files that changed on the host since the session started.
+    #[arg(long)]
+    pub force: bool,
+    /// A session id or a unique prefix of one (default: the latest overlay
+    /// session of the workspace holding the working directory), then paths
+    /// to limit the apply to.
+    #[arg(value_name = "[SESSION] [PATH]")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    /// A session id or a unique prefix of one (default: the latest overlay
+    /// session of the workspace holding the working directory).
+    pub session: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Args)]
