@@ -281,12 +281,13 @@ pub fn build_for_session(
         // gitdir) and a protected path is pinned: otherwise
         // `mv .git x && mkdir -p .git/hooks` swaps the protected path out
         // from under its read-only bind.
+        // A worktree's gitdir usually lies inside the common dir: then the
+        // common dir is its root, and the gitdir itself is pinned.
         let roots: Vec<&Path> = std::iter::once(workspace.value.as_path())
-            .chain(
-                gitdirs
-                    .iter()
-                    .flat_map(|g| [g.common.as_path(), g.gitdir.as_path()]),
-            )
+            .chain(gitdirs.iter().flat_map(|g| {
+                let inner = g.gitdir.starts_with(&g.common);
+                std::iter::once(g.common.as_path()).chain((!inner).then_some(g.gitdir.as_path()))
+            }))
             .collect();
         let mut pins = BTreeSet::new();
         for p in &protected {

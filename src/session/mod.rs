@@ -195,6 +195,18 @@ impl Reserved {
                         source,
                     })?;
             }
+            // The overlay's root takes the upper directory's mode: give it
+            // the workspace's, or the agent sees (and apply would compare)
+            // 0700. The session directory around it stays 0700.
+            if let Ok(m) = std::fs::metadata(&plan.workspace.path) {
+                let mode = m.permissions().mode() & changes::MODE_MASK;
+                std::fs::set_permissions(&o.upper, std::fs::Permissions::from_mode(mode)).map_err(
+                    |source| SessionError::Create {
+                        path: o.upper.clone(),
+                        source,
+                    },
+                )?;
+            }
         }
         let now = SystemTime::now();
         // The start as the filesystem's clock saw it: the session
@@ -317,7 +329,7 @@ pub fn record_end(dir: &Path, status: i32) -> Result<(), SessionError> {
 /// Every session directory with a readable record, oldest first.
 pub fn list(host: &Host) -> Result<Vec<(PathBuf, Record)>, SessionError> {
     let dir = audit::sessions_dir(host);
-    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+    let names: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
             .filter_map(|e| {
                 let e = e.ok()?;
@@ -328,14 +340,16 @@ pub fn list(host: &Host) -> Result<Vec<(PathBuf, Record)>, SessionError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(source) => return Err(SessionError::Read { path: dir, source }),
     };
-    names.sort();
-    Ok(names
+    let mut all: Vec<(PathBuf, Record)> = names
         .into_iter()
         .filter_map(|n| {
             let d = dir.join(&n);
             read_record(&d).ok().map(|r| (d, r))
         })
-        .collect())
+        .collect();
+    // By start time: ids sort by second, then by pid, which is no order.
+    all.sort_by(|(_, a), (_, b)| (&a.started, &a.id).cmp(&(&b.started, &b.id)));
+    Ok(all)
 }
 
 /// Session `id` (a full id or a unique prefix), or with no id the newest
