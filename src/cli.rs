@@ -20,6 +20,8 @@ Examples:
   cage --net proxy --allow-host api.anthropic.com -- claude
                                       only that host, through cage's proxy
   cage log                            the last session's network decisions
+  cage --workspace overlay -- claude  writes land in a session, not the workspace
+  cage diff --stat / cage apply       review that session, then land it
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
@@ -328,6 +330,12 @@ Validate the project's .cage.toml.
 \fBcage \-\-net proxy \-\-allow\-host api.anthropic.com \-\- claude\fR
 Give the agent that one host (ports 443 and 80), through cage's proxy; everything else is refused and logged.
 .TP
+\fBcage \-\-workspace overlay \-\- claude\fR
+Run the agent on an overlay of the workspace: its writes land in the session's directory, and the workspace does not change.
+.TP
+\fBcage diff \-\-stat\fR; \fBcage diff\fR; \fBcage apply\fR
+Review the latest overlay session of this workspace, then land it; \fBcage discard\fR drops it instead.
+.TP
 \fBcage log \-\-follow\fR
 Watch the current workspace's latest session: every connection and DNS query, allowed or denied.
 .SH EXIT STATUS
@@ -357,6 +365,9 @@ The project's policy, found from the working directory up to the repository root
 .TP
 \fI~/.local/state/cage/sessions/ID/audit.jsonl\fR
 A session's audit log, one JSON object per line (cage log). Never visible inside the cage.
+.TP
+\fI~/.local/state/cage/sessions/ID/session.toml\fR, \fIupper/\fR, \fIwork/\fR
+The session's record (workspace, mode, command, start, status) and, in overlay mode, the overlay's upper layer (the session's changes) and work directory (cage diff, apply, discard).
 .SH ENVIRONMENT
 cage clears the environment: the command sees HOME, USER, LOGNAME, SHELL, PATH, CAGE=1, the names the policy passes ([env] pass, \-\-env NAME) and the values it sets. In proxy network mode it also sets HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (and their lowercase forms) to http://127.0.0.1:3128, and NO_PROXY to localhost,127.0.0.1,::1. XDG_CONFIG_HOME and XDG_STATE_HOME move cage's own files.
 .SH SECURITY
