@@ -48,6 +48,10 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged')
+            [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption')
+            [CompletionResult]::new('discard', 'discard', [CompletionResultType]::ParameterValue, 'Remove an overlay session''s directory (its changes and its log), without asking')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions for SHELL')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -179,6 +183,29 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'cage;sessions' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;diff' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never')
+            [CompletionResult]::new('--stat', '--stat', [CompletionResultType]::ParameterName, 'Show changed files with line counts instead of the diff')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;apply' {
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite files that changed on the host since the session started')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;discard' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'cage;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -198,6 +225,10 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged')
+            [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption')
+            [CompletionResult]::new('discard', 'discard', [CompletionResultType]::ParameterValue, 'Remove an overlay session''s directory (its changes and its log), without asking')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions for SHELL')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -237,6 +268,18 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;help;log' {
+            break
+        }
+        'cage;help;sessions' {
+            break
+        }
+        'cage;help;diff' {
+            break
+        }
+        'cage;help;apply' {
+            break
+        }
+        'cage;help;discard' {
             break
         }
         'cage;help;completions' {

@@ -16,8 +16,17 @@ _cage() {
             ",$1")
                 cmd="cage"
                 ;;
+            cage,apply)
+                cmd="cage__subcmd__apply"
+                ;;
             cage,completions)
                 cmd="cage__subcmd__completions"
+                ;;
+            cage,diff)
+                cmd="cage__subcmd__diff"
+                ;;
+            cage,discard)
+                cmd="cage__subcmd__discard"
                 ;;
             cage,doctor)
                 cmd="cage__subcmd__doctor"
@@ -40,6 +49,9 @@ _cage() {
             cage,run)
                 cmd="cage__subcmd__run"
                 ;;
+            cage,sessions)
+                cmd="cage__subcmd__sessions"
+                ;;
             cage,shell-init)
                 cmd="cage__subcmd__shell__subcmd__init"
                 ;;
@@ -49,8 +61,17 @@ _cage() {
             cage,untrust)
                 cmd="cage__subcmd__untrust"
                 ;;
+            cage__subcmd__help,apply)
+                cmd="cage__subcmd__help__subcmd__apply"
+                ;;
             cage__subcmd__help,completions)
                 cmd="cage__subcmd__help__subcmd__completions"
+                ;;
+            cage__subcmd__help,diff)
+                cmd="cage__subcmd__help__subcmd__diff"
+                ;;
+            cage__subcmd__help,discard)
+                cmd="cage__subcmd__help__subcmd__discard"
                 ;;
             cage__subcmd__help,doctor)
                 cmd="cage__subcmd__help__subcmd__doctor"
@@ -72,6 +93,9 @@ _cage() {
                 ;;
             cage__subcmd__help,run)
                 cmd="cage__subcmd__help__subcmd__run"
+                ;;
+            cage__subcmd__help,sessions)
+                cmd="cage__subcmd__help__subcmd__sessions"
                 ;;
             cage__subcmd__help,shell-init)
                 cmd="cage__subcmd__help__subcmd__shell__subcmd__init"
@@ -122,7 +146,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --dry-run --json --help --version run policy explain trust untrust doctor shell-init log completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --dry-run --json --help --version run policy explain trust untrust doctor shell-init log sessions diff apply discard completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -183,8 +207,54 @@ _cage() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cage__subcmd__apply)
+            opts="-h --force --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cage__subcmd__completions)
             opts="-h --help bash elvish fish powershell zsh"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__diff)
+            opts="-h --stat --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__discard)
+            opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -274,7 +344,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help)
-            opts="run policy explain trust untrust doctor shell-init log completions man help"
+            opts="run policy explain trust untrust doctor shell-init log sessions diff apply discard completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -287,7 +357,49 @@ _cage() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cage__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cage__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__discard)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -428,6 +540,20 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__sessions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -748,6 +874,20 @@ _cage() {
                     COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__sessions)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

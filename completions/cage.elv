@@ -45,6 +45,10 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command'
+            cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
+            cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
+            cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -159,6 +163,25 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'cage;sessions'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;diff'= {
+            cand --color 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never'
+            cand --stat 'Show changed files with line counts instead of the diff'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;apply'= {
+            cand --force 'Overwrite files that changed on the host since the session started'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;discard'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'cage;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -176,6 +199,10 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command'
+            cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
+            cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
+            cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -204,6 +231,14 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;shell-init'= {
         }
         &'cage;help;log'= {
+        }
+        &'cage;help;sessions'= {
+        }
+        &'cage;help;diff'= {
+        }
+        &'cage;help;apply'= {
+        }
+        &'cage;help;discard'= {
         }
         &'cage;help;completions'= {
         }

@@ -65,7 +65,27 @@ pub enum Record {
     /// An allowed connection ended.
     NetEnd(NetEnd),
     Dns(Dns),
+    /// Protected paths that did not exist (as such) when the session
+    /// started and do now: the session created them in the workspace.
+    ProtectedCreated(ProtectedCreated),
+    /// An overlay session's changes, counted from its upper layer when it
+    /// ended.
+    OverlayChanges(OverlayChanges),
     SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProtectedCreated {
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverlayChanges {
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    /// Changed paths that are protected (workspace-relative).
+    pub protected: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -290,30 +310,21 @@ pub struct Session {
 }
 
 impl Session {
-    /// Creates `sessions/<id>/audit.jsonl` under the state directory (mode
-    /// 0700 directories, 0600 file). Writes nothing yet: the start record
-    /// waits for the enforcement the agent reports.
-    pub fn create(host: &Host, policy: &Policy, plan: &Plan) -> Result<Session, AuditError> {
-        let sessions = sessions_dir(host);
+    /// Creates `audit.jsonl` (mode 0600) in the session directory `dir`
+    /// that `session::reserve` made for this run. Writes nothing yet: the
+    /// start record waits for the enforcement the agent reports.
+    pub fn create(
+        id: &str,
+        dir: &Path,
+        policy: &Policy,
+        plan: &Plan,
+    ) -> Result<Session, AuditError> {
         let create = |path: &Path, source| AuditError::Create {
             path: path.to_path_buf(),
             source,
         };
-        prepare(host).map_err(|e| create(&sessions, e))?;
-        let base = session_id(SystemTime::now(), std::process::id());
-        let mut id = base.clone();
-        let mut n = 1;
-        let dir = loop {
-            let dir = sessions.join(&id);
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => break dir,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => {
-                    n += 1;
-                    id = format!("{base}-{n}");
-                }
-                Err(e) => return Err(create(&dir, e)),
-            }
-        };
+        let id = id.to_string();
+        let dir = dir.to_path_buf();
         let path = dir.join("audit.jsonl");
         let log = Log::create(&path).map_err(|e| create(&path, e))?;
         let net = &plan.network;
@@ -454,7 +465,7 @@ pub fn sessions_dir(host: &Host) -> PathBuf {
 }
 
 /// `YYYYMMDD-HHMMSS-PID`, UTC: sorts by start time.
-fn session_id(t: SystemTime, pid: u32) -> String {
+pub(crate) fn session_id(t: SystemTime, pid: u32) -> String {
     let (y, mo, d, h, mi, s, _) = civil(t);
     format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{pid}")
 }
@@ -705,6 +716,29 @@ pub fn render(line: &Line) -> String {
                 s.push_str(&format!(": {r}"));
             }
             s.push_str(&rule(&d.rule, &d.source));
+            s
+        }
+        Record::ProtectedCreated(p) => {
+            let list: Vec<String> = p.paths.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "{clock}  WARN   the session created {} protected path(s): {}",
+                p.paths.len(),
+                list.join(", ")
+            )
+        }
+        Record::OverlayChanges(c) => {
+            let mut s = format!(
+                "{clock}  overlay  {} added, {} modified, {} deleted",
+                c.added, c.modified, c.deleted
+            );
+            if !c.protected.is_empty() {
+                let list: Vec<String> = c
+                    .protected
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                s.push_str(&format!("; protected paths touched: {}", list.join(", ")));
+            }
             s
         }
         Record::SessionEnd(e) => {

@@ -20,6 +20,8 @@ Examples:
   cage --net proxy --allow-host api.anthropic.com -- claude
                                       only that host, through cage's proxy
   cage log                            the last session's network decisions
+  cage --workspace overlay -- claude  writes land in a session, not the workspace
+  cage diff --stat / cage apply       review that session, then land it
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
@@ -70,6 +72,21 @@ pub enum Command {
     /// Show a session's audit log: its start, the enforcement achieved,
     /// every network and DNS decision, its end.
     Log(LogArgs),
+    /// List sessions: id, start time, status, the changes an overlay
+    /// session holds, workspace and command.
+    Sessions,
+    /// Show an overlay session's changes as a unified diff against the
+    /// workspace: additions, modifications, deletions, modes, links and
+    /// binary files; protected paths are flagged.
+    Diff(DiffArgs),
+    /// Land an overlay session's changes in the workspace, each file
+    /// replaced atomically. Refuses files changed on the host since the
+    /// session started, unless --force. Safe to run again after an
+    /// interruption.
+    Apply(ApplyArgs),
+    /// Remove an overlay session's directory (its changes and its log),
+    /// without asking.
+    Discard(DiscardArgs),
     /// Print shell completions for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -201,6 +218,49 @@ pub struct LogArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Show changed files with line counts instead of the diff.
+    #[arg(long)]
+    pub stat: bool,
+    /// Colour the output: auto (on a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorArg,
+    /// A session id or a unique prefix of one (default: the latest overlay
+    /// session of the workspace holding the working directory), then paths
+    /// to limit the diff to. A first word that names a session and no
+    /// existing path is taken as the session.
+    #[arg(value_name = "[SESSION] [PATH]")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Overwrite files that changed on the host since the session started.
+    #[arg(long)]
+    pub force: bool,
+    /// A session id or a unique prefix of one (default: the latest overlay
+    /// session of the workspace holding the working directory), then paths
+    /// to limit the apply to.
+    #[arg(value_name = "[SESSION] [PATH]")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    /// A session id or a unique prefix of one (default: the latest overlay
+    /// session of the workspace holding the working directory).
+    pub session: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
@@ -270,6 +330,12 @@ Validate the project's .cage.toml.
 \fBcage \-\-net proxy \-\-allow\-host api.anthropic.com \-\- claude\fR
 Give the agent that one host (ports 443 and 80), through cage's proxy; everything else is refused and logged.
 .TP
+\fBcage \-\-workspace overlay \-\- claude\fR
+Run the agent on an overlay of the workspace: its writes land in the session's directory, and the workspace does not change.
+.TP
+\fBcage diff \-\-stat\fR; \fBcage diff\fR; \fBcage apply\fR
+Review the latest overlay session of this workspace, then land it; \fBcage discard\fR drops it instead.
+.TP
 \fBcage log \-\-follow\fR
 Watch the current workspace's latest session: every connection and DNS query, allowed or denied.
 .SH EXIT STATUS
@@ -299,6 +365,9 @@ The project's policy, found from the working directory up to the repository root
 .TP
 \fI~/.local/state/cage/sessions/ID/audit.jsonl\fR
 A session's audit log, one JSON object per line (cage log). Never visible inside the cage.
+.TP
+\fI~/.local/state/cage/sessions/ID/session.toml\fR, \fIupper/\fR, \fIwork/\fR
+The session's record (workspace, mode, command, start, status) and, in overlay mode, the overlay's upper layer (the session's changes) and work directory (cage diff, apply, discard).
 .SH ENVIRONMENT
 cage clears the environment: the command sees HOME, USER, LOGNAME, SHELL, PATH, CAGE=1, the names the policy passes ([env] pass, \-\-env NAME) and the values it sets. In proxy network mode it also sets HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (and their lowercase forms) to http://127.0.0.1:3128, and NO_PROXY to localhost,127.0.0.1,::1. XDG_CONFIG_HOME and XDG_STATE_HOME move cage's own files.
 .SH SECURITY

@@ -6,12 +6,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::audit;
-use crate::cli::{Cli, Command, LogArgs, PolicyArgs, PolicyCommand, RunArgs};
+use crate::cli::{
+    ApplyArgs, Cli, ColorArg, Command, DiffArgs, DiscardArgs, LogArgs, PolicyArgs, PolicyCommand,
+    RunArgs,
+};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plan::{self, Mount, Plan, explain};
 use crate::policy::{self, FlagRules, LoadRequest, Policy, ProjectMode};
-use crate::supervisor;
+use crate::{session, supervisor};
 
 pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
@@ -28,6 +31,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
+        Some(Command::Sessions) => sessions(),
+        Some(Command::Diff(args)) => diff(args),
+        Some(Command::Apply(args)) => apply(args),
+        Some(Command::Discard(args)) => discard(args),
         Some(Command::Completions(args)) => {
             print(&crate::cli::completions(args.shell), "completions")
         }
@@ -79,13 +86,8 @@ fn load(args: &PolicyArgs) -> Result<(Host, Policy), Error> {
 
 fn run(args: RunArgs) -> Result<i32, Error> {
     let (host, policy) = load(&args.policy)?;
-    if !args.dry_run {
-        // Before the plan, so the plan finds cage's state directory and
-        // hides it from the view like any existing path.
-        let _ = audit::prepare(&host);
-    }
-    let plan = plan::build(&policy, &host, &args.command)?;
     if args.dry_run {
+        let plan = plan::build(&policy, &host, &args.command)?;
         let text = if args.json {
             let mut s = serde_json::to_string_pretty(&plan).unwrap_or_default();
             s.push('\n');
@@ -95,6 +97,20 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         };
         return print(text.as_bytes(), "the plan");
     }
+    // Before the plan, so the plan finds cage's state directory and hides
+    // it from the view like any existing path, and so an overlay plan can
+    // name the session's upper directory.
+    let reserved = session::reserve(&host);
+    let id = reserved.as_ref().ok().map(|r| r.id.clone());
+    let plan = match plan::build_for_session(&policy, &host, &args.command, id.as_deref()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            if let Ok(r) = reserved {
+                r.release();
+            }
+            return Err(e.into());
+        }
+    };
     for note in &plan.notes {
         eprintln!("cage: note: {note}");
     }
@@ -106,20 +122,47 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             unenforced.join(", ")
         );
     }
-    // The audit log is required where it records decisions (proxy mode);
-    // elsewhere a session without one still runs, and says so.
-    let session = match audit::Session::create(&host, &policy, &plan) {
-        Ok(s) => Some(s),
-        Err(e) if plan.network.proxy.is_some() => return Err(e.into()),
+    // The session record is required where it holds the session's work
+    // (overlay mode) or records decisions (proxy mode); elsewhere a session
+    // without one still runs, and says so.
+    let required = plan.network.proxy.is_some() || plan.workspace.overlay.is_some();
+    let warn = |e: &dyn std::error::Error| {
+        eprintln!(
+            "cage: warning: running without a session record: {}",
+            crate::sandbox::init::chain(e)
+        );
+    };
+    let reserved = match reserved {
+        Ok(r) => Some(r),
+        Err(e) if required => return Err(e.into()),
         Err(e) => {
-            eprintln!(
-                "cage: warning: running without a session record: {}",
-                crate::sandbox::init::chain(&e)
-            );
+            warn(&e);
             None
         }
     };
-    Ok(supervisor::run(&plan, session.as_ref())?)
+    let mut log = None;
+    if let Some(r) = &reserved {
+        let names = plan
+            .workspace
+            .watch
+            .iter()
+            .map(|n| n.value.clone())
+            .collect();
+        let started = r.start(&plan, names).map_err(Error::from).and_then(|_| {
+            audit::Session::create(&r.id, &r.dir, &policy, &plan).map_err(Error::from)
+        });
+        match started {
+            Ok(s) => log = Some(s),
+            Err(e) if required => {
+                if let Some(r) = reserved {
+                    r.release();
+                }
+                return Err(e);
+            }
+            Err(e) => warn(&e),
+        }
+    }
+    Ok(supervisor::run(&plan, log.as_ref())?)
 }
 
 /// The plan for people: one line per decision, with its rule.
@@ -172,6 +215,13 @@ pub fn render_plan(plan: &Plan) -> String {
                 }
             }
             Mount::Tmpfs { dst, source, .. } => format!("tmpfs {}  [{source}]", dst.display()),
+            Mount::Overlay {
+                dst, upper, source, ..
+            } => format!(
+                "overlay {} (writes land in {})  [{source}]",
+                dst.display(),
+                upper.display()
+            ),
             Mount::Hide { dst, source, .. } => format!("hide {}  [{source}]", dst.display()),
             Mount::Symlink {
                 target,
@@ -483,6 +533,228 @@ fn log(args: LogArgs) -> Result<i32, Error> {
         Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other.map(|()| 0).map_err(Error::from),
     }
+}
+
+// ---- overlay review: sessions, diff, apply, discard ----
+
+/// Splits `[SESSION] [PATH]...`: the first word is the session when it
+/// names one and no existing path.
+fn session_and_paths(host: &Host, args: &[String]) -> (Option<String>, Vec<String>) {
+    match args.split_first() {
+        Some((first, rest))
+            if !host.cwd.join(first).exists()
+                && session::list(host)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|(_, r)| r.id.starts_with(first.as_str())) =>
+        {
+            (Some(first.clone()), rest.to_vec())
+        }
+        _ => (None, args.to_vec()),
+    }
+}
+
+/// PATH arguments (relative to the working directory) as paths relative
+/// to the session's workspace.
+fn workspace_paths(host: &Host, workspace: &Path, paths: &[String]) -> Result<Vec<PathBuf>, Error> {
+    paths
+        .iter()
+        .map(|p| {
+            let abs = plan::normalize_path(&host.cwd.join(p));
+            abs.strip_prefix(workspace)
+                .map(Path::to_path_buf)
+                .map_err(|_| Error::OutsideWorkspace {
+                    path: abs.clone(),
+                    workspace: workspace.to_path_buf(),
+                })
+        })
+        .collect()
+}
+
+fn sessions() -> Result<i32, Error> {
+    use session::changes;
+    let host = Host::current()?;
+    let all = session::list(&host)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  WORKSPACE  COMMAND",
+        "SESSION", "STARTED (UTC)", "MODE", "STATUS", "CHANGES"
+    );
+    for (dir, r) in &all {
+        let status = match (r.status(), &r.applied) {
+            (_, Some(_)) => "applied".to_string(),
+            (session::Status::Running, _) => "running".to_string(),
+            (session::Status::Exited(c), _) => format!("exit {c}"),
+            (session::Status::Killed, _) => "killed".to_string(),
+        };
+        let counts = if r.mode == policy::WorkspaceMode::Overlay {
+            match changes::collect(&dir.join("upper"), &r.workspace, &r.protect) {
+                Ok(list) => {
+                    let s = changes::summarize(&list);
+                    let mut c = format!("+{} ~{} -{}", s.added, s.modified, s.deleted);
+                    if !s.protected.is_empty() {
+                        c.push_str(&format!(" !{}", s.protected.len()));
+                    }
+                    c
+                }
+                Err(_) => "unreadable".to_string(),
+            }
+        } else {
+            "-".to_string()
+        };
+        let started: String = r.started.replace('T', " ").chars().take(19).collect();
+        let _ = writeln!(
+            out,
+            "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  {}  {}",
+            r.id,
+            started,
+            format!("{:?}", r.mode).to_lowercase(),
+            status,
+            counts,
+            r.workspace.display(),
+            r.command.join(" ")
+        );
+    }
+    if all.is_empty() {
+        out = format!("no sessions in {}\n", audit::sessions_dir(&host).display());
+    }
+    print_lossy(out.as_bytes(), "the sessions")
+}
+
+/// Like `print`, but a closed pipe (`| head`) is not an error.
+fn print_lossy(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
+    match print(bytes, what) {
+        Err(Error::Output { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(0)
+        }
+        other => other,
+    }
+}
+
+fn use_color(arg: ColorArg) -> session::diff::Color {
+    use std::io::IsTerminal;
+    let on = match arg {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    };
+    if on {
+        session::diff::Color::Always
+    } else {
+        session::diff::Color::Never
+    }
+}
+
+fn diff(args: DiffArgs) -> Result<i32, Error> {
+    use session::{changes, diff};
+    let host = Host::current()?;
+    let (id, paths) = session_and_paths(&host, &args.args);
+    let (dir, record) = session::find_overlay(&host, id.as_deref())?;
+    let only = workspace_paths(&host, &record.workspace, &paths)?;
+    let upper = dir.join("upper");
+    let list: Vec<changes::Change> = changes::collect(&upper, &record.workspace, &record.protect)?
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
+        .collect();
+    let color = use_color(args.color);
+    let mut out = String::new();
+    let mut stats = Vec::new();
+    for c in &list {
+        let (text, stat) =
+            diff::render(c, &upper, &record.workspace, color).map_err(|source| Error::Write {
+                path: c.path.clone(),
+                source,
+            })?;
+        if args.stat {
+            if let Some(st) = stat {
+                stats.push(st);
+            } else if !text.is_empty() && c.protected.is_some() {
+                out.push_str(&text);
+            }
+        } else {
+            out.push_str(&text);
+        }
+    }
+    if args.stat {
+        out.push_str(&diff::render_stat(&stats, color));
+    }
+    print_lossy(out.as_bytes(), "the diff")
+}
+
+fn apply(args: ApplyArgs) -> Result<i32, Error> {
+    use session::changes::Kind;
+    let host = Host::current()?;
+    let (id, paths) = session_and_paths(&host, &args.args);
+    let (dir, mut record) = session::find_overlay(&host, id.as_deref())?;
+    session::ensure_finished(&record)?;
+    let only = workspace_paths(&host, &record.workspace, &paths)?;
+    let outcome = session::apply::apply(&record, &dir.join("upper"), &only, args.force)?;
+    let mut out = String::new();
+    for c in &outcome.applied {
+        if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
+            let _ = writeln!(out, "  mode {}/", c.path.display());
+            continue;
+        }
+        let mark = match c.kind {
+            Kind::Added => "A",
+            Kind::Modified => "M",
+            Kind::Deleted => "D",
+        };
+        let suffix = if c.new.is_dir() || (c.kind == Kind::Deleted && c.old.is_dir()) {
+            "/"
+        } else {
+            ""
+        };
+        let flag = match &c.protected {
+            Some(name) => format!("  (protected: {name}; review it before running anything)"),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  {mark} {}{suffix}{flag}", c.path.display());
+    }
+    for p in &outcome.forced {
+        let _ = writeln!(
+            out,
+            "cage: overwrote {}, which had changed on the host (--force)",
+            p.display()
+        );
+    }
+    for p in &outcome.skipped {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: a special file (fifo, socket or device)",
+            p.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "cage: applied {} change(s) of session {} to {}",
+        outcome.applied.len(),
+        record.id,
+        record.workspace.display()
+    );
+    if only.is_empty() {
+        record.applied = Some(audit::rfc3339(std::time::SystemTime::now()));
+        session::write_record(&dir, &record)?;
+    }
+    print_lossy(out.as_bytes(), "the apply report")
+}
+
+fn discard(args: DiscardArgs) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let (dir, record) = session::find_overlay(&host, args.session.as_deref())?;
+    session::ensure_finished(&record)?;
+    session::discard(&host, &dir)?;
+    println!(
+        "discarded session {} ({} removed)",
+        record.id,
+        dir.display()
+    );
+    Ok(0)
 }
 
 fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {

@@ -23,6 +23,12 @@ pub enum Error {
     Run(#[from] SupervisorError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error(transparent)]
+    Changes(#[from] crate::session::changes::ChangesError),
+    #[error(transparent)]
+    Apply(#[from] crate::session::apply::ApplyError),
     #[error("writing {what}")]
     Output {
         what: &'static str,
@@ -39,6 +45,11 @@ pub enum Error {
     },
     #[error("no project policy: no .cage.toml between {cwd} and the repository root")]
     NoProjectFile { cwd: std::path::PathBuf },
+    #[error("{path} is outside the session's workspace {workspace}")]
+    OutsideWorkspace {
+        path: std::path::PathBuf,
+        workspace: std::path::PathBuf,
+    },
     #[error("{target}: not a path or HOST[:PORT]")]
     BadTarget { target: String },
 }
@@ -47,6 +58,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Run(e) => e.exit_code(),
+            // A refusal, not a failure: nothing was done, by design.
+            Error::Apply(crate::session::apply::ApplyError::ChangedOnHost { .. }) => 1,
             _ => EXIT_CAGE,
         }
     }

@@ -14,5 +14,6 @@ pub mod plan;
 pub mod policy;
 pub mod proxy;
 pub mod sandbox;
+pub mod session;
 pub mod supervisor;
 pub mod sys;

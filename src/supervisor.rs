@@ -61,6 +61,8 @@ pub enum SupervisorError {
         #[source]
         errno: std::io::Error,
     },
+    #[error(transparent)]
+    Preflight(crate::session::preflight::PreflightError),
     #[error("starting the proxy")]
     Proxy(#[source] std::io::Error),
     #[error(
@@ -101,18 +103,117 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
             rule: plan.network.source.to_string(),
         });
     }
+    // Before clone: the kernel would say only EINVAL from inside.
+    if let Some(overlay) = &plan.workspace.overlay {
+        crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
+    }
     let result = run_cage(plan, session);
+    if result.is_ok() {
+        report_created_protected(plan, session);
+    }
+    if let Some(overlay) = &plan.workspace.overlay {
+        report_overlay(plan, overlay, session);
+    }
     if let Some(session) = session {
         let (status, error) = match &result {
             Ok(status) => (*status, None),
             Err(e) => (e.exit_code(), Some(chain(e))),
         };
         let _ = session.ended(status, error);
+        let _ = crate::session::record_end(&session.dir, status);
         if let Some(line) = session.denied_summary() {
             eprintln!("{line}");
         }
     }
     result
+}
+
+/// Protected names that did not exist at the start could be created (cage
+/// makes no stub files to mount over): say so, on stderr and in the audit
+/// log, before the user runs anything outside the cage.
+fn report_created_protected(plan: &Plan, session: Option<&Session>) {
+    let mut created = crate::plan::created_protected(&plan.workspace);
+    // And files a profile keeps read-only when they exist, inside a
+    // writable grant (the plan's guards).
+    created.extend(
+        plan.guards
+            .iter()
+            .filter(|g| g.path.symlink_metadata().is_ok())
+            .map(|g| g.path.clone()),
+    );
+    if created.is_empty() {
+        return;
+    }
+    eprintln!(
+        "cage: warning: this session created {} protected path(s); they run or steer code \
+         outside the cage, so review them before running anything:",
+        created.len()
+    );
+    for path in &created {
+        eprintln!("cage:   {}", path.display());
+    }
+    if let Some(session) = session {
+        let _ = session
+            .log
+            .write(audit::Record::ProtectedCreated(audit::ProtectedCreated {
+                paths: created,
+            }));
+    }
+}
+
+/// The end of an overlay session: one line of counts, and how to review.
+fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Option<&Session>) {
+    use crate::session::changes;
+    let names: Vec<String> = plan
+        .workspace
+        .watch
+        .iter()
+        .map(|n| n.value.clone())
+        .collect();
+    let id = &overlay.session;
+    match changes::collect(&overlay.upper, &plan.workspace.path, &names) {
+        Ok(list) => {
+            let s = changes::summarize(&list);
+            let mut line = format!(
+                "cage: overlay session {id}: {} added, {} modified, {} deleted",
+                s.added, s.modified, s.deleted
+            );
+            if !s.protected.is_empty() {
+                let names: Vec<String> = s
+                    .protected
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                line.push_str(&format!(
+                    "; {} protected path(s) touched: {}",
+                    s.protected.len(),
+                    names.join(", ")
+                ));
+            }
+            eprintln!("{line}");
+            if !list.is_empty() {
+                eprintln!(
+                    "cage: review: cage diff {id} [--stat]; land: cage apply {id}; drop: cage \
+                     discard {id}"
+                );
+            }
+            if let Some(session) = session {
+                let _ = session
+                    .log
+                    .write(audit::Record::OverlayChanges(audit::OverlayChanges {
+                        added: s.added,
+                        modified: s.modified,
+                        deleted: s.deleted,
+                        protected: s.protected,
+                    }));
+            }
+        }
+        Err(e) => eprintln!(
+            "cage: warning: reading the changes of overlay session {id}: {}; they are kept in {}",
+            chain(&e),
+            overlay.upper.display()
+        ),
+    }
 }
 
 fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
@@ -198,6 +299,12 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
                 if errno == Some(libc::EPERM) {
                     message.push_str(&userns_hint_suffix());
                 }
+                if plan.workspace.overlay.is_some()
+                    && message.starts_with("mounting the overlay")
+                    && let Some(hint) = crate::session::preflight::lower_hint(&plan.workspace.path)
+                {
+                    message.push_str(&hint);
+                }
                 SupervisorError::Setup { message, code }
             }
             Report::NotFound { program } => SupervisorError::NotFound { program },
@@ -215,26 +322,6 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
                 code: EXIT_CAGE,
             },
         });
-    }
-    // Protected names that did not exist at the start could be created
-    // (cage makes no stub files to mount over): say so before the user runs
-    // anything outside the cage.
-    let mut created = crate::plan::created_protected(&plan.workspace);
-    created.extend(
-        plan.guards
-            .iter()
-            .filter(|g| g.path.symlink_metadata().is_ok())
-            .map(|g| g.path.clone()),
-    );
-    if !created.is_empty() {
-        eprintln!(
-            "cage: warning: this session created {} protected path(s); they run or steer code \
-             outside the cage, so review them before running anything:",
-            created.len()
-        );
-        for path in &created {
-            eprintln!("cage:   {}", path.display());
-        }
     }
     Ok(status)
 }

@@ -126,6 +126,69 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+// ---- extended attributes ----
+
+/// `lgetxattr(2)`: the value of attribute `name` of `path` itself (a link
+/// is not followed); `None` when it has no such attribute (`ENODATA`) or
+/// the filesystem has none at all (`EOPNOTSUPP`).
+pub fn lgetxattr(path: &Path, name: &std::ffi::CStr) -> io::Result<Option<Vec<u8>>> {
+    let path = cstring(path)?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: `path` and `name` are valid NUL-terminated strings and `buf`
+    // a writable buffer whose length is passed alongside; all outlive the
+    // call.
+    let ret = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+        )
+    };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(ret as usize);
+    Ok(Some(buf))
+}
+
+/// `lsetxattr(2)`: sets attribute `name` of `path` itself to `value`.
+pub fn lsetxattr(path: &Path, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+    let path = cstring(path)?;
+    // SAFETY: valid NUL-terminated strings and a readable buffer with its
+    // length; all outlive the call.
+    let ret = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast::<libc::c_void>(),
+            value.len(),
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `lremovexattr(2)`.
+pub fn lremovexattr(path: &Path, name: &std::ffi::CStr) -> io::Result<()> {
+    let path = cstring(path)?;
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let ret = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 // ---- network ----
 
 /// Brings the loopback interface of the calling process's network namespace

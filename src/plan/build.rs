@@ -9,11 +9,11 @@ use std::path::{Component, Path, PathBuf};
 use crate::host::Host;
 use crate::policy::{self, Layer, NetMode, Policy, Provenance, Sourced, WorkspaceMode};
 
-use super::protect::find_protected;
 use super::seccomp::build_seccomp;
 use super::{
-    Access, CommandPlan, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan, Mount,
-    NetworkPlan, PathRule, Plan, ProxyPlan, Requirement, Rlimit, RlimitKind, WorkspacePlan,
+    Access, CommandPlan, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan, LinkedGitdir,
+    Mount, NetworkPlan, OverlayPlan, PathRule, Plan, ProxyPlan, Requirement, Rlimit, RlimitKind,
+    WorkspacePlan,
 };
 
 /// The PATH the agent gets when no policy sets one.
@@ -75,12 +75,12 @@ pub enum BuildError {
          run cage from inside the workspace or grant the directory with --ro/--rw"
     )]
     CwdNotVisible { cwd: PathBuf, workspace: PathBuf },
-    #[error("{what} is not available in this version of cage (requested by {rule}); {hint}")]
-    Unsupported {
-        what: &'static str,
-        rule: Provenance,
-        hint: &'static str,
-    },
+    #[error(
+        "the overlay workspace cannot be used for {workspace}: the session's upper directory \
+         {upper} would lie inside it (or it inside the upper directory), and overlayfs refuses \
+         overlapping layers. Point XDG_STATE_HOME outside the workspace, or use --workspace direct"
+    )]
+    OverlayInsideWorkspace { workspace: PathBuf, upper: PathBuf },
 }
 
 /// Resolves a merged policy against the host into a plan.
@@ -93,6 +93,22 @@ pub enum BuildError {
 /// 4. the syscall deny list, environment, network, limits;
 /// 5. the command, resolved against the final PATH and view.
 pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, BuildError> {
+    build_for_session(policy, host, argv, None)
+}
+
+/// The session id an overlay plan names when it is built for no session
+/// (`--dry-run`, `cage explain`).
+pub const SESSION_PLACEHOLDER: &str = "<session>";
+
+/// [`build`] for session `session` (its id): an overlay workspace's upper
+/// and work directories live in `state_dir/sessions/<session>/`. Without a
+/// session the overlay names [`SESSION_PLACEHOLDER`].
+pub fn build_for_session(
+    policy: &Policy,
+    host: &Host,
+    argv: &[String],
+    session: Option<&str>,
+) -> Result<Plan, BuildError> {
     if argv.is_empty() {
         return Err(BuildError::NoCommand);
     }
@@ -106,19 +122,30 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         .as_ref()
         .map(|m| m.value)
         .unwrap_or(WorkspaceMode::Direct);
-    if mode == WorkspaceMode::Overlay {
-        let source = policy
-            .workspace
-            .mode
-            .as_ref()
-            .map(|m| m.source.clone())
-            .unwrap_or(Provenance::Default {
-                what: "workspace mode",
-            });
-        return Err(BuildError::Unsupported {
-            what: "the overlay workspace mode",
-            rule: source,
-            hint: "use --workspace direct or --workspace readonly",
+    let mode_source = policy
+        .workspace
+        .mode
+        .as_ref()
+        .map(|m| m.source.clone())
+        .unwrap_or(Provenance::Default {
+            what: "workspace mode",
+        });
+    let overlay = (mode == WorkspaceMode::Overlay).then(|| {
+        let session = session.unwrap_or(SESSION_PLACEHOLDER).to_string();
+        let dir = host.state_dir.join("sessions").join(&session);
+        OverlayPlan {
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            dir,
+            session,
+        }
+    });
+    if let Some(o) = &overlay
+        && (o.dir.starts_with(&workspace.value) || workspace.value.starts_with(&o.dir))
+    {
+        return Err(BuildError::OverlayInsideWorkspace {
+            workspace: workspace.value.clone(),
+            upper: o.upper.clone(),
         });
     }
 
@@ -154,42 +181,130 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
         add_copy(&mut view, rule, &hides, &mut notes)?;
         check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
     }
-    let ws_access = match mode {
-        WorkspaceMode::Readonly => Access::ReadOnly,
-        _ => Access::ReadWrite,
+    match &overlay {
+        Some(o) => view.push(Mount::Overlay {
+            dst: workspace.value.clone(),
+            lower: workspace.value.clone(),
+            upper: o.upper.clone(),
+            work: o.work.clone(),
+            source: mode_source.clone(),
+        }),
+        None => view.push(Mount::Bind {
+            src: workspace.value.clone(),
+            dst: workspace.value.clone(),
+            access: if mode == WorkspaceMode::Readonly {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            },
+            kind: FileKind::Dir,
+            source: workspace.source.clone(),
+        }),
+    }
+    // Linked worktrees: git needs the gitdir the `.git` file names, which
+    // lies outside the workspace. Granted only once the link is shown to be
+    // genuine; writable only where the workspace's writes land on the host
+    // (in overlay mode they must wait for review, so it is read-only).
+    let names: Vec<Sourced<String>> = super::BUILTIN_PROTECTED
+        .iter()
+        .map(|n| {
+            Sourced::new(
+                n.to_string(),
+                Provenance::Default {
+                    what: "protected paths",
+                },
+            )
+        })
+        .chain(policy.workspace.protect.iter().cloned())
+        .collect();
+    let scan = super::protect::scan(&workspace.value, &names);
+    let gitdir_access = match mode {
+        WorkspaceMode::Direct => Access::ReadWrite,
+        WorkspaceMode::Overlay | WorkspaceMode::Readonly => Access::ReadOnly,
     };
-    view.push(Mount::Bind {
-        src: workspace.value.clone(),
-        dst: workspace.value.clone(),
-        access: ws_access,
-        kind: FileKind::Dir,
-        source: workspace.source.clone(),
-    });
+    let mut gitdirs = Vec::new();
+    for (dotgit, target) in &scan.outside {
+        match super::protect::verify_linked(dotgit, target) {
+            Ok((gitdir, common)) => {
+                if mode == WorkspaceMode::Overlay {
+                    notes.push(format!(
+                        "{} is a linked worktree of {}: in overlay mode its gitdir is \
+                         read-only (git can read, not commit)",
+                        workspace.value.display(),
+                        common.display()
+                    ));
+                }
+                gitdirs.push(LinkedGitdir {
+                    dotgit: dotgit.clone(),
+                    gitdir,
+                    common,
+                    access: gitdir_access,
+                });
+            }
+            Err(why) => notes.push(format!(
+                "{} points at the gitdir {}, outside the workspace, which is not granted: {why} \
+                 (git will not work there inside the cage)",
+                dotgit.display(),
+                target.display()
+            )),
+        }
+    }
+    let linked_source = Provenance::Default {
+        what: "linked worktree: the gitdir its .git file names, verified",
+    };
+    for g in &gitdirs {
+        for dir in [&g.common, &g.gitdir] {
+            view.push(Mount::Bind {
+                src: dir.clone(),
+                dst: dir.clone(),
+                access: g.access,
+                kind: FileKind::Dir,
+                source: linked_source.clone(),
+            });
+        }
+    }
     let mut protected = Vec::new();
     let mut watch = Vec::new();
     let mut links = Vec::new();
-    if ws_access == Access::ReadWrite {
-        let names: Vec<Sourced<String>> = super::BUILTIN_PROTECTED
-            .iter()
-            .map(|n| {
-                Sourced::new(
-                    n.to_string(),
-                    Provenance::Default {
-                        what: "protected paths",
-                    },
-                )
-            })
-            .chain(policy.workspace.protect.iter().cloned())
-            .collect();
-        (protected, links) = find_protected(&workspace.value, &names, &mut notes);
+    if mode != WorkspaceMode::Readonly {
+        protected = scan.found;
+        links = scan.links;
+        for link in &links {
+            notes.push(format!(
+                "{} is a symbolic link, so cage cannot protect it; check where it points before \
+                 trusting it",
+                link.display()
+            ));
+        }
+        for g in gitdirs.iter().filter(|g| g.access == Access::ReadWrite) {
+            protected.extend(super::protect::protect_linked(g));
+        }
+        // Rescanned at the end where the session's writes land on the host;
+        // in overlay mode, the names `cage diff` flags.
         watch = names;
-        // Every directory between the workspace and a protected path is
-        // pinned: otherwise `mv .git x && mkdir -p .git/hooks` swaps the
-        // protected path out from under its read-only bind.
+        // Every directory between a grant root (the workspace, a linked
+        // gitdir) and a protected path is pinned: otherwise
+        // `mv .git x && mkdir -p .git/hooks` swaps the protected path out
+        // from under its read-only bind.
+        // A worktree's gitdir usually lies inside the common dir: then the
+        // common dir is its root, and the gitdir itself is pinned.
+        let roots: Vec<&Path> = std::iter::once(workspace.value.as_path())
+            .chain(gitdirs.iter().flat_map(|g| {
+                let inner = g.gitdir.starts_with(&g.common);
+                std::iter::once(g.common.as_path()).chain((!inner).then_some(g.gitdir.as_path()))
+            }))
+            .collect();
         let mut pins = BTreeSet::new();
         for p in &protected {
+            let Some(root) = roots
+                .iter()
+                .filter(|r| p.path.starts_with(r))
+                .max_by_key(|r| r.components().count())
+            else {
+                continue;
+            };
             for a in p.path.ancestors().skip(1) {
-                if a == workspace.value || !a.starts_with(&workspace.value) {
+                if a == *root || !a.starts_with(root) {
                     break;
                 }
                 pins.insert(a.to_path_buf());
@@ -309,6 +424,8 @@ pub fn build(policy: &Policy, host: &Host, argv: &[String]) -> Result<Plan, Buil
             protected,
             watch,
             links,
+            gitdirs,
+            overlay,
         },
         mounts,
         landlock,
@@ -608,7 +725,7 @@ fn existing(path: &Path, source: &Provenance) -> Result<Option<(PathBuf, FileKin
 
 /// Lexical normalisation: drops `.` and resolves `..` without touching the
 /// filesystem.
-pub(crate) fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -645,7 +762,9 @@ impl View {
     fn covering_bind(&self, path: &Path) -> Option<&Mount> {
         self.mounts
             .iter()
-            .filter(|m| matches!(m, Mount::Bind { .. }) && path.starts_with(m.dst()))
+            .filter(|m| {
+                matches!(m, Mount::Bind { .. } | Mount::Overlay { .. }) && path.starts_with(m.dst())
+            })
             .max_by_key(|m| m.dst().components().count())
     }
 
@@ -661,6 +780,7 @@ impl View {
                 ..
             }
             | Mount::Symlink { .. }
+            | Mount::Overlay { .. }
             | Mount::Pin { .. } => 1,
             Mount::Bind {
                 access: Access::ReadOnly,
@@ -680,14 +800,14 @@ impl View {
         for m in self.mounts {
             let cover = deepest_cover(&out, m.dst());
             if let Mount::Tmpfs { dst, .. } | Mount::File { dst, .. } = &m
-                && let Some(Mount::Bind { .. }) = cover
+                && let Some(Mount::Bind { .. } | Mount::Overlay { .. }) = cover
                 && dst.symlink_metadata().is_err()
             {
                 continue;
             }
             // A link inside a host bind is already there: the bind shows it.
             if let Mount::Symlink { .. } = &m
-                && let Some(Mount::Bind { .. }) = cover
+                && let Some(Mount::Bind { .. } | Mount::Overlay { .. }) = cover
             {
                 continue;
             }
@@ -727,7 +847,9 @@ pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
     let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let path = real.as_path();
     match deepest_cover(mounts, path) {
-        Some(Mount::Bind { .. }) | Some(Mount::Pin { .. }) => path.exists(),
+        Some(Mount::Bind { .. }) | Some(Mount::Pin { .. }) | Some(Mount::Overlay { .. }) => {
+            path.exists()
+        }
         Some(Mount::Tmpfs { dst, .. })
         | Some(Mount::Dir { dst, .. })
         | Some(Mount::File { dst, .. })
@@ -758,7 +880,9 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
                 source,
                 ..
             } => write.push(rule(dst, source)),
-            Mount::Tmpfs { dst, source, .. } => write.push(rule(dst, source)),
+            Mount::Tmpfs { dst, source, .. } | Mount::Overlay { dst, source, .. } => {
+                write.push(rule(dst, source))
+            }
             // Inside the writable workspace, whose rule covers it.
             Mount::Pin { .. } => {}
             Mount::File { dst, source, .. } => read.push(rule(dst, source)),

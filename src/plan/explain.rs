@@ -82,6 +82,17 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
             }
             true
         }
+        Some(Mount::Overlay {
+            dst, upper, source, ..
+        }) => {
+            lines.push(format!(
+                "visible; writes land in the session's overlay ({}), not on the host, until \
+                 `cage apply` ({source}; overlay of {})",
+                upper.display(),
+                dst.display()
+            ));
+            true
+        }
         Some(Mount::Tmpfs { dst, source, .. }) => {
             lines.push(format!(
                 "not visible: {} is a fresh, empty tmpfs inside the cage ({source}); the host's \

@@ -19,8 +19,11 @@ use serde::Serialize;
 
 use crate::policy::{HostPattern, NetMode, Provenance, WorkspaceMode};
 
-pub use build::{BuildError, MAX_FORWARDS, build};
-pub use protect::{BUILTIN_PROTECTED, created_protected, find_protected};
+pub use build::{
+    BuildError, MAX_FORWARDS, SESSION_PLACEHOLDER, build, build_for_session,
+    normalize as normalize_path,
+};
+pub use protect::{BUILTIN_PROTECTED, created_protected, find_protected, is_protected};
 
 /// Everything the sandbox needs, in the order it needs it.
 #[derive(Clone, Debug, Serialize)]
@@ -75,6 +78,37 @@ pub struct WorkspacePlan {
     /// Protected names that were symbolic links at the start: cage cannot
     /// protect a link (binding it would bind its target).
     pub links: Vec<PathBuf>,
+    /// Gitdirs outside the workspace that a `.git` file in it links to and
+    /// that link back (linked worktrees), granted so git works there.
+    pub gitdirs: Vec<LinkedGitdir>,
+    /// Overlay mode: where the session's writes land instead.
+    pub overlay: Option<OverlayPlan>,
+}
+
+/// A linked worktree's gitdir, verified: it holds `HEAD`, and its `gitdir`
+/// file names the workspace's `.git` file that points at it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkedGitdir {
+    /// The `.git` file in the workspace.
+    pub dotgit: PathBuf,
+    /// The worktree's own gitdir (`<repo>/.git/worktrees/<name>`).
+    pub gitdir: PathBuf,
+    /// The repository's common gitdir (its `commondir`), holding objects,
+    /// refs, hooks and config.
+    pub common: PathBuf,
+    pub access: Access,
+}
+
+/// The overlay workspace of one session: the workspace is the lower layer,
+/// the session directory holds the upper layer and overlayfs's work
+/// directory. Never visible inside the cage.
+#[derive(Clone, Debug, Serialize)]
+pub struct OverlayPlan {
+    pub session: String,
+    /// `state_dir/sessions/<session>`.
+    pub dir: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -138,6 +172,17 @@ pub enum Mount {
     /// (EBUSY), so the agent cannot move a parent of a protected path aside
     /// and recreate it, protected path and all, writable.
     Pin { dst: PathBuf, source: Provenance },
+    /// An overlayfs on `dst` (the workspace): reads come from `lower`, every
+    /// write lands in `upper`; `work` is overlayfs's scratch directory on
+    /// the same filesystem as `upper`. Mounted inside the cage's user
+    /// namespace with `userxattr`, so the host's `lower` never changes.
+    Overlay {
+        dst: PathBuf,
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        source: Provenance,
+    },
     /// A new procfs for the cage's pid namespace.
     Proc { dst: PathBuf },
     /// A minimal /dev: null zero full random urandom tty, a private devpts
@@ -176,6 +221,7 @@ impl Mount {
             | Mount::Bind { dst, .. }
             | Mount::Hide { dst, .. }
             | Mount::Pin { dst, .. }
+            | Mount::Overlay { dst, .. }
             | Mount::Proc { dst }
             | Mount::Dev { dst }
             | Mount::Symlink { dst, .. }

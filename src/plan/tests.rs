@@ -576,3 +576,122 @@ fn only_explicit_loopback_ip_and_port_rules_are_forwarded() {
         .collect();
     assert_eq!(fwd, ["127.0.0.1:8080", "[::1]:9000"]);
 }
+
+#[test]
+fn overlay_mode_mounts_the_workspace_over_the_sessions_upper_layer() {
+    let t = Tree::new("overlay");
+    std::fs::write(t.ws().join(".envrc"), "").unwrap();
+    let mut p = base(&t);
+    p.workspace.mode = Some(Sourced::new(policy::WorkspaceMode::Overlay, src("test")));
+    let plan = super::build_for_session(&p, &t.host(), &["sh".to_string()], Some("S1")).unwrap();
+    let session = t.home().join(".local/state/cage/sessions/S1");
+    assert!(plan.mounts.iter().any(|m| matches!(m,
+        Mount::Overlay { dst, lower, upper, work, .. }
+            if *dst == t.ws() && *lower == t.ws() && *upper == session.join("upper")
+                && *work == session.join("work"))));
+    // No read-write bind of the host workspace, and protected paths stay
+    // read-only binds over the overlay.
+    assert!(bind_of(&plan, &t.ws()).is_none());
+    assert!(matches!(
+        bind_of(&plan, &t.ws().join(".envrc")),
+        Some(Mount::Bind {
+            access: Access::ReadOnly,
+            ..
+        })
+    ));
+    assert!(plan.landlock.write.iter().any(|r| r.path == t.ws()));
+    // Without a session (dry run), a placeholder names the directory.
+    let dry = build(&p, &t.host(), &["sh".to_string()]).unwrap();
+    assert_eq!(
+        dry.workspace.overlay.unwrap().session,
+        super::SESSION_PLACEHOLDER
+    );
+}
+
+#[test]
+fn linked_worktree_gitdir_is_granted_only_when_it_links_back() {
+    let t = Tree::new("worktree");
+    let ws = t.ws();
+    std::fs::remove_dir_all(ws.join(".git")).unwrap();
+    let common = t.0.join("main/.git");
+    let gitdir = common.join("worktrees/proj");
+    std::fs::create_dir_all(common.join("hooks")).unwrap();
+    std::fs::create_dir_all(&gitdir).unwrap();
+    for f in [common.join("HEAD"), gitdir.join("HEAD")] {
+        std::fs::write(f, "ref: refs/heads/main\n").unwrap();
+    }
+    std::fs::write(common.join("config"), "").unwrap();
+    std::fs::write(gitdir.join("commondir"), "../..\n").unwrap();
+    std::fs::write(ws.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
+
+    // No backlink yet: nothing outside the workspace is granted.
+    let plan = plan(&base(&t), &t);
+    assert!(plan.workspace.gitdirs.is_empty());
+    assert!(bind_of(&plan, &common).is_none());
+    assert!(plan.notes.iter().any(|n| n.contains("not granted")));
+
+    std::fs::write(
+        gitdir.join("gitdir"),
+        format!("{}\n", ws.join(".git").display()),
+    )
+    .unwrap();
+    let plan = super::build(&base(&t), &t.host(), &["sh".to_string()]).unwrap();
+    assert_eq!(plan.workspace.gitdirs.len(), 1);
+    assert!(matches!(
+        bind_of(&plan, &common),
+        Some(Mount::Bind {
+            access: Access::ReadWrite,
+            ..
+        })
+    ));
+    for ro in [
+        common.join("hooks"),
+        common.join("config"),
+        gitdir.join("commondir"),
+        gitdir.join("gitdir"),
+        ws.join(".git"),
+    ] {
+        assert!(
+            matches!(
+                bind_of(&plan, &ro),
+                Some(Mount::Bind {
+                    access: Access::ReadOnly,
+                    ..
+                })
+            ),
+            "{} is not read-only",
+            ro.display()
+        );
+    }
+    // The worktree's gitdir and the worktrees directory are pinned.
+    for pin in [gitdir.clone(), common.join("worktrees")] {
+        assert!(
+            plan.mounts
+                .iter()
+                .any(|m| matches!(m, Mount::Pin { dst, .. } if *dst == pin)),
+            "{} is not pinned",
+            pin.display()
+        );
+    }
+}
+
+#[test]
+fn protected_names_match_at_any_depth() {
+    let names: Vec<String> = super::BUILTIN_PROTECTED
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let hit = |p: &str| super::is_protected(Path::new(p), &names);
+    assert_eq!(hit(".envrc").as_deref(), Some(".envrc"));
+    assert_eq!(
+        hit("a/b/.git/hooks/pre-commit").as_deref(),
+        Some(".git/hooks")
+    );
+    assert_eq!(
+        hit(".git/modules/sub/hooks/x").as_deref(),
+        Some(".git/modules/*/hooks")
+    );
+    assert_eq!(hit("sub/.git").as_deref(), Some(".git"));
+    assert_eq!(hit("src/envrc.rs"), None);
+    assert_eq!(hit(".git/objects/ab/cdef"), None);
+}

@@ -41,6 +41,20 @@ pub enum MountError {
         errno: std::io::Error,
     },
     #[error(
+        "mounting the overlay workspace on {dst} (lower {lower}, upper {upper}); overlayfs \
+         refused the layers: it needs Linux 5.11 or newer for user namespaces, a workspace on a \
+         filesystem it can use as a lower layer (not itself an overlay stacked twice), and the \
+         upper and work directories on one filesystem with user extended attributes. Run \
+         `cage doctor`, or use --workspace direct"
+    )]
+    Overlay {
+        dst: PathBuf,
+        lower: PathBuf,
+        upper: PathBuf,
+        #[source]
+        errno: std::io::Error,
+    },
+    #[error(
         "refusing to create the mount point {path}: it would be created in a host directory \
          (cage never leaves files in your directories)"
     )]
@@ -50,7 +64,9 @@ pub enum MountError {
 impl MountError {
     pub fn errno(&self) -> Option<i32> {
         match self {
-            MountError::Sys { errno, .. } => errno.raw_os_error(),
+            MountError::Sys { errno, .. } | MountError::Overlay { errno, .. } => {
+                errno.raw_os_error()
+            }
             MountError::HostMountPoint { .. } => None,
         }
     }
@@ -157,8 +173,20 @@ fn apply(m: &Mount, owned: &mut Vec<PathBuf>) -> Result<(), MountError> {
             make_mount_point(dst, *kind, owned)?;
             bind(&host(src), &inside(dst), *access)?;
         }
-        // The same host directory onto itself: only the mount point matters.
-        Mount::Pin { dst, .. } => bind(&host(dst), &inside(dst), Access::ReadWrite)?,
+        // The directory as the view already shows it (the host's through the
+        // workspace bind, or the overlay's), onto itself: only the mount
+        // point matters.
+        Mount::Pin { dst, .. } => bind(&inside(dst), &inside(dst), Access::ReadWrite)?,
+        Mount::Overlay {
+            dst,
+            lower,
+            upper,
+            work,
+            ..
+        } => {
+            make_mount_point(dst, FileKind::Dir, owned)?;
+            overlay(&host(lower), &host(upper), &host(work), &inside(dst))?;
+        }
         Mount::Hide { dst, kind, .. } => {
             let target = inside(dst);
             match kind {
@@ -326,6 +354,50 @@ fn bind(src: &Path, dst: &Path, access: Access) -> Result<(), MountError> {
         set |= libc::MOUNT_ATTR_RDONLY;
     }
     sys::mount_setattr(dst, true, set, 0).map_err(err("setting mount flags on", dst))
+}
+
+/// An overlayfs on `target`. Each layer is opened like a bind's source
+/// (no symbolic link anywhere on its path) and named to the kernel by its
+/// descriptor, which also spares escaping `,` and `:` in the options.
+///
+/// `userxattr`: the only way an unprivileged user namespace may mount
+/// overlayfs (Linux 5.11); overlay keeps its whiteouts' and opaque
+/// directories' marks in `user.overlay.*` xattrs, and it implies
+/// `redirect_dir=nofollow` and `metacopy=off`, so the upper directory
+/// holds whole files and plain directories that `cage diff` can read:
+/// a directory renamed inside is copied (EXDEV), never redirected.
+fn overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<(), MountError> {
+    let l = open_path(lower)?;
+    let u = open_path(upper)?;
+    let w = open_path(work)?;
+    let fd = |f: &OwnedFd| format!("{OLD}/proc/self/fd/{}", f.as_raw_fd());
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        fd(&l),
+        fd(&u),
+        fd(&w)
+    );
+    let unhost = |p: &Path| {
+        p.strip_prefix(OLD)
+            .map(|p| Path::new("/").join(p))
+            .unwrap_or(p.into())
+    };
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| MountError::Overlay {
+        dst: target
+            .strip_prefix(NEW)
+            .map(|p| Path::new("/").join(p))
+            .unwrap_or(target.into()),
+        lower: unhost(lower),
+        upper: unhost(upper),
+        errno: e.into(),
+    })
 }
 
 /// A procfs for the new pid namespace, with the parts that reach the

@@ -309,6 +309,29 @@ impl Cage {
         self.run(["python3", "-c", code])
     }
 
+    /// Runs `cage SUBCOMMAND...` (no `--`, none of the builder's run
+    /// options) as the test user in the workspace, to the end: `cage diff`,
+    /// `cage apply`, ...
+    pub fn cli<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut cmd = Command::new(&runner().binary);
+        cmd.args(args.into_iter().map(|a| a.as_ref().to_string()));
+        self.as_user(&mut cmd);
+        let (stdout, stderr) = self.output_files();
+        cmd.stdin(Stdio::null()).stdout(stdout.0).stderr(stderr.0);
+        let mut child = cmd.spawn().expect("starting cage");
+        let status = wait_bounded(&mut child);
+        Output::collect(status, &stdout.1, &stderr.1)
+    }
+
+    /// cage's session directories for this home.
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.home.join(".local/state/cage/sessions")
+    }
+
     /// Starts `cage [ARGS] -- ARGV` and returns at once.
     pub fn spawn<I, S>(&self, argv: I) -> Running
     where

@@ -11,6 +11,8 @@
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//! - `workspace`: git in the cage, linked worktrees, overlay sessions and
+//!   their review (2, 7)
 //!
 //! `harness` holds the `Cage` builder and the rules for who runs cage.
 
@@ -25,3 +27,4 @@ mod hygiene;
 mod kernel;
 mod local_authority;
 mod processes;
+mod workspace;
