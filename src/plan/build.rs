@@ -565,24 +565,25 @@ fn resolve_hides(
     Ok(out)
 }
 
-fn add_bind(
-    view: &mut View,
+/// A grant's path as (literal, canonical, kind), or `None` when nothing is
+/// to be granted: an optional path that is missing, or one inside a hidden
+/// tree (hide beats read, write and copy; the user is told). A required
+/// path that is missing is an error.
+fn resolve_grant(
     rule: &Sourced<policy::PathRule>,
-    access: Access,
     hides: &[Sourced<(PathBuf, FileKind)>],
     notes: &mut Vec<String>,
-) -> Result<(), BuildError> {
+) -> Result<Option<(PathBuf, PathBuf, FileKind)>, BuildError> {
     let literal = normalize(&rule.value.path);
     let Some((path, kind)) = existing(&literal, &rule.source)? else {
         if rule.value.optional {
-            return Ok(());
+            return Ok(None);
         }
         return Err(BuildError::MissingPath {
             path: literal,
             rule: rule.source.clone(),
         });
     };
-    // Hide beats read/write: a grant inside a hidden tree is dropped.
     if let Some(hide) = hides.iter().find(|h| path.starts_with(&h.value.0)) {
         notes.push(format!(
             "{} ({}) is not granted: it is hidden by {}",
@@ -590,8 +591,21 @@ fn add_bind(
             rule.source,
             hide.source
         ));
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some((literal, path, kind)))
+}
+
+fn add_bind(
+    view: &mut View,
+    rule: &Sourced<policy::PathRule>,
+    access: Access,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let Some((literal, path, kind)) = resolve_grant(rule, hides, notes)? else {
+        return Ok(());
+    };
     // A link whose own parent is real (merged /usr: /bin -> usr/bin) is
     // recreated as a link, and its target bound where it really lives.
     if literal != path
@@ -660,25 +674,9 @@ fn add_copy(
     hides: &[Sourced<(PathBuf, FileKind)>],
     notes: &mut Vec<String>,
 ) -> Result<(), BuildError> {
-    let literal = normalize(&rule.value.path);
-    let Some((path, kind)) = existing(&literal, &rule.source)? else {
-        if rule.value.optional {
-            return Ok(());
-        }
-        return Err(BuildError::MissingPath {
-            path: literal,
-            rule: rule.source.clone(),
-        });
-    };
-    if let Some(hide) = hides.iter().find(|h| path.starts_with(&h.value.0)) {
-        notes.push(format!(
-            "{} ({}) is not copied: it is hidden by {}",
-            literal.display(),
-            rule.source,
-            hide.source
-        ));
+    let Some((literal, path, kind)) = resolve_grant(rule, hides, notes)? else {
         return Ok(());
-    }
+    };
     if kind == FileKind::Dir {
         notes.push(format!(
             "{} ({}) is a directory; [filesystem] copy takes files only, so it is skipped",
