@@ -71,8 +71,25 @@ pub enum Record {
     /// An overlay session's changes, counted from its upper layer when it
     /// ended.
     OverlayChanges(OverlayChanges),
+    /// The log reached its size cap: from here on, connections and DNS
+    /// answers that would need a record are refused (fail closed).
+    LogFull(LogFull),
     SessionEnd(SessionEnd),
 }
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogFull {
+    pub limit_bytes: u64,
+}
+
+/// The most a session's log may hold of records the agent can provoke
+/// (connections, DNS queries): a hostile agent must not fill the disk.
+/// Hundreds of thousands of records; an honest session stays far below.
+pub const MAX_LOG_BYTES: u64 = 256 << 20;
+
+/// Distinct denied targets and refused names kept for the end-of-session
+/// summary; more are counted, not kept (memory is bounded too).
+const MAX_TALLY: usize = 1000;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProtectedCreated {
@@ -224,8 +241,16 @@ pub struct SessionEnd {
 /// The open log file and the running tally of denials.
 #[derive(Debug)]
 pub struct Log {
-    file: Mutex<File>,
+    file: Mutex<Sink>,
     tally: Mutex<Tally>,
+    cap: u64,
+}
+
+#[derive(Debug)]
+struct Sink {
+    file: File,
+    written: u64,
+    full: bool,
 }
 
 #[derive(Debug, Default)]
@@ -234,11 +259,19 @@ struct Tally {
     denied: Vec<String>,
     denied_set: BTreeSet<String>,
     refused_dns: BTreeSet<String>,
+    /// Distinct denied targets and refused names beyond MAX_TALLY.
+    more_denied: usize,
+    more_refused: usize,
 }
 
 impl Log {
     /// Creates `path` (it must not exist), readable by the user only.
     pub fn create(path: &Path) -> io::Result<Log> {
+        Self::create_capped(path, MAX_LOG_BYTES)
+    }
+
+    /// As `create`, with another cap (tests).
+    pub fn create_capped(path: &Path, cap: u64) -> io::Result<Log> {
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -246,23 +279,52 @@ impl Log {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?;
         Ok(Log {
-            file: Mutex::new(file),
+            file: Mutex::new(Sink {
+                file,
+                written: 0,
+                full: false,
+            }),
             tally: Mutex::new(Tally::default()),
+            cap,
         })
     }
 
     /// Appends one record with one write(2): the page cache has it as soon
     /// as this returns, whatever happens to the supervisor next.
+    /// Records the agent can provoke (connections, DNS) count against the
+    /// cap; past it they are refused, once marked with a `log_full` record,
+    /// and callers act on the refusal by refusing the connection or answer.
     pub fn write(&self, record: Record) -> io::Result<()> {
+        let provoked = matches!(record, Record::Net(_) | Record::NetEnd(_) | Record::Dns(_));
         self.count(&record);
+        let bytes = Self::encode(record)?;
+        let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if provoked && sink.written + bytes.len() as u64 > self.cap {
+            if !sink.full {
+                sink.full = true;
+                let mark = Self::encode(Record::LogFull(LogFull {
+                    limit_bytes: self.cap,
+                }))?;
+                sink.file.write_all(&mark)?;
+            }
+            return Err(io::Error::other(format!(
+                "the audit log reached its cap of {} bytes",
+                self.cap
+            )));
+        }
+        sink.file.write_all(&bytes)?;
+        sink.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn encode(record: Record) -> io::Result<Vec<u8>> {
         let line = Line {
             time: rfc3339(SystemTime::now()),
             record,
         };
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&bytes)
+        Ok(bytes)
     }
 
     fn count(&self, record: &Record) {
@@ -270,15 +332,31 @@ impl Log {
         match record {
             Record::Net(n) if n.decision == Decision::Deny => {
                 let target = format_target(&n.host, n.port);
-                if t.denied_set.insert(target.clone()) {
-                    t.denied.push(target);
+                if !t.denied_set.contains(&target) {
+                    if t.denied_set.len() < MAX_TALLY {
+                        t.denied_set.insert(target.clone());
+                        t.denied.push(target);
+                    } else {
+                        t.more_denied += 1;
+                    }
                 }
             }
             Record::Dns(d) if d.decision == Decision::Deny => {
-                t.refused_dns.insert(d.name.clone());
+                if t.refused_dns.len() < MAX_TALLY {
+                    t.refused_dns.insert(d.name.clone());
+                } else if !t.refused_dns.contains(&d.name) {
+                    t.more_refused += 1;
+                }
             }
             _ => {}
         }
+    }
+
+    /// Distinct denials and refusals counted but not kept (beyond the
+    /// tally's bound).
+    pub fn beyond_tally(&self) -> (usize, usize) {
+        let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        (t.more_denied, t.more_refused)
     }
 
     /// Distinct denied `host:port` targets, in order, and refused names.
@@ -392,8 +470,8 @@ impl Session {
             status,
             duration_ms: self.started.elapsed().as_millis() as u64,
             error,
-            denied_connections: denied.len(),
-            refused_dns: refused.len(),
+            denied_connections: denied.len() + self.log.beyond_tally().0,
+            refused_dns: refused.len() + self.log.beyond_tally().1,
         }))
     }
 
@@ -741,6 +819,11 @@ pub fn render(line: &Line) -> String {
             }
             s
         }
+        Record::LogFull(f) => format!(
+            "{clock}  full   the audit log reached its cap ({} bytes): later connections and \
+             DNS answers were refused",
+            f.limit_bytes
+        ),
         Record::SessionEnd(e) => {
             let mut s = format!(
                 "{clock}  end    exit {} after {:.1} s; {} connection(s) denied, {} DNS name(s) \
@@ -827,5 +910,71 @@ mod tests {
         );
         assert!(summary(&[], &[]).is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod cap_tests {
+    use super::*;
+
+    fn net(host: &str) -> Record {
+        Record::Net(Net {
+            id: 1,
+            proto: Proto::Connect,
+            host: host.to_string(),
+            port: 443,
+            addr: None,
+            decision: Decision::Deny,
+            reason: None,
+            rule: None,
+            source: None,
+        })
+    }
+
+    #[test]
+    fn provoked_records_stop_at_the_cap_and_say_so_once() {
+        let path = std::env::temp_dir().join(format!("cage-audit-cap-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let log = Log::create_capped(&path, 4096).unwrap();
+        let mut refused = 0;
+        for i in 0..200 {
+            if log.write(net(&format!("h{i}.example"))).is_err() {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0, "the cap never applied");
+        // The session's own records still land after the cap.
+        log.write(Record::SessionEnd(SessionEnd {
+            status: 0,
+            duration_ms: 1,
+            error: None,
+            denied_connections: 0,
+            refused_dns: 0,
+        }))
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let size = text.len() as u64;
+        assert_eq!(text.matches("\"log_full\"").count(), 1, "{text}");
+        assert!(text.trim_end().ends_with('}') && text.contains("session_end"));
+        assert!(
+            size < 4096 + 1024,
+            "the log grew past its cap: {size} bytes"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_denial_tally_is_bounded() {
+        let path = std::env::temp_dir().join(format!("cage-audit-tally-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let log = Log::create_capped(&path, u64::MAX).unwrap();
+        for i in 0..(MAX_TALLY + 50) {
+            log.write(net(&format!("h{i}.example"))).unwrap();
+        }
+        let (denied, _) = log.denials();
+        assert_eq!(denied.len(), MAX_TALLY);
+        assert_eq!(log.beyond_tally().0, 50);
+        std::fs::remove_file(&path).unwrap();
     }
 }
