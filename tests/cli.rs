@@ -133,6 +133,7 @@ fn explain_hosts_names_the_rule() {
     let o = e.cage(&["explain", "-p", "claude", "api.anthropic.com:443"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("builtin:claude:"), "{}", text(&o));
+    assert!(text(&o).contains("refuses loopback"), "{}", text(&o));
     let o = e.cage(&["explain", "-p", "claude", "evil.example:443"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let o = e.cage(&["explain", "api.anthropic.com"]);

@@ -174,6 +174,17 @@ pub fn explain_host(plan: &Plan, host: &str, port: u16) -> Explanation {
                 false
             } else if let Some(a) = net.allow.iter().find(|r| r.pattern.matches(host, port)) {
                 lines.push(format!("allowed by {} ({})", a.pattern, a.source));
+                if matches!(
+                    a.pattern.host,
+                    crate::policy::HostSpec::Name(_) | crate::policy::HostSpec::Suffix(_)
+                ) {
+                    lines.push(
+                        "the proxy resolves the name itself and still refuses loopback, private, \
+                         link-local and cloud-metadata addresses unless an IP or CIDR rule names \
+                         them"
+                            .to_string(),
+                    );
+                }
                 true
             } else {
                 lines.push(format!(
