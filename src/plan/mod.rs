@@ -23,7 +23,7 @@ pub use build::{
     BuildError, MAX_FORWARDS, SESSION_PLACEHOLDER, build, build_for_session,
     normalize as normalize_path,
 };
-pub use protect::{BUILTIN_PROTECTED, created_protected, find_protected, is_protected};
+pub use protect::{BUILTIN_PROTECTED, created_protected, is_protected};
 
 /// Everything the sandbox needs, in the order it needs it.
 #[derive(Clone, Debug, Serialize)]

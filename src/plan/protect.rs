@@ -47,27 +47,9 @@ pub(crate) struct Scan {
     pub outside: Vec<(PathBuf, PathBuf)>,
 }
 
-/// Walks `root` and returns every existing protected path under it, in walk
-/// order, and the protected names that are links. `names` are relative
-/// paths matched in every directory.
-pub fn find_protected(
-    root: &Path,
-    names: &[Sourced<String>],
-    notes: &mut Vec<String>,
-) -> (Vec<Protected>, Vec<PathBuf>) {
-    let scan = scan(root, names);
-    for link in &scan.links {
-        notes.push(format!(
-            "{} is a symbolic link, so cage cannot protect it; check where it points before \
-             trusting it",
-            link.display()
-        ));
-    }
-    (scan.found, scan.links)
-}
-
-/// The walk behind [`find_protected`], with the `.git` files that point
-/// outside `root`.
+/// Walks `root` for every existing protected path under it, in walk order,
+/// the protected names that are links, and the `.git` files that point
+/// outside `root`. `names` are relative paths matched in every directory.
 pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
     let mut links = Vec::new();
     let mut outside = Vec::new();
