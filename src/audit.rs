@@ -68,6 +68,11 @@ pub enum Record {
     /// Protected paths that did not exist (as such) when the session
     /// started and do now: the session created them in the workspace.
     ProtectedCreated(ProtectedCreated),
+    /// The guard refused a creation of a protected name, live.
+    GuardRefused(GuardRefused),
+    /// Protected paths the session created anyway, moved out of the
+    /// workspace into the session's directory.
+    Quarantined(Quarantined),
     /// An overlay session's changes, counted from its upper layer when it
     /// ended.
     OverlayChanges(OverlayChanges),
@@ -94,6 +99,27 @@ const MAX_TALLY: usize = 1000;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProtectedCreated {
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuardRefused {
+    /// The process, as the supervisor sees it.
+    pub pid: u32,
+    pub syscall: String,
+    pub path: PathBuf,
+    /// Why: the protected name or rule.
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// (where it was, where it is now).
+    pub moved: Vec<(PathBuf, PathBuf)>,
+    /// Paths that could not be moved, with the error.
+    pub failed: Vec<(PathBuf, String)>,
+    /// Directories the session made unreadable, made readable again.
+    #[serde(default)]
+    pub reopened: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -803,6 +829,34 @@ pub fn render(line: &Line) -> String {
                 p.paths.len(),
                 list.join(", ")
             )
+        }
+        Record::GuardRefused(g) => format!(
+            "{clock}  guard  refused {} {}: {} (pid {})",
+            g.syscall,
+            g.path.display().to_string().escape_debug(),
+            g.rule.escape_debug(),
+            g.pid
+        ),
+        Record::Quarantined(q) => {
+            let mut s = format!(
+                "{clock}  quarantine  {} protected path(s) the session created were moved out",
+                q.moved.len()
+            );
+            for (from, to) in &q.moved {
+                s.push_str(&format!(
+                    "\n{clock}  quarantine  {} -> {}",
+                    from.display().to_string().escape_debug(),
+                    to.display().to_string().escape_debug()
+                ));
+            }
+            for (path, e) in &q.failed {
+                s.push_str(&format!(
+                    "\n{clock}  FAILED to move {}: {}",
+                    path.display().to_string().escape_debug(),
+                    e.escape_debug()
+                ));
+            }
+            s
         }
         Record::OverlayChanges(c) => {
             let mut s = format!(

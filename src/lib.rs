@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod doctor;
 pub mod error;
+pub mod guard;
 pub mod host;
 pub mod plan;
 pub mod policy;

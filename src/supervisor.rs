@@ -7,7 +7,7 @@
 //! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
 //! a copy of one thread. The proxy's threads start after clone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
@@ -16,6 +16,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::audit::{self, Session};
+use crate::guard::Guard;
 use crate::plan::Plan;
 use crate::proxy::{self, Proxy, Rules};
 use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
@@ -63,6 +64,8 @@ pub enum SupervisorError {
     },
     #[error(transparent)]
     Preflight(crate::session::preflight::PreflightError),
+    #[error("starting the guard's thread")]
+    Guard(#[source] std::io::Error),
     #[error("starting the proxy")]
     Proxy(#[source] std::io::Error),
     #[error(
@@ -108,9 +111,8 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
         crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
     }
     let result = run_cage(plan, session);
-    if result.is_ok() {
-        report_created_protected(plan, session);
-    }
+    // Whatever the outcome: a failed run may have created paths too.
+    quarantine_created(plan, session);
     if let Some(overlay) = &plan.workspace.overlay {
         report_overlay(plan, overlay, session);
     }
@@ -128,36 +130,84 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     result
 }
 
-/// Protected names that did not exist at the start could be created (cage
-/// makes no stub files to mount over): say so, on stderr and in the audit
-/// log, before the user runs anything outside the cage.
-fn report_created_protected(plan: &Plan, session: Option<&Session>) {
-    let mut created = crate::plan::created_protected(&plan.workspace);
-    // And files a profile keeps read-only when they exist, inside a
-    // writable grant (the plan's guards).
+/// The end-of-session rescan: protected paths the session created anyway
+/// (a race won against the guard, a link, a path only a rescan sees) are
+/// moved into the session's quarantine, listed with the command that puts
+/// each back, and recorded; never deleted, never left in place.
+fn quarantine_created(plan: &Plan, session: Option<&Session>) {
+    let found = crate::plan::created_protected(&plan.workspace);
+    let mut created = found.paths;
+    // Paths a rule hides or keeps read-only, missing at the start inside a
+    // writable grant.
     created.extend(
-        plan.guards
+        plan.guard
+            .missing
             .iter()
-            .filter(|g| g.path.symlink_metadata().is_ok())
-            .map(|g| g.path.clone()),
+            .chain(plan.guards.iter().map(|g| &g.path))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .cloned(),
     );
-    if created.is_empty() {
+    created.sort();
+    created.dedup();
+    for (dir, e) in &found.unreadable {
+        eprintln!(
+            "cage: error: {} stayed unreadable after the session ({e}); cage could not check it \
+             for protected paths: inspect it before running anything there",
+            crate::guard::shown(dir)
+        );
+    }
+    if created.is_empty() && found.reopened.is_empty() {
         return;
     }
-    eprintln!(
-        "cage: warning: this session created {} protected path(s); they run or steer code \
-         outside the cage, so review them before running anything:",
-        created.len()
-    );
-    for path in &created {
-        eprintln!("cage:   {}", path.display());
+    let Some(session) = session else {
+        eprintln!(
+            "cage: warning: this session created {} protected path(s), and without a session \
+             directory they could not be quarantined; review them before running anything:",
+            created.len()
+        );
+        for path in &created {
+            eprintln!("cage:   {}", crate::guard::shown(path));
+        }
+        return;
+    };
+    let (moved, failed) = crate::session::quarantine::quarantine(&session.dir, &created);
+    // The record first: the terminal may refuse what follows.
+    let _ = session
+        .log
+        .write(audit::Record::Quarantined(audit::Quarantined {
+            moved: moved.clone(),
+            failed: failed.clone(),
+            reopened: found.reopened.clone(),
+        }));
+    for dir in &found.reopened {
+        eprintln!(
+            "cage: warning: the session made {} unreadable; cage made it readable again to \
+             check it",
+            crate::guard::shown(dir)
+        );
     }
-    if let Some(session) = session {
-        let _ = session
-            .log
-            .write(audit::Record::ProtectedCreated(audit::ProtectedCreated {
-                paths: created,
-            }));
+    if !moved.is_empty() {
+        eprintln!(
+            "cage: warning: this session created {} protected path(s) that run or steer code \
+             outside the cage; they were moved out of the way, into {}:",
+            moved.len(),
+            crate::guard::shown(&session.dir.join("quarantine"))
+        );
+        for (from, _) in &moved {
+            eprintln!(
+                "cage:   {}    (put back: cage restore {} {})",
+                crate::guard::shown(from),
+                session.id,
+                crate::guard::shown(from)
+            );
+        }
+    }
+    for (path, e) in &failed {
+        eprintln!(
+            "cage: error: {} could not be quarantined ({}); review it before running anything",
+            crate::guard::shown(path),
+            crate::guard::shown(Path::new(e))
+        );
     }
 }
 
@@ -219,6 +269,10 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
 fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
+    let guard_program = plan
+        .guard
+        .active()
+        .then(crate::sandbox::guard::build_program);
     let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
 
     // 2. Blocked before clone, so no signal falls between clone and the
@@ -231,7 +285,7 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     let child = match unsafe { sys::clone_process(sandbox::clone_flags(plan)) } {
         Ok(None) => {
             drop(ours);
-            init::run(plan, theirs, &filters)
+            init::run(plan, theirs, &filters, guard_program.as_deref())
         }
         Ok(Some(pid)) => Pid::from_raw(pid),
         Err(errno) => {
@@ -255,7 +309,7 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, failure) = match read_setup(&ours, plan, session) {
+    let (proxy, guard, failure) = match read_setup(&ours, plan, session) {
         Ok(x) => x,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
@@ -289,6 +343,15 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     if let Some(proxy) = &proxy {
         proxy.drain(DRAIN);
     }
+    if let Some(guard) = guard {
+        let refused = guard.finish();
+        if refused > 0 {
+            eprintln!(
+                "cage: the guard refused {refused} attempt(s) to create protected paths \
+                 (`cage log` lists them)"
+            );
+        }
+    }
     if let Some(report) = failure {
         return Err(match report {
             Report::Failed {
@@ -317,10 +380,12 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
                 code,
                 errno: std::io::Error::from_raw_os_error(errno),
             },
-            Report::Listening | Report::Enforced { .. } => SupervisorError::Setup {
-                message: "unexpected message from the cage".to_string(),
-                code: EXIT_CAGE,
-            },
+            Report::Listening | Report::Guarding | Report::Enforced { .. } => {
+                SupervisorError::Setup {
+                    message: "unexpected message from the cage".to_string(),
+                    code: EXIT_CAGE,
+                }
+            }
         });
     }
     Ok(status)
@@ -333,8 +398,9 @@ fn read_setup(
     channel: &Channel,
     plan: &Plan,
     session: Option<&Session>,
-) -> Result<(Option<Proxy>, Option<Report>), SupervisorError> {
+) -> Result<(Option<Proxy>, Option<Guard>, Option<Report>), SupervisorError> {
     let mut proxy = None;
+    let mut guard = None;
     let mut failure = None;
     let mut started = false;
     // EOF, or a broken channel: either way the cage is done talking.
@@ -356,6 +422,13 @@ fn read_setup(
                 proxy = Some(
                     Proxy::start(listeners, &forwards, rules, session.log.clone(), config)
                         .map_err(SupervisorError::Proxy)?,
+                );
+            }
+            Incoming::Guard(listener) => {
+                let log = session.map(|s| s.log.clone());
+                guard = Some(
+                    Guard::start(listener, plan.guard.clone(), log)
+                        .map_err(SupervisorError::Guard)?,
                 );
             }
             Incoming::Report(Report::Enforced {
@@ -388,7 +461,15 @@ fn read_setup(
     if !started && let Some(session) = session {
         let _ = session.started(None);
     }
-    Ok((proxy, failure))
+    if plan.guard.active() && guard.is_none() && started {
+        // The agent reported its enforcement without handing over the
+        // guard: it cannot happen, but if it did, nothing would answer.
+        return Err(SupervisorError::Setup {
+            message: "the cage did not hand over the guard's listener".into(),
+            code: EXIT_CAGE,
+        });
+    }
+    Ok((proxy, guard, failure))
 }
 
 /// The namespaces the cage was cloned into, by their /proc/PID/ns names.

@@ -81,6 +81,12 @@ pub enum BuildError {
          overlapping layers. Point XDG_STATE_HOME outside the workspace, or use --workspace direct"
     )]
     OverlayInsideWorkspace { workspace: PathBuf, upper: PathBuf },
+    #[error(
+        "{path} is protected, but it has {links} hard links: the agent could change it through \
+         another name that no read-only view covers. Break the link first (for example \
+         `cp --remove-destination \"$(readlink -f {path})\" {path}` on a copy) and run cage again"
+    )]
+    HardLinked { path: PathBuf, links: u64 },
 }
 
 /// Resolves a merged policy against the host into a plan.
@@ -216,8 +222,19 @@ pub fn build_for_session(
             )
         })
         .chain(policy.workspace.protect.iter().cloned())
+        .chain(hooks_path_names(host, &workspace.value))
         .collect();
     let scan = super::protect::scan(&workspace.value, &names);
+    if mode != WorkspaceMode::Readonly {
+        refuse_hard_links(&scan.found)?;
+    }
+    for (dir, e) in &scan.unreadable {
+        notes.push(format!(
+            "{} cannot be read ({e}), so cage cannot see whether it holds protected paths",
+            dir.display()
+        ));
+    }
+    let known_gitdirs = scan.gitdirs.clone();
     let gitdir_access = match mode {
         WorkspaceMode::Direct => Access::ReadWrite,
         WorkspaceMode::Overlay | WorkspaceMode::Readonly => Access::ReadOnly,
@@ -281,7 +298,7 @@ pub fn build_for_session(
         }
         // Rescanned at the end where the session's writes land on the host;
         // in overlay mode, the names `cage diff` flags.
-        watch = names;
+        watch = names.clone();
         // Every directory between a grant root (the workspace, a linked
         // gitdir) and a protected path is pinned: otherwise
         // `mv .git x && mkdir -p .git/hooks` swaps the protected path out
@@ -370,6 +387,15 @@ pub fn build_for_session(
         });
     }
     let mounts = view.finish();
+    let guard = build_guard(
+        policy,
+        host,
+        &mounts,
+        &names,
+        &known_gitdirs,
+        &gitdirs,
+        &guards,
+    );
     if network.proxy.is_some() && !mounts.iter().any(|m| matches!(m, Mount::File { .. })) {
         notes.push(format!(
             "{} does not exist in a directory the cage sees, so it cannot be pointed at \
@@ -425,6 +451,7 @@ pub fn build_for_session(
             watch,
             links,
             gitdirs,
+            known_gitdirs,
             overlay,
         },
         mounts,
@@ -435,7 +462,135 @@ pub fn build_for_session(
         limits,
         notes,
         guards,
+        guard,
     })
+}
+
+/// A protected file with another hard link could be changed through the
+/// other name, which no read-only bind covers: refused (the user breaks
+/// the link once, e.g. with `cp --remove-destination`, and every later
+/// session is safe).
+fn refuse_hard_links(found: &[super::Protected]) -> Result<(), BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    for p in found {
+        if let Ok(m) = p.path.symlink_metadata()
+            && m.is_file()
+            && m.nlink() > 1
+        {
+            return Err(BuildError::HardLinked {
+                path: p.path.clone(),
+                links: m.nlink(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `core.hooksPath` from the repository's and the user's git config, as a
+/// protected name: git runs the hooks there like those in `.git/hooks`.
+/// Relative values are relative to the top of the worktree.
+fn hooks_path_names(host: &Host, workspace: &Path) -> Vec<Sourced<String>> {
+    let configs = [
+        workspace.join(".git/config"),
+        host.home.join(".gitconfig"),
+        host.home.join(".config/git/config"),
+        PathBuf::from("/etc/gitconfig"),
+    ];
+    let mut out = Vec::new();
+    for file in configs {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for value in super::protect::hooks_paths(&text) {
+            let value = match value.strip_prefix("~/") {
+                Some(rest) => host.home.join(rest).to_string_lossy().into_owned(),
+                None => value,
+            };
+            let rel = match Path::new(&value).strip_prefix(workspace) {
+                Ok(r) => r.to_string_lossy().into_owned(),
+                Err(_) if Path::new(&value).is_absolute() => continue,
+                Err(_) => value.trim_start_matches("./").to_string(),
+            };
+            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+                continue;
+            }
+            out.push(Sourced::new(
+                rel,
+                Provenance::Default {
+                    what: "protected paths: core.hooksPath in the git config",
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// What the guard refuses to let the agent create: in every writable tree
+/// of the view, protected names at any depth and gitdirs by allowlist;
+/// anywhere, what a rule hides or keeps read-only and cage's own
+/// directories.
+fn build_guard(
+    policy: &Policy,
+    host: &Host,
+    mounts: &[Mount],
+    names: &[Sourced<String>],
+    known_gitdirs: &[PathBuf],
+    linked: &[LinkedGitdir],
+    guards: &[PathRule],
+) -> super::GuardPlan {
+    let roots: Vec<PathBuf> = mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Bind {
+                dst,
+                access: Access::ReadWrite,
+                kind: FileKind::Dir,
+                ..
+            } => Some(dst.clone()),
+            Mount::Overlay { dst, .. } => Some(dst.clone()),
+            _ => None,
+        })
+        .collect();
+    let own = Provenance::Default {
+        what: "cage's own files are never written inside",
+    };
+    let paths: Vec<Sourced<PathBuf>> = policy
+        .filesystem
+        .hide
+        .iter()
+        .map(|h| Sourced::new(normalize(&h.value.path), h.source.clone()))
+        .chain(
+            [&host.config_dir, &host.state_dir]
+                .into_iter()
+                .map(|d| Sourced::new(normalize(d), own.clone())),
+        )
+        .chain(
+            guards
+                .iter()
+                .map(|g| Sourced::new(g.path.clone(), g.source.clone())),
+        )
+        .collect();
+    let gitdirs = known_gitdirs
+        .iter()
+        .cloned()
+        .chain(
+            linked
+                .iter()
+                .flat_map(|g| [g.common.clone(), g.gitdir.clone()]),
+        )
+        .collect();
+    let missing = paths
+        .iter()
+        .map(|p| p.value.clone())
+        .filter(|p| roots.iter().any(|r| p.starts_with(r)) && p.symlink_metadata().is_err())
+        .collect();
+    super::GuardPlan {
+        roots,
+        names: names.to_vec(),
+        gitdirs,
+        paths,
+        missing,
+    }
 }
 
 /// The workspace: `[workspace] path`, else the git top level, else the

@@ -23,7 +23,7 @@ pub use build::{
     BuildError, MAX_FORWARDS, SESSION_PLACEHOLDER, build, build_for_session,
     normalize as normalize_path,
 };
-pub use protect::{BUILTIN_PROTECTED, created_protected, is_protected};
+pub use protect::{BUILTIN_PROTECTED, Created, GuardPlan, created_protected, is_protected};
 
 /// Everything the sandbox needs, in the order it needs it.
 #[derive(Clone, Debug, Serialize)]
@@ -52,6 +52,8 @@ pub struct Plan {
     /// bound there, so the agent could create it. Checked when the session
     /// ends, and reported like created protected paths.
     pub guards: Vec<PathRule>,
+    /// What the supervisor's guard refuses to let the agent create, live.
+    pub guard: GuardPlan,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,6 +83,10 @@ pub struct WorkspacePlan {
     /// Gitdirs outside the workspace that a `.git` file in it links to and
     /// that link back (linked worktrees), granted so git works there.
     pub gitdirs: Vec<LinkedGitdir>,
+    /// Every git directory in the workspace at the start (`.git`,
+    /// submodule gitdirs, bare repositories): one found at the end that is
+    /// not here was made by the session.
+    pub known_gitdirs: Vec<PathBuf>,
     /// Overlay mode: where the session's writes land instead.
     pub overlay: Option<OverlayPlan>,
 }

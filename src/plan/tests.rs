@@ -455,13 +455,13 @@ fn protected_paths_created_during_the_session_are_found() {
     std::os::unix::fs::symlink("/etc", t.ws().join(".idea")).unwrap();
     let plan = plan(&base(&t), &t);
     assert!(
-        super::created_protected(&plan.workspace).is_empty(),
+        super::created_protected(&plan.workspace).paths.is_empty(),
         "nothing new yet (the old link is known)"
     );
     std::fs::write(t.ws().join(".envrc"), "evil").unwrap();
     std::fs::create_dir_all(t.ws().join("a")).unwrap();
     std::os::unix::fs::symlink("/tmp", t.ws().join("a/.vscode")).unwrap();
-    let created = super::created_protected(&plan.workspace);
+    let created = super::created_protected(&plan.workspace).paths;
     assert!(created.contains(&t.ws().join(".envrc")), "{created:?}");
     assert!(created.contains(&t.ws().join("a/.vscode")), "{created:?}");
     assert_eq!(created.len(), 2, "{created:?}");
@@ -687,10 +687,40 @@ fn protected_names_match_at_any_depth() {
         hit("a/b/.git/hooks/pre-commit").as_deref(),
         Some(".git/hooks")
     );
-    assert_eq!(
-        hit(".git/modules/sub/hooks/x").as_deref(),
-        Some(".git/modules/*/hooks")
-    );
+    assert!(hit(".git/modules/sub/hooks/x").is_some());
+    assert!(hit(".git/modules/sub/config").is_some());
+    assert_eq!(hit(".git/modules/sub/objects/ab/cd"), None);
+    assert_eq!(hit(".git/modules/sub/refs/heads/main"), None);
+    // The gitdir allowlist: what git writes, and nothing else.
+    for ok in [
+        ".git/index",
+        ".git/index.lock",
+        ".git/HEAD",
+        ".git/ORIG_HEAD",
+        ".git/packed-refs",
+        ".git/logs/HEAD",
+        ".git/refs/heads/x.lock",
+        ".git/rebase-merge/done",
+        ".git/COMMIT_EDITMSG",
+        ".git/index.stash.1234",
+        ".git/worktrees/w/HEAD",
+    ] {
+        assert_eq!(hit(ok), None, "{ok}");
+    }
+    for bad in [
+        ".git/commondir",
+        ".git/x/config",
+        ".git/config.worktree",
+        ".git/objects/info/alternates",
+        ".git/worktrees/w/commondir",
+        ".git/worktrees/w/gitdir",
+        ".git/fsmonitor--daemon.ipc",
+        ".git/config.lock",
+        "sub/HEAD",
+        "x/.git",
+    ] {
+        assert!(hit(bad).is_some(), "{bad}");
+    }
     assert_eq!(hit("sub/.git").as_deref(), Some(".git"));
     assert_eq!(hit("src/envrc.rs"), None);
     assert_eq!(hit(".git/objects/ab/cdef"), None);

@@ -33,7 +33,12 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// 4. Build the view and pivot into it; set the hostname.
 /// 5. Fork the agent, then only reap zombies and forward signals until it
 ///    exits, and exit with its status.
-pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfProgram]) -> ! {
+pub fn run(
+    plan: &Plan,
+    channel: Channel,
+    seccomp_filters: &[seccompiler::BpfProgram],
+    guard: Option<&[libc::sock_filter]>,
+) -> ! {
     // 1. PDEATHSIG first: from here on, a supervisor that dies however it
     //    dies takes this process, and with it the whole pid namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -86,7 +91,7 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
     // 5. The signals stay blocked here (inherited from the supervisor) and
     //    are read from a signalfd; the agent unblocks them before exec.
     let agent = match fork_single_threaded() {
-        Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters),
+        Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters, guard),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(&channel, "forking the agent", "", Some(e.into()), EXIT_CAGE),
     };
@@ -138,7 +143,12 @@ pub fn run(plan: &Plan, channel: Channel, seccomp_filters: &[seccompiler::BpfPro
 /// 6. seccomp, last before exec, so the filter need not allow anything
 ///    cage itself does above; then tell the supervisor what was enforced.
 /// 7. execve.
-fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) -> ! {
+fn agent(
+    plan: &Plan,
+    channel: &Channel,
+    filters: &[seccompiler::BpfProgram],
+    guard: Option<&[libc::sock_filter]>,
+) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // 1.
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
@@ -229,6 +239,32 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
     // 6.
     if let Err(e) = seccomp::install(filters) {
         report(channel, &e, None)
+    }
+    // The guard last: its listener goes to the supervisor, and this
+    // process's copy is closed before exec, so nothing inside can answer
+    // its own notifications.
+    if let Some(program) = guard {
+        match super::guard::install(program) {
+            Ok(listener) => {
+                if let Err(e) = channel.send_guard(&listener) {
+                    fail(
+                        channel,
+                        "handing the guard's listener to the supervisor",
+                        "",
+                        Some(e),
+                        EXIT_CAGE,
+                    );
+                }
+                drop(listener);
+            }
+            Err(e) => fail(
+                channel,
+                "installing the guard's seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)",
+                "",
+                Some(e),
+                EXIT_CAGE,
+            ),
+        }
     }
     // The supervisor writes the session's start record from this, before
     // any of the agent's code runs.

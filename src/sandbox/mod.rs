@@ -9,6 +9,7 @@
 //! ```
 
 pub mod caps;
+pub mod guard;
 pub mod init;
 pub mod landlock;
 pub mod mounts;

@@ -41,6 +41,10 @@ pub enum Report {
     /// Init: the proxy and DNS listeners exist inside the net namespace.
     /// Sent only with their descriptors attached ([`Listeners`]).
     Listening,
+    /// The agent: the guard's seccomp listener, attached. Sent before the
+    /// agent closes its own copy and execs, so only the supervisor can
+    /// answer the notifications.
+    Guarding,
     /// The agent, after its last filter and right before execve: what the
     /// kernel actually enforced.
     Enforced {
@@ -60,6 +64,8 @@ pub enum Report {
 pub enum Incoming {
     Report(Report),
     Listeners(Listeners),
+    /// The guard's seccomp notification listener.
+    Guard(OwnedFd),
 }
 
 /// The listening sockets init creates on the cage's loopback for the
@@ -137,6 +143,19 @@ impl Channel {
         Ok(())
     }
 
+    /// Agent → supervisor: the guard's listener, passed with SCM_RIGHTS.
+    pub fn send_guard(&self, listener: &OwnedFd) -> io::Result<()> {
+        let bytes = serde_json::to_vec(&Report::Guarding).map_err(io::Error::other)?;
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[ControlMessage::ScmRights(&[listener.as_raw_fd()])],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
     /// Supervisor: the next message, blocking; `None` once every copy of
     /// the cage's end is closed (the agent exec'd, or the cage is gone).
     /// Unparsable packets are skipped; descriptors that arrive with
@@ -188,6 +207,12 @@ impl Channel {
                         dns_tcp,
                         forwards: it.collect(),
                     })));
+                }
+                continue;
+            }
+            if let Report::Guarding = report {
+                if let Some(fd) = fds.into_iter().next() {
+                    return Ok(Some(Incoming::Guard(fd)));
                 }
                 continue;
             }

@@ -1,0 +1,422 @@
+//! The guard, supervisor side: answers the agent's creating calls that the
+//! guard's seccomp program hands over (`sandbox::guard`), refusing with
+//! EACCES every creation the plan's [`GuardPlan`] protects, and writing one
+//! audit record per refusal.
+//!
+//! For each notification:
+//! 1. read the path arguments from the agent's memory (/proc/PID/mem);
+//! 2. resolve the parent directory as the agent would, inside its root
+//!    (openat2 with RESOLVE_IN_ROOT on /proc/PID/root), and read back its
+//!    real path, so links and `..` cannot disguise where the name lands;
+//!    a final link that O_CREAT would follow is followed the same way;
+//! 3. check the notification is still live (the pid was not reused);
+//! 4. refuse (EACCES) or let the kernel go on (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
+//!
+//! The race (DESIGN.md, guard): the kernel reads the path again when the
+//! call continues, so another thread of the agent can swap the string, or
+//! a directory on the way, between steps 2 and 4. The guard does not claim
+//! to win that race; what a won race creates is found by the end-of-session
+//! rescan and moved into quarantine (`session::quarantine`), so it does not
+//! stay on the host. A path the guard cannot resolve is refused (fail
+//! closed) with the errno the resolution met.
+
+use std::ffi::OsStr;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crate::audit::{self, Log};
+use crate::plan::GuardPlan;
+
+/// Most links followed while resolving one name (the kernel's MAXSYMLINKS).
+const MAX_LINKS: usize = 40;
+
+/// A running guard.
+pub struct Guard {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<usize>,
+}
+
+impl Guard {
+    /// Serves `listener` on a thread of its own until every process under
+    /// the filter is gone (or [`Guard::finish`] is called).
+    pub fn start(listener: OwnedFd, plan: GuardPlan, log: Option<Arc<Log>>) -> io::Result<Guard> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("cage:guard".into())
+            .spawn(move || serve(&listener, &plan, log.as_deref(), &flag))?;
+        Ok(Guard { stop, thread })
+    }
+
+    /// Stops serving (the cage has exited) and returns how many creations
+    /// were refused.
+    pub fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+fn serve(listener: &OwnedFd, plan: &GuardPlan, log: Option<&Log>, stop: &AtomicBool) -> usize {
+    let fd = listener.as_raw_fd();
+    let mut refused = 0;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return refused;
+        }
+        if n == 0 {
+            if stop.load(Ordering::Relaxed) {
+                return refused;
+            }
+            continue;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            // POLLHUP: no process is left under the filter.
+            return refused;
+        }
+        let Some(req) = recv(fd) else { continue };
+        let (error, refusal) = match decide(plan, &req) {
+            Decision::Continue => (0, None),
+            Decision::Refuse(why) => (libc::EACCES, Some(why)),
+            Decision::Fail(errno) => (errno, None),
+        };
+        // 3. A pid reused since the read would have answered for another
+        //    process's memory.
+        if !id_valid(fd, req.id) {
+            continue;
+        }
+        respond(fd, req.id, error);
+        if let Some((syscall, path, rule)) = refusal {
+            refused += 1;
+            if let Some(log) = log {
+                let _ = log.write(audit::Record::GuardRefused(audit::GuardRefused {
+                    pid: req.pid,
+                    syscall: syscall.to_string(),
+                    path,
+                    rule,
+                }));
+            }
+        }
+    }
+}
+
+enum Decision {
+    Continue,
+    /// The call, the path, and the rule.
+    Refuse((&'static str, PathBuf, String)),
+    /// The guard could not tell; the errno to fail the call with.
+    Fail(i32),
+}
+
+/// What a creating call does, decoded from its number and arguments.
+enum Op {
+    /// open/openat/creat/openat2: (dirfd, path, flags).
+    Open(u64, u64, u64),
+    /// mkdir*, mknod*, symlink*: (dirfd, path) of the new name.
+    Create(u64, u64),
+    /// rename*: (olddirfd, old, newdirfd, new, flags).
+    Rename(u64, u64, u64, u64, u64),
+    /// link*: the new name (dirfd, path).
+    Link(u64, u64),
+}
+
+const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
+
+fn decode(nr: i64, a: [u64; 6], pid: u32) -> Option<(&'static str, Op)> {
+    Some(match nr {
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_open => ("open", Op::Open(AT_FDCWD, a[0], a[1])),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_creat => ("creat", Op::Open(AT_FDCWD, a[0], libc::O_CREAT as u64)),
+        libc::SYS_openat => ("openat", Op::Open(a[0], a[1], a[2])),
+        libc::SYS_openat2 => {
+            // struct open_how starts with the u64 flags.
+            let mut flags = [0u8; 8];
+            read_mem(pid, a[2], &mut flags).ok()?;
+            ("openat2", Op::Open(a[0], a[1], u64::from_ne_bytes(flags)))
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mkdir => ("mkdir", Op::Create(AT_FDCWD, a[0])),
+        libc::SYS_mkdirat => ("mkdirat", Op::Create(a[0], a[1])),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mknod => ("mknod", Op::Create(AT_FDCWD, a[0])),
+        libc::SYS_mknodat => ("mknodat", Op::Create(a[0], a[1])),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_symlink => ("symlink", Op::Create(AT_FDCWD, a[1])),
+        libc::SYS_symlinkat => ("symlinkat", Op::Create(a[1], a[2])),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rename => ("rename", Op::Rename(AT_FDCWD, a[0], AT_FDCWD, a[1], 0)),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_renameat => ("renameat", Op::Rename(a[0], a[1], a[2], a[3], 0)),
+        libc::SYS_renameat2 => ("renameat2", Op::Rename(a[0], a[1], a[2], a[3], a[4])),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_link => ("link", Op::Link(AT_FDCWD, a[1])),
+        libc::SYS_linkat => ("linkat", Op::Link(a[2], a[3])),
+        _ => return None,
+    })
+}
+
+fn decide(plan: &GuardPlan, req: &libc::seccomp_notif) -> Decision {
+    let pid = req.pid;
+    let Some((syscall, op)) = decode(i64::from(req.data.nr), req.data.args, pid) else {
+        // An x32 call, or one the program should not have sent.
+        return Decision::Fail(libc::ENOSYS);
+    };
+    let is_gitdir = |p: &Path| p.join("HEAD").symlink_metadata().is_ok();
+    let check = |dirfd: u64, addr: u64, follow: bool| -> Result<Option<(PathBuf, String)>, i32> {
+        let path = target(pid, dirfd, addr, follow)?;
+        Ok(plan.refusal(&path, &is_gitdir).map(|why| (path, why)))
+    };
+    let verdict = match op {
+        Op::Open(dirfd, addr, flags) => {
+            let flags = flags as i32;
+            if flags & libc::O_CREAT == 0 {
+                return Decision::Continue;
+            }
+            // O_EXCL and O_NOFOLLOW never create through a final link.
+            let follow = flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0;
+            check(dirfd, addr, follow)
+        }
+        Op::Create(dirfd, addr) | Op::Link(dirfd, addr) => check(dirfd, addr, false),
+        Op::Rename(odfd, old, ndfd, new, flags) => (|| {
+            if let Some(hit) = check(ndfd, new, false)? {
+                return Ok(Some(hit));
+            }
+            let src = target(pid, odfd, old, false)?;
+            let dst = target(pid, ndfd, new, false)?;
+            // RENAME_EXCHANGE puts the old name's place in play too.
+            if flags & u64::from(libc::RENAME_EXCHANGE) != 0 {
+                if let Some(why) = plan.refusal(&src, &is_gitdir) {
+                    return Ok(Some((src, why)));
+                }
+                if let Some(why) = plan.move_refusal(&dst, &src) {
+                    return Ok(Some((dst, why)));
+                }
+            }
+            Ok(plan.move_refusal(&src, &dst).map(|why| (src, why)))
+        })(),
+    };
+    match verdict {
+        Ok(None) => Decision::Continue,
+        Ok(Some((path, why))) => Decision::Refuse((syscall, path, why)),
+        Err(errno) => Decision::Fail(errno),
+    }
+}
+
+/// The absolute path, as the agent sees it, that a call naming `addr`
+/// relative to `dirfd` creates: the parent resolved inside the agent's
+/// root, then the last component (followed when `follow` and it is a link).
+fn target(pid: u32, dirfd: u64, addr: u64, follow: bool) -> Result<PathBuf, i32> {
+    let raw = read_path(pid, addr).map_err(|e| e.raw_os_error().unwrap_or(libc::EFAULT))?;
+    if raw.is_empty() {
+        return Err(libc::ENOENT);
+    }
+    let mut path = if raw.first() == Some(&b'/') {
+        PathBuf::from(OsStr::from_bytes(&raw))
+    } else {
+        // An int argument: only the low 32 bits are the caller's.
+        let base = if dirfd as i32 == libc::AT_FDCWD {
+            format!("/proc/{pid}/cwd")
+        } else {
+            format!("/proc/{pid}/fd/{}", dirfd as i32)
+        };
+        let base = std::fs::read_link(&base).map_err(|_| libc::EBADF)?;
+        if !base.is_absolute() {
+            return Err(libc::ENOTDIR);
+        }
+        base.join(OsStr::from_bytes(&raw))
+    };
+    let root = open_path(libc::AT_FDCWD, Path::new(&format!("/proc/{pid}/root")), 0)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
+    for _ in 0..MAX_LINKS {
+        let (parent, last) = split(&path);
+        let rel = parent.strip_prefix("/").unwrap_or(&parent);
+        let dir = open_path(
+            root.as_raw_fd(),
+            if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel
+            },
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+            .map_err(|_| libc::EACCES)?;
+        if !real.is_absolute() || real.to_string_lossy().ends_with(" (deleted)") {
+            return Err(libc::ENOENT);
+        }
+        let Some(last) = last else {
+            return Ok(real);
+        };
+        let full = real.join(&last);
+        if !follow {
+            return Ok(full);
+        }
+        match readlinkat(dir.as_raw_fd(), &last) {
+            Some(next) if next.is_absolute() => path = next,
+            Some(next) => path = real.join(next),
+            None => return Ok(full),
+        }
+    }
+    Err(libc::ELOOP)
+}
+
+/// `path` split into its parent and last component; `None` for a last
+/// component that names no new entry (`.`, `..`, the root).
+fn split(path: &Path) -> (PathBuf, Option<PathBuf>) {
+    let bytes = path.as_os_str().as_bytes();
+    let trimmed = {
+        let mut end = bytes.len();
+        while end > 1 && bytes[end - 1] == b'/' {
+            end -= 1;
+        }
+        &bytes[..end]
+    };
+    let path = Path::new(OsStr::from_bytes(trimmed));
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !trimmed.ends_with(b"/.") && !trimmed.ends_with(b"..") => {
+            (parent.to_path_buf(), Some(PathBuf::from(name)))
+        }
+        _ => (path.to_path_buf(), None),
+    }
+}
+
+fn open_path(dirfd: RawFd, path: &Path, resolve: u64) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; zero is a valid value of each field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: `c` and `how` outlive the call; the kernel copies both.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The target of `name` in `dir` if it is a symbolic link.
+fn readlinkat(dir: RawFd, name: &Path) -> Option<PathBuf> {
+    // SAFETY: the caller holds `dir` open for the duration of the call.
+    let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
+    nix::fcntl::readlinkat(dir, name).ok().map(PathBuf::from)
+}
+
+/// A NUL-terminated path from the agent's memory, at most PATH_MAX bytes.
+fn read_path(pid: u32, addr: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let n = read_mem_upto(pid, addr, &mut buf)?;
+    match buf[..n].iter().position(|&b| b == 0) {
+        Some(end) => {
+            buf.truncate(end);
+            Ok(buf)
+        }
+        None => Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG)),
+    }
+}
+
+fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+    let n = read_mem_upto(pid, addr, buf)?;
+    if n < buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::EFAULT));
+    }
+    Ok(())
+}
+
+/// Reads what is readable at `addr`: a path may end just before an
+/// unmapped page, so a short read is not an error.
+fn read_mem_upto(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut f = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+    f.seek(SeekFrom::Start(addr))?;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if got > 0 && e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn recv(fd: RawFd) -> Option<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is plain data; all-zero is what the kernel
+    // requires of the buffer.
+    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: `req` is a valid, writable seccomp_notif for the ioctl.
+    let r = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut req) };
+    (r == 0).then_some(req)
+}
+
+fn id_valid(fd: RawFd, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: the ioctl reads one u64 from the pointer.
+    unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &mut id) == 0 }
+}
+
+fn respond(fd: RawFd, id: u64, error: i32) {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: -error,
+        flags: if error == 0 {
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+        } else {
+            0
+        },
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp from the pointer. A
+    // failure means the call was interrupted or its process died: nothing
+    // is waiting for the answer.
+    let _ = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn split_names_the_entry_a_call_creates() {
+        let s = |p: &str| split(Path::new(p));
+        assert_eq!(s("/a/b"), (PathBuf::from("/a"), Some(PathBuf::from("b"))));
+        assert_eq!(
+            s("/a/b///"),
+            (PathBuf::from("/a"), Some(PathBuf::from("b")))
+        );
+        assert_eq!(s("/a/.."), (PathBuf::from("/a/.."), None));
+        assert_eq!(s("/"), (PathBuf::from("/"), None));
+    }
+}
+
+/// A path the agent chose, made safe for a terminal: control characters
+/// and other invisible code points are shown escaped.
+pub fn shown(path: &Path) -> String {
+    path.to_string_lossy().escape_debug().to_string()
+}

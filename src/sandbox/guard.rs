@@ -1,0 +1,179 @@
+//! The guard's seccomp program: hands every call that can create a name
+//! (open and openat with O_CREAT, creat, openat2, mkdir*, mknod*, rename*,
+//! link*, symlink*) to the supervisor as a user notification
+//! (SECCOMP_RET_USER_NOTIF), and lets everything else through.
+//!
+//! [`build_program`] is pure; [`install`] loads it on the calling thread
+//! and returns the listener. Which names are refused is the plan's
+//! business (`plan::GuardPlan`), answered by the supervisor (`guard`).
+//!
+//! Installed after the deny-list filters: the kernel keeps the most severe
+//! answer of all filters, so a call another filter denies stays denied.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use libc::sock_filter;
+
+// Classic BPF opcodes (linux/filter.h).
+const LD_W_ABS: u16 = 0x20;
+const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
+const JSET_K: u16 = 0x45;
+const RET_K: u16 = 0x06;
+
+// Offsets in struct seccomp_data.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const fn arg_low(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+
+/// Calls that always create (or replace) a name.
+#[cfg(target_arch = "x86_64")]
+pub const ALWAYS: &[libc::c_long] = &[
+    libc::SYS_creat,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+    libc::SYS_openat2,
+];
+#[cfg(target_arch = "aarch64")]
+pub const ALWAYS: &[libc::c_long] = &[
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_openat2,
+];
+
+/// Calls that create only with O_CREAT, and which argument holds the flags.
+#[cfg(target_arch = "x86_64")]
+pub const WITH_CREAT: &[(libc::c_long, u32)] = &[(libc::SYS_open, 1), (libc::SYS_openat, 2)];
+#[cfg(target_arch = "aarch64")]
+pub const WITH_CREAT: &[(libc::c_long, u32)] = &[(libc::SYS_openat, 2)];
+
+/// x32 calls carry this bit in the number (x86_64 only).
+const X32_BIT: u32 = 0x4000_0000;
+
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    Allow,
+    Notify,
+    Skip(usize),
+}
+
+/// The guard's BPF program.
+pub fn build_program() -> Vec<sock_filter> {
+    let mut ops: Vec<(u16, To, To, u32)> = vec![
+        (LD_W_ABS, To::Next, To::Next, ARCH),
+        // Another ABI: the deny-list program decides (it kills); let it.
+        (JEQ_K, To::Next, To::Allow, NATIVE_ARCH),
+        (LD_W_ABS, To::Next, To::Next, NR),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        // An x32 call is never made by an honest agent; refusing the
+        // creating ones here would mean listing them twice, so every x32
+        // call goes to the supervisor, which refuses what it cannot decode.
+        ops.push((JGE_K, To::Notify, To::Next, X32_BIT));
+    }
+    for nr in ALWAYS {
+        ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
+    }
+    for (nr, arg) in WITH_CREAT {
+        // Not this call: skip its two-instruction flag test (which ends
+        // in a verdict either way, so the number need not be reloaded).
+        ops.push((JEQ_K, To::Next, To::Skip(2), *nr as u32));
+        ops.push((LD_W_ABS, To::Next, To::Next, arg_low(*arg)));
+        ops.push((JSET_K, To::Notify, To::Allow, libc::O_CREAT as u32));
+    }
+    let allow = ops.len();
+    let notify = allow + 1;
+    let mut prog: Vec<sock_filter> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, &(code, jt, jf, k))| {
+            let rel = |to: To| -> u8 {
+                let target = match to {
+                    To::Next => i + 1,
+                    To::Allow => allow,
+                    To::Notify => notify,
+                    To::Skip(n) => i + 1 + n,
+                };
+                // Programs are a few dozen instructions: offsets fit.
+                u8::try_from(target - (i + 1)).unwrap_or(u8::MAX)
+            };
+            sock_filter {
+                code,
+                jt: rel(jt),
+                jf: rel(jf),
+                k,
+            }
+        })
+        .collect();
+    prog.push(sock_filter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    });
+    prog.push(sock_filter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_USER_NOTIF,
+    });
+    prog
+}
+
+/// Loads `prog` on the calling thread (no_new_privs must be set) and
+/// returns the notification listener. The waiting call is killable only
+/// (so a signal does not turn one creation into a retry loop) where the
+/// kernel offers it (5.19).
+pub fn install(prog: &[sock_filter]) -> io::Result<OwnedFd> {
+    let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    let fd = match crate::sys::seccomp_filter(
+        prog,
+        flags | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+    ) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            crate::sys::seccomp_filter(prog, flags)?
+        }
+        r => r?,
+    };
+    // SAFETY: the kernel just returned this descriptor for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_jump_lands_inside_the_program() {
+        let prog = build_program();
+        for (i, ins) in prog.iter().enumerate() {
+            if ins.code & 0x07 == 0x05 {
+                assert!(i + 1 + (ins.jt as usize) < prog.len());
+                assert!(i + 1 + (ins.jf as usize) < prog.len());
+            }
+        }
+        assert_eq!(prog.last().map(|i| i.k), Some(libc::SECCOMP_RET_USER_NOTIF));
+    }
+}
