@@ -87,6 +87,9 @@ pub enum Command {
     /// Remove an overlay session's directory (its changes and its log),
     /// without asking.
     Discard(DiscardArgs),
+    /// Put back a protected path that a session created and cage moved
+    /// into the session's quarantine. Never overwrites an existing file.
+    Restore(RestoreArgs),
     /// Print shell completions for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -251,6 +254,15 @@ pub struct DiscardArgs {
     /// A session id or a unique prefix of one (default: the latest overlay
     /// session of the workspace holding the working directory).
     pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The session id (or a unique prefix) the end-of-session warning named.
+    pub session: String,
+    /// The path as the warning printed it (relative paths are taken from
+    /// the working directory).
+    pub path: std::path::PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -35,6 +35,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Diff(args)) => diff(args),
         Some(Command::Apply(args)) => apply(args),
         Some(Command::Discard(args)) => discard(args),
+        Some(Command::Restore(args)) => restore(args),
         Some(Command::Completions(args)) => {
             print(&crate::cli::completions(args.shell), "completions")
         }
@@ -742,6 +743,20 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
         session::write_record(&dir, &record)?;
     }
     print_lossy(out.as_bytes(), "the apply report")
+}
+
+fn restore(args: crate::cli::RestoreArgs) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let log = crate::audit::find_session(&host, Some(&args.session))?;
+    let dir = log.parent().unwrap_or(&log).to_path_buf();
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = crate::plan::normalize_path(&host.cwd.join(&args.path));
+    session::quarantine::restore(&dir, &id, &path)?;
+    println!("restored {} from session {id}", crate::guard::shown(&path));
+    Ok(0)
 }
 
 fn discard(args: DiscardArgs) -> Result<i32, Error> {

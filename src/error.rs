@@ -29,6 +29,8 @@ pub enum Error {
     Changes(#[from] crate::session::changes::ChangesError),
     #[error(transparent)]
     Apply(#[from] crate::session::apply::ApplyError),
+    #[error(transparent)]
+    Restore(#[from] crate::session::quarantine::RestoreError),
     #[error("writing {what}")]
     Output {
         what: &'static str,

@@ -89,7 +89,8 @@ fn serve(listener: &OwnedFd, plan: &GuardPlan, log: Option<&Log>, stop: &AtomicB
             return refused;
         }
         let Some(req) = recv(fd) else { continue };
-        let (error, refusal) = match decide(plan, &req) {
+        let decision = decide(plan, &req);
+        let (error, refusal) = match decision {
             Decision::Continue => (0, None),
             Decision::Refuse(why) => (libc::EACCES, Some(why)),
             Decision::Fail(errno) => (errno, None),
@@ -240,6 +241,7 @@ fn target(pid: u32, dirfd: u64, addr: u64, follow: bool) -> Result<PathBuf, i32>
         }
         base.join(OsStr::from_bytes(&raw))
     };
+    path = through_proc(pid, path)?;
     let root = open_path(libc::AT_FDCWD, Path::new(&format!("/proc/{pid}/root")), 0)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
     for _ in 0..MAX_LINKS {
@@ -274,6 +276,44 @@ fn target(pid: u32, dirfd: u64, addr: u64, follow: bool) -> Result<PathBuf, i32>
         }
     }
     Err(libc::ELOOP)
+}
+
+/// A path through the agent's own `/proc/self/{fd/N,cwd,root}` (magic
+/// links, which the supervisor's resolution would take for its own), made
+/// the path they stand for. Other processes' entries are refused.
+fn through_proc(pid: u32, path: PathBuf) -> Result<PathBuf, i32> {
+    let parts: Vec<&OsStr> = path.iter().collect();
+    if parts.len() < 3 || parts[1] != "proc" {
+        return Ok(path);
+    }
+    let who = parts[2].to_string_lossy();
+    let own = who == "self" || who == "thread-self" || ns_pid(pid).is_some_and(|p| p == who);
+    if !own {
+        return Ok(path);
+    }
+    let (link, rest) = match parts.get(3).map(|p| p.to_string_lossy()) {
+        Some(p) if p == "fd" && parts.len() > 4 => (
+            format!("/proc/{pid}/fd/{}", parts[4].to_string_lossy()),
+            &parts[5..],
+        ),
+        Some(p) if p == "cwd" => (format!("/proc/{pid}/cwd"), &parts[4..]),
+        Some(p) if p == "root" => {
+            return Ok(Path::new("/").join(parts[4..].iter().collect::<PathBuf>()));
+        }
+        _ => return Err(libc::EACCES),
+    };
+    let base = std::fs::read_link(link).map_err(|_| libc::EBADF)?;
+    if !base.is_absolute() {
+        return Err(libc::ENOTDIR);
+    }
+    Ok(base.join(rest.iter().collect::<PathBuf>()))
+}
+
+/// The pid of host process `pid` in its own (the cage's) pid namespace.
+fn ns_pid(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last().map(str::to_string)
 }
 
 /// `path` split into its parent and last component; `None` for a last
@@ -397,6 +437,12 @@ fn respond(fd: RawFd, id: u64, error: i32) {
     let _ = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) };
 }
 
+/// A path the agent chose, made safe for a terminal: control characters
+/// and other invisible code points are shown escaped.
+pub fn shown(path: &Path) -> String {
+    path.to_string_lossy().escape_debug().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::split;
@@ -413,10 +459,4 @@ mod tests {
         assert_eq!(s("/a/.."), (PathBuf::from("/a/.."), None));
         assert_eq!(s("/"), (PathBuf::from("/"), None));
     }
-}
-
-/// A path the agent chose, made safe for a terminal: control characters
-/// and other invisible code points are shown escaped.
-pub fn shown(path: &Path) -> String {
-    path.to_string_lossy().escape_debug().to_string()
 }

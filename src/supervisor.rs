@@ -391,6 +391,9 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     Ok(status)
 }
 
+/// What the cage's setup messages leave running, and its failure report.
+type Setup = (Option<Proxy>, Option<Guard>, Option<Report>);
+
 /// Step 5: the cage's messages until its end of the channel closes (the
 /// agent exec'd, or the cage failed). Returns the running proxy, if any,
 /// and the first failure report.
@@ -398,7 +401,7 @@ fn read_setup(
     channel: &Channel,
     plan: &Plan,
     session: Option<&Session>,
-) -> Result<(Option<Proxy>, Option<Guard>, Option<Report>), SupervisorError> {
+) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
     let mut guard = None;
     let mut failure = None;

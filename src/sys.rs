@@ -306,6 +306,29 @@ pub fn has_pidfd() -> bool {
     true
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): returns what the kernel
+/// returns (a listener descriptor with SECCOMP_FILTER_FLAG_NEW_LISTENER).
+pub fn seccomp_filter(prog: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<RawFd> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: fprog points at `prog`, alive for the call; the kernel copies
+    // the program and does not keep the pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as RawFd)
+}
+
 #[cfg(test)]
 pub(crate) mod probe {
     use nix::errno::Errno;
@@ -438,27 +461,4 @@ pub(crate) mod probe {
         // destructors is the point in a forked child.
         unsafe { libc::_exit(code) }
     }
-}
-
-/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): returns what the kernel
-/// returns (a listener descriptor with SECCOMP_FILTER_FLAG_NEW_LISTENER).
-pub fn seccomp_filter(prog: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<RawFd> {
-    let fprog = libc::sock_fprog {
-        len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
-        filter: prog.as_ptr().cast_mut(),
-    };
-    // SAFETY: fprog points at `prog`, alive for the call; the kernel copies
-    // the program and does not keep the pointer.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as RawFd)
 }

@@ -547,7 +547,8 @@ fn build_guard(
                 kind: FileKind::Dir,
                 ..
             } => Some(dst.clone()),
-            Mount::Overlay { dst, .. } => Some(dst.clone()),
+            // An overlay workspace's writes wait for review (`cage diff`
+            // flags protected paths, `cage apply` skips them).
             _ => None,
         })
         .collect();
@@ -564,6 +565,16 @@ fn build_guard(
                 .into_iter()
                 .map(|d| Sourced::new(normalize(d), own.clone())),
         )
+        // The user's git config is read by every git on the host: it can
+        // name a fsmonitor, a pager, hooks. Never created from inside.
+        .chain([".gitconfig", ".config/git"].into_iter().map(|rel| {
+            Sourced::new(
+                host.home.join(rel),
+                Provenance::Default {
+                    what: "the user's git config runs code in every repository",
+                },
+            )
+        }))
         .chain(
             guards
                 .iter()

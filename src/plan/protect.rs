@@ -468,6 +468,7 @@ const GITDIR_FILES: &[&str] = &[
     "BISECT_HEAD",
     "index",
     "packed-refs",
+    "packed-refs.new",
     "shallow",
     "gc.pid",
     "gc.log",

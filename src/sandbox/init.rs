@@ -141,7 +141,9 @@ pub fn run(
 /// 5. Every descriptor above 2 close-on-exec (the channel closes at exec,
 ///    which tells the supervisor exec succeeded).
 /// 6. seccomp, last before exec, so the filter need not allow anything
-///    cage itself does above; then tell the supervisor what was enforced.
+///    cage itself does above; the guard's filter after it, its listener
+///    handed to the supervisor and closed here; then tell the supervisor
+///    what was enforced.
 /// 7. execve.
 fn agent(
     plan: &Plan,

@@ -15,12 +15,12 @@ pub fn location(dir: &Path, path: &Path) -> PathBuf {
         .join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// What moved (from, to), and what could not, with why.
+pub type Outcome = (Vec<(PathBuf, PathBuf)>, Vec<(PathBuf, String)>);
+
 /// Moves each path into the quarantine of session directory `dir`.
 /// Returns what moved (from, to) and what could not, with why.
-pub fn quarantine(
-    dir: &Path,
-    paths: &[PathBuf],
-) -> (Vec<(PathBuf, PathBuf)>, Vec<(PathBuf, String)>) {
+pub fn quarantine(dir: &Path, paths: &[PathBuf]) -> Outcome {
     let mut moved = Vec::new();
     let mut failed = Vec::new();
     for path in paths {

@@ -223,21 +223,26 @@ fn claude_json_is_a_private_copy() {
     );
 }
 
-/// Layer: view (report). ~/.claude/settings.json holds hooks Claude Code
-/// runs outside the cage; the profile keeps it read-only when it exists,
-/// and cage cannot bind over a file that does not. Created by the agent,
-/// it is named when the session ends.
+/// Layer: guard. ~/.claude/settings.json holds hooks Claude Code runs
+/// outside the cage; the profile keeps it read-only when it exists, and
+/// when it does not, the guard refuses its creation live and records it.
 #[test]
-fn claude_settings_created_by_the_agent_are_reported() {
+fn claude_settings_cannot_be_created_by_the_agent() {
     require_userns!();
     let cage = Cage::new()
         .home_file(".claude/keep", "x\n")
         .args(["-p", "claude"]);
     let out = cage.sh("echo '{\"hooks\": {}}' > ~/.claude/settings.json && echo made");
-    assert!(out.stdout.contains("made"), "{out}");
+    assert!(!out.stdout.contains("made"), "{out}");
     let settings = cage.home().join(".claude/settings.json");
     assert!(
-        out.stderr.contains(&settings.display().to_string()),
-        "the created settings file was not reported\n{out}"
+        !settings.exists(),
+        "the settings file reached the host\n{out}"
+    );
+    let log = cage.cli(["log"]);
+    assert!(
+        log.stdout.contains("guard  refused")
+            && log.stdout.contains(&settings.display().to_string()),
+        "the refusal is not in the audit log\n{log}"
     );
 }

@@ -243,16 +243,13 @@ exit 0
     out.assert_all_refused(2);
 }
 
-/// Regression for an escape (view): a repository without `.git/hooks`
+/// Regression for an escape (guard): a repository without `.git/hooks`
 /// (made with an empty template, or with the hooks deleted) has nothing to
-/// bind read-only, and cage never creates a stub to mount over, so the
-/// agent can create the directory and a hook that git would run on the
-/// host. Direct mode cannot refuse that (Landlock cannot subtract a path
-/// from the writable workspace); what cage promises is that the user is
-/// told, by name, when the session ends, before running anything. The
-/// report is the protection this test holds in place.
+/// bind read-only, and cage never creates a stub to mount over. The guard
+/// refuses the creation live: `hooks` is not something git's everyday
+/// commands write in a gitdir, so nothing lands on the host.
 #[test]
-fn hooks_planted_in_a_repo_without_them_are_reported() {
+fn hooks_cannot_be_planted_in_a_repo_without_them() {
     require_userns!();
     let cage = Cage::new();
     fs::remove_dir_all(cage.workspace().join(".git/hooks")).unwrap();
@@ -261,11 +258,10 @@ fn hooks_planted_in_a_repo_without_them_are_reported() {
 attempt 'mkdir -p .git/hooks && printf "#!/bin/sh\necho pwned\n" > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit'
 "##
     ));
-    let hooks = cage.workspace().join(".git/hooks");
+    out.assert_all_refused(1);
     assert!(
-        out.stderr.contains("created 1 protected path")
-            && out.stderr.contains(&format!("{}", hooks.display())),
-        "the planted hooks directory was not reported\n{out}"
+        !cage.workspace().join(".git/hooks").exists(),
+        "the hooks directory reached the host\n{out}"
     );
     assert_eq!(out.code, 0, "the session itself succeeds\n{out}");
 }

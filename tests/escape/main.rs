@@ -26,5 +26,6 @@ mod filesystem;
 mod hygiene;
 mod kernel;
 mod local_authority;
+mod planting;
 mod processes;
 mod workspace;

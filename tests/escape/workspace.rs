@@ -112,33 +112,32 @@ attempt 'printf "[core]\n\tfsmonitor = pwned\n" >> .git/config'
     assert_eq!(stray, Vec::<PathBuf>::new(), "\n{out}");
 }
 
-/// The audit log records protected names a direct session created (the
-/// supervisor also prints them).
+/// Layer: guard. Protected names a direct session tries to create are
+/// refused live, each refusal is an audit record naming the path and the
+/// rule, and `cage log` shows them.
 #[test]
-fn created_protected_paths_are_recorded_in_the_audit_log() {
+fn protected_creations_are_refused_live_and_recorded() {
     require_userns!();
     let cage = Cage::new();
     fs::remove_dir_all(cage.workspace().join(".git/hooks")).unwrap();
-    let out = cage.sh("mkdir -p .git/hooks sub && echo 'echo hi' > .git/hooks/post-checkout && echo x > sub/.envrc");
-    out.assert_success();
+    let out = cage.sh(&format!(
+        "{ATTEMPT}\nattempt 'mkdir -p .git/hooks'\nattempt 'mkdir -p sub && echo x > sub/.envrc'"
+    ));
+    out.assert_success().assert_all_refused(2);
     let dir = session_dirs(&cage).pop().expect("a session directory");
     let log = fs::read_to_string(dir.join("audit.jsonl")).unwrap();
-    let record = log
-        .lines()
-        .find(|l| l.contains("\"event\":\"protected_created\""))
-        .unwrap_or_else(|| panic!("no protected_created record in\n{log}\n{out}"));
     for p in [".git/hooks", "sub/.envrc"] {
         let path = cage.workspace().join(p);
+        assert!(!path.exists(), "{p} reached the host");
         assert!(
-            record.contains(&path.display().to_string()),
-            "{p} missing from {record}"
+            log.lines()
+                .any(|l| l.contains("\"event\":\"guard_refused\"")
+                    && l.contains(&format!("\"{}\"", path.display()))),
+            "no guard_refused record for {p} in\n{log}\n{out}"
         );
     }
     let shown = cage.cli(["log"]);
-    assert!(
-        shown.stdout.contains("created 2 protected path(s)"),
-        "{shown}"
-    );
+    assert!(shown.stdout.contains("guard  refused mkdir"), "{shown}");
 }
 
 /// A workspace with something of every kind the session will change.
