@@ -49,6 +49,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
             cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
+            cand restore 'Put back a protected path that a session created and cage moved into the session''s quarantine. Never overwrites an existing file'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -182,6 +183,10 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'cage;restore'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'cage;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -203,6 +208,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
             cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
+            cand restore 'Put back a protected path that a session created and cage moved into the session''s quarantine. Never overwrites an existing file'
             cand completions 'Print shell completions for SHELL'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -239,6 +245,8 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;apply'= {
         }
         &'cage;help;discard'= {
+        }
+        &'cage;help;restore'= {
         }
         &'cage;help;completions'= {
         }

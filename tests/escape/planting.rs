@@ -426,3 +426,40 @@ echo ALL-OK"#);
     assert!(log.trim().parse::<u32>().unwrap() >= 5, "{log}");
     assert!(!out.stderr.contains("quarantine"), "{out}");
 }
+
+/// Regression for a critical escape (guard): from a linked worktree, the
+/// agent wrote the main repository's `.git/commondir` (and could build a
+/// gitdir beside it). The common dir is judged by the same allowlist.
+#[test]
+fn a_linked_worktree_cannot_redirect_the_main_repository() {
+    require_userns!();
+    let cage = Cage::new().args(IDENTITY);
+    let ws = cage.workspace().to_path_buf();
+    let main = cage.home().join("main");
+    fs::remove_dir_all(&ws).unwrap();
+    host(
+        &cage,
+        cage.home(),
+        "git init -q -b main main && cd main && git -c user.name=u -c user.email=u@e commit -q \
+         --allow-empty -m init && git worktree add -q ../proj -b wt",
+    );
+    let out = cage.sh(&format!(
+        r##"{ATTEMPT}
+echo hi > file && git add file && git commit -q -m 'in the worktree' && echo committed
+attempt 'echo x > {main}/.git/commondir'
+attempt 'mkdir {main}/.git/x'
+attempt 'echo x > {main}/.git/worktrees/proj/config.worktree'
+attempt 'mkdir -p {main}/.git/worktrees/other && echo /tmp > {main}/.git/worktrees/other/commondir'
+"##,
+        main = main.display()
+    ));
+    out.assert_success()
+        .assert_line("committed")
+        .assert_all_refused(4);
+    for p in ["commondir", "x", "worktrees/proj/config.worktree", "worktrees/other/commondir"] {
+        assert!(
+            main.join(".git").join(p).symlink_metadata().is_err(),
+            "{p} reached the host\n{out}"
+        );
+    }
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The guard's cost on a build-heavy workload, side by side in one run:
+# unpack a tree of many small files, write build outputs over it, and
+# commit it with git. Every file and directory created is one seccomp
+# notification the supervisor answers.
+#
+#   benches/guard.sh [RUNS] [FILES]     (default 10 runs, 4000 files)
+#
+# Runs as an unprivileged user: as root it re-executes itself under
+# `cage-test` (created by .ci/setup). Needs hyperfine and bubblewrap.
+# Compares:
+#   bwrap      bwrap with every namespace and a view like cage's base policy
+#   cage       cage with every layer on, the guard included
+#   baseline   $CAGE_BASELINE, a cage binary without the guard, if given
+set -euo pipefail
+
+runs=${1:-10}
+files=${2:-4000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$(id -u)" = 0 ]; then
+    user=cage-test
+    id "$user" >/dev/null 2>&1 || { echo "guard.sh: run .ci/setup first (no user $user)" >&2; exit 1; }
+    (cd "$here" && cargo build --release --locked -q)
+    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
+    cp "$here/target/release/cage" "$here/benches/guard.sh" "$dir/"
+    [ -n "${CAGE_BASELINE:-}" ] && cp "$CAGE_BASELINE" "$dir/baseline"
+    chmod 755 "$dir" "$dir"/*
+    chown -R "$user" "$dir"
+    trap 'rm -rf "$dir"' EXIT
+    base=""
+    [ -n "${CAGE_BASELINE:-}" ] && base="CAGE_BASELINE=$dir/baseline"
+    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage $base bash $dir/guard.sh $runs $files"
+    exit
+fi
+
+cage=${CAGE_BIN:-$here/target/release/cage}
+for tool in hyperfine bwrap git tar; do
+    command -v "$tool" >/dev/null || { echo "guard.sh: $tool is not installed" >&2; exit 1; }
+done
+
+ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
+src=$(mktemp -d /tmp/cage-bench-src.XXXXXX)
+trap 'rm -rf "$ws" "$src"' EXIT
+# The tree: FILES small files in directories of 40.
+for ((i = 0; i < files; i++)); do
+    d="$src/tree/d$((i / 40))"
+    [ -d "$d" ] || mkdir -p "$d"
+    printf 'file %d\n' "$i" > "$d/f$i.c"
+done
+tar -C "$src" -cf "$src/tree.tar" tree
+cp "$src/tree.tar" "$ws/tree.tar"
+cd "$ws"
+git init -q .
+
+# One build: unpack, write an object next to every source (a compiler's
+# pattern: create, write, rename into place), commit, clean up.
+work='rm -rf tree .git && git init -q . && tar xf tree.tar && \
+ for f in tree/*/*.c; do echo o > "$f.o.tmp" && mv "$f.o.tmp" "${f%.c}.o"; done && \
+ git add -A && git -c user.name=b -c user.email=b@b commit -qm build'
+
+bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
+ --ro-bind /usr /usr --ro-bind /etc /etc \
+ --symlink usr/bin /bin --symlink usr/sbin /sbin --symlink usr/lib /lib --symlink usr/lib64 /lib64 \
+ --proc /proc --dev /dev --tmpfs /tmp --tmpfs $HOME --bind $ws $ws --chdir $ws /bin/sh -c '$work'"
+
+args=(-n bwrap "$bwrap_cmd" -n cage "$cage --no-project-policy -- /bin/sh -c '$work'")
+if [ -n "${CAGE_BASELINE:-}" ]; then
+    args+=(-n baseline "$CAGE_BASELINE --no-project-policy -- /bin/sh -c '$work'")
+fi
+echo "== guard: $files files unpacked, built and committed; $runs runs each ($(uname -r), $(nproc) cores) =="
+hyperfine -N --warmup 2 --runs "$runs" --export-markdown "$ws/guard.md" "${args[@]}" >/dev/null
+cat "$ws/guard.md"
