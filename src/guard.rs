@@ -22,7 +22,7 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,30 +65,24 @@ fn serve(listener: &OwnedFd, plan: &GuardPlan, log: Option<&Log>, stop: &AtomicB
     let fd = listener.as_raw_fd();
     let mut refused = 0;
     loop {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
+        let revents = match crate::sys::poll_one(fd, libc::POLLIN, 100) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => return refused,
         };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
-        if n < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return refused;
-        }
-        if n == 0 {
+        if revents == 0 {
             if stop.load(Ordering::Relaxed) {
                 return refused;
             }
             continue;
         }
-        if pfd.revents & libc::POLLIN == 0 {
+        if revents & libc::POLLIN == 0 {
             // POLLHUP: no process is left under the filter.
             return refused;
         }
-        let Some(req) = recv(fd) else { continue };
+        let Some(req) = crate::sys::notif_recv(fd) else {
+            continue;
+        };
         let decision = decide(plan, &req);
         let (error, refusal) = match decision {
             Decision::Continue => (0, None),
@@ -97,10 +91,12 @@ fn serve(listener: &OwnedFd, plan: &GuardPlan, log: Option<&Log>, stop: &AtomicB
         };
         // 3. A pid reused since the read would have answered for another
         //    process's memory.
-        if !id_valid(fd, req.id) {
+        if !crate::sys::notif_id_valid(fd, req.id) {
             continue;
         }
-        respond(fd, req.id, error);
+        // A failure means the call was interrupted or its process died:
+        // nothing is waiting for the answer.
+        let _ = crate::sys::notif_respond(fd, req.id, error);
         if let Some((syscall, path, rule)) = refusal {
             refused += 1;
             if let Some(log) = log {
@@ -269,7 +265,7 @@ fn target(pid: u32, dirfd: u64, addr: u64, follow: bool) -> Result<PathBuf, i32>
         if !follow {
             return Ok(full);
         }
-        match readlinkat(dir.as_raw_fd(), &last) {
+        match readlinkat(&dir, &last) {
             Some(next) if next.is_absolute() => path = next,
             Some(next) => path = real.join(next),
             None => return Ok(full),
@@ -337,33 +333,16 @@ fn split(path: &Path) -> (PathBuf, Option<PathBuf>) {
 }
 
 fn open_path(dirfd: RawFd, path: &Path, resolve: u64) -> io::Result<OwnedFd> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_how is plain data; zero is a valid value of each field.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve;
-    // SAFETY: `c` and `how` outlive the call; the kernel copies both.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd,
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    crate::sys::openat2(
+        dirfd,
+        path,
+        (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        resolve,
+    )
 }
 
 /// The target of `name` in `dir` if it is a symbolic link.
-fn readlinkat(dir: RawFd, name: &Path) -> Option<PathBuf> {
-    // SAFETY: the caller holds `dir` open for the duration of the call.
-    let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
+fn readlinkat(dir: &OwnedFd, name: &Path) -> Option<PathBuf> {
     nix::fcntl::readlinkat(dir, name).ok().map(PathBuf::from)
 }
 
@@ -403,38 +382,6 @@ fn read_mem_upto(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-fn recv(fd: RawFd) -> Option<libc::seccomp_notif> {
-    // SAFETY: seccomp_notif is plain data; all-zero is what the kernel
-    // requires of the buffer.
-    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-    // SAFETY: `req` is a valid, writable seccomp_notif for the ioctl.
-    let r = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut req) };
-    (r == 0).then_some(req)
-}
-
-fn id_valid(fd: RawFd, id: u64) -> bool {
-    let mut id = id;
-    // SAFETY: the ioctl reads one u64 from the pointer.
-    unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &mut id) == 0 }
-}
-
-fn respond(fd: RawFd, id: u64, error: i32) {
-    let resp = libc::seccomp_notif_resp {
-        id,
-        val: 0,
-        error: -error,
-        flags: if error == 0 {
-            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
-        } else {
-            0
-        },
-    };
-    // SAFETY: the ioctl reads one seccomp_notif_resp from the pointer. A
-    // failure means the call was interrupted or its process died: nothing
-    // is waiting for the answer.
-    let _ = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) };
 }
 
 /// A path the agent chose, made safe for a terminal: control characters

@@ -306,9 +306,101 @@ pub fn has_pidfd() -> bool {
     true
 }
 
-/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): returns what the kernel
-/// returns (a listener descriptor with SECCOMP_FILTER_FLAG_NEW_LISTENER).
-pub fn seccomp_filter(prog: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<RawFd> {
+/// poll(2) on one descriptor: the returned events (0 on timeout).
+pub fn poll_one(
+    fd: RawFd,
+    events: libc::c_short,
+    timeout_ms: libc::c_int,
+) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, alive for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if n == 0 { 0 } else { pfd.revents })
+}
+
+/// SECCOMP_IOCTL_NOTIF_RECV: the next notification, or `None` when the
+/// call failed (its process died, or a signal interrupted the wait).
+pub fn notif_recv(listener: RawFd) -> Option<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is plain data; all-zero is what the kernel
+    // requires of the buffer.
+    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: `req` is a valid, writable seccomp_notif for the ioctl.
+    let r = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut req) };
+    (r == 0).then_some(req)
+}
+
+/// SECCOMP_IOCTL_NOTIF_ID_VALID: the notification's process still waits.
+pub fn notif_id_valid(listener: RawFd, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: the ioctl reads one u64 from the pointer.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &mut id) == 0 }
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND: fail the call with `error`, or (0) let the
+/// kernel carry it out (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
+pub fn notif_respond(listener: RawFd, id: u64, error: i32) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: -error,
+        flags: if error == 0 {
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+        } else {
+            0
+        },
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp from the pointer.
+    if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// openat2(2) with `flags` and `resolve`, no mode.
+pub fn openat2(
+    dirfd: RawFd,
+    path: &Path,
+    flags: u64,
+    resolve: u64,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; zero is a valid value of each field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags;
+    how.resolve = resolve;
+    // SAFETY: `c` and `how` outlive the call; the kernel copies both.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER |
+/// flags, prog): loads the filter and returns its notification listener.
+pub fn seccomp_listener(
+    prog: &[libc::sock_filter],
+    flags: libc::c_ulong,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
     let fprog = libc::sock_fprog {
         len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
         filter: prog.as_ptr().cast_mut(),
@@ -319,14 +411,16 @@ pub fn seccomp_filter(prog: &[libc::sock_filter], flags: libc::c_ulong) -> io::R
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            flags,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | flags,
             &fprog as *const libc::sock_fprog,
         )
     };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(r as RawFd)
+    // SAFETY: with NEW_LISTENER the kernel returns a new descriptor, ours
+    // alone.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as RawFd) })
 }
 
 #[cfg(test)]

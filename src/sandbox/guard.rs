@@ -11,7 +11,7 @@
 //! answer of all filters, so a call another filter denies stays denied.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use libc::sock_filter;
 
@@ -147,18 +147,10 @@ pub fn build_program() -> Vec<sock_filter> {
 /// (so a signal does not turn one creation into a retry loop) where the
 /// kernel offers it (5.19).
 pub fn install(prog: &[sock_filter]) -> io::Result<OwnedFd> {
-    let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
-    let fd = match crate::sys::seccomp_filter(
-        prog,
-        flags | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-    ) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            crate::sys::seccomp_filter(prog, flags)?
-        }
-        r => r?,
-    };
-    // SAFETY: the kernel just returned this descriptor for us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    match crate::sys::seccomp_listener(prog, libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => crate::sys::seccomp_listener(prog, 0),
+        r => r,
+    }
 }
 
 #[cfg(test)]

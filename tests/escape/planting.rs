@@ -456,7 +456,12 @@ attempt 'mkdir -p {main}/.git/worktrees/other && echo /tmp > {main}/.git/worktre
     out.assert_success()
         .assert_line("committed")
         .assert_all_refused(4);
-    for p in ["commondir", "x", "worktrees/proj/config.worktree", "worktrees/other/commondir"] {
+    for p in [
+        "commondir",
+        "x",
+        "worktrees/proj/config.worktree",
+        "worktrees/other/commondir",
+    ] {
         assert!(
             main.join(".git").join(p).symlink_metadata().is_err(),
             "{p} reached the host\n{out}"
