@@ -55,9 +55,9 @@ git init -q .
 
 # One build: unpack, write an object next to every source (a compiler's
 # pattern: create, write, rename into place), commit, clean up.
-work='rm -rf tree .git && git init -q . && tar xf tree.tar && \
+work='rm -rf tree && tar xf tree.tar && \
  for f in tree/*/*.c; do echo o > "$f.o.tmp" && mv "$f.o.tmp" "${f%.c}.o"; done && \
- git add -A && git -c user.name=b -c user.email=b@b commit -qm build'
+ git add -A && git -c user.name=b -c user.email=b@b commit -q --allow-empty -m build'
 
 bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
  --ro-bind /usr /usr --ro-bind /etc /etc \
