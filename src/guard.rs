@@ -123,8 +123,10 @@ enum Decision {
 enum Op {
     /// open/openat/creat/openat2: (dirfd, path, flags).
     Open(u64, u64, u64),
-    /// mkdir*, mknod*, symlink*: (dirfd, path) of the new name.
+    /// mkdir*, mknod*: (dirfd, path) of the new name.
     Create(u64, u64),
+    /// symlink*: (dirfd, path) of the new link.
+    Symlink(u64, u64),
     /// rename*: (olddirfd, old, newdirfd, new, flags).
     Rename(u64, u64, u64, u64, u64),
     /// link*: the new name (dirfd, path).
@@ -153,8 +155,8 @@ fn decode(nr: i64, a: [u64; 6], pid: u32) -> Option<(&'static str, Op)> {
         libc::SYS_mknod => ("mknod", Op::Create(AT_FDCWD, a[0])),
         libc::SYS_mknodat => ("mknodat", Op::Create(a[0], a[1])),
         #[cfg(target_arch = "x86_64")]
-        libc::SYS_symlink => ("symlink", Op::Create(AT_FDCWD, a[1])),
-        libc::SYS_symlinkat => ("symlinkat", Op::Create(a[1], a[2])),
+        libc::SYS_symlink => ("symlink", Op::Symlink(AT_FDCWD, a[1])),
+        libc::SYS_symlinkat => ("symlinkat", Op::Symlink(a[1], a[2])),
         #[cfg(target_arch = "x86_64")]
         libc::SYS_rename => ("rename", Op::Rename(AT_FDCWD, a[0], AT_FDCWD, a[1], 0)),
         #[cfg(target_arch = "x86_64")]
@@ -189,6 +191,19 @@ fn decide(plan: &GuardPlan, req: &libc::seccomp_notif) -> Decision {
             check(dirfd, addr, follow)
         }
         Op::Create(dirfd, addr) | Op::Link(dirfd, addr) => check(dirfd, addr, false),
+        // git makes no links in a git directory; one there (`objects`,
+        // `logs`, `rebase-merge` replaced by a link) would send git's reads
+        // and writes somewhere the allowlist does not look.
+        Op::Symlink(dirfd, addr) => (|| {
+            if let Some(hit) = check(dirfd, addr, false)? {
+                return Ok(Some(hit));
+            }
+            let path = target(pid, dirfd, addr, false)?;
+            Ok(plan.gitdir_of(&path).filter(|g| *g != path).map(|g| {
+                let why = format!("a link in the git directory {}", g.display());
+                (path, why)
+            }))
+        })(),
         Op::Rename(odfd, old, ndfd, new, flags) => (|| {
             if let Some(hit) = check(ndfd, new, false)? {
                 return Ok(Some(hit));

@@ -18,6 +18,11 @@ use crate::policy::{Provenance, Sourced};
 use super::{LinkedGitdir, Protected};
 
 /// DESIGN.md's built-in protected set, as paths relative to any directory.
+///
+/// Beyond git and cage's own file: what tools run by themselves when the
+/// developer enters the directory or opens it (direnv, mise, editors'
+/// project settings and tasks, dev containers, which run commands on the
+/// host before the container starts).
 pub const BUILTIN_PROTECTED: &[&str] = &[
     ".git/hooks",
     ".git/config",
@@ -27,6 +32,19 @@ pub const BUILTIN_PROTECTED: &[&str] = &[
     ".vscode",
     ".idea",
     ".cage.toml",
+    ".devcontainer",
+    ".devcontainer.json",
+    ".dir-locals.el",
+    ".exrc",
+    ".nvimrc",
+    ".nvim.lua",
+    ".zed",
+    "mise.toml",
+    ".mise.toml",
+    "mise.local.toml",
+    ".mise.local.toml",
+    ".mise",
+    ".config/mise",
 ];
 
 /// What one walk of the workspace found.

@@ -102,10 +102,11 @@ attempt 'ln -s /tmp .git/x2'
 attempt 'mv a.txt .git/commondir'
 attempt 'mkdir -p .git/modules/new && echo x > .git/modules/new/config'
 attempt 'printf "[core]\n\tfsmonitor = touch {ws}/PWNED\n" > .git/config.lock'
+attempt 'ln -s /tmp .git/rr-cache'
 "##,
         ws = ws.display()
     ));
-    out.assert_success().assert_all_refused(9);
+    out.assert_success().assert_all_refused(10);
     for p in [
         "x",
         "commondir",
@@ -465,6 +466,46 @@ attempt 'mkdir -p {main}/.git/worktrees/other && echo /tmp > {main}/.git/worktre
         assert!(
             main.join(".git").join(p).symlink_metadata().is_err(),
             "{p} reached the host\n{out}"
+        );
+    }
+}
+
+/// Layer: guard. What tools run by themselves when the developer enters
+/// or opens the directory (direnv, mise, editors, dev containers) cannot
+/// be created at any depth.
+#[test]
+fn files_that_run_on_entering_a_directory_cannot_be_created() {
+    require_userns!();
+    let cage = repo();
+    let ws = cage.workspace().to_path_buf();
+    let names = [
+        ".devcontainer/devcontainer.json",
+        "sub/.devcontainer.json",
+        ".dir-locals.el",
+        "sub/.exrc",
+        ".nvim.lua",
+        "mise.toml",
+        "sub/.mise.toml",
+        ".config/mise/config.toml",
+        ".zed/tasks.json",
+        ".vscode/tasks.json",
+    ];
+    let script: String = names
+        .iter()
+        .map(|n| {
+            let dir = Path::new(n)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!("attempt 'mkdir -p {dir} ; echo x > {n}'\n")
+        })
+        .collect();
+    let out = cage.sh(&format!("{ATTEMPT}\nmkdir -p sub .config\n{script}"));
+    out.assert_success().assert_all_refused(names.len());
+    for n in names {
+        assert!(
+            ws.join(n).symlink_metadata().is_err(),
+            "{n} reached the host\n{out}"
         );
     }
 }
