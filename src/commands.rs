@@ -256,6 +256,18 @@ pub fn render_plan(plan: &Plan) -> String {
             let _ = writeln!(s, "  {}  [{}]", p.path.display(), p.source);
         }
     }
+    if plan.guard.active() {
+        let _ = writeln!(
+            s,
+            "\nguard      refuses creating protected names (at any depth), anything outside git's \
+             allowlist in {} git director(ies), and {} hidden or kept path(s), in:",
+            plan.guard.gitdirs.len(),
+            plan.guard.paths.len()
+        );
+        for root in &plan.guard.roots {
+            let _ = writeln!(s, "  {}", root.display());
+        }
+    }
     let ll = &plan.landlock;
     let _ = writeln!(
         s,
