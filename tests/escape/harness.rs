@@ -123,12 +123,17 @@ pub fn userns_unavailable() -> Option<String> {
 }
 
 /// Prints the skip line on the real stderr: libtest captures `eprintln!`,
-/// and a skip must be seen even when the test "passes".
+/// and a skip must be seen even when the test "passes". Under `CI=true` a
+/// skipped escape test is a failure: CI must prove the walls, not skip them.
 pub fn skip(why: &str) {
     let test = std::thread::current()
         .name()
         .unwrap_or("an escape test")
         .to_string();
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} cannot run here ({why}), and under CI=true a skipped escape test fails"
+    );
     let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
 }
 
