@@ -111,6 +111,7 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     if result.is_ok() {
         report_created_protected(plan, session);
     }
+    keep_state(plan, session);
     if let Some(overlay) = &plan.workspace.overlay {
         report_overlay(plan, overlay, session);
     }
@@ -158,6 +159,22 @@ fn report_created_protected(plan: &Plan, session: Option<&Session>) {
             .write(audit::Record::ProtectedCreated(audit::ProtectedCreated {
                 paths: created,
             }));
+    }
+}
+
+/// Agent state directories: their write-through files, from the session's
+/// layer to the host, now that nothing in the cage can race the copy.
+fn keep_state(plan: &Plan, session: Option<&Session>) {
+    let (kept, warnings) = crate::session::state::harvest(plan);
+    for w in &warnings {
+        eprintln!("cage: warning: {w}");
+    }
+    if let Some(session) = session
+        && !kept.is_empty()
+    {
+        let _ = session
+            .log
+            .write(audit::Record::StateKept(audit::StateKept { paths: kept }));
     }
 }
 

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod changes;
 pub mod diff;
 pub mod preflight;
+pub mod state;
 
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
