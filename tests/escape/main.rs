@@ -10,6 +10,8 @@
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
+//! - `state`: agents' state directories by allowlist, host files no grant
+//!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
 //! - `workspace`: git in the cage, linked worktrees, overlay sessions and
 //!   their review (2, 7)
@@ -27,4 +29,5 @@ mod hygiene;
 mod kernel;
 mod local_authority;
 mod processes;
+mod state;
 mod workspace;
