@@ -107,9 +107,16 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     if let Some(overlay) = &plan.workspace.overlay {
         crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
     }
+    // A second early: file times come from a coarse clock (and some
+    // filesystems keep whole seconds); reporting a change the user made
+    // just before is the safe side.
+    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let result = run_cage(plan, session);
     if result.is_ok() {
         report_created_protected(plan, session);
+        if plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
+            report_hidden(plan, started, session);
+        }
     }
     keep_state(plan, session);
     if let Some(overlay) = &plan.workspace.overlay {
@@ -158,6 +165,33 @@ fn report_created_protected(plan: &Plan, session: Option<&Session>) {
             .log
             .write(audit::Record::ProtectedCreated(audit::ProtectedCreated {
                 paths: created,
+            }));
+    }
+}
+
+/// Changes git does not show but host programs run: one line, and the
+/// bounded list in the audit log (issue 9 item 7).
+fn report_hidden(plan: &Plan, since: std::time::SystemTime, session: Option<&Session>) {
+    use crate::session::hidden;
+    let report = hidden::scan(&plan.workspace.path, since);
+    if let Some(line) = hidden::summary_line(&report, session.map(|s| s.id.as_str())) {
+        eprintln!("{line}");
+    }
+    if let Some(session) = session
+        && report.count > 0
+    {
+        let _ = session
+            .log
+            .write(audit::Record::HiddenChanges(audit::HiddenChanges {
+                count: report.count,
+                paths: report
+                    .listed
+                    .iter()
+                    .map(|h| audit::HiddenChange {
+                        path: h.path.clone(),
+                        class: h.class.label().to_string(),
+                    })
+                    .collect(),
             }));
     }
 }

@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod changes;
 pub mod diff;
+pub mod hidden;
 pub mod preflight;
 pub mod state;
 

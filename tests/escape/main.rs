@@ -7,6 +7,7 @@
 //! Modules, by threat:
 //! - `agents`: the real agent CLIs under their built-in profiles
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
+//! - `hidden`: changes git does not show, named at the end (2)
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
@@ -25,6 +26,7 @@ mod harness;
 
 mod agents;
 mod filesystem;
+mod hidden;
 mod hygiene;
 mod kernel;
 mod local_authority;
