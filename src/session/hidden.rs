@@ -74,6 +74,8 @@ pub struct Report {
     pub count: usize,
     /// The first [`MAX_LISTED`] of them.
     pub listed: Vec<Hidden>,
+    /// How many of each class, all of them counted.
+    pub classes: Vec<(Class, usize)>,
     /// Directories the walk could not read: their contents are unknown,
     /// which is reported, never skipped silently.
     pub unreadable: Vec<(PathBuf, io::Error)>,
@@ -82,15 +84,20 @@ pub struct Report {
 impl Report {
     /// Counts per class, in class order.
     pub fn by_class(&self) -> Vec<(Class, usize)> {
-        let mut out: Vec<(Class, usize)> = Vec::new();
-        for h in &self.listed {
-            match out.iter_mut().find(|(c, _)| *c == h.class) {
-                Some((_, n)) => *n += 1,
-                None => out.push((h.class, 1)),
-            }
-        }
+        let mut out = self.classes.clone();
         out.sort();
         out
+    }
+
+    fn add(&mut self, h: Hidden) {
+        self.count += 1;
+        match self.classes.iter_mut().find(|(c, _)| *c == h.class) {
+            Some((_, n)) => *n += 1,
+            None => self.classes.push((h.class, 1)),
+        }
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(h);
+        }
     }
 }
 
@@ -422,10 +429,7 @@ fn walk(
             continue;
         }
         if let Some(class) = c.classify(&child, &meta, place, ignores) {
-            report.count += 1;
-            if report.listed.len() < MAX_LISTED {
-                report.listed.push(Hidden { path: child, class });
-            }
+            report.add(Hidden { path: child, class });
         }
     }
     if pushed {
