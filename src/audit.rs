@@ -79,7 +79,33 @@ pub enum Record {
     /// The log reached its size cap: from here on, connections and DNS
     /// answers that would need a record are refused (fail closed).
     LogFull(LogFull),
+    /// Write-through files of agent state directories copied back to the
+    /// host from the session's layer when it ended.
+    StateKept(StateKept),
+    /// Changes a direct session made that `git status` does not show but a
+    /// host program runs (node_modules, *.pyc, *.pth, a virtualenv's bin,
+    /// .git/modules, ignored executables). Bounded.
+    HiddenChanges(HiddenChanges),
     SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateKept {
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HiddenChanges {
+    /// How many were found; `paths` holds at most a bounded number.
+    pub count: usize,
+    /// Workspace-relative, each with its class.
+    pub paths: Vec<HiddenChange>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HiddenChange {
+    pub path: PathBuf,
+    pub class: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -872,6 +898,25 @@ pub fn render(line: &Line) -> String {
                 s.push_str(&format!("; protected paths touched: {}", list.join(", ")));
             }
             s
+        }
+        Record::StateKept(k) => {
+            let list: Vec<String> = k.paths.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "{clock}  state  written back to the host: {}",
+                list.join(", ")
+            )
+        }
+        Record::HiddenChanges(h) => {
+            let list: Vec<String> = h
+                .paths
+                .iter()
+                .map(|p| format!("{} ({})", p.path.display(), p.class))
+                .collect();
+            format!(
+                "{clock}  WARN   {} change(s) git does not show: {}",
+                h.count,
+                list.join(", ")
+            )
         }
         Record::LogFull(f) => format!(
             "{clock}  full   the audit log reached its cap ({} bytes): later connections and \

@@ -126,7 +126,8 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     // The session record is required where it holds the session's work
     // (overlay mode) or records decisions (proxy mode); elsewhere a session
     // without one still runs, and says so.
-    let required = plan.network.proxy.is_some() || plan.workspace.overlay.is_some();
+    let required =
+        plan.network.proxy.is_some() || plan.workspace.overlay.is_some() || !plan.state.is_empty();
     let warn = |e: &dyn std::error::Error| {
         eprintln!(
             "cage: warning: running without a session record: {}",
@@ -162,6 +163,13 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             }
             Err(e) => warn(&e),
         }
+    }
+    // The state directories' layers live in the session's directory.
+    if let Err(e) = session::state::prepare(&plan, &host.home) {
+        if let Some(r) = reserved {
+            r.release();
+        }
+        return Err(e.into());
     }
     Ok(supervisor::run(&plan, log.as_ref())?)
 }
@@ -249,6 +257,29 @@ pub fn render_plan(plan: &Plan) -> String {
             ),
         };
         let _ = writeln!(s, "  {line}");
+    }
+    if !plan.create.is_empty() {
+        let _ = writeln!(s, "\ncreated on the host when missing (mode 0700):");
+        for c in &plan.create {
+            let _ = writeln!(s, "  {}  [{}]", c.path.display(), c.source);
+        }
+    }
+    for st in &plan.state {
+        let _ = writeln!(
+            s,
+            "\nstate {}: private to the session except {}",
+            st.dir.display(),
+            st.live
+                .iter()
+                .map(|p| p.display().to_string())
+                .chain(
+                    st.files
+                        .iter()
+                        .map(|f| format!("{} (copied back at the end)", st.dir.join(f).display()))
+                )
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if !plan.workspace.protected.is_empty() {
         let _ = writeln!(s, "\nprotected (read-only inside the workspace):");

@@ -26,6 +26,8 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] crate::session::SessionError),
     #[error(transparent)]
+    State(#[from] crate::session::state::StateError),
+    #[error(transparent)]
     Changes(#[from] crate::session::changes::ChangesError),
     #[error(transparent)]
     Apply(#[from] crate::session::apply::ApplyError),

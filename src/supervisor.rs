@@ -110,9 +110,17 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     if let Some(overlay) = &plan.workspace.overlay {
         crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
     }
+    // A second early: file times come from a coarse clock (and some
+    // filesystems keep whole seconds); reporting a change the user made
+    // just before is the safe side.
+    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let result = run_cage(plan, session);
     // Whatever the outcome: a failed run may have created paths too.
     quarantine_created(plan, session);
+    if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
+        report_hidden(plan, started, session);
+    }
+    keep_state(plan, session);
     if let Some(overlay) = &plan.workspace.overlay {
         report_overlay(plan, overlay, session);
     }
@@ -144,6 +152,9 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) {
             .missing
             .iter()
             .chain(plan.guards.iter().map(|g| &g.path))
+            // cage made these itself, before the run (its own config
+            // directory, so that it can be hidden).
+            .filter(|p| !plan.create.iter().any(|c| c.path == **p))
             .filter(|p| p.symlink_metadata().is_ok())
             .cloned(),
     );
@@ -208,6 +219,49 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) {
             crate::guard::shown(path),
             crate::guard::shown(Path::new(e))
         );
+    }
+}
+
+/// Changes git does not show but host programs run: one line, and the
+/// bounded list in the audit log (issue 9 item 7).
+fn report_hidden(plan: &Plan, since: std::time::SystemTime, session: Option<&Session>) {
+    use crate::session::hidden;
+    let report = hidden::scan(&plan.workspace.path, since);
+    if let Some(line) = hidden::summary_line(&report, session.map(|s| s.id.as_str())) {
+        eprintln!("{line}");
+    }
+    if let Some(session) = session
+        && report.count > 0
+    {
+        let _ = session
+            .log
+            .write(audit::Record::HiddenChanges(audit::HiddenChanges {
+                count: report.count,
+                paths: report
+                    .listed
+                    .iter()
+                    .map(|h| audit::HiddenChange {
+                        path: h.path.clone(),
+                        class: h.class.label().to_string(),
+                    })
+                    .collect(),
+            }));
+    }
+}
+
+/// Agent state directories: their write-through files, from the session's
+/// layer to the host, now that nothing in the cage can race the copy.
+fn keep_state(plan: &Plan, session: Option<&Session>) {
+    let (kept, warnings) = crate::session::state::harvest(plan);
+    for w in &warnings {
+        eprintln!("cage: warning: {w}");
+    }
+    if let Some(session) = session
+        && !kept.is_empty()
+    {
+        let _ = session
+            .log
+            .write(audit::Record::StateKept(audit::StateKept { paths: kept }));
     }
 }
 

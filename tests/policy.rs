@@ -156,7 +156,8 @@ fn builtins_use_only_absolute_or_home_paths_and_say_what_they_are_for() {
                 let entry = line.split('"').nth(1).unwrap();
                 let entry = entry.trim_start_matches('?');
                 let is_path = entry.starts_with('/') || entry.starts_with('~');
-                let is_other = !entry.contains('/');
+                // A state directory's keep entry: a name, `dir/` for a directory.
+                let is_other = !entry.trim_end_matches('/').contains('/');
                 assert!(is_path || is_other, "{name}: {entry}");
             }
         }
@@ -285,8 +286,16 @@ fn agent_profiles_grant_their_state_hosts_and_keys() {
     ];
     for (name, state, api, key, toolchain) in table {
         let p = f.load(&profiles(&[name])).unwrap();
+        // The state directory by allowlist, never a plain write grant.
         assert!(
-            paths(&p.filesystem.write).contains(&home.join(state)),
+            p.filesystem
+                .state
+                .iter()
+                .any(|s| s.value.dir == home.join(state) && !s.value.keep.is_empty()),
+            "{name}"
+        );
+        assert!(
+            !paths(&p.filesystem.write).contains(&home.join(state)),
             "{name}"
         );
         assert_eq!(
@@ -314,8 +323,92 @@ fn agent_profiles_grant_their_state_hosts_and_keys() {
     // ~/.claude.json names MCP server commands: a private copy, not a write.
     assert!(paths(&p.filesystem.copy).contains(&home.join(".claude.json")));
     assert!(!paths(&p.filesystem.write).contains(&home.join(".claude.json")));
-    // Settings that run commands outside the cage stay read-only.
-    assert!(paths(&p.filesystem.read).contains(&home.join(".claude/settings.json")));
+    // Only what Claude Code keeps across sessions writes through: nothing
+    // that runs or steers it outside the cage (settings, hooks, plugins,
+    // the status line script, the local launcher, backups of ~/.claude.json).
+    let st = &p.filesystem.state[0].value;
+    let keep: Vec<String> = st
+        .keep
+        .iter()
+        .map(|k| k.path.display().to_string())
+        .collect();
+    assert!(keep.contains(&".credentials.json".to_string()), "{keep:?}");
+    assert!(keep.contains(&"projects".to_string()), "{keep:?}");
+    for never in [
+        "settings.json",
+        "hooks",
+        "plugins",
+        "skills",
+        "commands",
+        "agents",
+        "rules",
+        "output-styles",
+        "local",
+        "statusline-command.sh",
+        "backups",
+        "shell-snapshots",
+        "CLAUDE.md",
+    ] {
+        assert!(!keep.iter().any(|k| k == never), "{never} is kept");
+    }
+}
+
+#[test]
+fn state_entries_parse_and_bad_ones_name_the_place() {
+    let f = Fixture::new();
+    let home = &f.host.home;
+    f.user_config(
+        "[[filesystem.state]]\ndir = \"~/.agent\"\nkeep = [\"login.json\", \"history/\", \"a/b\"]\nabout = \"x\"\n",
+    );
+    let p = f.load_default().unwrap();
+    let st = &p.filesystem.state[0];
+    assert_eq!(st.value.dir, home.join(".agent"));
+    let keep: Vec<(String, bool)> = st
+        .value
+        .keep
+        .iter()
+        .map(|k| (k.path.display().to_string(), k.dir))
+        .collect();
+    assert_eq!(
+        keep,
+        [
+            ("login.json".to_string(), false),
+            ("history".to_string(), true),
+            ("a/b".to_string(), false)
+        ]
+    );
+    assert_eq!(st.value.about.as_deref(), Some("x"));
+    for (text, want) in [
+        ("dir = \"?~/.agent\"", "cannot be optional"),
+        ("dir = \"/etc/agent\"", "below the home directory"),
+        ("dir = \"~\"", "below the home directory"),
+        ("dir = \"~/.a\"\nkeep = [\"../x\"]", "must not contain"),
+        ("dir = \"~/.a\"\nkeep = [\"./x\"]", "must not contain"),
+        ("dir = \"~/.a\"\nkeep = [\"/x\"]", "must be relative"),
+        ("dir = \"~/.a\"\nkeep = [\"~/x\"]", "must be relative"),
+        ("dir = \"~/.a\"\nkeep = [\"/\"]", "empty path"),
+        ("dir = \"~/.a\"\nwrite = [\"x\"]", "unknown key `write`"),
+        ("keep = [\"x\"]", "missing field `dir`"),
+    ] {
+        let cfg = f.user_config(&format!("[[filesystem.state]]\n{text}\n"));
+        let e = f.err(&LoadRequest::default());
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(e.contains(&cfg.display().to_string()), "{text}: {e}");
+    }
+}
+
+#[test]
+fn untrusted_project_files_may_not_add_state_directories() {
+    let f = Fixture::new();
+    f.project("[[filesystem.state]]\ndir = \"~/.bashrc.d\"\nkeep = [\"x\"]\n");
+    let w = widenings_of(&f, &LoadRequest::default());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("filesystem.state"), "{w:?}");
+    // Repeating what a profile below already says is not a widening.
+    f.project(
+        "[[filesystem.state]]\ndir = \"~/.aider\"\nabout = \"aider's settings\"\nkeep = [\"analytics.json\", \"installs.json\"]\n",
+    );
+    assert!(widenings_of(&f, &profiles(&["aider"])).is_empty());
 }
 
 // ------------------------------------------------------ merge and precedence

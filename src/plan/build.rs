@@ -11,9 +11,9 @@ use crate::policy::{self, Layer, NetMode, Policy, Provenance, Sourced, Workspace
 
 use super::seccomp::build_seccomp;
 use super::{
-    Access, CommandPlan, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan, LinkedGitdir,
-    Mount, NetworkPlan, OverlayPlan, PathRule, Plan, ProxyPlan, Requirement, Rlimit, RlimitKind,
-    WorkspacePlan,
+    Access, CommandPlan, CreateDir, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan,
+    LinkedGitdir, Mount, NetworkPlan, OverlayPlan, PathRule, Plan, ProxyPlan, Requirement, Rlimit,
+    RlimitKind, StatePlan, WorkspacePlan,
 };
 
 /// The PATH the agent gets when no policy sets one.
@@ -173,7 +173,8 @@ pub fn build_for_session(
         });
     }
     let hides = resolve_hides(policy, host, &mut notes)?;
-    let guards = build_guards(policy);
+    let mut guards = build_guards(policy);
+    let mut create = Vec::new();
     for (rules, access) in [
         (&policy.filesystem.read, Access::ReadOnly),
         (&policy.filesystem.write, Access::ReadWrite),
@@ -187,6 +188,19 @@ pub fn build_for_session(
         add_copy(&mut view, rule, &hides, &mut notes)?;
         check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
     }
+    let session_dir = host
+        .state_dir
+        .join("sessions")
+        .join(session.unwrap_or(SESSION_PLACEHOLDER));
+    let state = add_state(
+        &mut view,
+        policy,
+        host,
+        &session_dir,
+        &hides,
+        &mut create,
+        &mut notes,
+    )?;
     match &overlay {
         Some(o) => view.push(Mount::Overlay {
             dst: workspace.value.clone(),
@@ -350,6 +364,7 @@ pub fn build_for_session(
             });
         }
     }
+    keep_host_files(&mut view, host, &mut create, &mut guards);
     // Hides go over whatever granted tree they fall in; a hide outside every
     // grant needs no mount, since nothing shows it.
     for hide in &hides {
@@ -463,6 +478,8 @@ pub fn build_for_session(
         notes,
         guards,
         guard,
+        state,
+        create,
     })
 }
 
@@ -793,6 +810,237 @@ fn add_bind(
         source: rule.source.clone(),
     });
     Ok(())
+}
+
+/// The agents' state directories (`[[filesystem.state]]`), entries for one
+/// directory merged. Each becomes an overlay of the host directory whose
+/// upper layer lies in the session's directory: the agent sees everything
+/// and may change anything, but only the `keep` paths reach the host (the
+/// directories bound read-write over the overlay, the files copied back at
+/// the end). A new `statusline-command.sh`, `local/claude` or `rules/` stays
+/// in the session. A missing directory is created on first use.
+fn add_state(
+    view: &mut View,
+    policy: &Policy,
+    host: &Host,
+    session_dir: &Path,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+    create: &mut Vec<CreateDir>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<StatePlan>, BuildError> {
+    let mut merged: Vec<Sourced<policy::StatePolicy>> = Vec::new();
+    for entry in &policy.filesystem.state {
+        let dir = normalize(&entry.value.dir);
+        match merged.iter_mut().find(|m| m.value.dir == dir) {
+            Some(m) => {
+                for k in &entry.value.keep {
+                    if !m.value.keep.contains(k) {
+                        m.value.keep.push(k.clone());
+                    }
+                }
+                if m.value.about.is_none() {
+                    m.value.about.clone_from(&entry.value.about);
+                }
+            }
+            None => {
+                let mut e = entry.clone();
+                e.value.dir = dir;
+                merged.push(e);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for entry in merged {
+        let (dir, source) = (&entry.value.dir, &entry.source);
+        let hidden = |p: &Path| hides.iter().find(|h| p.starts_with(&h.value.0));
+        let lower = match existing(dir, source)? {
+            Some((real, FileKind::Dir)) => real,
+            Some((real, FileKind::File)) => {
+                notes.push(format!(
+                    "{} ({source}) is not a directory ({}), so it is not granted",
+                    dir.display(),
+                    real.display()
+                ));
+                continue;
+            }
+            None => {
+                create.push(CreateDir {
+                    path: dir.clone(),
+                    about: entry.value.about.clone(),
+                    source: source.clone(),
+                });
+                dir.clone()
+            }
+        };
+        if let Some(h) = hidden(&lower).or_else(|| hidden(dir)) {
+            notes.push(format!(
+                "{} ({source}) is not granted: it is hidden by {}",
+                dir.display(),
+                h.source
+            ));
+            create.retain(|c| c.path != *dir);
+            continue;
+        }
+        if [&host.state_dir, &host.config_dir]
+            .iter()
+            .any(|c| c.starts_with(&lower) || c.starts_with(dir))
+        {
+            notes.push(format!(
+                "{} ({source}) holds cage's own files, so it is not granted as a state directory",
+                dir.display()
+            ));
+            create.retain(|c| c.path != *dir);
+            continue;
+        }
+        let n = out.len();
+        let layer = session_dir.join("state").join(n.to_string());
+        let mut plan = StatePlan {
+            dir: dir.clone(),
+            lower: lower.clone(),
+            upper: layer.join("upper"),
+            work: layer.join("work"),
+            live: Vec::new(),
+            files: Vec::new(),
+            source: source.clone(),
+        };
+        for keep in &entry.value.keep {
+            if !keep.dir {
+                plan.files.push(keep.path.clone());
+                continue;
+            }
+            let host_path = lower.join(&keep.path);
+            match existing(&host_path, source)? {
+                Some((real, FileKind::Dir)) if real == host_path && hidden(&real).is_none() => {}
+                None => create.push(CreateDir {
+                    path: host_path.clone(),
+                    about: None,
+                    source: source.clone(),
+                }),
+                Some((real, _)) => {
+                    notes.push(format!(
+                        "{} ({source}) is kept private: it is not a plain directory (it \
+                         resolves to {}), so cage does not write through to it",
+                        dir.join(&keep.path).display(),
+                        real.display()
+                    ));
+                    continue;
+                }
+            }
+            view.push(Mount::Bind {
+                src: host_path,
+                dst: dir.join(&keep.path),
+                access: Access::ReadWrite,
+                kind: FileKind::Dir,
+                source: source.clone(),
+            });
+            plan.live.push(dir.join(&keep.path));
+        }
+        view.push(Mount::Overlay {
+            dst: dir.clone(),
+            lower,
+            upper: plan.upper.clone(),
+            work: plan.work.clone(),
+            source: source.clone(),
+        });
+        out.push(plan);
+    }
+    Ok(out)
+}
+
+/// Files that stay read-only wherever a writable grant holds them (`--rw
+/// ~`): git's user config names commands git runs in every repository
+/// outside the cage (core.fsmonitor, aliases, hooksPath).
+const READONLY_IN_GRANTS: &[&str] = &["~/.gitconfig", "~/.config/git"];
+
+/// What a writable grant (`--rw ~`) must not let the agent change or
+/// create: git's user config (read-only when it exists; a guard when it
+/// does not), and cage's own config and state directories, which are
+/// hidden; a missing one is created first (cage owns them), so there is
+/// something to hide. Every directory between the grant and them is
+/// pinned, so `mv ~/.config x && mkdir -p ~/.config/cage` cannot get round
+/// the mount.
+fn keep_host_files(
+    view: &mut View,
+    host: &Host,
+    create: &mut Vec<CreateDir>,
+    guards: &mut Vec<PathRule>,
+) {
+    let writable_cover = |view: &View, p: &Path| -> Option<PathBuf> {
+        match view.covering_bind(p) {
+            Some(Mount::Bind {
+                dst,
+                access: Access::ReadWrite,
+                ..
+            }) => Some(dst.clone()),
+            _ => None,
+        }
+    };
+    let pin = |view: &mut View, root: &Path, p: &Path| {
+        for a in p.ancestors().skip(1) {
+            if a == root || !a.starts_with(root) {
+                break;
+            }
+            view.push(Mount::Pin {
+                dst: a.to_path_buf(),
+                source: Provenance::Default {
+                    what: "pinned: holds a path a writable grant must not reach",
+                },
+            });
+        }
+    };
+    for dir in [&host.config_dir, &host.state_dir] {
+        let dir = normalize(dir);
+        let Some(root) = writable_cover(view, &dir) else {
+            continue;
+        };
+        if dir.symlink_metadata().is_err() {
+            create.push(CreateDir {
+                path: dir.clone(),
+                about: None,
+                source: Provenance::Default {
+                    what: "cage's own files: created so they can be hidden",
+                },
+            });
+            view.push(Mount::Hide {
+                dst: dir.clone(),
+                kind: FileKind::Dir,
+                source: Provenance::Default {
+                    what: "cage's own files are never visible inside",
+                },
+            });
+        }
+        pin(view, &root, &dir);
+    }
+    for name in READONLY_IN_GRANTS {
+        let literal = host.expand_tilde(name);
+        let source = Provenance::Default {
+            what: "git's user config: read-only even in a writable grant",
+        };
+        match existing(&literal, &source) {
+            Ok(Some((real, kind))) => {
+                let Some(root) = writable_cover(view, &real) else {
+                    continue;
+                };
+                pin(view, &root, &real);
+                view.push(Mount::Bind {
+                    src: real.clone(),
+                    dst: real,
+                    access: Access::ReadOnly,
+                    kind,
+                    source,
+                });
+            }
+            Ok(None) => {
+                if writable_cover(view, &literal).is_some() {
+                    guards.push(PathRule {
+                        path: literal,
+                        source,
+                    });
+                }
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Optional read rules for missing paths under an existing write grant:

@@ -84,6 +84,16 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
         }
         Some(Mount::Overlay {
             dst, upper, source, ..
+        }) if plan.state.iter().any(|s| &s.dir == dst) => {
+            lines.push(format!(
+                "visible; an agent state directory ({source}): changes stay in the session's \
+                 layer ({}) and never reach the host; only its keep paths write through",
+                upper.display()
+            ));
+            true
+        }
+        Some(Mount::Overlay {
+            dst, upper, source, ..
         }) => {
             lines.push(format!(
                 "visible; writes land in the session's overlay ({}), not on the host, until \

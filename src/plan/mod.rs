@@ -54,6 +54,44 @@ pub struct Plan {
     pub guards: Vec<PathRule>,
     /// What the supervisor's guard refuses to let the agent create, live.
     pub guard: GuardPlan,
+    /// Agents' state directories: each an overlay whose upper layer is in
+    /// the session's directory, with the write-through paths on top.
+    pub state: Vec<StatePlan>,
+    /// Directories cage creates on the host before the run, mode 0700:
+    /// a state directory on first use, the write-through directories in
+    /// it, and cage's own config directory when a writable grant holds
+    /// its place (so it can be hidden rather than created by the agent).
+    pub create: Vec<CreateDir>,
+}
+
+/// One agent state directory, resolved.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatePlan {
+    /// Where the agent sees it (`~/.claude`), and the host directory
+    /// (its canonical path) that is the overlay's lower layer.
+    pub dir: PathBuf,
+    pub lower: PathBuf,
+    /// `state_dir/sessions/<session>/state/<n>/{upper,work}`.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Write-through directories, bound read-write over the overlay: their
+    /// changes reach the host as they happen.
+    pub live: Vec<PathBuf>,
+    /// Write-through files, relative to `dir`: overlayfs cannot pass a
+    /// file through (and a bound file cannot be replaced by rename, as
+    /// agents save them), so what the session leaves in the upper layer is
+    /// copied to the host when it ends, without execute bits.
+    pub files: Vec<PathBuf>,
+    pub source: Provenance,
+}
+
+/// A directory cage makes on the host before the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct CreateDir {
+    pub path: PathBuf,
+    /// Said once on stderr when cage creates it (`None`: said nothing).
+    pub about: Option<String>,
+    pub source: Provenance,
 }
 
 #[derive(Clone, Debug, Serialize)]

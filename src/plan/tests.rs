@@ -725,3 +725,124 @@ fn protected_names_match_at_any_depth() {
     assert_eq!(hit("src/envrc.rs"), None);
     assert_eq!(hit(".git/objects/ab/cdef"), None);
 }
+
+fn state_rule(dir: &Path, keep: &[(&str, bool)]) -> Sourced<policy::StatePolicy> {
+    Sourced::new(
+        policy::StatePolicy {
+            dir: dir.to_path_buf(),
+            keep: keep
+                .iter()
+                .map(|(p, dir)| policy::StateKeep {
+                    path: PathBuf::from(p),
+                    dir: *dir,
+                })
+                .collect(),
+            about: Some("the agent's state".into()),
+        },
+        src("test"),
+    )
+}
+
+#[test]
+fn a_state_directory_is_an_overlay_with_its_keep_dirs_bound_on_top() {
+    let t = Tree::new("state");
+    std::fs::create_dir_all(t.home().join(".agent/history")).unwrap();
+    let mut p = base(&t);
+    let dir = t.home().join(".agent");
+    p.filesystem.state = vec![state_rule(
+        &dir,
+        &[("history", true), ("new", true), ("login.json", false)],
+    )];
+    let plan = super::build_for_session(&p, &t.host(), &["sh".to_string()], Some("S")).unwrap();
+    let layer = t.home().join(".local/state/cage/sessions/S/state/0");
+    let overlay = plan
+        .mounts
+        .iter()
+        .position(|m| {
+            matches!(m, Mount::Overlay { dst, lower, upper, work, .. }
+                if *dst == dir && *lower == dir && *upper == layer.join("upper")
+                    && *work == layer.join("work"))
+        })
+        .expect("the overlay");
+    for keep in ["history", "new"] {
+        let at = plan
+            .mounts
+            .iter()
+            .position(|m| {
+                matches!(m, Mount::Bind { src, dst, access: Access::ReadWrite, .. }
+                    if *src == dir.join(keep) && *dst == dir.join(keep))
+            })
+            .expect(keep);
+        assert!(at > overlay, "{keep} is bound over the overlay");
+    }
+    // Only the missing keep directory is created (the state dir exists).
+    let created: Vec<&Path> = plan.create.iter().map(|c| c.path.as_path()).collect();
+    assert_eq!(created, [dir.join("new").as_path()]);
+    assert_eq!(plan.state[0].files, [PathBuf::from("login.json")]);
+    // Writable to the agent, as a whole.
+    assert!(plan.landlock.write.iter().any(|r| r.path == dir));
+}
+
+#[test]
+fn a_missing_state_directory_is_created_and_a_hidden_one_never() {
+    let t = Tree::new("state-missing");
+    let mut p = base(&t);
+    let dir = t.home().join(".agent");
+    p.filesystem.state = vec![
+        state_rule(&dir, &[("h", true)]),
+        state_rule(&t.home().join(".ssh/agent"), &[]),
+    ];
+    let plan = build(&p, &t.host(), &["sh".to_string()]).unwrap();
+    let created: Vec<&Path> = plan.create.iter().map(|c| c.path.as_path()).collect();
+    assert_eq!(created, [dir.as_path(), dir.join("h").as_path()]);
+    assert_eq!(plan.create[0].about.as_deref(), Some("the agent's state"));
+    assert_eq!(plan.state.len(), 1);
+    assert!(plan.notes.iter().any(|n| n.contains("hidden")));
+}
+
+#[test]
+fn a_writable_home_keeps_git_config_read_only_and_cages_dirs_hidden_and_pinned() {
+    let t = Tree::new("rw-home");
+    std::fs::write(t.home().join(".gitconfig"), "").unwrap();
+    std::fs::create_dir_all(t.home().join(".local/state/cage")).unwrap();
+    let mut p = base(&t);
+    p.filesystem.write.push(rule(&t.home(), false));
+    let plan = plan(&p, &t);
+    let has = |f: &dyn Fn(&Mount) -> bool| plan.mounts.iter().any(f);
+    let gitconfig = t.home().join(".gitconfig");
+    assert!(has(
+        &|m| matches!(m, Mount::Bind { dst, access: Access::ReadOnly, .. }
+        if *dst == gitconfig)
+    ));
+    // Missing: a guard, named at the end.
+    assert!(
+        plan.guards
+            .iter()
+            .any(|g| g.path == t.home().join(".config/git"))
+    );
+    let cfg = t.home().join(".config/cage");
+    assert!(has(
+        &|m| matches!(m, Mount::Hide { dst, .. } if *dst == cfg)
+    ));
+    assert!(
+        plan.create
+            .iter()
+            .any(|c| c.path == cfg && c.about.is_none())
+    );
+    for pinned in [".config", ".local", ".local/state"] {
+        let d = t.home().join(pinned);
+        assert!(
+            has(&|m| matches!(m, Mount::Pin { dst, .. } if *dst == d)),
+            "{pinned}"
+        );
+    }
+    // Without a writable grant there, nothing of this is needed.
+    let plan = super::build(&base(&t), &t.host(), &["sh".to_string()]).unwrap();
+    assert!(plan.create.is_empty());
+    assert!(
+        !plan
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Pin { dst, .. } if !dst.starts_with(t.ws())))
+    );
+}

@@ -526,6 +526,7 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
     union(&mut into.filesystem.hide, filesystem.hide);
     union(&mut into.filesystem.tmpfs, filesystem.tmpfs);
     union(&mut into.filesystem.copy, filesystem.copy);
+    union(&mut into.filesystem.state, filesystem.state);
 
     last(&mut into.network.mode, network.mode);
     union(&mut into.network.allow, network.allow);

@@ -150,6 +150,32 @@ pub struct FilesystemPolicy {
     /// its writes stay in the cage (state files that can name commands run
     /// outside, such as ~/.claude.json's MCP servers).
     pub copy: Vec<Sourced<PathRule>>,
+    /// Agents' state directories (`~/.claude`): created on first use, seen
+    /// whole, but only the `keep` paths write through to the host; every
+    /// other change stays in the session (an overlay), so nothing the host
+    /// runs later can be planted there.
+    pub state: Vec<Sourced<StatePolicy>>,
+}
+
+/// One `[[filesystem.state]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatePolicy {
+    /// Absolute, below the home directory, `~` expanded.
+    pub dir: PathBuf,
+    /// Paths below `dir` whose changes reach the host.
+    pub keep: Vec<StateKeep>,
+    /// What the directory is for, said when cage creates it.
+    pub about: Option<String>,
+}
+
+/// A write-through path in a state directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateKeep {
+    /// Relative to the state directory; no `.` or `..`.
+    pub path: PathBuf,
+    /// Written with a trailing `/`: a directory (created when missing);
+    /// otherwise a file.
+    pub dir: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -209,6 +209,10 @@ impl Converter<'_> {
                     push_unique(out, self.sourced(p, rule));
                 }
             }
+            for entry in &fs.state {
+                let state = self.state(entry.get_ref())?;
+                push_unique(&mut rules.filesystem.state, self.sourced(entry, state));
+            }
         }
         if let Some(net) = raw.network {
             rules.network.mode = net.mode.as_ref().map(|m| self.sourced(m, *m.get_ref()));
@@ -289,6 +293,39 @@ impl Converter<'_> {
             at: self.at(s),
             path: s.get_ref().clone(),
             reason,
+        })
+    }
+
+    fn state(&self, raw: &schema::StateDir) -> Result<super::StatePolicy, PolicyError> {
+        let bad = |at: &Spanned<String>, reason| PolicyError::Path {
+            at: self.at(at),
+            path: at.get_ref().clone(),
+            reason,
+        };
+        if raw.dir.get_ref().starts_with('?') {
+            return Err(bad(
+                &raw.dir,
+                "a state directory cannot be optional: cage creates it on first use",
+            ));
+        }
+        let dir = self.path(&raw.dir)?.path;
+        if !dir.starts_with(&self.host.home) || dir == self.host.home {
+            return Err(bad(
+                &raw.dir,
+                "a state directory must lie below the home directory (`~/.agent`)",
+            ));
+        }
+        let mut keep: Vec<super::StateKeep> = Vec::new();
+        for k in &raw.keep {
+            let item = state_keep(k.get_ref()).map_err(|reason| bad(k, reason))?;
+            if !keep.contains(&item) {
+                keep.push(item);
+            }
+        }
+        Ok(super::StatePolicy {
+            dir,
+            keep,
+            about: raw.about.as_ref().map(|a| a.get_ref().clone()),
         })
     }
 
@@ -396,6 +433,29 @@ pub(crate) fn normalise(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// A `keep` entry: a relative path below the state directory, a trailing
+/// `/` for a directory.
+fn state_keep(s: &str) -> Result<super::StateKeep, &'static str> {
+    let dir = s.ends_with('/');
+    let p = Path::new(s.trim_end_matches('/'));
+    if s.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    if p.as_os_str().is_empty() {
+        return Err("empty path: keep the whole directory with [filesystem] write instead");
+    }
+    if p.is_absolute() || s.starts_with('~') {
+        return Err("must be relative to the state directory, like `history.jsonl` or `projects/`");
+    }
+    if !p.components().all(|c| matches!(c, Component::Normal(_))) || s.contains("/./") {
+        return Err("must not contain `.` or `..`");
+    }
+    Ok(super::StateKeep {
+        path: p.to_path_buf(),
+        dir,
+    })
 }
 
 /// A protected name is a relative path matched at any depth of the

@@ -52,6 +52,21 @@ pub(crate) struct Filesystem {
     pub tmpfs: Vec<Spanned<String>>,
     #[serde(default)]
     pub copy: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub state: Vec<Spanned<StateDir>>,
+}
+
+/// An agent's state directory: private to the session except `keep`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"a state directory: { dir = "~/.agent", keep = ["login.json", "history/"], about = "..." }"#
+)]
+pub(crate) struct StateDir {
+    pub dir: Spanned<String>,
+    #[serde(default)]
+    pub keep: Vec<Spanned<String>>,
+    pub about: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

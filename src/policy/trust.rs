@@ -367,6 +367,21 @@ pub(crate) fn widenings(
         }
     }
 
+    // A state entry creates a directory on the host and writes through to
+    // it: never from an untrusted project file.
+    for st in &rules.filesystem.state {
+        if !lower.filesystem.state.iter().any(|x| x.value == st.value) {
+            add(
+                &st.source,
+                format!(
+                    "filesystem.state {} creates and writes through to a directory outside \
+                     the workspace",
+                    st.value.dir.display()
+                ),
+            );
+        }
+    }
+
     let lower_net = lower
         .network
         .mode

@@ -55,6 +55,18 @@ pub enum MountError {
         errno: std::io::Error,
     },
     #[error(
+        "mounting the overlay of the agent state directory {dst} (upper {upper}): overlayfs \
+         refused the layers (it needs Linux 5.11 or newer for user namespaces, the directory \
+         on a filesystem it can use as a lower layer, and cage's state directory on one with \
+         user extended attributes). Run `cage doctor`"
+    )]
+    StateOverlay {
+        dst: PathBuf,
+        upper: PathBuf,
+        #[source]
+        errno: std::io::Error,
+    },
+    #[error(
         "refusing to create the mount point {path}: it would be created in a host directory \
          (cage never leaves files in your directories)"
     )]
@@ -64,9 +76,9 @@ pub enum MountError {
 impl MountError {
     pub fn errno(&self) -> Option<i32> {
         match self {
-            MountError::Sys { errno, .. } | MountError::Overlay { errno, .. } => {
-                errno.raw_os_error()
-            }
+            MountError::Sys { errno, .. }
+            | MountError::Overlay { errno, .. }
+            | MountError::StateOverlay { errno, .. } => errno.raw_os_error(),
             MountError::HostMountPoint { .. } => None,
         }
     }
@@ -123,7 +135,20 @@ pub fn enter_view(plan: &Plan) -> Result<(), MountError> {
     tmpfs(new, 0o755)?;
     let mut owned: Vec<PathBuf> = vec![PathBuf::from("/")];
     for m in &plan.mounts {
-        apply(m, &mut owned)?;
+        apply(m, &mut owned).map_err(|e| match (e, m) {
+            // The same overlay code serves agent state directories; say
+            // which overlay failed.
+            (MountError::Overlay { errno, .. }, Mount::Overlay { dst, upper, .. })
+                if plan.state.iter().any(|s| &s.dir == dst) =>
+            {
+                MountError::StateOverlay {
+                    dst: dst.clone(),
+                    upper: upper.clone(),
+                    errno,
+                }
+            }
+            (e, _) => e,
+        })?;
     }
 
     // 4. Detach the host root first: nothing below may reach it again.

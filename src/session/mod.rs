@@ -12,8 +12,10 @@
 pub mod apply;
 pub mod changes;
 pub mod diff;
+pub mod hidden;
 pub mod preflight;
 pub mod quarantine;
+pub mod state;
 
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

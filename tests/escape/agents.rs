@@ -61,31 +61,38 @@ fn every_agent_answers_version_and_help_under_its_profile() {
     }
 }
 
-/// Layer: view. Each profile makes its agent's state directory writable on
-/// the host while ~/.ssh and the cloud credentials stay invisible.
+/// Layer: view. Each profile writes its agent's login file through to the
+/// host (its state directory is otherwise private to the session, see
+/// `state`) while ~/.ssh and the cloud credentials stay invisible.
 #[test]
 fn agent_state_is_writable_and_secrets_stay_hidden() {
     require_userns!();
     if !agents_installed() {
         return;
     }
-    for (agent, _, _, state) in AGENTS {
+    let kept = [
+        ".credentials.json",
+        "auth.json",
+        "oauth_creds.json",
+        "analytics.json",
+    ];
+    for ((agent, _, _, state), kept) in AGENTS.iter().zip(kept) {
         let cage = Cage::new()
             .home_file(&format!("{state}/keep"), "state\n")
             .home_file(".ssh/id_ed25519", "SECRET-SSH-KEY\n")
             .home_file(".aws/credentials", "SECRET-AWS-KEY\n")
             .args(["-p", agent]);
         let out = cage.sh(&format!(
-            "echo written > ~/{state}/from-the-cage && echo wrote; \
+            "echo written > ~/{state}/{kept} && echo wrote; \
              cat ~/.ssh/id_ed25519 ~/.aws/credentials; ls -a ~"
         ));
         assert!(out.stdout.contains("wrote"), "{agent}\n{out}");
         assert_eq!(
-            std::fs::read_to_string(cage.home().join(state).join("from-the-cage"))
+            std::fs::read_to_string(cage.home().join(state).join(kept))
                 .ok()
                 .as_deref(),
             Some("written\n"),
-            "{agent}: the state directory is not writable through to the host\n{out}"
+            "{agent}: the login file does not write through to the host\n{out}"
         );
         out.assert_absent("SECRET-SSH-KEY")
             .assert_absent("SECRET-AWS-KEY");
@@ -223,26 +230,25 @@ fn claude_json_is_a_private_copy() {
     );
 }
 
-/// Layer: guard. ~/.claude/settings.json holds hooks Claude Code runs
-/// outside the cage; the profile keeps it read-only when it exists, and
-/// when it does not, the guard refuses its creation live and records it.
+/// Layer: view (overlay). ~/.claude/settings.json holds hooks Claude Code
+/// runs outside the cage: written by the agent, existing or not, it stays
+/// in the session.
 #[test]
-fn claude_settings_cannot_be_created_by_the_agent() {
+fn claude_settings_written_by_the_agent_stay_in_the_session() {
     require_userns!();
-    let cage = Cage::new()
-        .home_file(".claude/keep", "x\n")
-        .args(["-p", "claude"]);
-    let out = cage.sh("echo '{\"hooks\": {}}' > ~/.claude/settings.json && echo made");
-    assert!(!out.stdout.contains("made"), "{out}");
-    let settings = cage.home().join(".claude/settings.json");
-    assert!(
-        !settings.exists(),
-        "the settings file reached the host\n{out}"
-    );
-    let log = cage.cli(["log"]);
-    assert!(
-        log.stdout.contains("guard  refused")
-            && log.stdout.contains(&settings.display().to_string()),
-        "the refusal is not in the audit log\n{log}"
-    );
+    for existing in [true, false] {
+        let mut cage = Cage::new().home_file(".claude/keep", "x\n");
+        if existing {
+            cage = cage.home_file(".claude/settings.json", "{}\n");
+        }
+        let cage = cage.args(["-p", "claude"]);
+        let out = cage.sh("echo '{\"hooks\": {}}' > ~/.claude/settings.json && echo made");
+        assert!(out.stdout.contains("made"), "{out}");
+        let on_host = std::fs::read_to_string(cage.home().join(".claude/settings.json")).ok();
+        assert_eq!(
+            on_host.as_deref(),
+            existing.then_some("{}\n"),
+            "the agent's settings reached the host\n{out}"
+        );
+    }
 }

@@ -731,6 +731,13 @@ pub enum Entry {
 }
 
 impl Snapshot {
+    /// Every path under `dir` (relative to it); empty when it is missing.
+    pub fn of(dir: &Path) -> Snapshot {
+        let mut entries = BTreeMap::new();
+        walk(dir, dir, &mut entries);
+        Snapshot { entries }
+    }
+
     /// Paths added, removed or changed since `before`.
     /// What changed under the home, except cage's own session records
     /// (`~/.local/state/cage` and the directories leading to it: DESIGN.md,

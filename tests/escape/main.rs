@@ -7,9 +7,12 @@
 //! Modules, by threat:
 //! - `agents`: the real agent CLIs under their built-in profiles
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
+//! - `hidden`: changes git does not show, named at the end (2)
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
+//! - `state`: agents' state directories by allowlist, host files no grant
+//!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
 //! - `workspace`: git in the cage, linked worktrees, overlay sessions and
 //!   their review (2, 7)
@@ -23,9 +26,11 @@ mod harness;
 
 mod agents;
 mod filesystem;
+mod hidden;
 mod hygiene;
 mod kernel;
 mod local_authority;
 mod planting;
 mod processes;
+mod state;
 mod workspace;

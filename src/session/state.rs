@@ -1,0 +1,158 @@
+//! Agents' state directories on the host side: created before the run,
+//! their session layers made, and their write-through files copied back
+//! when the session ends.
+//!
+//! The plan decides everything (which directories, which paths write
+//! through); this only performs it, before clone and after the cage is
+//! gone, when no process of the session can race it.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::plan::{CreateDir, Plan, StatePlan};
+
+/// A write-through file larger than this stays in the session (a login or
+/// a history file is far smaller).
+const MAX_FILE: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("creating {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} must be a directory for cage to create or hide it, but something else is \
+         there"
+    )]
+    NotDir { path: PathBuf },
+}
+
+/// `~/x` for a path below the home directory, for messages.
+fn tilde(path: &Path, home: &Path) -> String {
+    match path.strip_prefix(home) {
+        Ok(rest) => format!("~/{}", rest.display()),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+/// Before the run: the directories the plan creates (each said once on
+/// stderr when it has a purpose), and every state directory's upper and
+/// work directories in the session's directory.
+pub fn prepare(plan: &Plan, home: &Path) -> Result<(), StateError> {
+    for CreateDir { path, about, .. } in &plan.create {
+        match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return Err(StateError::NotDir { path: path.clone() }),
+            Err(_) => {}
+        }
+        mkdir(path)?;
+        if let Some(about) = about {
+            eprintln!("cage: created {} for {about}", tilde(path, home));
+        }
+    }
+    for s in &plan.state {
+        for d in [&s.upper, &s.work] {
+            mkdir(d)?;
+        }
+    }
+    Ok(())
+}
+
+fn mkdir(path: &Path) -> Result<(), StateError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StateError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// After the run: each write-through file the session wrote (it is in the
+/// upper layer) replaces the host's, atomically and without execute bits;
+/// one it deleted (a whiteout) is removed on the host. Returns what was
+/// copied, and one warning per file left in the session.
+pub fn harvest(plan: &Plan) -> (Vec<PathBuf>, Vec<String>) {
+    let mut copied = Vec::new();
+    let mut warnings = Vec::new();
+    for s in &plan.state {
+        for rel in &s.files {
+            match harvest_one(s, rel) {
+                Ok(true) => copied.push(s.dir.join(rel)),
+                Ok(false) => {}
+                Err(why) => warnings.push(format!(
+                    "{} was not written back to the host: {why}; the session's copy is in {}",
+                    s.dir.join(rel).display(),
+                    s.upper.join(rel).display()
+                )),
+            }
+        }
+    }
+    (copied, warnings)
+}
+
+fn harvest_one(s: &StatePlan, rel: &Path) -> Result<bool, String> {
+    let up = s.upper.join(rel);
+    let meta = match up.symlink_metadata() {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("reading {}: {e}", up.display())),
+    };
+    let dst = s.lower.join(rel);
+    let parent = dst.parent().ok_or("it has no parent directory")?;
+    if parent.symlink_metadata().is_err() {
+        mkdir(parent).map_err(|e| format!("{e}: {}", crate::sandbox::init::chain(&e)))?;
+    }
+    // The host directory must be the plain one the plan named: a link
+    // planted in a write-through directory must not redirect the copy.
+    if parent.canonicalize().ok().as_deref() != Some(parent) {
+        return Err(format!("{} is not a plain directory", parent.display()));
+    }
+    let ft = meta.file_type();
+    if ft.is_char_device() && meta.rdev() == 0 {
+        // An overlayfs whiteout: the session deleted the file.
+        return match fs::remove_file(&dst) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("removing {}: {e}", dst.display())),
+        };
+    }
+    if !ft.is_file() {
+        return Err("the session left something other than a regular file".to_string());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!("it is larger than {} MiB", MAX_FILE >> 20));
+    }
+    let mut contents = Vec::new();
+    fs::File::open(&up)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut contents))
+        .map_err(|e| format!("reading {}: {e}", up.display()))?;
+    let name = dst.file_name().ok_or("it has no file name")?;
+    let tmp = parent.join(format!(
+        ".{}.cage-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode((meta.mode() & 0o666) | 0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(&contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &dst)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("writing {}: {e}", dst.display())
+    })?;
+    Ok(true)
+}
