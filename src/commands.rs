@@ -276,6 +276,9 @@ pub fn render_plan(plan: &Plan) -> String {
         "           foreign syscall ABIs killed: {}",
         plan.seccomp.kill_foreign_abi
     );
+    if let Some(newest) = &plan.seccomp.newest_known {
+        let _ = writeln!(s, "           calls newer than {newest}: ENOSYS");
+    }
     let _ = writeln!(
         s,
         "network    {:?} [{}]",
