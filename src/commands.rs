@@ -74,6 +74,7 @@ fn request(args: &PolicyArgs) -> LoadRequest {
             env: args.env.clone(),
             workspace: args.workspace.map(Into::into),
             allow_degraded: args.allow_degraded.iter().map(|l| (*l).into()).collect(),
+            allow_shared_dir: args.allow_shared_dir.clone(),
         },
     }
 }
@@ -450,6 +451,12 @@ fn render_policy(p: &Policy) -> String {
             .allow_degraded
             .iter()
             .map(|v| format!("allow_degraded {:?}  [{}]", v.value, v.source))
+            .chain(
+                p.security
+                    .allow_shared_dir
+                    .iter()
+                    .map(|v| format!("allow_shared_dir {}  [{}]", v.value.display(), v.source)),
+            )
             .collect(),
     );
     s

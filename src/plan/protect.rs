@@ -45,6 +45,9 @@ pub(crate) struct Scan {
     /// `.git` files pointing at a gitdir outside the walked root, with the
     /// gitdir they name (lexically resolved, unverified).
     pub outside: Vec<(PathBuf, PathBuf)>,
+    /// Unix sockets under the root (host services: tmux, an ssh-agent), for
+    /// the plan to hide; counted here so the workspace is walked once.
+    pub sockets: Vec<PathBuf>,
 }
 
 /// Walks `root` for every existing protected path under it, in walk order,
@@ -54,6 +57,7 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
     let mut links = Vec::new();
     let mut outside = Vec::new();
     let mut found: Vec<Protected> = Vec::new();
+    let mut sockets = Vec::new();
     let mut seen = BTreeSet::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -63,9 +67,13 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
         let mut here = BTreeSet::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let kind = entry.file_type().ok();
+            let is_dir = kind.is_some_and(|t| t.is_dir());
             if is_dir && name != ".git" {
                 stack.push(entry.path());
+            }
+            if kind.is_some_and(|t| std::os::unix::fs::FileTypeExt::is_socket(&t)) {
+                sockets.push(entry.path());
             }
             here.insert(name);
         }
@@ -111,6 +119,7 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
         found,
         links,
         outside,
+        sockets,
     }
 }
 

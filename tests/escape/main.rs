@@ -11,6 +11,7 @@
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
 //! - `workspace`: git in the cage, linked worktrees, overlay sessions and
 //!   their review (2, 7)
 //!
@@ -27,4 +28,5 @@ mod hygiene;
 mod kernel;
 mod local_authority;
 mod processes;
+mod shared_dirs;
 mod workspace;
