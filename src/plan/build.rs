@@ -363,7 +363,17 @@ pub fn build_for_session(
     // cannot refuse connect(2) to a path socket.
     let granted_dirs = granted_dirs_to_walk(policy, &workspace.value, &hides)?;
     for socket in host_sockets(&scan.sockets, &granted_dirs, &hides) {
-        if view.covering_bind(&socket).is_some() {
+        let Some(bind) = view.covering_bind(&socket).map(|m| m.dst().to_path_buf()) else {
+            continue;
+        };
+        // Under a tmpfs laid inside the grant, the socket is not there.
+        let under_tmpfs = view.mounts.iter().any(|m| {
+            matches!(m, Mount::Tmpfs { .. })
+                && socket.starts_with(m.dst())
+                && m.dst().starts_with(&bind)
+                && m.dst() != bind
+        });
+        if !under_tmpfs {
             view.push(Mount::Hide {
                 dst: socket,
                 kind: FileKind::File,
