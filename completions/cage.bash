@@ -152,7 +152,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --dry-run --json --help --version run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --allow-shared-dir --dry-run --json --help --version run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,6 +204,10 @@ _cage() {
                     ;;
                 --allow-degraded)
                     COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    return 0
+                    ;;
+                --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -288,7 +292,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__explain)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --allow-shared-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -340,6 +344,10 @@ _cage() {
                     ;;
                 --allow-degraded)
                     COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    return 0
+                    ;;
+                --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -778,7 +786,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__policy__subcmd__show)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --json --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --allow-shared-dir --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -832,6 +840,10 @@ _cage() {
                     COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
                     return 0
                     ;;
+                --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -854,7 +866,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__run)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --dry-run --json --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --allow-degraded --allow-shared-dir --dry-run --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -906,6 +918,10 @@ _cage() {
                     ;;
                 --allow-degraded)
                     COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    return 0
+                    ;;
+                --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cage_global_optspecs
-    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy allow-degraded= dry-run json h/help V/version
+    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy allow-degraded= allow-shared-dir= dry-run json h/help V/version
 end
 
 function __fish_cage_needs_command
@@ -38,6 +38,7 @@ complete -c cage -n "__fish_cage_needs_command" -l workspace -d 'Workspace mode:
 overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_needs_command" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_needs_command" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_needs_command" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
 complete -c cage -n "__fish_cage_needs_command" -l json -d 'With --dry-run: print the plan as JSON'
@@ -73,6 +74,7 @@ complete -c cage -n "__fish_cage_using_subcommand run" -l workspace -d 'Workspac
 overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_using_subcommand run" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand run" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand run" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
 complete -c cage -n "__fish_cage_using_subcommand run" -l json -d 'With --dry-run: print the plan as JSON'
@@ -96,6 +98,7 @@ complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcom
 overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of text'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
@@ -121,6 +124,7 @@ complete -c cage -n "__fish_cage_using_subcommand explain" -l workspace -d 'Work
 overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
+complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand explain" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand explain" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand trust" -s h -l help -d 'Print help'

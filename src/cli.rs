@@ -164,6 +164,11 @@ pub struct PolicyArgs {
     /// says so on every run.
     #[arg(long, value_name = "LAYER")]
     pub allow_degraded: Vec<LayerArg>,
+    /// Accept PATH as the workspace or a --ro/--rw grant although it is a
+    /// directory other programs share sockets in (/tmp, /var/tmp, /dev/shm,
+    /// /run, $XDG_RUNTIME_DIR) or a parent of one.
+    #[arg(long, value_name = "PATH")]
+    pub allow_shared_dir: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Args)]

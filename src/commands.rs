@@ -75,6 +75,7 @@ fn request(args: &PolicyArgs) -> LoadRequest {
             env: args.env.clone(),
             workspace: args.workspace.map(Into::into),
             allow_degraded: args.allow_degraded.iter().map(|l| (*l).into()).collect(),
+            allow_shared_dir: args.allow_shared_dir.clone(),
         },
     }
 }
@@ -320,6 +321,9 @@ pub fn render_plan(plan: &Plan) -> String {
         "           foreign syscall ABIs killed: {}",
         plan.seccomp.kill_foreign_abi
     );
+    if let Some(newest) = &plan.seccomp.newest_known {
+        let _ = writeln!(s, "           calls newer than {newest}: ENOSYS");
+    }
     let _ = writeln!(
         s,
         "network    {:?} [{}]",
@@ -491,6 +495,12 @@ fn render_policy(p: &Policy) -> String {
             .allow_degraded
             .iter()
             .map(|v| format!("allow_degraded {:?}  [{}]", v.value, v.source))
+            .chain(
+                p.security
+                    .allow_shared_dir
+                    .iter()
+                    .map(|v| format!("allow_shared_dir {}  [{}]", v.value.display(), v.source)),
+            )
             .collect(),
     );
     s

@@ -60,6 +60,17 @@ pub enum BuildError {
     )]
     WorkspaceTooBroad { path: PathBuf, what: &'static str },
     #[error(
+        "refusing {path} as {role} ({rule}): it is {what}, where other programs keep their \
+         sockets (tmux, ssh-agent, D-Bus, X11), which the agent could then drive. Run cage from \
+         a project directory, or accept it with --allow-shared-dir {path}"
+    )]
+    SharedDir {
+        path: PathBuf,
+        role: &'static str,
+        what: String,
+        rule: Provenance,
+    },
+    #[error(
         "{path} ({rule}) resolves to {real}, outside the project root {root}: an untrusted \
          project policy may not reach there through a link. Run 'cage trust' on that file if \
          you mean it, or pass --no-project-policy"
@@ -180,6 +191,9 @@ pub fn build_for_session(
         (&policy.filesystem.write, Access::ReadWrite),
     ] {
         for rule in rules {
+            if let Some((real, _)) = existing(&rule.value.path, &rule.source)? {
+                check_shared_dir(policy, host, &real, "a grant", &rule.source)?;
+            }
             add_bind(&mut view, rule, access, &hides, &mut notes)?;
             check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
         }
@@ -373,6 +387,31 @@ pub fn build_for_session(
                 dst: hide.value.0.clone(),
                 kind: hide.value.1,
                 source: hide.source.clone(),
+            });
+        }
+    }
+    // Unix sockets in granted trees at start (a tmux server's, an
+    // ssh-agent's) are host services: hidden, as Landlock before ABI 9
+    // cannot refuse connect(2) to a path socket.
+    let granted_dirs = granted_dirs_to_walk(policy, &workspace.value, &hides)?;
+    for socket in host_sockets(&scan.sockets, &granted_dirs, &hides) {
+        let Some(bind) = view.covering_bind(&socket).map(|m| m.dst().to_path_buf()) else {
+            continue;
+        };
+        // Under a tmpfs laid inside the grant, the socket is not there.
+        let under_tmpfs = view.mounts.iter().any(|m| {
+            matches!(m, Mount::Tmpfs { .. })
+                && socket.starts_with(m.dst())
+                && m.dst().starts_with(&bind)
+                && m.dst() != bind
+        });
+        if !under_tmpfs {
+            view.push(Mount::Hide {
+                dst: socket,
+                kind: FileKind::File,
+                source: Provenance::Default {
+                    what: "unix sockets in granted trees are hidden",
+                },
             });
         }
     }
@@ -668,7 +707,139 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
             return Err(BuildError::WorkspaceTooBroad { path, what });
         }
     }
+    check_shared_dir(policy, host, &path, "the workspace", &source)?;
     Ok(Sourced::new(path, source))
+}
+
+/// System trees the built-in profiles grant read-only, where no service
+/// keeps a socket; walking them at every start would cost more than the
+/// rest of the start together.
+const SOCKETLESS_SYSTEM_TREES: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/opt",
+    "/nix/store",
+];
+
+/// Granted directories (read and write rules) outside the workspace, which
+/// the protected-path scan already walked, and outside the system trees.
+/// A socket named by a grant itself is the user's explicit choice and stays.
+fn granted_dirs_to_walk(
+    policy: &Policy,
+    workspace: &Path,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+) -> Result<Vec<PathBuf>, BuildError> {
+    let mut dirs = Vec::new();
+    for rule in policy
+        .filesystem
+        .read
+        .iter()
+        .chain(&policy.filesystem.write)
+    {
+        let Some((real, FileKind::Dir)) = existing(&rule.value.path, &rule.source)? else {
+            continue;
+        };
+        let system = SOCKETLESS_SYSTEM_TREES.iter().any(|t| real.starts_with(t));
+        let hidden = hides.iter().any(|h| real.starts_with(&h.value.0));
+        if !system && !hidden && !real.starts_with(workspace) && !dirs.contains(&real) {
+            dirs.push(real);
+        }
+    }
+    Ok(dirs)
+}
+
+/// The sockets to hide: those the workspace scan found, and those under
+/// `dirs` (walked here, links not followed), minus any inside a hidden
+/// tree (nothing shows them, and their mount point would not exist).
+fn host_sockets(
+    workspace_sockets: &[PathBuf],
+    dirs: &[PathBuf],
+    hides: &[Sourced<(PathBuf, FileKind)>],
+) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out: Vec<PathBuf> = workspace_sockets.to_vec();
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_socket() => out.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    out.retain(|s| !hides.iter().any(|h| s.starts_with(&h.value.0)));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Directories every program of the user (and others) shares, and keeps
+/// its unix sockets in: tmux, ssh-agent, gpg-agent, D-Bus, X11, Wayland.
+fn shared_dirs(host: &Host) -> Vec<PathBuf> {
+    let runtime = host
+        .env
+        .iter()
+        .find(|(k, _)| k == "XDG_RUNTIME_DIR")
+        .map(|(_, v)| PathBuf::from(v))
+        .filter(|p| p.is_absolute());
+    ["/tmp", "/var/tmp", "/dev/shm", "/run"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(runtime)
+        .filter_map(|p| p.canonicalize().ok())
+        .collect()
+}
+
+/// Refuses `real` (canonical) as the workspace or a grant when it is a
+/// shared directory or a parent of one, unless `--allow-shared-dir` names
+/// it: a socket there (`/tmp/tmux-UID/default`) is a way out of the cage
+/// that Landlock before ABI 9 cannot close.
+fn check_shared_dir(
+    policy: &Policy,
+    host: &Host,
+    real: &Path,
+    role: &'static str,
+    rule: &Provenance,
+) -> Result<(), BuildError> {
+    let accepted = policy
+        .security
+        .allow_shared_dir
+        .iter()
+        .any(|a| a.value.canonicalize().is_ok_and(|a| a == real));
+    if accepted {
+        return Ok(());
+    }
+    let what = shared_dirs(host).into_iter().find_map(|shared| {
+        if shared == real {
+            Some(format!("the shared directory {}", shared.display()))
+        } else if shared.starts_with(real) {
+            Some(format!(
+                "a parent of the shared directory {}",
+                shared.display()
+            ))
+        } else {
+            None
+        }
+    });
+    match what {
+        Some(what) => Err(BuildError::SharedDir {
+            path: real.to_path_buf(),
+            role,
+            what,
+            rule: rule.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The policy layer decides trust lexically; only the plan sees where links

@@ -321,6 +321,9 @@ pub struct SeccompPlan {
     /// Kill the process on a foreign syscall ABI (i386 on x86_64, x32):
     /// a deny-list is bypassable through them otherwise.
     pub kill_foreign_abi: bool,
+    /// Native calls numbered above this one's answer ENOSYS: a call newer
+    /// than cage's review fails closed. `None` lets them reach the kernel.
+    pub newest_known: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -61,6 +61,9 @@ pub(crate) struct Scan {
     pub gitdirs: Vec<PathBuf>,
     /// Directories the walk could not read.
     pub unreadable: Vec<(PathBuf, std::io::Error)>,
+    /// Unix sockets under the root (host services: tmux, an ssh-agent), for
+    /// the plan to hide; counted here so the workspace is walked once.
+    pub sockets: Vec<PathBuf>,
 }
 
 /// Walks `root` for every existing protected path under it, in walk order,
@@ -70,6 +73,7 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
     let mut links = Vec::new();
     let mut outside = Vec::new();
     let mut found: Vec<Protected> = Vec::new();
+    let mut sockets = Vec::new();
     let mut seen = BTreeSet::new();
     let mut gitdirs = Vec::new();
     let mut unreadable = Vec::new();
@@ -86,9 +90,13 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
         let mut subdirs = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let kind = entry.file_type().ok();
+            let is_dir = kind.is_some_and(|t| t.is_dir());
             if is_dir {
                 subdirs.push(entry.path());
+            }
+            if kind.is_some_and(|t| std::os::unix::fs::FileTypeExt::is_socket(&t)) {
+                sockets.push(entry.path());
             }
             here.insert(name);
         }
@@ -151,6 +159,7 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
         outside,
         gitdirs,
         unreadable,
+        sockets,
     }
 }
 

@@ -846,3 +846,57 @@ fn a_writable_home_keeps_git_config_read_only_and_cages_dirs_hidden_and_pinned()
             .any(|m| matches!(m, Mount::Pin { dst, .. } if !dst.starts_with(t.ws())))
     );
 }
+
+#[test]
+fn shared_dirs_are_refused_as_workspace_or_grant_unless_named() {
+    use super::build::BuildError;
+    let t = Tree::new("shared");
+    let refused = |p: &Policy| {
+        matches!(
+            build(p, &t.host(), &["sh".to_string()]),
+            Err(BuildError::SharedDir { .. })
+        )
+    };
+    let mut ws = base(&t);
+    ws.workspace.path = Some(Sourced::new(PathBuf::from("/tmp"), src("test")));
+    assert!(refused(&ws));
+    for dir in ["/tmp", "/dev/shm", "/", "/run"] {
+        let mut p = base(&t);
+        p.filesystem.write.push(rule(Path::new(dir), false));
+        assert!(refused(&p), "{dir}");
+    }
+    // A directory below one is fine (the harness's trees live in /tmp).
+    let mut p = base(&t);
+    p.filesystem.read.push(rule(&t.0, false));
+    assert!(!refused(&p));
+    // Named with --allow-shared-dir, accepted.
+    ws.security.allow_shared_dir = vec![Sourced::new(
+        PathBuf::from("/tmp"),
+        Provenance::flag("--allow-shared-dir"),
+    )];
+    assert!(!refused(&ws));
+}
+
+#[test]
+fn sockets_in_granted_trees_are_hidden_and_named_sockets_kept() {
+    use std::os::unix::net::UnixListener;
+    let t = Tree::new("sockets");
+    let grant = t.0.join("grant");
+    std::fs::create_dir_all(grant.join("deep/er")).unwrap();
+    let inside = grant.join("deep/er/s.sock");
+    let in_ws = t.ws().join("w.sock");
+    let named = t.0.join("named.sock");
+    let _l = [&inside, &in_ws, &named].map(|p| UnixListener::bind(p).unwrap());
+    let mut p = base(&t);
+    p.filesystem.write.push(rule(&grant, false));
+    p.filesystem.write.push(rule(&named, false));
+    let plan = plan(&p, &t);
+    let hidden = |dst: &Path| {
+        plan.mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Hide { .. }) && m.dst() == dst)
+    };
+    assert!(hidden(&inside));
+    assert!(hidden(&in_ws));
+    assert!(!hidden(&named));
+}

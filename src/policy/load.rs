@@ -66,6 +66,8 @@ pub struct FlagRules {
     pub env: Vec<String>,
     pub workspace: Option<WorkspaceMode>,
     pub allow_degraded: Vec<Layer>,
+    /// `--allow-shared-dir`: only a flag, never a file, can accept these.
+    pub allow_shared_dir: Vec<PathBuf>,
 }
 
 /// Reads every source the request names and merges them into one policy.
@@ -480,6 +482,13 @@ fn flag_rules(flags: &FlagRules, host: &Host) -> Result<FlagPolicy, PolicyError>
         );
         count += 1;
     }
+    for path in &flags.allow_shared_dir {
+        push_unique(
+            &mut p.security.allow_shared_dir,
+            Sourced::new(host.cwd.join(path), Provenance::flag("--allow-shared-dir")),
+        );
+        count += 1;
+    }
     Ok(FlagPolicy { policy: p, count })
 }
 
@@ -547,6 +556,10 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
 
     last(&mut into.process.allow_ptrace, process.allow_ptrace);
     union(&mut into.security.allow_degraded, security.allow_degraded);
+    union(
+        &mut into.security.allow_shared_dir,
+        security.allow_shared_dir,
+    );
 }
 
 #[cfg(test)]

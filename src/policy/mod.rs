@@ -216,4 +216,7 @@ pub struct ProcessPolicy {
 pub struct SecurityPolicy {
     /// Layers the user accepts losing when the kernel cannot enforce them.
     pub allow_degraded: Vec<Sourced<Layer>>,
+    /// Shared directories (`/tmp`, `/run`...) the user accepts as the
+    /// workspace or a grant. Set by `--allow-shared-dir` only.
+    pub allow_shared_dir: Vec<Sourced<PathBuf>>,
 }

@@ -16,7 +16,10 @@
 //!      AUDIT_ARCH_I386 and i386 numbers;
 //!    - x32 calls are reported as AUDIT_ARCH_X86_64 with bit 30 of the
 //!      number set (`__X32_SYSCALL_BIT`), which no native rule matches.
-//! 2. One filter per errno in the deny list (seccompiler has one match
+//! 2. A guard for calls newer than cage (when the plan names the newest
+//!    call it knows): native calls numbered above it answer ENOSYS, so a
+//!    call added to the kernel after cage's review fails closed.
+//! 3. One filter per errno in the deny list (seccompiler has one match
 //!    action per filter), each allowing what it does not match.
 //!
 //! The kernel runs every installed filter and keeps the most severe answer,
@@ -63,6 +66,14 @@ pub fn build_filters(plan: &SeccompPlan) -> Result<Vec<BpfProgram>, SeccompError
     let mut programs = Vec::new();
     if plan.kill_foreign_abi {
         programs.push(foreign_abi_guard());
+    }
+    if let Some(newest) = &plan.newest_known {
+        let Some(nr) = syscall_number(newest)? else {
+            return Err(SeccompError::UnknownSyscall {
+                name: newest.clone(),
+            });
+        };
+        programs.push(newer_calls_guard(nr));
     }
 
     // Group by errno in order of first appearance, so the output is
@@ -295,12 +306,42 @@ fn foreign_abi_guard() -> BpfProgram {
     prog
 }
 
+/// Answers ENOSYS to a native call numbered above `newest`: a call the
+/// kernel gained after cage's review fails closed, as on an older kernel
+/// (libc and runtimes fall back then). Foreign ABIs pass here: the foreign
+/// ABI guard kills them, and seccompiler's filters check the arch too.
+fn newer_calls_guard(newest: i64) -> BpfProgram {
+    let ret = |k| stmt(libc::BPF_RET | libc::BPF_K, k);
+    // Syscall numbers are small and positive; the table is checked by a test.
+    let newest = u32::try_from(newest).unwrap_or(u32::MAX);
+    vec![
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, ARCH_OFFSET),
+        jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            AUDIT_ARCH_NATIVE,
+            0,
+            4,
+        ),
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET),
+        // -1 is no call (a tracer skipping one, with its own return value):
+        // answering it would overwrite what the tracer chose.
+        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, u32::MAX, 2, 0),
+        jump(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, newest, 0, 1),
+        ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ret(libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
 // ---- syscall names ----
 
 /// The number of syscall `name` on this architecture; `None` for a name in
 /// [`ABSENT`] (nothing to deny there).
 fn syscall_number(name: &str) -> Result<Option<i64>, SeccompError> {
-    if let Some((_, nr)) = SYSCALLS.iter().find(|(n, _)| *n == name) {
+    if let Some((_, nr)) = SYSCALLS
+        .iter()
+        .chain(NEWER_THAN_LIBC)
+        .find(|(n, _)| *n == name)
+    {
         return Ok(Some(*nr));
     }
     if ABSENT.contains(&name) {
@@ -311,10 +352,20 @@ fn syscall_number(name: &str) -> Result<Option<i64>, SeccompError> {
     })
 }
 
-/// Syscalls the plan may name that this architecture does not have. Empty
-/// today: every call in `plan::seccomp` exists on x86_64 and aarch64. (An
-/// aarch64 entry would be, e.g., `uselib` or `ioperm`, which are x86-only.)
+/// Syscalls the plan may name that this architecture does not have.
+#[cfg(target_arch = "x86_64")]
 const ABSENT: &[&str] = &[];
+#[cfg(target_arch = "aarch64")]
+const ABSENT: &[&str] = &["modify_ldt"];
+
+/// Calls newer than the libc crate's tables. Since Linux 5.1 (number 403)
+/// a new call has one number on every architecture but alpha, so one list
+/// serves both. From the kernel's `syscall_64.tbl`.
+const NEWER_THAN_LIBC: &[(&str, i64)] = &[
+    ("open_tree_attr", 467),
+    ("file_getattr", 468),
+    ("file_setattr", 469),
+];
 
 /// Name → number, from libc's `SYS_*` for the build target. Every name the
 /// plan can produce must be here (a test checks); the two architectures
@@ -327,6 +378,7 @@ const SYSCALLS: &[(&str, i64)] = &[
     ("clone", libc::SYS_clone),
     ("clone3", libc::SYS_clone3),
     ("delete_module", libc::SYS_delete_module),
+    ("fanotify_init", libc::SYS_fanotify_init),
     ("finit_module", libc::SYS_finit_module),
     ("fsconfig", libc::SYS_fsconfig),
     ("fsmount", libc::SYS_fsmount),
@@ -340,6 +392,8 @@ const SYSCALLS: &[(&str, i64)] = &[
     ("kexec_file_load", libc::SYS_kexec_file_load),
     ("kexec_load", libc::SYS_kexec_load),
     ("keyctl", libc::SYS_keyctl),
+    #[cfg(target_arch = "x86_64")]
+    ("modify_ldt", libc::SYS_modify_ldt),
     ("mount", libc::SYS_mount),
     ("mount_setattr", libc::SYS_mount_setattr),
     ("move_mount", libc::SYS_move_mount),
@@ -348,6 +402,7 @@ const SYSCALLS: &[(&str, i64)] = &[
     ("open_tree", libc::SYS_open_tree),
     ("perf_event_open", libc::SYS_perf_event_open),
     ("personality", libc::SYS_personality),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
     ("pivot_root", libc::SYS_pivot_root),
     ("process_vm_readv", libc::SYS_process_vm_readv),
     ("process_vm_writev", libc::SYS_process_vm_writev),
@@ -407,6 +462,7 @@ mod tests {
         SeccompPlan {
             deny,
             kill_foreign_abi: false,
+            newest_known: None,
         }
     }
 
@@ -431,7 +487,8 @@ mod tests {
         for plan in [build_seccomp(None), build_seccomp(Some(&allowed))] {
             for r in &plan.deny {
                 assert!(
-                    matches!(syscall_number(&r.name), Ok(Some(_))),
+                    matches!(syscall_number(&r.name), Ok(Some(_)))
+                        || ABSENT.contains(&r.name.as_str()),
                     "{} has no number on {}",
                     r.name,
                     std::env::consts::ARCH
@@ -475,9 +532,12 @@ mod tests {
                 .iter()
                 .all(|e| plan.deny.iter().any(|r| r.errno == *e))
         );
-        assert_eq!(filters(&plan).len(), 1 + errnos.len());
+        assert_eq!(filters(&plan).len(), 2 + errnos.len());
         assert_eq!(filters(&plan)[0], foreign_abi_guard());
+        assert_eq!(filters(&plan)[1], newer_calls_guard(469));
         plan.kill_foreign_abi = false;
+        assert_eq!(filters(&plan).len(), 1 + errnos.len());
+        plan.newest_known = None;
         assert_eq!(filters(&plan).len(), errnos.len());
     }
 
@@ -698,8 +758,10 @@ mod tests {
         let plan = default_plan();
         let programs = filters(&plan);
         for r in plan.deny.iter().filter(|r| r.when == ArgMatch::Always) {
-            let Ok(Some(nr)) = syscall_number(&r.name) else {
-                panic!("{} has no number", r.name);
+            let nr = match syscall_number(&r.name) {
+                Ok(Some(nr)) => nr,
+                Ok(None) => continue,
+                Err(e) => panic!("{e}"),
             };
             let expected = match r.errno {
                 Errno::EPERM => E::EPERM,
@@ -712,6 +774,86 @@ mod tests {
                 r.name
             );
         }
+    }
+
+    /// Calls added to the deny list for issue 10: each probed with
+    /// arguments the kernel rejects with another errno.
+    #[test]
+    fn newer_and_fd_stealing_calls_are_denied() {
+        let probes: &[(&str, i64, [i64; 6], E)] = &[
+            // Unknown flags: EINVAL.
+            (
+                "open_tree_attr",
+                467,
+                [-1, 0, 0xffff_ffff, 0, 0, 0],
+                E::EINVAL,
+            ),
+            // Not a pidfd: EBADF.
+            (
+                "pidfd_getfd",
+                libc::SYS_pidfd_getfd,
+                [BAD_FD, 0, 0, 0, 0, 0],
+                E::EBADF,
+            ),
+            // Unknown flags: EINVAL.
+            (
+                "fanotify_init",
+                libc::SYS_fanotify_init,
+                [0xffff_ffff, 0, 0, 0, 0, 0],
+                E::EINVAL,
+            ),
+        ];
+        for (name, nr, args, kernel) in probes {
+            let (with, without) = with_and_without(name, *nr, *args);
+            assert_eq!(with, Outcome::Err(E::EPERM), "{name}");
+            assert_eq!(without, Outcome::Err(*kernel), "{name}");
+        }
+        // A write whose byte count is no `struct user_desc`: the kernel's
+        // EINVAL, which modify_ldt returns zero-extended from 32 bits, so
+        // the raw call reads as a success; the filter's EPERM does not.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let args = [1, 0, 0, 0, 0, 0];
+            let (with, without) = with_and_without("modify_ldt", libc::SYS_modify_ldt, args);
+            assert_eq!(with, Outcome::Err(E::EPERM));
+            assert_eq!(without, Outcome::Ok);
+        }
+    }
+
+    /// A call newer than the newest cage knows answers ENOSYS, even though
+    /// the kernel has it. Proven with a lower bound (mseal, 462) so the
+    /// kernel running the test has the calls above it (463-469: Linux
+    /// 6.13-6.17); the real bound's neighbours are checked after.
+    #[test]
+    fn calls_newer_than_cage_answer_enosys() {
+        let guarded = [newer_calls_guard(libc::SYS_mseal)];
+        let open_tree_attr = [-1, 0, 0xffff_ffff, 0, 0, 0];
+        assert_eq!(call(&guarded, 467, open_tree_attr), Outcome::Err(E::ENOSYS));
+        assert_eq!(
+            call(&[], 467, open_tree_attr),
+            Outcome::Err(E::EINVAL),
+            "the kernel running this test predates open_tree_attr (6.15)"
+        );
+        // The bound itself and what is below still reach the kernel.
+        let mseal = [0, 0, 0xffff_ffff, 0, 0, 0];
+        assert_eq!(
+            call(&guarded, libc::SYS_mseal, mseal),
+            Outcome::Err(E::EINVAL)
+        );
+        // -1 is the kernel's own ENOSYS, and x32 is still killed.
+        assert_eq!(call(&guarded, -1, [0; 6]), Outcome::Err(E::ENOSYS));
+
+        // The default plan: the newest known call reaches the kernel; the
+        // next number is refused (here ENOSYS either way on a kernel that
+        // lacks it: the lower bound above is what proves the filter).
+        let default = filters(&default_plan());
+        let file_setattr = [BAD_FD, 0, 0, 0, 0xffff_ffff, 0];
+        assert!(matches!(
+            call(&default, 469, file_setattr),
+            Outcome::Err(E::EBADF | E::EINVAL | E::EFAULT)
+        ));
+        assert_eq!(call(&default, 470, [0; 6]), Outcome::Err(E::ENOSYS));
+        assert_eq!(call(&default, 1000, [0; 6]), Outcome::Err(E::ENOSYS));
     }
 
     #[cfg(target_arch = "x86_64")]

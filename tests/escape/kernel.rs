@@ -244,6 +244,28 @@ fn attack_surface_syscalls_are_filtered() {
         ),
         // EINVAL; the filter answers ENOSYS.
         ("clone3", libc::SYS_clone3, &[0, 0], "ENOSYS"),
+        // EINVAL: unknown flags (Linux 6.15).
+        ("open_tree_attr", 467, &[-1, 0, 0xffff_ffff, 0, 0], "EPERM"),
+        // EINVAL for an unprivileged caller: FAN_REPORT_FID (allowed
+        // unprivileged) with unknown event_f_flags. (Unknown init flags
+        // would be the kernel's own EPERM.)
+        (
+            "fanotify_init",
+            libc::SYS_fanotify_init,
+            &[0x200, 0xffff_ffff],
+            "EPERM",
+        ),
+        // EBADF: not a pidfd.
+        ("pidfd_getfd", libc::SYS_pidfd_getfd, &[-1, 0, 0], "EPERM"),
+        // The kernel's EINVAL comes back zero-extended from 32 bits (the
+        // probe reads "ok"); the filter's EPERM does not.
+        #[cfg(target_arch = "x86_64")]
+        ("modify_ldt", libc::SYS_modify_ldt, &[1, 0, 0], "EPERM"),
+        // Newer than cage (number 470 and up): ENOSYS from the filter. On a
+        // kernel without them the kernel says ENOSYS too; the unit test
+        // `calls_newer_than_cage_answer_enosys` proves the filter.
+        ("newer_470", 470, &[-1, -1, -1, -1], "ENOSYS"),
+        ("newer_1000", 1000, &[-1, -1, -1, -1], "ENOSYS"),
     ];
     let mut code = String::from(PROBE);
     for (label, nr, args, _) in probes {
@@ -290,4 +312,75 @@ print("survived")
         Some(&*(128 + libc::SIGSYS).to_string()),
         "\n{out}"
     );
+}
+
+/// Layer: syscalls (seccomp denies pidfd_getfd). A child takes a
+/// descriptor from its parent, the way the attack in issue 10 stole one:
+/// pidfd_open on the parent works (it grants nothing by itself), and
+/// pidfd_getfd on it must fail with the filter's EPERM. The descriptor is
+/// a socket, which /proc/PID/fd cannot reopen, so this is the only way.
+#[test]
+fn child_cannot_take_its_parents_descriptor() {
+    require_userns!();
+    let cage = Cage::new();
+    let out = cage.python(&format!(
+        r#"{PROBE}
+import socket
+a, b = socket.socketpair()
+parent = os.getpid()
+pid = os.fork()
+if pid == 0:
+    pidfd = libc.syscall(ctypes.c_long({pidfd_open}), ctypes.c_long(parent), ctypes.c_long(0))
+    print("pidfd_open=" + ("ok" if pidfd >= 0 else errno.errorcode[ctypes.get_errno()]))
+    probe("pidfd_getfd", {pidfd_getfd}, pidfd, a.fileno(), 0)
+    os.sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+"#,
+        pidfd_open = libc::SYS_pidfd_open,
+        pidfd_getfd = libc::SYS_pidfd_getfd,
+    ));
+    out.assert_success();
+    assert_eq!(out.value("pidfd_open"), Some("ok"), "\n{out}");
+    assert_eq!(out.value("pidfd_getfd"), Some("EPERM"), "\n{out}");
+}
+
+/// What `/proc/PID/mem` means here (README, "What cage does not do"): the
+/// agent's processes are one trust domain, as they share one view, one
+/// Landlock domain and the same placeholders; cage keeps secrets out of
+/// the cage rather than apart inside it. The boundary that holds is the
+/// cage's: cage init (pid 1, non-dumpable) cannot be read, its fds and
+/// environment cannot be opened, and no host process is there to read.
+/// Layer: processes (init non-dumpable); the test fails without it.
+#[test]
+fn cage_init_memory_and_descriptors_are_out_of_reach() {
+    require_userns!();
+    let cage = Cage::new();
+    let out = cage.python(
+        r#"import os, errno
+def attempt(label, f):
+    try:
+        f()
+        print(label + "=ok")
+    except OSError as e:
+        print(label + "=" + errno.errorcode.get(e.errno, str(e.errno)))
+def read_mem():
+    with open("/proc/1/mem", "rb") as f:
+        f.seek(0x400000)
+        f.read(1)
+attempt("init_mem", read_mem)
+attempt("init_environ", lambda: open("/proc/1/environ", "rb").read())
+attempt("init_fd", lambda: os.listdir("/proc/1/fd"))
+attempt("own_fd", lambda: os.listdir("/proc/self/fd"))
+attempt("own_environ", lambda: open("/proc/self/environ", "rb").read())
+"#,
+    );
+    out.assert_success();
+    for label in ["init_mem", "init_environ", "init_fd"] {
+        assert_eq!(out.value(label), Some("EACCES"), "{label}\n{out}");
+    }
+    // The agent itself stays dumpable: tools read their own /proc/self.
+    for label in ["own_fd", "own_environ"] {
+        assert_eq!(out.value(label), Some("ok"), "{label}\n{out}");
+    }
 }

@@ -14,6 +14,7 @@
 //! - `state`: agents' state directories by allowlist, host files no grant
 //!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
 //! - `workspace`: git in the cage, linked worktrees, overlay sessions and
 //!   their review (2, 7)
 //!
@@ -32,5 +33,6 @@ mod kernel;
 mod local_authority;
 mod planting;
 mod processes;
+mod shared_dirs;
 mod state;
 mod workspace;
