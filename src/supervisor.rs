@@ -21,7 +21,7 @@ use crate::proxy::{self, Proxy, Rules};
 use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
 use crate::sandbox::protocol::{Channel, Incoming, Report};
 use crate::sandbox::{self, init, seccomp};
-use crate::sys;
+use crate::{sys, term};
 
 /// How long open proxy connections get to finish, and write their end
 /// records, once the cage has exited.
@@ -108,11 +108,15 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
         crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
     }
     let result = run_cage(plan, session);
+    // Every record is written before anything is printed: the agent may
+    // have sabotaged the shared terminal, and giving up on it must cost
+    // only the copy on the screen (term::emit never blocks for long).
+    let mut lines = Vec::new();
     if result.is_ok() {
-        report_created_protected(plan, session);
+        lines.extend(report_created_protected(plan, session));
     }
     if let Some(overlay) = &plan.workspace.overlay {
-        report_overlay(plan, overlay, session);
+        lines.extend(report_overlay(plan, overlay, session));
     }
     if let Some(session) = session {
         let (status, error) = match &result {
@@ -121,17 +125,19 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
         };
         let _ = session.ended(status, error);
         let _ = crate::session::record_end(&session.dir, status);
-        if let Some(line) = session.denied_summary() {
-            eprintln!("{line}");
-        }
+        lines.extend(session.denied_summary());
+    }
+    for line in &lines {
+        term::emit(line);
     }
     result
 }
 
 /// Protected names that did not exist at the start could be created (cage
-/// makes no stub files to mount over): say so, on stderr and in the audit
-/// log, before the user runs anything outside the cage.
-fn report_created_protected(plan: &Plan, session: Option<&Session>) {
+/// makes no stub files to mount over): say so, in the audit log and then
+/// (the returned lines) on stderr, before the user runs anything outside
+/// the cage. Names are the agent's: escaped.
+fn report_created_protected(plan: &Plan, session: Option<&Session>) -> Vec<String> {
     let mut created = crate::plan::created_protected(&plan.workspace);
     // And files a profile keeps read-only when they exist, inside a
     // writable grant (the plan's guards).
@@ -142,16 +148,18 @@ fn report_created_protected(plan: &Plan, session: Option<&Session>) {
             .map(|g| g.path.clone()),
     );
     if created.is_empty() {
-        return;
+        return Vec::new();
     }
-    eprintln!(
+    let mut lines = vec![format!(
         "cage: warning: this session created {} protected path(s); they run or steer code \
          outside the cage, so review them before running anything:",
         created.len()
+    )];
+    lines.extend(
+        created
+            .iter()
+            .map(|path| format!("cage:   {}", term::escape_path(path))),
     );
-    for path in &created {
-        eprintln!("cage:   {}", path.display());
-    }
     if let Some(session) = session {
         let _ = session
             .log
@@ -159,10 +167,16 @@ fn report_created_protected(plan: &Plan, session: Option<&Session>) {
                 paths: created,
             }));
     }
+    lines
 }
 
-/// The end of an overlay session: one line of counts, and how to review.
-fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Option<&Session>) {
+/// The end of an overlay session: one line of counts, and how to review
+/// (returned, to print after the records are written).
+fn report_overlay(
+    plan: &Plan,
+    overlay: &crate::plan::OverlayPlan,
+    session: Option<&Session>,
+) -> Vec<String> {
     use crate::session::changes;
     let names: Vec<String> = plan
         .workspace
@@ -171,6 +185,7 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
         .map(|n| n.value.clone())
         .collect();
     let id = &overlay.session;
+    let mut lines = Vec::new();
     match changes::collect(&overlay.upper, &plan.workspace.path, &names) {
         Ok(list) => {
             let s = changes::summarize(&list);
@@ -179,23 +194,19 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
                 s.added, s.modified, s.deleted
             );
             if !s.protected.is_empty() {
-                let names: Vec<String> = s
-                    .protected
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
+                let names: Vec<String> = s.protected.iter().map(|p| term::escape_path(p)).collect();
                 line.push_str(&format!(
                     "; {} protected path(s) touched: {}",
                     s.protected.len(),
                     names.join(", ")
                 ));
             }
-            eprintln!("{line}");
+            lines.push(line);
             if !list.is_empty() {
-                eprintln!(
+                lines.push(format!(
                     "cage: review: cage diff {id} [--stat]; land: cage apply {id}; drop: cage \
                      discard {id}"
-                );
+                ));
             }
             if let Some(session) = session {
                 let _ = session
@@ -208,12 +219,13 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
                     }));
             }
         }
-        Err(e) => eprintln!(
+        Err(e) => lines.push(format!(
             "cage: warning: reading the changes of overlay session {id}: {}; they are kept in {}",
-            chain(&e),
-            overlay.upper.display()
-        ),
+            term::escape_text(&chain(&e)),
+            term::escape_path(&overlay.upper)
+        )),
     }
+    lines
 }
 
 fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
