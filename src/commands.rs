@@ -693,7 +693,8 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
     let (dir, mut record) = session::find_overlay(&host, id.as_deref())?;
     session::ensure_finished(&record)?;
     let only = workspace_paths(&host, &record.workspace, &paths)?;
-    let outcome = session::apply::apply(&record, &dir.join("upper"), &only, args.force)?;
+    let include = workspace_paths(&host, &record.workspace, &args.include_protected)?;
+    let outcome = session::apply::apply(&record, &dir.join("upper"), &only, &include, args.force)?;
     let mut out = String::new();
     for c in &outcome.applied {
         if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
@@ -734,14 +735,29 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
             crate::term::escape_path(p)
         );
     }
+    for (p, name) in &outcome.protected {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: protected ({}): it runs or steers code outside the cage; review \
+             it with `cage diff`, then apply it with --include-protected {}",
+            crate::term::escape_path(p),
+            crate::term::escape(name),
+            crate::term::escape_path(p)
+        );
+    }
     let _ = writeln!(
         out,
-        "cage: applied {} change(s) of session {} to {}",
+        "cage: applied {} change(s) of session {} to {}{}",
         outcome.applied.len(),
-        record.id,
-        record.workspace.display()
+        crate::term::escape(&record.id),
+        crate::term::escape_path(&record.workspace),
+        if outcome.protected.is_empty() {
+            String::new()
+        } else {
+            format!("; skipped {} protected path(s)", outcome.protected.len())
+        }
     );
-    if only.is_empty() {
+    if only.is_empty() && outcome.protected.is_empty() {
         record.applied = Some(audit::rfc3339(std::time::SystemTime::now()));
         session::write_record(&dir, &record)?;
     }
