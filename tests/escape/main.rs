@@ -11,6 +11,8 @@
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//! - `output`: cage's own output: escaped, and surviving a sabotaged
+//!   terminal (8)
 //! - `workspace`: git in the cage, linked worktrees, overlay sessions and
 //!   their review (2, 7)
 //!
@@ -26,5 +28,6 @@ mod filesystem;
 mod hygiene;
 mod kernel;
 mod local_authority;
+mod output;
 mod processes;
 mod workspace;
