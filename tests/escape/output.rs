@@ -203,3 +203,34 @@ echo ok > plain.txt
         );
     }
 }
+
+/// `cage apply` fails closed on a protected path the current predicate
+/// already knows (`.envrc`): skipped and said so by default, landed only
+/// when named with `--include-protected`.
+#[test]
+fn apply_skips_protected_paths_unless_each_is_named() {
+    require_userns!();
+    let cage = Cage::new().args(["--workspace", "overlay"]);
+    cage.sh(
+        "echo 'export PWNED=1' > .envrc; mkdir -p sub; echo x > sub/.envrc; echo ok > plain.txt",
+    )
+    .assert_success();
+    let ws = cage.workspace().to_path_buf();
+    let apply = cage.cli(["apply"]);
+    apply.assert_success();
+    assert!(
+        apply.stdout.contains("skipped .envrc: protected")
+            && apply.stdout.contains("skipped sub/.envrc: protected")
+            && apply.stdout.contains("--include-protected"),
+        "{apply}"
+    );
+    assert!(ws.join("plain.txt").exists(), "{apply}");
+    assert!(!ws.join(".envrc").exists() && !ws.join("sub/.envrc").exists());
+    let named = cage.cli(["apply", "--include-protected", ".envrc"]);
+    named.assert_success();
+    assert!(ws.join(".envrc").exists(), "{named}");
+    assert!(
+        !ws.join("sub/.envrc").exists(),
+        "only the named path lands\n{named}"
+    );
+}
