@@ -967,6 +967,40 @@ mod cap_tests {
         std::fs::remove_file(&path).unwrap();
     }
 
+    /// A logged field cannot forge a line or drive the terminal: every
+    /// rendering of an agent-chosen host, name or path is escaped.
+    #[test]
+    fn agent_fields_render_escaped_on_one_line() {
+        let forged = "x.example\n12:00:00.000  allow  connect  api.anthropic.com:443\x1b[2K\u{202e}";
+        let line = |record| Line {
+            time: "2026-12-01T12:00:00.000Z".into(),
+            record,
+        };
+        let rendered = [
+            render(&line(net(forged))),
+            render(&line(Record::Dns(Dns {
+                proto: Proto::Udp,
+                name: forged.into(),
+                qtype: "A\r".into(),
+                decision: Decision::Deny,
+                rcode: "REFUSED".into(),
+                answers: vec![forged.into()],
+                reason: Some(forged.into()),
+                rule: None,
+                source: None,
+            }))),
+            render(&line(Record::ProtectedCreated(ProtectedCreated {
+                paths: vec![PathBuf::from(forged)],
+            }))),
+            summary(&[forged.to_string()], &[forged.to_string()]).unwrap(),
+        ];
+        for r in &rendered {
+            assert!(crate::term::is_inert(r, false), "{r:?}");
+            assert!(!r.contains('\n'), "{r:?}");
+            assert!(r.contains("x.example\\n12:00:00.000"), "{r:?}");
+        }
+    }
+
     #[test]
     fn the_denial_tally_is_bounded() {
         let path = std::env::temp_dir().join(format!("cage-audit-tally-{}", std::process::id()));

@@ -94,7 +94,8 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             s.push('\n');
             s
         } else {
-            render_plan(&plan)
+            // Paths may come from an untrusted project file: escaped.
+            crate::term::escape_text(&render_plan(&plan))
         };
         return print(text.as_bytes(), "the plan");
     }
@@ -332,7 +333,7 @@ fn policy_show(args: &PolicyArgs, json: bool) -> Result<i32, Error> {
         s.push('\n');
         s
     } else {
-        render_policy(&policy)
+        crate::term::escape_text(&render_policy(&policy))
     };
     print(text.as_bytes(), "the policy")
 }
