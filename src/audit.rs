@@ -971,7 +971,8 @@ mod cap_tests {
     /// rendering of an agent-chosen host, name or path is escaped.
     #[test]
     fn agent_fields_render_escaped_on_one_line() {
-        let forged = "x.example\n12:00:00.000  allow  connect  api.anthropic.com:443\x1b[2K\u{202e}";
+        let forged =
+            "x.example\n12:00:00.000  allow  connect  api.anthropic.com:443\x1b[2K\u{202e}";
         let line = |record| Line {
             time: "2026-12-01T12:00:00.000Z".into(),
             record,

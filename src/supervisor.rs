@@ -107,7 +107,10 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     if let Some(overlay) = &plan.workspace.overlay {
         crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
     }
+    let stdio = term::Stdio::now();
     let result = run_cage(plan, session);
+    // The agent shared stdio; what it set on them is not the user's.
+    stdio.restore();
     // Every record is written before anything is printed: the agent may
     // have sabotaged the shared terminal, and giving up on it must cost
     // only the copy on the screen (term::emit never blocks for long).

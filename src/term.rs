@@ -223,6 +223,49 @@ fn write_nonblocking(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether stdin, stdout and stderr were non-blocking when cage started.
+/// The agent shares their file descriptions and can flip O_NONBLOCK on the
+/// user's terminal; [`Stdio::restore`] puts the bit back at the end, so the
+/// user's shell does not inherit the agent's choice.
+pub struct Stdio {
+    nonblocking: [Option<bool>; 3],
+}
+
+impl Stdio {
+    pub fn now() -> Stdio {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let get = |fd: BorrowedFd<'_>| {
+            fcntl(fd, FcntlArg::F_GETFL)
+                .ok()
+                .map(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_NONBLOCK))
+        };
+        Stdio {
+            nonblocking: [
+                get(io::stdin().as_fd()),
+                get(io::stdout().as_fd()),
+                get(io::stderr().as_fd()),
+            ],
+        }
+    }
+
+    pub fn restore(&self) {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let set = |fd: BorrowedFd<'_>, was: Option<bool>| {
+            let (Some(was), Ok(f)) = (was, fcntl(fd, FcntlArg::F_GETFL)) else {
+                return;
+            };
+            let mut f = OFlag::from_bits_truncate(f);
+            if f.contains(OFlag::O_NONBLOCK) != was {
+                f.set(OFlag::O_NONBLOCK, was);
+                let _ = fcntl(fd, FcntlArg::F_SETFL(f));
+            }
+        };
+        set(io::stdin().as_fd(), self.nonblocking[0]);
+        set(io::stdout().as_fd(), self.nonblocking[1]);
+        set(io::stderr().as_fd(), self.nonblocking[2]);
+    }
+}
+
 /// Writes `bytes` to stdout for a review command (`cage diff`, `log`,
 /// `doctor`, ...): waits as long as the reader needs (a pager), also when
 /// the agent left the shared descriptor non-blocking, and reports EPIPE as

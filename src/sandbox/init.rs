@@ -187,12 +187,12 @@ fn agent(plan: &Plan, channel: &Channel, filters: &[seccompiler::BpfProgram]) ->
             if let Requirement::BestEffort { source } = &plan.landlock.requirement
                 && !status.missing.is_empty()
             {
-                eprintln!(
+                crate::term::emit(&format!(
                     "cage: warning: Landlock is not fully enforced (kernel ABI {}; missing: {}); \
                      running anyway because of {source}",
                     status.abi,
                     status.missing.join(", ")
-                );
+                ));
             }
             status
         }

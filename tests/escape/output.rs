@@ -102,12 +102,13 @@ fn agent_chosen_names_and_lines_reach_the_terminal_escaped() {
 
 /// Inside: O_NONBLOCK on the shared stderr, fill it, leave something for
 /// the supervisor to print, exit. The supervisor neither panics nor
-/// aborts, and the session's records are all in the log.
+/// aborts, the session's records are all in the log, and the user's
+/// stderr is blocking again afterwards.
 #[test]
 fn a_full_nonblocking_stderr_neither_crashes_cage_nor_costs_a_record() {
     require_userns!();
     let cage = Cage::new().args(["--workspace", "overlay"]);
-    let out = cage.run_with_unread_stderr([
+    let (out, left_nonblocking) = cage.run_with_unread_stderr([
         "python3",
         "-c",
         r#"
@@ -129,6 +130,10 @@ open("note.txt", "w").write("something to report\n")
     assert_eq!(
         out.code, 0,
         "cage did not pass the agent's status on\n{out}"
+    );
+    assert!(
+        !left_nonblocking,
+        "cage left the user's stderr non-blocking, as the agent set it"
     );
     let log = audit_log(&cage);
     assert!(
