@@ -168,8 +168,8 @@ pub fn emit(line: &str) {
 /// Writes `bytes` to `fd` without ever blocking for long: the descriptor
 /// is switched to O_NONBLOCK for the write (and switched back), EAGAIN is
 /// waited out with poll(2) within what is left of [`BUDGET`], EINTR is
-/// retried, and anything else (EPIPE, EIO) gives up. A regular file is
-/// written as is: it never blocks.
+/// retried, and anything else (EPIPE, EIO) gives up. (A regular file never
+/// answers EAGAIN, so it is written whole.)
 pub fn write_bounded(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<()> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
     if GAVE_UP.load(Ordering::Relaxed) {
