@@ -201,6 +201,7 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;apply' {
+            [CompletionResult]::new('--include-protected', '--include-protected', [CompletionResultType]::ParameterName, 'Apply this protected path too (repeat for each): protected paths (git config and hooks, .envrc, ...) are skipped otherwise')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite files that changed on the host since the session started')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

@@ -218,12 +218,16 @@ _cage() {
             return 0
             ;;
         cage__subcmd__apply)
-            opts="-h --force --help"
+            opts="-h --force --include-protected --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --include-protected)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

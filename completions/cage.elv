@@ -179,6 +179,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand --help 'Print help'
         }
         &'cage;apply'= {
+            cand --include-protected 'Apply this protected path too (repeat for each): protected paths (git config and hooks, .envrc, ...) are skipped otherwise'
             cand --force 'Overwrite files that changed on the host since the session started'
             cand -h 'Print help'
             cand --help 'Print help'

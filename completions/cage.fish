@@ -140,6 +140,7 @@ always\t''
 never\t''"
 complete -c cage -n "__fish_cage_using_subcommand diff" -l stat -d 'Show changed files with line counts instead of the diff'
 complete -c cage -n "__fish_cage_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand apply" -l include-protected -d 'Apply this protected path too (repeat for each): protected paths (git config and hooks, .envrc, ...) are skipped otherwise' -r
 complete -c cage -n "__fish_cage_using_subcommand apply" -l force -d 'Overwrite files that changed on the host since the session started'
 complete -c cage -n "__fish_cage_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand discard" -s h -l help -d 'Print help'

@@ -21,6 +21,7 @@ use crate::host::Host;
 use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::sandbox::landlock::LandlockStatus;
+use crate::term;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -541,7 +542,7 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
         let mut s = items
             .iter()
             .take(SHOWN)
-            .cloned()
+            .map(|s| term::escape(s))
             .collect::<Vec<_>>()
             .join(", ");
         if items.len() > SHOWN {
@@ -702,7 +703,7 @@ pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Resul
             } else {
                 match &parsed {
                     Some(line) => writeln!(out, "{}", render(line)),
-                    None => writeln!(out, "(unreadable record) {}", text.trim_end()),
+                    None => writeln!(out, "(unreadable record) {}", term::escape(text.trim_end())),
                 }
             }
             .and_then(|()| out.flush())
@@ -729,14 +730,17 @@ pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Resul
 
 /// One record for people: one line, or a few for the session start.
 pub fn render(line: &Line) -> String {
+    // Every field may hold what the agent chose (a host, a DNS name, a
+    // path): escaped, so a logged field cannot forge a line.
+    let e = |s: &str| term::escape(s);
     let clock = line
         .time
         .split_once('T')
         .map(|(_, t)| t.trim_end_matches('Z'))
         .unwrap_or(&line.time);
     let rule = |rule: &Option<String>, source: &Option<String>| match (rule, source) {
-        (Some(r), Some(s)) => format!("  [{r}, {s}]"),
-        (Some(r), None) => format!("  [{r}]"),
+        (Some(r), Some(s)) => format!("  [{}, {}]", e(r), e(s)),
+        (Some(r), None) => format!("  [{}]", e(r)),
         _ => String::new(),
     };
     match &line.record {
@@ -744,33 +748,33 @@ pub fn render(line: &Line) -> String {
             let mut out = format!(
                 "{}  session {} (pid {})\n  command    {}\n  workspace  {} ({})\n",
                 line.time.replace('T', " "),
-                s.session,
+                e(&s.session),
                 s.pid,
-                s.argv.join(" "),
-                s.workspace.display(),
-                s.workspace_mode
+                s.argv.iter().map(|a| e(a)).collect::<Vec<_>>().join(" "),
+                term::escape_path(&s.workspace),
+                e(&s.workspace_mode)
             );
             let sources: Vec<String> = s
                 .policy
                 .iter()
                 .map(|p| match &p.sha256 {
-                    Some(h) => format!("{} (sha256:{})", p.name, &h[..12.min(h.len())]),
-                    None => p.name.clone(),
+                    Some(h) => format!("{} (sha256:{})", e(&p.name), e(h.get(..12).unwrap_or(h))),
+                    None => e(&p.name),
                 })
                 .collect();
             if !sources.is_empty() {
                 out.push_str(&format!("  policy     {}\n", sources.join(", ")));
             }
-            out.push_str(&format!("  network    {}", s.network.mode));
+            out.push_str(&format!("  network    {}", e(&s.network.mode)));
             if let Some(p) = &s.network.proxy {
-                out.push_str(&format!(" (proxy {p})"));
+                out.push_str(&format!(" (proxy {})", e(&p.to_string())));
             }
             out.push('\n');
             for a in &s.network.allow {
-                out.push_str(&format!("    allow {a}\n"));
+                out.push_str(&format!("    allow {}\n", e(&a.to_string())));
             }
             for d in &s.network.deny {
-                out.push_str(&format!("    deny  {d}\n"));
+                out.push_str(&format!("    deny  {}\n", e(&d.to_string())));
             }
             match &s.enforcement {
                 Some(e) => out.push_str(&format!(
@@ -811,13 +815,13 @@ pub fn render(line: &Line) -> String {
             let mut s = format!(
                 "{clock}  {verdict}  {:<7}  {}",
                 format!("{:?}", n.proto).to_lowercase(),
-                format_target(&n.host, n.port)
+                e(&format_target(&n.host, n.port))
             );
             if let Some(a) = &n.addr {
-                s.push_str(&format!(" -> {a}"));
+                s.push_str(&format!(" -> {}", e(&a.to_string())));
             }
             if let Some(r) = &n.reason {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", e(r)));
             }
             s.push_str(&rule(&n.rule, &n.source));
             s.push_str(&format!("  #{}", n.id));
@@ -826,7 +830,7 @@ pub fn render(line: &Line) -> String {
         Record::NetEnd(e) => format!(
             "{clock}  close  #{} {}  up {} B, down {} B, {} ms",
             e.id,
-            format_target(&e.host, e.port),
+            term::escape(&format_target(&e.host, e.port)),
             e.bytes_up,
             e.bytes_down,
             e.duration_ms
@@ -835,21 +839,24 @@ pub fn render(line: &Line) -> String {
             let mut s = format!(
                 "{clock}  dns    {:<7}  {} {} -> {}",
                 format!("{:?}", d.proto).to_lowercase(),
-                d.name,
-                d.qtype,
-                d.rcode
+                e(&d.name),
+                e(&d.qtype),
+                e(&d.rcode)
             );
             if !d.answers.is_empty() {
-                s.push_str(&format!(" {}", d.answers.join(" ")));
+                s.push_str(&format!(
+                    " {}",
+                    d.answers.iter().map(|a| e(a)).collect::<Vec<_>>().join(" ")
+                ));
             }
             if let Some(r) = &d.reason {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", e(r)));
             }
             s.push_str(&rule(&d.rule, &d.source));
             s
         }
         Record::ProtectedCreated(p) => {
-            let list: Vec<String> = p.paths.iter().map(|p| p.display().to_string()).collect();
+            let list: Vec<String> = p.paths.iter().map(|p| term::escape_path(p)).collect();
             format!(
                 "{clock}  WARN   the session created {} protected path(s): {}",
                 p.paths.len(),
@@ -859,8 +866,8 @@ pub fn render(line: &Line) -> String {
         Record::GuardRefused(g) => format!(
             "{clock}  guard  refused {} {}: {} (pid {})",
             g.syscall,
-            g.path.display().to_string().escape_debug(),
-            g.rule.escape_debug(),
+            crate::term::escape_path(&g.path),
+            crate::term::escape(&g.rule),
             g.pid
         ),
         Record::Quarantined(q) => {
@@ -871,15 +878,15 @@ pub fn render(line: &Line) -> String {
             for (from, to) in &q.moved {
                 s.push_str(&format!(
                     "\n{clock}  quarantine  {} -> {}",
-                    from.display().to_string().escape_debug(),
-                    to.display().to_string().escape_debug()
+                    crate::term::escape_path(from),
+                    crate::term::escape_path(to)
                 ));
             }
             for (path, e) in &q.failed {
                 s.push_str(&format!(
                     "\n{clock}  FAILED to move {}: {}",
-                    path.display().to_string().escape_debug(),
-                    e.escape_debug()
+                    crate::term::escape_path(path),
+                    crate::term::escape(e)
                 ));
             }
             s
@@ -890,11 +897,7 @@ pub fn render(line: &Line) -> String {
                 c.added, c.modified, c.deleted
             );
             if !c.protected.is_empty() {
-                let list: Vec<String> = c
-                    .protected
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
+                let list: Vec<String> = c.protected.iter().map(|p| term::escape_path(p)).collect();
                 s.push_str(&format!("; protected paths touched: {}", list.join(", ")));
             }
             s
@@ -933,7 +936,7 @@ pub fn render(line: &Line) -> String {
                 e.refused_dns
             );
             if let Some(err) = &e.error {
-                s.push_str(&format!("; cage error: {err}"));
+                s.push_str(&format!("; cage error: {}", term::escape(err)));
             }
             s
         }
@@ -1061,6 +1064,41 @@ mod cap_tests {
             "the log grew past its cap: {size} bytes"
         );
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A logged field cannot forge a line or drive the terminal: every
+    /// rendering of an agent-chosen host, name or path is escaped.
+    #[test]
+    fn agent_fields_render_escaped_on_one_line() {
+        let forged =
+            "x.example\n12:00:00.000  allow  connect  api.anthropic.com:443\x1b[2K\u{202e}";
+        let line = |record| Line {
+            time: "2026-12-01T12:00:00.000Z".into(),
+            record,
+        };
+        let rendered = [
+            render(&line(net(forged))),
+            render(&line(Record::Dns(Dns {
+                proto: Proto::Udp,
+                name: forged.into(),
+                qtype: "A\r".into(),
+                decision: Decision::Deny,
+                rcode: "REFUSED".into(),
+                answers: vec![forged.into()],
+                reason: Some(forged.into()),
+                rule: None,
+                source: None,
+            }))),
+            render(&line(Record::ProtectedCreated(ProtectedCreated {
+                paths: vec![PathBuf::from(forged)],
+            }))),
+            summary(&[forged.to_string()], &[forged.to_string()]).unwrap(),
+        ];
+        for r in &rendered {
+            assert!(crate::term::is_inert(r, false), "{r:?}");
+            assert!(!r.contains('\n'), "{r:?}");
+            assert!(r.contains("x.example\\n12:00:00.000"), "{r:?}");
+        }
     }
 
     #[test]

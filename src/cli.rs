@@ -247,6 +247,10 @@ pub struct ApplyArgs {
     /// Overwrite files that changed on the host since the session started.
     #[arg(long)]
     pub force: bool,
+    /// Apply this protected path too (repeat for each): protected paths
+    /// (git config and hooks, .envrc, ...) are skipped otherwise.
+    #[arg(long, value_name = "PATH")]
+    pub include_protected: Vec<String>,
     /// A session id or a unique prefix of one (default: the latest overlay
     /// session of the workspace holding the working directory), then paths
     /// to limit the apply to.

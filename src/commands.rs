@@ -2,7 +2,6 @@
 //! supervisor. Output formatting for people lives here too.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::audit;
@@ -49,12 +48,14 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     }
 }
 
+/// Writes `bytes` to stdout. A closed pipe (`| head`) ends the command
+/// quietly; a descriptor the agent left non-blocking is waited on.
 fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
-    std::io::stdout()
-        .write_all(bytes)
-        .and_then(|_| std::io::stdout().flush())
-        .map_err(|source| Error::Output { what, source })?;
-    Ok(0)
+    match crate::term::write_stdout(bytes) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(source) => Err(Error::Output { what, source }),
+    }
 }
 
 fn request(args: &PolicyArgs) -> LoadRequest {
@@ -95,7 +96,8 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             s.push('\n');
             s
         } else {
-            render_plan(&plan)
+            // Paths may come from an untrusted project file: escaped.
+            crate::term::escape_text(&render_plan(&plan))
         };
         return print(text.as_bytes(), "the plan");
     }
@@ -114,15 +116,15 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         }
     };
     for note in &plan.notes {
-        eprintln!("cage: note: {note}");
+        crate::term::emit(&format!("cage: note: {}", crate::term::escape_text(note)));
     }
     let unenforced = plan.limits.unenforced();
     if !unenforced.is_empty() {
-        eprintln!(
+        crate::term::emit(&format!(
             "cage: warning: not enforced: [limits] {} (cgroup limits are not implemented yet; \
              nofile, nproc, fsize and core are, as rlimits)",
             unenforced.join(", ")
-        );
+        ));
     }
     // The session record is required where it holds the session's work
     // (overlay mode) or records decisions (proxy mode); elsewhere a session
@@ -130,10 +132,10 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     let required =
         plan.network.proxy.is_some() || plan.workspace.overlay.is_some() || !plan.state.is_empty();
     let warn = |e: &dyn std::error::Error| {
-        eprintln!(
+        crate::term::emit(&format!(
             "cage: warning: running without a session record: {}",
-            crate::sandbox::init::chain(e)
-        );
+            crate::term::escape_text(&crate::sandbox::init::chain(e))
+        ));
     };
     let reserved = match reserved {
         Ok(r) => Some(r),
@@ -379,7 +381,7 @@ fn policy_show(args: &PolicyArgs, json: bool) -> Result<i32, Error> {
         s.push('\n');
         s
     } else {
-        render_policy(&policy)
+        crate::term::escape_text(&render_policy(&policy))
     };
     print(text.as_bytes(), "the policy")
 }
@@ -582,7 +584,7 @@ fn explain_cmd(args: &PolicyArgs, target: &str) -> Result<i32, Error> {
 fn log(args: LogArgs) -> Result<i32, Error> {
     let host = Host::current()?;
     let path = audit::find_session(&host, args.session.as_deref())?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::term::Stdout;
     match audit::show(&path, args.json, args.follow, &mut out) {
         Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other.map(|()| 0).map_err(Error::from),
@@ -661,13 +663,17 @@ fn sessions() -> Result<i32, Error> {
         let _ = writeln!(
             out,
             "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  {}  {}",
-            r.id,
-            started,
+            crate::term::escape(&r.id),
+            crate::term::escape(&started),
             format!("{:?}", r.mode).to_lowercase(),
             status,
             counts,
-            r.workspace.display(),
-            r.command.join(" ")
+            crate::term::escape_path(&r.workspace),
+            r.command
+                .iter()
+                .map(|a| crate::term::escape(a))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     if all.is_empty() {
@@ -676,14 +682,9 @@ fn sessions() -> Result<i32, Error> {
     print_lossy(out.as_bytes(), "the sessions")
 }
 
-/// Like `print`, but a closed pipe (`| head`) is not an error.
+/// `print`, for the review commands (a closed pipe is not an error).
 fn print_lossy(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
-    match print(bytes, what) {
-        Err(Error::Output { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
-            Ok(0)
-        }
-        other => other,
-    }
+    print(bytes, what)
 }
 
 fn use_color(arg: ColorArg) -> session::diff::Color {
@@ -747,11 +748,12 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
     let (dir, mut record) = session::find_overlay(&host, id.as_deref())?;
     session::ensure_finished(&record)?;
     let only = workspace_paths(&host, &record.workspace, &paths)?;
-    let outcome = session::apply::apply(&record, &dir.join("upper"), &only, args.force)?;
+    let include = workspace_paths(&host, &record.workspace, &args.include_protected)?;
+    let outcome = session::apply::apply(&record, &dir.join("upper"), &only, &include, args.force)?;
     let mut out = String::new();
     for c in &outcome.applied {
         if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
-            let _ = writeln!(out, "  mode {}/", c.path.display());
+            let _ = writeln!(out, "  mode {}/", crate::term::escape_path(&c.path));
             continue;
         }
         let mark = match c.kind {
@@ -768,30 +770,49 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
             Some(name) => format!("  (protected: {name}; review it before running anything)"),
             None => String::new(),
         };
-        let _ = writeln!(out, "  {mark} {}{suffix}{flag}", c.path.display());
+        let _ = writeln!(
+            out,
+            "  {mark} {}{suffix}{flag}",
+            crate::term::escape_path(&c.path)
+        );
     }
     for p in &outcome.forced {
         let _ = writeln!(
             out,
             "cage: overwrote {}, which had changed on the host (--force)",
-            p.display()
+            crate::term::escape_path(p)
         );
     }
     for p in &outcome.skipped {
         let _ = writeln!(
             out,
             "cage: skipped {}: a special file (fifo, socket or device)",
-            p.display()
+            crate::term::escape_path(p)
+        );
+    }
+    for (p, name) in &outcome.protected {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: protected ({}): it runs or steers code outside the cage; review \
+             it with `cage diff`, then apply it with --include-protected {}",
+            crate::term::escape_path(p),
+            crate::term::escape(name),
+            crate::term::escape_path(p)
         );
     }
     let _ = writeln!(
         out,
-        "cage: applied {} change(s) of session {} to {}",
+        "cage: applied {} change(s) of session {} to {}{}",
         outcome.applied.len(),
-        record.id,
-        record.workspace.display()
+        crate::term::escape(&record.id),
+        crate::term::escape_path(&record.workspace),
+        if outcome.protected.is_empty() {
+            String::new()
+        } else {
+            format!("; skipped {} protected path(s)", outcome.protected.len())
+        }
     );
-    if only.is_empty() {
+    if only.is_empty() && outcome.protected.is_empty() {
         record.applied = Some(audit::rfc3339(std::time::SystemTime::now()));
         session::write_record(&dir, &record)?;
     }
@@ -808,8 +829,15 @@ fn restore(args: crate::cli::RestoreArgs) -> Result<i32, Error> {
         .unwrap_or_default();
     let path = crate::plan::normalize_path(&host.cwd.join(&args.path));
     session::quarantine::restore(&dir, &id, &path)?;
-    println!("restored {} from session {id}", crate::guard::shown(&path));
-    Ok(0)
+    print(
+        format!(
+            "restored {} from session {}\n",
+            crate::term::escape_path(&path),
+            crate::term::escape(&id)
+        )
+        .as_bytes(),
+        "the restore report",
+    )
 }
 
 fn discard(args: DiscardArgs) -> Result<i32, Error> {
@@ -817,12 +845,15 @@ fn discard(args: DiscardArgs) -> Result<i32, Error> {
     let (dir, record) = session::find_overlay(&host, args.session.as_deref())?;
     session::ensure_finished(&record)?;
     session::discard(&host, &dir)?;
-    println!(
-        "discarded session {} ({} removed)",
-        record.id,
-        dir.display()
-    );
-    Ok(0)
+    print(
+        format!(
+            "discarded session {} ({} removed)\n",
+            crate::term::escape(&record.id),
+            crate::term::escape_path(&dir)
+        )
+        .as_bytes(),
+        "the discard report",
+    )
 }
 
 fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {

@@ -41,13 +41,19 @@ pub fn run() -> i32 {
     });
     let width = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
     let swidth = checks.iter().map(|c| c.status.len()).max().unwrap_or(0);
+    let mut out = String::new();
     for c in &checks {
-        println!("{:width$}  {:swidth$}  {}", c.what, c.status, c.action);
+        out.push_str(&format!(
+            "{:width$}  {:swidth$}  {}\n",
+            c.what, c.status, c.action
+        ));
     }
     if !works && userns_restricted_by_apparmor() {
-        println!();
-        print_apparmor_help();
+        out.push('\n');
+        out.push_str(&apparmor_help());
     }
+    // `cage doctor | head -2`: a closed pipe ends the report quietly.
+    let _ = crate::term::write_stdout(out.as_bytes());
     if works { 0 } else { 1 }
 }
 
@@ -293,17 +299,17 @@ fn probe_run() -> (bool, String) {
     }
 }
 
-fn print_apparmor_help() {
+fn apparmor_help() -> String {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "/path/to/cage".into());
-    println!(
+    format!(
         "AppArmor restricts unprivileged user namespaces on this host. Allow them for cage\n\
          only, with the profile shipped in cage's repository (contrib/apparmor/cage):\n\
          \n\
          \x20 sed 's|@CAGE@|{exe}|' contrib/apparmor/cage | sudo tee /etc/apparmor.d/cage\n\
          \x20 sudo apparmor_parser -r /etc/apparmor.d/cage\n\
          \n\
-         or, for every program: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
-    );
+         or, for every program: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0\n"
+    )
 }

@@ -41,7 +41,7 @@ pub enum Error {
     },
     #[error("{path} already exists; pass --force to overwrite it")]
     Exists { path: std::path::PathBuf },
-    #[error("writing {path}")]
+    #[error("writing {}", crate::term::escape_path(path))]
     Write {
         path: std::path::PathBuf,
         #[source]

@@ -399,12 +399,6 @@ fn read_mem_upto(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// A path the agent chose, made safe for a terminal: control characters
-/// and other invisible code points are shown escaped.
-pub fn shown(path: &Path) -> String {
-    path.to_string_lossy().escape_debug().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::split;

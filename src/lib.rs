@@ -18,3 +18,4 @@ pub mod sandbox;
 pub mod session;
 pub mod supervisor;
 pub mod sys;
+pub mod term;

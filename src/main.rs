@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     match cage::commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("cage: {}", cage::sandbox::init::chain(&e));
+            // The chain may quote what the agent chose (a path in the
+            // workspace): escaped, and written without panicking.
+            let chain = cage::sandbox::init::chain(&e);
+            cage::term::emit(&format!("cage: {}", cage::term::escape_text(&chain)));
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -7,7 +7,7 @@
 //! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
 //! a copy of one thread. The proxy's threads start after clone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
@@ -22,7 +22,7 @@ use crate::proxy::{self, Proxy, Rules};
 use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
 use crate::sandbox::protocol::{Channel, Incoming, Report};
 use crate::sandbox::{self, init, seccomp};
-use crate::sys;
+use crate::{sys, term};
 
 /// How long open proxy connections get to finish, and write their end
 /// records, once the cage has exited.
@@ -114,15 +114,25 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     // filesystems keep whole seconds); reporting a change the user made
     // just before is the safe side.
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    let stdio = term::Stdio::now();
     let result = run_cage(plan, session);
-    // Whatever the outcome: a failed run may have created paths too.
-    quarantine_created(plan, session);
-    if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
-        report_hidden(plan, started, session);
+    // The agent shared stdio; what it set on them is not the user's.
+    stdio.restore();
+    // Every record is written before anything is printed: the agent may
+    // have sabotaged the shared terminal, and giving up on it must cost
+    // only the copy on the screen (term::emit never blocks for long).
+    let mut lines = Vec::new();
+    if let Some(guard_line) = GUARD_LINE.with(|l| l.take()) {
+        lines.push(guard_line);
     }
-    keep_state(plan, session);
+    // Whatever the outcome: a failed run may have created paths too.
+    lines.extend(quarantine_created(plan, session));
+    if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
+        lines.extend(report_hidden(plan, started, session));
+    }
+    lines.extend(keep_state(plan, session));
     if let Some(overlay) = &plan.workspace.overlay {
-        report_overlay(plan, overlay, session);
+        lines.extend(report_overlay(plan, overlay, session));
     }
     if let Some(session) = session {
         let (status, error) = match &result {
@@ -131,18 +141,26 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
         };
         let _ = session.ended(status, error);
         let _ = crate::session::record_end(&session.dir, status);
-        if let Some(line) = session.denied_summary() {
-            eprintln!("{line}");
-        }
+        lines.extend(session.denied_summary());
+    }
+    for line in &lines {
+        term::emit(line);
     }
     result
+}
+
+thread_local! {
+    /// The guard's one-line tally, printed with the other end-of-session
+    /// lines once every record is written.
+    static GUARD_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
 }
 
 /// The end-of-session rescan: protected paths the session created anyway
 /// (a race won against the guard, a link, a path only a rescan sees) are
 /// moved into the session's quarantine, listed with the command that puts
-/// each back, and recorded; never deleted, never left in place.
-fn quarantine_created(plan: &Plan, session: Option<&Session>) {
+/// each back, and recorded; never deleted, never left in place. Returns
+/// the lines to print (names escaped).
+fn quarantine_created(plan: &Plan, session: Option<&Session>) -> Vec<String> {
     let found = crate::plan::created_protected(&plan.workspace);
     let mut created = found.paths;
     // Paths a rule hides or keeps read-only, missing at the start inside a
@@ -160,29 +178,31 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) {
     );
     created.sort();
     created.dedup();
+    let mut lines = Vec::new();
     for (dir, e) in &found.unreadable {
-        eprintln!(
+        lines.push(format!(
             "cage: error: {} stayed unreadable after the session ({e}); cage could not check it \
              for protected paths: inspect it before running anything there",
-            crate::guard::shown(dir)
-        );
+            term::escape_path(dir)
+        ));
     }
     if created.is_empty() && found.reopened.is_empty() {
-        return;
+        return lines;
     }
     let Some(session) = session else {
-        eprintln!(
+        lines.push(format!(
             "cage: warning: this session created {} protected path(s), and without a session \
              directory they could not be quarantined; review them before running anything:",
             created.len()
+        ));
+        lines.extend(
+            created
+                .iter()
+                .map(|p| format!("cage:   {}", term::escape_path(p))),
         );
-        for path in &created {
-            eprintln!("cage:   {}", crate::guard::shown(path));
-        }
-        return;
+        return lines;
     };
     let (moved, failed) = crate::session::quarantine::quarantine(&session.dir, &created);
-    // The record first: the terminal may refuse what follows.
     let _ = session
         .log
         .write(audit::Record::Quarantined(audit::Quarantined {
@@ -191,45 +211,47 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) {
             reopened: found.reopened.clone(),
         }));
     for dir in &found.reopened {
-        eprintln!(
+        lines.push(format!(
             "cage: warning: the session made {} unreadable; cage made it readable again to \
              check it",
-            crate::guard::shown(dir)
-        );
+            term::escape_path(dir)
+        ));
     }
     if !moved.is_empty() {
-        eprintln!(
+        lines.push(format!(
             "cage: warning: this session created {} protected path(s) that run or steer code \
              outside the cage; they were moved out of the way, into {}:",
             moved.len(),
-            crate::guard::shown(&session.dir.join("quarantine"))
-        );
+            term::escape_path(&session.dir.join("quarantine"))
+        ));
         for (from, _) in &moved {
-            eprintln!(
+            lines.push(format!(
                 "cage:   {}    (put back: cage restore {} {})",
-                crate::guard::shown(from),
+                term::escape_path(from),
                 session.id,
-                crate::guard::shown(from)
-            );
+                term::escape_path(from)
+            ));
         }
     }
     for (path, e) in &failed {
-        eprintln!(
+        lines.push(format!(
             "cage: error: {} could not be quarantined ({}); review it before running anything",
-            crate::guard::shown(path),
-            crate::guard::shown(Path::new(e))
-        );
+            term::escape_path(path),
+            term::escape(e)
+        ));
     }
+    lines
 }
 
 /// Changes git does not show but host programs run: one line, and the
 /// bounded list in the audit log (issue 9 item 7).
-fn report_hidden(plan: &Plan, since: std::time::SystemTime, session: Option<&Session>) {
+fn report_hidden(
+    plan: &Plan,
+    since: std::time::SystemTime,
+    session: Option<&Session>,
+) -> Vec<String> {
     use crate::session::hidden;
     let report = hidden::scan(&plan.workspace.path, since);
-    if let Some(line) = hidden::summary_line(&report, session.map(|s| s.id.as_str())) {
-        eprintln!("{line}");
-    }
     if let Some(session) = session
         && report.count > 0
     {
@@ -247,15 +269,15 @@ fn report_hidden(plan: &Plan, since: std::time::SystemTime, session: Option<&Ses
                     .collect(),
             }));
     }
+    hidden::summary_line(&report, session.map(|s| s.id.as_str()))
+        .into_iter()
+        .collect()
 }
 
 /// Agent state directories: their write-through files, from the session's
 /// layer to the host, now that nothing in the cage can race the copy.
-fn keep_state(plan: &Plan, session: Option<&Session>) {
+fn keep_state(plan: &Plan, session: Option<&Session>) -> Vec<String> {
     let (kept, warnings) = crate::session::state::harvest(plan);
-    for w in &warnings {
-        eprintln!("cage: warning: {w}");
-    }
     if let Some(session) = session
         && !kept.is_empty()
     {
@@ -263,10 +285,19 @@ fn keep_state(plan: &Plan, session: Option<&Session>) {
             .log
             .write(audit::Record::StateKept(audit::StateKept { paths: kept }));
     }
+    warnings
+        .iter()
+        .map(|w| format!("cage: warning: {}", term::escape(w)))
+        .collect()
 }
 
-/// The end of an overlay session: one line of counts, and how to review.
-fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Option<&Session>) {
+/// The end of an overlay session: one line of counts, and how to review
+/// (returned, to print after the records are written).
+fn report_overlay(
+    plan: &Plan,
+    overlay: &crate::plan::OverlayPlan,
+    session: Option<&Session>,
+) -> Vec<String> {
     use crate::session::changes;
     let names: Vec<String> = plan
         .workspace
@@ -275,6 +306,7 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
         .map(|n| n.value.clone())
         .collect();
     let id = &overlay.session;
+    let mut lines = Vec::new();
     match changes::collect(&overlay.upper, &plan.workspace.path, &names) {
         Ok(list) => {
             let s = changes::summarize(&list);
@@ -283,23 +315,19 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
                 s.added, s.modified, s.deleted
             );
             if !s.protected.is_empty() {
-                let names: Vec<String> = s
-                    .protected
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
+                let names: Vec<String> = s.protected.iter().map(|p| term::escape_path(p)).collect();
                 line.push_str(&format!(
                     "; {} protected path(s) touched: {}",
                     s.protected.len(),
                     names.join(", ")
                 ));
             }
-            eprintln!("{line}");
+            lines.push(line);
             if !list.is_empty() {
-                eprintln!(
+                lines.push(format!(
                     "cage: review: cage diff {id} [--stat]; land: cage apply {id}; drop: cage \
                      discard {id}"
-                );
+                ));
             }
             if let Some(session) = session {
                 let _ = session
@@ -312,12 +340,13 @@ fn report_overlay(plan: &Plan, overlay: &crate::plan::OverlayPlan, session: Opti
                     }));
             }
         }
-        Err(e) => eprintln!(
+        Err(e) => lines.push(format!(
             "cage: warning: reading the changes of overlay session {id}: {}; they are kept in {}",
-            chain(&e),
-            overlay.upper.display()
-        ),
+            term::escape_text(&chain(&e)),
+            term::escape_path(&overlay.upper)
+        )),
     }
+    lines
 }
 
 fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
@@ -400,10 +429,12 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     if let Some(guard) = guard {
         let refused = guard.finish();
         if refused > 0 {
-            eprintln!(
-                "cage: the guard refused {refused} attempt(s) to create protected paths \
-                 (`cage log` lists them)"
-            );
+            GUARD_LINE.with(|l| {
+                l.set(Some(format!(
+                    "cage: the guard refused {refused} attempt(s) to create protected paths \
+                     (`cage log` lists them)"
+                )))
+            });
         }
     }
     if let Some(report) = failure {

@@ -60,3 +60,26 @@ fn shell_init_aliases_only_agents_on_path() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `cage doctor | head -2`, `cage man | head -1`: a reader that goes away
+/// ends the command quietly, without a panic.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    for args in [&["doctor"][..], &["man"][..], &["completions", "bash"][..]] {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // The reader is gone before cage writes a byte.
+        drop(read);
+        let o = Command::new(env!("CARGO_BIN_EXE_cage"))
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "cage {args:?}: {err}");
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "cage {args:?}: {:?} {err}",
+            o.status
+        );
+    }
+}

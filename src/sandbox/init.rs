@@ -199,12 +199,12 @@ fn agent(
             if let Requirement::BestEffort { source } = &plan.landlock.requirement
                 && !status.missing.is_empty()
             {
-                eprintln!(
+                crate::term::emit(&format!(
                     "cage: warning: Landlock is not fully enforced (kernel ABI {}; missing: {}); \
                      running anyway because of {source}",
                     status.abi,
                     status.missing.join(", ")
-                );
+                ));
             }
             status
         }

@@ -45,14 +45,14 @@ pub enum ApplyError {
         "{} path(s) changed on the host since session {id} started ({started}); nothing was \
          applied. Review them, then run `cage apply --force` to overwrite them:\n  {}",
         paths.len(),
-        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n  ")
+        paths.iter().map(|p| crate::term::escape_path(p)).collect::<Vec<_>>().join("\n  ")
     )]
     ChangedOnHost {
         id: String,
         started: String,
         paths: Vec<PathBuf>,
     },
-    #[error("{step} {path}")]
+    #[error("{step} {}", crate::term::escape_path(path))]
     Step {
         step: &'static str,
         path: PathBuf,
@@ -60,8 +60,9 @@ pub enum ApplyError {
         source: io::Error,
     },
     #[error(
-        "refusing to write through {path}: it is not a directory on the host (a symbolic link?); \
-         cage never follows links in the workspace"
+        "refusing to write through {}: it is not a directory on the host (a symbolic link?); \
+         cage never follows links in the workspace",
+        crate::term::escape_path(path)
     )]
     NotADirectory { path: PathBuf },
 }
@@ -84,22 +85,48 @@ pub struct Outcome {
     pub skipped: Vec<PathBuf>,
     /// Changed on the host since, overwritten because of `--force`.
     pub forced: Vec<PathBuf>,
+    /// Protected paths left out, with the protected name each falls
+    /// under: never applied unless named with `--include-protected`.
+    pub protected: Vec<(PathBuf, String)>,
 }
 
 /// Applies the changes of session `record` (upper layer `upper`) under the
-/// paths `only` (workspace-relative; empty: all).
+/// paths `only` (workspace-relative; empty: all). Protected paths (by
+/// `plan::is_protected`, as `cage diff` flags them) fail closed: each is
+/// left out, with everything below it, unless it lies under one of
+/// `include_protected`, which the user named one by one.
 pub fn apply(
     record: &Record,
     upper: &Path,
     only: &[PathBuf],
+    include_protected: &[PathBuf],
     force: bool,
 ) -> Result<Outcome, ApplyError> {
     let ws = &record.workspace;
     let all = changes::collect(upper, ws, &record.protect)?;
-    let selected: Vec<Change> = all
-        .into_iter()
-        .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
-        .collect();
+    let mut left_out: Vec<(PathBuf, String)> = Vec::new();
+    let mut selected: Vec<Change> = Vec::new();
+    for c in all {
+        if !(only.is_empty() || only.iter().any(|p| c.path.starts_with(p))) {
+            continue;
+        }
+        let named = include_protected.iter().any(|p| c.path.starts_with(p));
+        // Below a path already left out (a new `.git/x/` and its
+        // `config`): left out too, so no parent is created for it.
+        let under = left_out.iter().any(|(p, _)| c.path.starts_with(p));
+        match (&c.protected, named) {
+            (Some(name), false) => left_out.push((c.path.clone(), name.clone())),
+            (None, false) if under => {
+                let name = left_out
+                    .iter()
+                    .find(|(p, _)| c.path.starts_with(p))
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default();
+                left_out.push((c.path.clone(), name));
+            }
+            _ => selected.push(c),
+        }
+    }
 
     // 1. Changed on the host since the start: refuse before writing.
     let threshold = record.started_ns;
@@ -128,6 +155,7 @@ pub fn apply(
     let root = open_root(ws)?;
     let mut outcome = Outcome {
         forced: changed,
+        protected: left_out,
         ..Outcome::default()
     };
     for c in selected {

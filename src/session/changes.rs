@@ -30,13 +30,13 @@ pub const MODE_MASK: u32 = 0o777;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangesError {
-    #[error("reading the upper layer at {path}")]
+    #[error("reading the upper layer at {}", crate::term::escape_path(path))]
     Upper {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("reading the workspace at {path}")]
+    #[error("reading the workspace at {}", crate::term::escape_path(path))]
     Host {
         path: PathBuf,
         #[source]

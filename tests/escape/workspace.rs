@@ -238,19 +238,20 @@ fn overlay_session_leaves_the_host_untouched_and_diff_shows_every_change() {
 }
 
 /// `cage apply` makes the host workspace what the session saw: same
-/// entries, kinds, modes, link targets and bytes.
+/// entries, kinds, modes, link targets and bytes (the protected `.envrc`
+/// named with `--include-protected`, as it must be).
 #[test]
 fn apply_reproduces_the_session_exactly() {
     require_userns!();
     let cage = overlay_cage();
     let inside = manifest(&run_overlay_session(&cage));
-    let applied = cage.cli(["apply"]);
+    let applied = cage.cli(["apply", "--include-protected", ".envrc"]);
     applied.assert_success();
     assert!(applied.stdout.contains("A .envrc  (protected"), "{applied}");
     let host = manifest(&cage.run_on_host(["sh", "-c", MANIFEST]));
     assert_eq!(host, inside, "\n{applied}");
     // Nothing left to apply, and no temporary file left behind.
-    let again = cage.cli(["apply"]);
+    let again = cage.cli(["apply", "--include-protected", ".envrc"]);
     assert!(again.stdout.contains("applied 0 change(s)"), "{again}");
     let leftovers: Vec<String> = host
         .iter()
@@ -314,11 +315,12 @@ fn interrupted_apply_finishes_when_run_again() {
         &ws,
         &format!("printf half > .added.txt.cage-apply-{id}"),
     );
-    cage.cli(["apply"]).assert_success();
+    cage.cli(["apply", "--include-protected", ".envrc"])
+        .assert_success();
     assert_eq!(manifest(&cage.run_on_host(["sh", "-c", MANIFEST])), inside);
     // (2)
     fs::remove_file(ws.join("added.txt")).unwrap();
-    let again = cage.cli(["apply"]);
+    let again = cage.cli(["apply", "--include-protected", ".envrc"]);
     again.assert_success();
     assert!(again.stdout.contains("applied 1 change(s)"), "{again}");
     assert_eq!(manifest(&cage.run_on_host(["sh", "-c", MANIFEST])), inside);
