@@ -26,8 +26,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::audit::{self, Log};
 use crate::plan::GuardPlan;
@@ -38,47 +38,71 @@ const MAX_LINKS: usize = 40;
 /// A running guard.
 pub struct Guard {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<usize>,
+    done: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
 }
+
+/// How long [`Guard::finish`] waits for the thread. It can sit in
+/// SECCOMP_IOCTL_NOTIF_RECV for a notification that a signal cancelled
+/// after poll reported it; the process is about to exit, so it is left.
+const FINISH_WAIT: Duration = Duration::from_millis(300);
 
 impl Guard {
     /// Serves `listener` on a thread of its own until every process under
     /// the filter is gone (or [`Guard::finish`] is called).
     pub fn start(listener: OwnedFd, plan: GuardPlan, log: Option<Arc<Log>>) -> io::Result<Guard> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
+        let done = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (flag, finished, count) = (stop.clone(), done.clone(), refused.clone());
+        std::thread::Builder::new()
             .name("cage:guard".into())
-            .spawn(move || serve(&listener, &plan, log.as_deref(), &flag))?;
-        Ok(Guard { stop, thread })
+            .spawn(move || {
+                serve(&listener, &plan, log.as_deref(), &flag, &count);
+                finished.store(true, Ordering::Release);
+            })?;
+        Ok(Guard {
+            stop,
+            done,
+            refused,
+        })
     }
 
     /// Stops serving (the cage has exited) and returns how many creations
-    /// were refused.
+    /// were refused. Never blocks for long.
     pub fn finish(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
+        let end = std::time::Instant::now() + FINISH_WAIT;
+        while !self.done.load(Ordering::Acquire) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
-fn serve(listener: &OwnedFd, plan: &GuardPlan, log: Option<&Log>, stop: &AtomicBool) -> usize {
+fn serve(
+    listener: &OwnedFd,
+    plan: &GuardPlan,
+    log: Option<&Log>,
+    stop: &AtomicBool,
+    refused: &AtomicUsize,
+) {
     let fd = listener.as_raw_fd();
-    let mut refused = 0;
     loop {
         let revents = match crate::sys::poll_one(fd, libc::POLLIN, 100) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(_) => return refused,
+            Err(_) => return,
         };
         if revents == 0 {
             if stop.load(Ordering::Relaxed) {
-                return refused;
+                return;
             }
             continue;
         }
         if revents & libc::POLLIN == 0 {
             // POLLHUP: no process is left under the filter.
-            return refused;
+            return;
         }
         let Some(req) = crate::sys::notif_recv(fd) else {
             continue;
@@ -98,7 +122,7 @@ fn serve(listener: &OwnedFd, plan: &GuardPlan, log: Option<&Log>, stop: &AtomicB
         // nothing is waiting for the answer.
         let _ = crate::sys::notif_respond(fd, req.id, error);
         if let Some((syscall, path, rule)) = refusal {
-            refused += 1;
+            refused.fetch_add(1, Ordering::Relaxed);
             if let Some(log) = log {
                 let _ = log.write(audit::Record::GuardRefused(audit::GuardRefused {
                     pid: req.pid,
