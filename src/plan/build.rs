@@ -253,9 +253,7 @@ pub fn build_for_session(
         .chain(hooks_path_names(host, &workspace.value))
         .collect();
     let scan = super::protect::scan(&workspace.value, &names);
-    if mode != WorkspaceMode::Readonly {
-        refuse_hard_links(&scan.found)?;
-    }
+    refuse_hard_links(&scan.found)?;
     for (dir, e) in &scan.unreadable {
         notes.push(format!(
             "{} cannot be read ({e}), so cage cannot see whether it holds protected paths",
@@ -308,10 +306,13 @@ pub fn build_for_session(
             });
         }
     }
-    let mut protected = Vec::new();
-    let mut watch = Vec::new();
-    let mut links = Vec::new();
-    if mode != WorkspaceMode::Readonly {
+    let mut protected;
+    let watch;
+    let links;
+    // In every mode, readonly included: a write rule (`write = [".git"]`)
+    // can open part of a read-only workspace again, and the protected
+    // paths under it must stay read-only there.
+    {
         protected = scan.found;
         links = scan.links;
         for link in &links {

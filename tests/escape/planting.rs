@@ -509,3 +509,39 @@ fn files_that_run_on_entering_a_directory_cannot_be_created() {
         );
     }
 }
+
+/// Regression for a critical escape (view, guard): a committed project
+/// file with `mode = "readonly"` and `write = [".git"]` passed the
+/// line-by-line narrowing check, and readonly mode dropped the protected
+/// binds, so `.git` came back writable whole. Protected paths now stay
+/// read-only in every mode, and the guard judges the granted gitdir; the
+/// same with the user's own `--workspace readonly`.
+#[test]
+fn readonly_mode_with_a_writable_gitdir_still_protects_it() {
+    require_userns!();
+    for flags in [&[][..], &["--workspace", "readonly"][..]] {
+        let cage = repo()
+            .workspace_file(
+                ".cage.toml",
+                "[workspace]\nmode = \"readonly\"\n\n[filesystem]\nwrite = [\".git\"]\n",
+            )
+            .args(flags.iter().copied());
+        let ws = cage.workspace().to_path_buf();
+        let out = cage.sh(&format!(
+            r##"{ATTEMPT}
+attempt 'printf "#!/bin/sh\ntouch {ws}/PWNED\n" > .git/hooks/pre-commit'
+attempt 'printf "[core]\n\tfsmonitor = touch {ws}/PWNED\n" >> .git/config'
+attempt 'echo x > .git/commondir'
+attempt 'python3 -c "open(\".git/config\", \"r+\").write(\"[core]\")"'
+"##,
+            ws = ws.display()
+        ));
+        // Refused outright as a widening is just as safe.
+        if out.code != 125 {
+            out.assert_success().assert_all_refused(4);
+        }
+        assert!(!ws.join(".git/hooks/pre-commit").exists(), "{out}");
+        assert!(!ws.join(".git/commondir").exists(), "{out}");
+        host_git_runs_nothing(&cage, &ws);
+    }
+}
