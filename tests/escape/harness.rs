@@ -546,6 +546,25 @@ impl Cage {
             // std drops supplementary groups, then sets gid and uid.
             cmd.uid(uid).gid(gid);
         }
+        // Ignored signals stay ignored across exec: a test runner started
+        // under nohup (SIGHUP ignored) would hand that to cage, and then
+        // to the agent, and the signal tests would wait for a signal that
+        // is discarded. Start cage as a user's shell would.
+        // SAFETY: signal(2) is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [
+                    libc::SIGHUP,
+                    libc::SIGINT,
+                    libc::SIGQUIT,
+                    libc::SIGTERM,
+                    libc::SIGPIPE,
+                ] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
     }
 
     fn add_inherited_fds(&self, cmd: &mut Command) {
