@@ -38,7 +38,6 @@ COMMAND is not found inside the cage.";
     name = "cage",
     version,
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
@@ -102,6 +101,10 @@ pub enum PolicyCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The command a run would start: without -p, the profile named
+        /// after it applies, as in a run.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Validate a policy file (default: the project's .cage.toml).
     Check {
@@ -157,6 +160,10 @@ pub struct PolicyArgs {
     /// Ignore the project's .cage.toml.
     #[arg(long)]
     pub no_project_policy: bool,
+    /// Without -p, do not apply the profile named after the command
+    /// (`cage -- claude` otherwise applies the claude profile).
+    #[arg(long)]
+    pub no_auto_profile: bool,
     /// Run even if the kernel cannot enforce LAYER (only: landlock). cage
     /// says so on every run.
     #[arg(long, value_name = "LAYER")]
@@ -184,6 +191,10 @@ pub struct ExplainArgs {
     pub policy: PolicyArgs,
     /// A path (absolute, relative, or ~/...) or HOST[:PORT].
     pub target: String,
+    /// The command a run would start: without -p, the profile named after
+    /// it applies, as in a run (`cage explain api.anthropic.com -- claude`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +283,101 @@ pub enum NetArg {
     Host,
 }
 
+impl PolicyArgs {
+    /// Whether no option was given.
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+            && self.policy_files.is_empty()
+            && self.ro.is_empty()
+            && self.rw.is_empty()
+            && self.hide.is_empty()
+            && self.allow_host.is_empty()
+            && self.net.is_none()
+            && self.env.is_empty()
+            && self.workspace.is_none()
+            && !self.no_project_policy
+            && !self.no_auto_profile
+            && self.allow_degraded.is_empty()
+    }
+
+    /// Options given before a subcommand (`outer`, as in
+    /// `cage -p claude explain HOST`) merged with the subcommand's own,
+    /// which come later and so win where only one value can.
+    pub fn merged(outer: &PolicyArgs, inner: &PolicyArgs) -> PolicyArgs {
+        let cat = |a: &[String], b: &[String]| [a, b].concat();
+        PolicyArgs {
+            profiles: cat(&outer.profiles, &inner.profiles),
+            policy_files: [&outer.policy_files[..], &inner.policy_files[..]].concat(),
+            ro: cat(&outer.ro, &inner.ro),
+            rw: cat(&outer.rw, &inner.rw),
+            hide: cat(&outer.hide, &inner.hide),
+            allow_host: cat(&outer.allow_host, &inner.allow_host),
+            net: inner.net.or(outer.net),
+            env: cat(&outer.env, &inner.env),
+            workspace: inner.workspace.or(outer.workspace),
+            no_project_policy: outer.no_project_policy || inner.no_project_policy,
+            no_auto_profile: outer.no_auto_profile || inner.no_auto_profile,
+            allow_degraded: [&outer.allow_degraded[..], &inner.allow_degraded[..]].concat(),
+        }
+    }
+}
+
+/// For a usage error: `cage claude --version` (a forgotten `--`) as the
+/// command line the user probably meant, `cage -- claude --version`. `None`
+/// when the first word that is not an option is a subcommand, or there is
+/// none, or a `--` is already there.
+pub fn forgotten_separator(args: &[String]) -> Option<String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let takes_value = |word: &str| {
+        cmd.get_arguments().any(|a| {
+            let hit = match word.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => word.len() == 2 && a.get_short() == word.chars().nth(1),
+            };
+            hit && a.get_action().takes_values()
+        })
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let word = args[i].as_str();
+        if word == "--" {
+            return None;
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            if !word.contains('=') && takes_value(word) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let is_subcommand = cmd
+            .get_subcommands()
+            .any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word));
+        if is_subcommand {
+            return None;
+        }
+        let mut words: Vec<String> = vec!["cage".into()];
+        words.extend(args[..i].iter().map(|w| shell_quote(w)));
+        words.push("--".into());
+        words.extend(args[i..].iter().map(|w| shell_quote(w)));
+        return Some(words.join(" "));
+    }
+    None
+}
+
+/// A word as a POSIX shell would need it written.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 impl From<NetArg> for NetMode {
     fn from(n: NetArg) -> Self {
         match n {
@@ -357,7 +463,7 @@ The user's policy, applied after the built-in base profile.
 \fI~/.config/cage/profiles/NAME.toml\fR
 User profiles, for \-p NAME and extends; they shadow built-ins of the same name.
 .TP
-\fI~/.config/cage/trusted.toml\fR
+\fI~/.config/cage/trusted.json\fR
 Hashes of trusted project policy files (cage trust).
 .TP
 \fI.cage.toml\fR

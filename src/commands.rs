@@ -17,15 +17,41 @@ use crate::policy::{self, FlagRules, LoadRequest, Policy, ProjectMode};
 use crate::{session, supervisor};
 
 pub fn dispatch(cli: Cli) -> Result<i32, Error> {
+    // Run options before a subcommand (`cage -p claude explain HOST`) apply
+    // to the subcommands that build a policy, and are refused elsewhere.
+    let outer = cli.run;
+    if let Some(command) = &cli.command {
+        let takes_policy = matches!(
+            command,
+            Command::Run(_) | Command::Explain(_) | Command::Policy(PolicyCommand::Show { .. })
+        );
+        if !takes_policy && (!outer.policy.is_empty() || outer.dry_run || outer.json) {
+            return Err(Error::RunOptionsMisplaced);
+        }
+    }
+    let merged = |inner: &PolicyArgs| PolicyArgs::merged(&outer.policy, inner);
     match cli.command {
-        None => run(cli.run),
-        Some(Command::Run(args)) => run(args),
-        Some(Command::Policy(PolicyCommand::Show { policy, json })) => policy_show(&policy, json),
+        None => run(outer),
+        Some(Command::Run(args)) => run(RunArgs {
+            policy: merged(&args.policy),
+            dry_run: args.dry_run || outer.dry_run,
+            json: args.json || outer.json,
+            command: args.command,
+        }),
+        Some(Command::Policy(PolicyCommand::Show {
+            policy,
+            json,
+            command,
+        })) => policy_show(&merged(&policy), json, command.first().map(String::as_str)),
         Some(Command::Policy(PolicyCommand::Check { file })) => policy_check(file),
         Some(Command::Policy(PolicyCommand::Init { profile, force })) => {
             policy_init(profile, force)
         }
-        Some(Command::Explain(args)) => explain_cmd(&args.policy, &args.target),
+        Some(Command::Explain(args)) => explain_cmd(
+            &merged(&args.policy),
+            &args.target,
+            args.command.first().map(String::as_str),
+        ),
         Some(Command::Trust(args)) => trust(args.file, true),
         Some(Command::Untrust(args)) => trust(args.file, false),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
@@ -56,8 +82,13 @@ fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn request(args: &PolicyArgs) -> LoadRequest {
+/// What to load for `args`; `command` is argv[0] of the run, whose
+/// profile applies when no `-p` is given.
+fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
     LoadRequest {
+        auto_profile: command
+            .filter(|_| !args.no_auto_profile)
+            .map(str::to_string),
         profiles: args.profiles.clone(),
         policy_files: args.policy_files.clone(),
         project: if args.no_project_policy {
@@ -78,14 +109,14 @@ fn request(args: &PolicyArgs) -> LoadRequest {
     }
 }
 
-fn load(args: &PolicyArgs) -> Result<(Host, Policy), Error> {
+fn load(args: &PolicyArgs, command: Option<&str>) -> Result<(Host, Policy), Error> {
     let host = Host::current()?;
-    let policy = policy::load(&request(args), &host)?;
+    let policy = policy::load(&request(args, command), &host)?;
     Ok((host, policy))
 }
 
 fn run(args: RunArgs) -> Result<i32, Error> {
-    let (host, policy) = load(&args.policy)?;
+    let (host, policy) = load(&args.policy, args.command.first().map(String::as_str))?;
     if args.dry_run {
         let plan = plan::build(&policy, &host, &args.command)?;
         let text = if args.json {
@@ -93,7 +124,9 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             s.push('\n');
             s
         } else {
-            render_plan(&plan)
+            let mut s = render_profiles(&policy);
+            s.push_str(&render_plan(&plan));
+            s
         };
         return print(text.as_bytes(), "the plan");
     }
@@ -111,6 +144,13 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             return Err(e.into());
         }
     };
+    // A command that cannot run gets its reason, and leaves no session.
+    if let Some(why) = plan.command.not_found.clone() {
+        if let Ok(r) = reserved {
+            r.release();
+        }
+        return Err(why.into());
+    }
     for note in &plan.notes {
         eprintln!("cage: note: {note}");
     }
@@ -165,6 +205,23 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     Ok(supervisor::run(&plan, log.as_ref())?)
 }
 
+/// The profiles a run applies, as the first line of a dry run: which were
+/// asked for and which the command chose.
+fn render_profiles(policy: &Policy) -> String {
+    let names: Vec<String> = policy
+        .sources
+        .iter()
+        .filter(|s| s.kind != policy::SourceKind::Flags && s.name != "builtin:base")
+        .map(|s| s.describe())
+        .collect();
+    if names.is_empty() {
+        "policy     builtin:base only (no profile: none is named after the command, and no -p)\n"
+            .to_string()
+    } else {
+        format!("policy     builtin:base, {}\n", names.join(", "))
+    }
+}
+
 /// The plan for people: one line per decision, with its rule.
 pub fn render_plan(plan: &Plan) -> String {
     let mut s = String::new();
@@ -173,9 +230,14 @@ pub fn render_plan(plan: &Plan) -> String {
         Some(p) => {
             let _ = writeln!(s, "program    {}", p.display());
         }
-        None => {
-            let _ = writeln!(s, "program    NOT FOUND inside the cage (exit 127)");
-        }
+        None => match &plan.command.not_found {
+            Some(why) => {
+                let _ = writeln!(s, "program    NOT FOUND (exit 127): {why}");
+            }
+            None => {
+                let _ = writeln!(s, "program    NOT FOUND inside the cage (exit 127)");
+            }
+        },
     }
     let _ = writeln!(s, "cwd        {}", plan.cwd.display());
     let _ = writeln!(
@@ -324,8 +386,8 @@ pub fn render_plan(plan: &Plan) -> String {
     s
 }
 
-fn policy_show(args: &PolicyArgs, json: bool) -> Result<i32, Error> {
-    let (_, policy) = load(args)?;
+fn policy_show(args: &PolicyArgs, json: bool, command: Option<&str>) -> Result<i32, Error> {
+    let (_, policy) = load(args, command)?;
     let text = if json {
         let mut s = serde_json::to_string_pretty(&policy).unwrap_or_default();
         s.push('\n');
@@ -344,7 +406,7 @@ fn render_policy(p: &Policy) -> String {
             s,
             "  {:?} {}{}",
             src.kind,
-            src.name,
+            src.describe(),
             src.sha256
                 .as_ref()
                 .map(|h| format!(" sha256:{}", &h[..12.min(h.len())]))
@@ -506,9 +568,16 @@ fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn explain_cmd(args: &PolicyArgs, target: &str) -> Result<i32, Error> {
-    let (host, policy) = load(args)?;
-    let plan = plan::build(&policy, &host, &["true".to_string()])?;
+fn explain_cmd(args: &PolicyArgs, target: &str, command: Option<&str>) -> Result<i32, Error> {
+    let (host, policy) = load(args, command)?;
+    let argv = [command.unwrap_or("true").to_string()];
+    let plan = plan::build(&policy, &host, &argv)?;
+    if args.profiles.is_empty() && command.is_none() {
+        eprintln!(
+            "cage: note: no profile applied; name one with -p, or the command a run would \
+             start: `cage explain {target} -- claude`"
+        );
+    }
     let e = if explain::is_path(target, &host.cwd) {
         let path = explain::absolute(target, &host.home, &host.cwd);
         explain::explain_path(&plan, &policy, &path)
@@ -798,11 +867,11 @@ fn shell_init(shell: crate::cli::InitShell) -> Result<i32, Error> {
         }
         let _ = match shell {
             InitShell::Bash | InitShell::Zsh => {
-                writeln!(out, "alias {agent}='cage -p {agent} -- {agent}'")
+                writeln!(out, "alias {agent}='cage -- {agent}'")
             }
             InitShell::Fish => writeln!(
                 out,
-                "function {agent} --wraps {agent}; cage -p {agent} -- {agent} $argv; end"
+                "function {agent} --wraps {agent}; cage -- {agent} $argv; end"
             ),
         };
     }
