@@ -6,6 +6,8 @@
 //!
 //! Modules, by threat:
 //! - `agents`: the real agent CLIs under their built-in profiles
+//! - `front_door`: `cage -- AGENT` however the agent was installed (nvm, an
+//!   npm prefix, the native installer, pipx), and the first minutes' rough edges
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
@@ -23,6 +25,7 @@ mod harness;
 
 mod agents;
 mod filesystem;
+mod front_door;
 mod hygiene;
 mod kernel;
 mod local_authority;
