@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cage_global_optspecs
-    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy allow-degraded= dry-run json h/help V/version
+    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy no-auto-profile allow-degraded= dry-run json h/help V/version
 end
 
 function __fish_cage_needs_command
@@ -39,6 +39,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_needs_command" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_needs_command" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_needs_command" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
 complete -c cage -n "__fish_cage_needs_command" -l json -d 'With --dry-run: print the plan as JSON'
 complete -c cage -n "__fish_cage_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -73,6 +74,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand run" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand run" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
 complete -c cage -n "__fish_cage_using_subcommand run" -l json -d 'With --dry-run: print the plan as JSON'
 complete -c cage -n "__fish_cage_using_subcommand run" -s h -l help -d 'Print help'
@@ -96,6 +98,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of text'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
@@ -121,6 +124,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand explain" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand explain" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand trust" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand untrust" -s h -l help -d 'Print help'
