@@ -322,7 +322,10 @@ fn the_commands_installation_is_read_only() {
     require_userns!();
     let cage = Cage::new();
     let path = nvm(&cage);
-    let cage = cage.host_env("PATH", &path);
+    // No profile: the node profile would grant ~/.nvm read-only itself.
+    let cage = cage
+        .host_env("PATH", &path)
+        .args(["--no-auto-profile"]);
     let out = cage.run([
         "node",
         "-e",
