@@ -46,7 +46,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
-            cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command'
+            cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
             cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
             cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
@@ -168,6 +168,9 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand --help 'Print help'
         }
         &'cage;sessions'= {
+            cand --keep 'With --prune: sessions kept per workspace (default 20, or CAGE_KEEP_SESSIONS)'
+            cand --max-age 'With --prune: remove sessions older than DAYS (default 30, or CAGE_SESSION_MAX_DAYS; 0 for no age limit)'
+            cand --prune 'Remove finished sessions beyond the newest --keep of each workspace and those older than --max-age days. Never removes a running session, one with changes not applied, or one holding quarantined files'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -203,7 +206,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
-            cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command'
+            cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
             cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
             cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'

@@ -72,8 +72,10 @@ pub enum Command {
     /// every network and DNS decision, its end.
     Log(LogArgs),
     /// List sessions: id, start time, status, the changes an overlay
-    /// session holds, workspace and command.
-    Sessions,
+    /// session holds, workspace and command. Every run prunes old sessions
+    /// (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change
+    /// the defaults, 0 turning that rule off.
+    Sessions(SessionsArgs),
     /// Show an overlay session's changes as a unified diff against the
     /// workspace: additions, modifications, deletions, modes, links and
     /// binary files; protected paths are flagged.
@@ -226,6 +228,24 @@ pub struct LogArgs {
     /// Keep printing records as they are written, until the session ends.
     #[arg(short, long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Remove finished sessions beyond the newest --keep of each workspace
+    /// and those older than --max-age days. Never removes a running
+    /// session, one with changes not applied, or one holding quarantined
+    /// files.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: sessions kept per workspace (default 20, or
+    /// CAGE_KEEP_SESSIONS).
+    #[arg(long, value_name = "N", requires = "prune")]
+    pub keep: Option<usize>,
+    /// With --prune: remove sessions older than DAYS (default 30, or
+    /// CAGE_SESSION_MAX_DAYS; 0 for no age limit).
+    #[arg(long, value_name = "DAYS", requires = "prune")]
+    pub max_age: Option<u64>,
 }
 
 #[derive(Debug, Args)]

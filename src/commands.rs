@@ -57,7 +57,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
-        Some(Command::Sessions) => sessions(),
+        Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),
+        Some(Command::Sessions(_)) => sessions(),
         Some(Command::Diff(args)) => diff(args),
         Some(Command::Apply(args)) => apply(args),
         Some(Command::Discard(args)) => discard(args),
@@ -202,7 +203,59 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             Err(e) => warn(&e),
         }
     }
-    Ok(supervisor::run(&plan, log.as_ref())?)
+    let code = supervisor::run(&plan, log.as_ref())?;
+    // After the run, so it costs the start nothing; a failure to prune
+    // costs the run nothing either.
+    if let Some(rules) = prune_rules(None, None) {
+        let _ = session::prune(&host, rules);
+    }
+    Ok(code)
+}
+
+/// The pruning rules: the flags, else CAGE_KEEP_SESSIONS and
+/// CAGE_SESSION_MAX_DAYS, else the defaults. `None` when
+/// CAGE_KEEP_SESSIONS=0 and no flag says otherwise: never prune.
+fn prune_rules(keep: Option<usize>, max_days: Option<u64>) -> Option<session::PruneRules> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let keep = keep
+        .or_else(|| var("CAGE_KEEP_SESSIONS").map(|n| n as usize))
+        .unwrap_or(session::DEFAULT_KEEP);
+    let days = max_days.or_else(|| var("CAGE_SESSION_MAX_DAYS"));
+    let max_age = match days {
+        Some(0) => None,
+        Some(d) => Some(d.saturating_mul(24 * 3600)),
+        None => Some(session::DEFAULT_MAX_AGE),
+    };
+    (keep > 0).then_some(session::PruneRules { keep, max_age })
+}
+
+fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Error> {
+    let host = Host::current()?;
+    // Asked for by name, CAGE_KEEP_SESSIONS=0 (no automatic pruning) does
+    // not stop it: keep the newest N, or, with neither, the default.
+    let rules = match prune_rules(keep, max_days) {
+        Some(rules) => rules,
+        None => session::PruneRules {
+            keep: keep.unwrap_or(session::DEFAULT_KEEP),
+            ..prune_rules(Some(1), max_days).unwrap_or_default()
+        },
+    };
+    let removed = session::prune(&host, rules)?;
+    let mut out = String::new();
+    for id in &removed {
+        let _ = writeln!(out, "removed session {id}");
+    }
+    let _ = writeln!(
+        out,
+        "pruned {} session(s) in {}",
+        removed.len(),
+        audit::sessions_dir(&host).display()
+    );
+    print_lossy(out.as_bytes(), "the prune report")
 }
 
 /// The profiles a run applies, as the first line of a dry run: which were

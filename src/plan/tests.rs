@@ -710,11 +710,17 @@ fn the_hosts_file_names_the_cages_hostname() {
         .mounts
         .iter()
         .find_map(|m| match m {
-            Mount::File { dst: d, contents, .. } if *d == dst => Some(contents.clone()),
+            Mount::File {
+                dst: d, contents, ..
+            } if *d == dst => Some(contents.clone()),
             _ => None,
         })
         .expect("a hosts file in the view");
-    assert!(contents.lines().any(|l| l.split_whitespace().skip(1).any(|n| n == plan.hostname)));
+    assert!(
+        contents
+            .lines()
+            .any(|l| l.split_whitespace().skip(1).any(|n| n == plan.hostname))
+    );
 }
 
 /// The command's grants: found on the PATH the host has, outside the view,
@@ -732,8 +738,7 @@ fn the_command_is_granted_where_the_users_path_finds_it() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("../lib/node_modules/agent/cli.js", nvm.join("bin/agent")).unwrap();
     std::fs::write(nvm.join("bin/node"), "").unwrap();
-    std::fs::set_permissions(nvm.join("bin/node"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(nvm.join("bin/node"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut host = t.host();
     let user_path = format!("{}:/usr/bin:/bin", nvm.join("bin").display());
     host.env.push(("PATH".into(), user_path));
@@ -750,7 +755,10 @@ fn the_command_is_granted_where_the_users_path_finds_it() {
     );
     assert_eq!(plan.command.program, Some(nvm.join("bin/agent")));
     let path = plan.env.iter().find(|v| v.name == "PATH").unwrap();
-    assert!(path.value.starts_with(&nvm.join("bin").display().to_string()));
+    assert!(
+        path.value
+            .starts_with(&nvm.join("bin").display().to_string())
+    );
 
     // Hidden: no grant, no program, and the reason.
     let mut p = base(&t);

@@ -323,9 +323,7 @@ fn the_commands_installation_is_read_only() {
     let cage = Cage::new();
     let path = nvm(&cage);
     // No profile: the node profile would grant ~/.nvm read-only itself.
-    let cage = cage
-        .host_env("PATH", &path)
-        .args(["--no-auto-profile"]);
+    let cage = cage.host_env("PATH", &path).args(["--no-auto-profile"]);
     let out = cage.run([
         "node",
         "-e",
@@ -490,4 +488,38 @@ fn doctor_version_and_help_leave_no_session() {
 
 fn has_sessions(cage: &Cage) -> bool {
     std::fs::read_dir(cage.sessions_dir()).is_ok_and(|mut d| d.next().is_some())
+}
+
+fn session_count(cage: &Cage) -> usize {
+    std::fs::read_dir(cage.sessions_dir()).map_or(0, |d| d.count())
+}
+
+/// Sessions are pruned after each run to the newest N of the workspace;
+/// `cage sessions --prune` never removes an overlay session whose changes
+/// are not applied.
+#[test]
+fn sessions_are_pruned_but_unapplied_work_is_kept() {
+    require_userns!();
+    let cage = Cage::new().host_env("CAGE_KEEP_SESSIONS", "2");
+    let overlay = cage.cli([
+        "--workspace",
+        "overlay",
+        "--",
+        "sh",
+        "-c",
+        "echo new > file",
+    ]);
+    assert_eq!(overlay.code, 0, "{overlay}");
+    for _ in 0..3 {
+        let out = cage.run(["true"]);
+        assert_eq!(out.code, 0, "{out}");
+    }
+    // The two newest, and the overlay session with its change.
+    assert_eq!(session_count(&cage), 3, "{:?}", cage.sessions_dir());
+    let out = cage.cli(["sessions", "--prune", "--keep", "0"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("pruned 2 session(s)"), "{out}");
+    assert_eq!(session_count(&cage), 1);
+    let diff = cage.cli(["diff", "--stat"]);
+    assert!(diff.stdout.contains("file"), "{diff}");
 }
