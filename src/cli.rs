@@ -11,8 +11,9 @@ use crate::policy::{Layer, NetMode, WorkspaceMode};
 
 const AFTER_HELP: &str = "\
 Examples:
-  cage -- claude                      run Claude Code in the current repository
-  cage -p claude -- claude            the same, with the built-in claude profile
+  cage -- claude                      run Claude Code in the current repository,
+                                      under the claude profile (named after it)
+  cage -p claude -- claude            the same, naming the profile
   cage --net none --dry-run -- sh     print what cage would do, run nothing
   cage --rw ~/scratch -- make         also let the command write ~/scratch
   cage explain ~/.ssh/id_ed25519      is this path visible inside, and why?
@@ -25,7 +26,7 @@ Examples:
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
-COMMAND is not found inside the cage.";
+COMMAND is not found (on your PATH, or inside the cage).";
 
 /// A rootless sandbox for AI agent CLIs.
 ///
@@ -474,14 +475,14 @@ cage itself failed: bad policy, a layer that cannot be enforced, a setup step.
 The command was found but could not be executed.
 .TP
 \fB127\fR
-The command was not found inside the cage.
+The command was not found on your PATH, or not inside the cage; the message says which.
 .SH FILES
 .TP
 \fI~/.config/cage/config.toml\fR
 The user's policy, applied after the built-in base profile.
 .TP
 \fI~/.config/cage/profiles/NAME.toml\fR
-User profiles, for \-p NAME and extends; they shadow built-ins of the same name.
+User profiles, for \-p NAME and extends; they shadow built-ins of the same name. Without \-p, the profile named after the command applies (\-\-no\-auto\-profile turns that off).
 .TP
 \fI~/.config/cage/trusted.json\fR
 Hashes of trusted project policy files (cage trust).
