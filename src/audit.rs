@@ -135,6 +135,9 @@ pub struct PolicySource {
     pub name: String,
     pub kind: String,
     pub sha256: Option<String>,
+    /// A profile applied because the command is named after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_for: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -421,6 +424,7 @@ impl Session {
                     name: s.name.clone(),
                     kind: format!("{:?}", s.kind).to_lowercase(),
                     sha256: s.sha256.clone(),
+                    chosen_for: s.chosen_for.clone(),
                 })
                 .collect(),
             network: NetworkSummary {
@@ -701,9 +705,19 @@ pub fn render(line: &Line) -> String {
             let sources: Vec<String> = s
                 .policy
                 .iter()
-                .map(|p| match &p.sha256 {
-                    Some(h) => format!("{} (sha256:{})", p.name, &h[..12.min(h.len())]),
-                    None => p.name.clone(),
+                .map(|p| {
+                    let name = match &p.chosen_for {
+                        Some(c) => format!(
+                            "profile {} (chosen for the command {c}; {})",
+                            p.name.strip_prefix("builtin:").unwrap_or(c),
+                            p.name
+                        ),
+                        None => p.name.clone(),
+                    };
+                    match &p.sha256 {
+                        Some(h) => format!("{name} (sha256:{})", &h[..12.min(h.len())]),
+                        None => name,
+                    }
                 })
                 .collect();
             if !sources.is_empty() {

@@ -215,6 +215,12 @@ fn claude_from_the_native_installer_runs_with_no_flag() {
     let out = cage.run(["claude", "--version"]);
     assert_eq!(out.code, 0, "cage -- claude --version\n{out}");
     assert!(out.stdout.contains("2.1.330"), "{out}");
+    let log = cage.cli(["log"]);
+    assert!(
+        log.stdout
+            .contains("profile claude (chosen for the command claude"),
+        "{log}"
+    );
     let out = cage.cli(["--no-auto-profile", "--", "claude", "--version"]);
     assert_eq!(
         out.code, 0,
