@@ -196,19 +196,28 @@ fn probe_depth(argv0: &str, path: &str, cwd: &Path, depth: usize) -> CommandFact
 }
 
 /// The links met following `path` itself (not its directories) to a file.
+/// Each link is named by its real directory (`/bin/sh` on merged /usr is
+/// the link `/usr/bin/sh`), so a link is recreated where it really lives.
 fn link_chain(path: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let real_dir = |p: &Path| {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        let parent = parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf());
+        match p.file_name() {
+            Some(name) => parent.join(name),
+            None => parent,
+        }
+    };
     let mut out = Vec::new();
-    let mut cur = path.to_path_buf();
+    let mut cur = real_dir(path);
     while out.len() < MAX_LINKS {
         let Ok(target) = std::fs::read_link(&cur) else {
             break;
         };
         out.push((cur.clone(), target.clone()));
         let parent = cur.parent().unwrap_or(Path::new("/"));
-        let parent = parent
-            .canonicalize()
-            .unwrap_or_else(|_| parent.to_path_buf());
-        cur = crate::plan::normalize_path(&parent.join(target));
+        cur = real_dir(&crate::plan::normalize_path(&parent.join(target)));
     }
     out
 }

@@ -227,7 +227,14 @@ pub fn build_for_session(
         host.var("PATH").unwrap_or(HOST_DEFAULT_PATH),
         &host.cwd,
     );
-    add_command(&mut view, &facts, host, &hides, &mut notes)?;
+    add_command(
+        &mut view,
+        &facts,
+        host,
+        &workspace.value,
+        &hides,
+        &mut notes,
+    )?;
     add_ca_files(&mut view, host, &hides, &mut notes)?;
     // Linked worktrees: git needs the gitdir the `.git` file names, which
     // lies outside the workspace. Granted only once the link is shown to be
@@ -681,11 +688,12 @@ fn add_command(
     view: &mut View,
     facts: &crate::host::CommandFacts,
     host: &Host,
+    workspace: &Path,
     hides: &[Sourced<(PathBuf, FileKind)>],
     notes: &mut Vec<String>,
 ) -> Result<(), BuildError> {
     let (grants, links) =
-        super::command::build_command_grants(facts, &host.home, &|p: &Path| p.exists());
+        super::command::build_command_grants(facts, &host.home, workspace, &|p: &Path| p.exists());
     let hidden = |p: &Path| hides.iter().any(|h| p.starts_with(&h.value.0));
     for g in grants {
         if view.covering_bind(&g.path).is_some() {
@@ -755,11 +763,14 @@ fn finish_env(env: &mut Vec<EnvVar>, host: &Host, mounts: &[Mount]) {
             source: Provenance::Default { what },
         });
     };
+    // A directory the view does not show whole still holds what was
+    // granted in it (a command's link, its file).
     let shown = |dir: &Path| {
         is_visible(mounts, dir)
-            || mounts
-                .iter()
-                .any(|m| matches!(m, Mount::Symlink { dst, .. } if dst.parent() == Some(dir)))
+            || mounts.iter().any(|m| {
+                matches!(m, Mount::Symlink { .. } | Mount::Bind { .. })
+                    && m.dst().parent() == Some(dir)
+            })
     };
     for name in CA_VARS {
         if let Some(value) = host.var(name).filter(|v| is_visible(mounts, Path::new(v))) {

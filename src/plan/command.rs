@@ -15,12 +15,17 @@
 //!
 //! Never the home directory or a parent of it: a match that wide falls back
 //! to the file. A script's `#!` interpreter is granted the same way.
+//!
+//! A command found inside the workspace is the repository's, not the
+//! user's: its links and an absolute `#!` path are what the repository's
+//! author chose, so they grant nothing outside. Only an interpreter looked
+//! up by name on the user's PATH (`#!/usr/bin/env node`) is granted for it.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::host::{CommandFacts, FoundCommand};
+use crate::host::CommandFacts;
 
 /// One tree to show read-only, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,12 +65,26 @@ pub const REASON_INTERPRETER: &str = "the command's #! interpreter: resolved on 
 pub fn build_command_grants(
     facts: &CommandFacts,
     home: &Path,
+    workspace: &Path,
     exists: &dyn Fn(&Path) -> bool,
 ) -> (Vec<Grant>, Vec<Link>) {
     let mut grants = Vec::new();
     let mut links = Vec::new();
-    let mut next = facts.found.as_ref().map(|f| (f, REASON_COMMAND));
-    while let Some((found, reason)) = next {
+    let mut next = facts
+        .found
+        .as_ref()
+        .map(|f| (f, REASON_COMMAND, &facts.name));
+    let mut from_workspace = false;
+    while let Some((found, reason, name)) = next {
+        from_workspace |= found.path.starts_with(workspace);
+        let by_name = !name.contains('/');
+        if from_workspace && !(reason == REASON_INTERPRETER && by_name) {
+            next = found
+                .interpreter
+                .as_deref()
+                .and_then(|i| i.found.as_ref().map(|f| (f, REASON_INTERPRETER, &i.name)));
+            continue;
+        }
         let root = installation_root(&found.real, home, exists);
         if !grants.iter().any(|g: &Grant| g.path == root) {
             grants.push(Grant { path: root, reason });
@@ -84,8 +103,7 @@ pub fn build_command_grants(
         next = found
             .interpreter
             .as_deref()
-            .and_then(|i| i.found.as_ref())
-            .map(|f: &FoundCommand| (f, REASON_INTERPRETER));
+            .and_then(|i| i.found.as_ref().map(|f| (f, REASON_INTERPRETER, &i.name)));
     }
     (grants, links)
 }
@@ -196,6 +214,49 @@ mod tests {
                 &["/home/u/.local/pipx/venvs/aider-chat"]
             ),
             Path::new("/home/u/.local/pipx/venvs/aider-chat")
+        );
+    }
+
+    fn found(path: &str, real: &str, interpreter: Option<CommandFacts>) -> CommandFacts {
+        CommandFacts {
+            name: Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            searched: String::new(),
+            found: Some(crate::host::FoundCommand {
+                path: path.into(),
+                links: vec![(path.into(), real.into())],
+                real: real.into(),
+                interpreter: interpreter.map(Box::new),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_workspace_command_grants_only_interpreters_found_by_name() {
+        let home = Path::new("/home/u");
+        let ws = Path::new("/home/u/proj");
+        let mut by_path = found("/home/u/private/tool", "/home/u/private/tool", None);
+        by_path.name = "/home/u/private/tool".into();
+        let cmd = found("/home/u/proj/run", "/home/u/notes/run", Some(by_path));
+        let (grants, links) = build_command_grants(&cmd, home, ws, &|_| false);
+        assert!(grants.is_empty(), "{grants:?}");
+        assert!(links.is_empty(), "{links:?}");
+        let node = found(
+            "/home/u/.nvm/versions/node/v1/bin/node",
+            "/home/u/.nvm/versions/node/v1/bin/node",
+            None,
+        );
+        let cmd = found("/home/u/proj/run.js", "/home/u/proj/run.js", Some(node));
+        let (grants, _) = build_command_grants(&cmd, home, ws, &|_| false);
+        assert_eq!(
+            grants,
+            [Grant {
+                path: "/home/u/.nvm/versions/node/v1".into(),
+                reason: REASON_INTERPRETER
+            }]
         );
     }
 

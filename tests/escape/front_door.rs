@@ -529,3 +529,30 @@ fn sessions_are_pruned_but_unapplied_work_is_kept() {
     let diff = cage.cli(["diff", "--stat"]);
     assert!(diff.stdout.contains("file"), "{diff}");
 }
+
+/// Layer: view. A command inside the workspace is the repository's: a link
+/// it commits to a file elsewhere in the home, or an absolute `#!` path
+/// there, grants nothing.
+#[test]
+fn a_repository_link_grants_nothing_outside_the_workspace() {
+    require_userns!();
+    let cage = Cage::new()
+        .home_file("notes/tool", "#!/bin/sh\necho SECRET-TOOL-RAN\n")
+        .workspace_file_mode("run", "#!/bin/sh\necho run\n", 0o755);
+    let home = cage.home().to_path_buf();
+    lay_out(
+        &cage,
+        "chmod 755 \"$H/notes/tool\"; ln -s \"$H/notes/tool\" \"$H/proj/tool\"
+         printf '#!%s\\n' \"$H/notes/tool\" > \"$H/proj/by-shebang\"; chmod 755 \"$H/proj/by-shebang\"",
+    );
+    let out = cage.run(["./tool"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains("SECRET-TOOL-RAN"), "{out}");
+    let out = cage.run(["./by-shebang"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains("SECRET-TOOL-RAN"), "{out}");
+    // Control: the same file, named by the user on the PATH, is granted.
+    let cage = cage.host_env("PATH", &format!("{}/notes:{SYSTEM_PATH}", home.display()));
+    let out = cage.run(["tool"]);
+    assert!(out.stdout.contains("SECRET-TOOL-RAN"), "{out}");
+}
