@@ -457,6 +457,18 @@ pub fn build_for_session(
         .map(|v| v.value.as_str())
         .unwrap_or(DEFAULT_PATH);
     let program = resolve_command(&argv[0], path_var, &host.cwd, &mounts);
+    // Found inside, but not the file the user's shell would run: say so.
+    if let (Some(program), Some(found)) = (&program, &facts.found)
+        && program.canonicalize().ok().as_ref() != Some(&found.real)
+        && !is_visible(&mounts, &found.real)
+        && let super::command::NotFound::NotVisible { why, .. } = not_found(&facts, host, &hides)
+    {
+        notes.push(format!(
+            "your shell runs {}, which is not visible inside the cage ({why}); {} runs instead",
+            found.path.display(),
+            program.display()
+        ));
+    }
     let not_found = program.is_none().then(|| not_found(&facts, host, &hides));
 
     Ok(Plan {

@@ -364,6 +364,10 @@ fn a_hidden_installation_is_never_granted() {
     assert_eq!(out.code, 127, "{out}");
     assert!(!out.stdout.contains("0.61.0"), "{out}");
     assert!(out.stderr.contains("is hidden by flag --hide"), "{out}");
+    // A command the system also has runs from there, and cage says so.
+    let out = cage.run(["node", "-e", "console.log(process.execPath)"]);
+    assert_eq!(out.stdout.trim(), "/usr/bin/node", "{out}");
+    assert!(out.stderr.contains("/usr/bin/node runs instead"), "{out}");
 }
 
 /// A command the host does not have: 127, naming the PATH searched, and
