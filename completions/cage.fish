@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cage_global_optspecs
-    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy allow-degraded= allow-shared-dir= dry-run json h/help V/version
+    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy no-auto-profile allow-degraded= allow-shared-dir= dry-run json h/help V/version
 end
 
 function __fish_cage_needs_command
@@ -40,6 +40,7 @@ readonly\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_needs_command" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_needs_command" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_needs_command" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
 complete -c cage -n "__fish_cage_needs_command" -l json -d 'With --dry-run: print the plan as JSON'
 complete -c cage -n "__fish_cage_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -52,7 +53,7 @@ complete -c cage -n "__fish_cage_needs_command" -a "untrust" -d 'Forget the trus
 complete -c cage -n "__fish_cage_needs_command" -a "doctor" -d 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
 complete -c cage -n "__fish_cage_needs_command" -a "shell-init" -d 'Print aliases that run the agents found on PATH caged, for your shell\'s rc file: eval "$(cage shell-init bash)"'
 complete -c cage -n "__fish_cage_needs_command" -a "log" -d 'Show a session\'s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
-complete -c cage -n "__fish_cage_needs_command" -a "sessions" -d 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command'
+complete -c cage -n "__fish_cage_needs_command" -a "sessions" -d 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
 complete -c cage -n "__fish_cage_needs_command" -a "diff" -d 'Show an overlay session\'s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
 complete -c cage -n "__fish_cage_needs_command" -a "apply" -d 'Land an overlay session\'s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
 complete -c cage -n "__fish_cage_needs_command" -a "discard" -d 'Remove an overlay session\'s directory (its changes and its log), without asking'
@@ -76,6 +77,7 @@ readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand run" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand run" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand run" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
 complete -c cage -n "__fish_cage_using_subcommand run" -l json -d 'With --dry-run: print the plan as JSON'
 complete -c cage -n "__fish_cage_using_subcommand run" -s h -l help -d 'Print help'
@@ -100,6 +102,7 @@ readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of text'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
@@ -126,6 +129,7 @@ readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand explain" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
+complete -c cage -n "__fish_cage_using_subcommand explain" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand explain" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand trust" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand untrust" -s h -l help -d 'Print help'
@@ -134,6 +138,9 @@ complete -c cage -n "__fish_cage_using_subcommand shell-init" -s h -l help -d 'P
 complete -c cage -n "__fish_cage_using_subcommand log" -l json -d 'Print the records as JSON lines, as stored'
 complete -c cage -n "__fish_cage_using_subcommand log" -s f -l follow -d 'Keep printing records as they are written, until the session ends'
 complete -c cage -n "__fish_cage_using_subcommand log" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand sessions" -l keep -d 'With --prune: sessions kept per workspace (default 20, or CAGE_KEEP_SESSIONS)' -r
+complete -c cage -n "__fish_cage_using_subcommand sessions" -l max-age -d 'With --prune: remove sessions older than DAYS (default 30, or CAGE_SESSION_MAX_DAYS; 0 for no age limit)' -r
+complete -c cage -n "__fish_cage_using_subcommand sessions" -l prune -d 'Remove finished sessions beyond the newest --keep of each workspace and those older than --max-age days. Never removes a running session, one with changes not applied, or one holding quarantined files'
 complete -c cage -n "__fish_cage_using_subcommand sessions" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand diff" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t''
 always\t''
@@ -155,7 +162,7 @@ complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subc
 complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "doctor" -d 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
 complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "shell-init" -d 'Print aliases that run the agents found on PATH caged, for your shell\'s rc file: eval "$(cage shell-init bash)"'
 complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "log" -d 'Show a session\'s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
-complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "sessions" -d 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command'
+complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "sessions" -d 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
 complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "diff" -d 'Show an overlay session\'s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
 complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "apply" -d 'Land an overlay session\'s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
 complete -c cage -n "__fish_cage_using_subcommand help; and not __fish_seen_subcommand_from run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help" -f -a "discard" -d 'Remove an overlay session\'s directory (its changes and its log), without asking'

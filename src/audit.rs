@@ -188,6 +188,9 @@ pub struct PolicySource {
     pub name: String,
     pub kind: String,
     pub sha256: Option<String>,
+    /// A profile applied because the command is named after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_for: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -474,6 +477,7 @@ impl Session {
                     name: s.name.clone(),
                     kind: format!("{:?}", s.kind).to_lowercase(),
                     sha256: s.sha256.clone(),
+                    chosen_for: s.chosen_for.clone(),
                 })
                 .collect(),
             network: NetworkSummary {
@@ -757,9 +761,20 @@ pub fn render(line: &Line) -> String {
             let sources: Vec<String> = s
                 .policy
                 .iter()
-                .map(|p| match &p.sha256 {
-                    Some(h) => format!("{} (sha256:{})", e(&p.name), e(h.get(..12).unwrap_or(h))),
-                    None => e(&p.name),
+                .map(|p| {
+                    let name = match &p.chosen_for {
+                        Some(c) => format!(
+                            "profile {} (chosen for the command {}; {})",
+                            e(p.name.strip_prefix("builtin:").unwrap_or(c)),
+                            e(c),
+                            e(&p.name)
+                        ),
+                        None => e(&p.name),
+                    };
+                    match &p.sha256 {
+                        Some(h) => format!("{name} (sha256:{})", e(h.get(..12).unwrap_or(h))),
+                        None => name,
+                    }
                 })
                 .collect();
             if !sources.is_empty() {

@@ -11,8 +11,9 @@ use crate::policy::{Layer, NetMode, WorkspaceMode};
 
 const AFTER_HELP: &str = "\
 Examples:
-  cage -- claude                      run Claude Code in the current repository
-  cage -p claude -- claude            the same, with the built-in claude profile
+  cage -- claude                      run Claude Code in the current repository,
+                                      under the claude profile (named after it)
+  cage -p claude -- claude            the same, naming the profile
   cage --net none --dry-run -- sh     print what cage would do, run nothing
   cage --rw ~/scratch -- make         also let the command write ~/scratch
   cage explain ~/.ssh/id_ed25519      is this path visible inside, and why?
@@ -25,7 +26,7 @@ Examples:
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
-COMMAND is not found inside the cage.";
+COMMAND is not found (on your PATH, or inside the cage).";
 
 /// A rootless sandbox for AI agent CLIs.
 ///
@@ -38,7 +39,6 @@ COMMAND is not found inside the cage.";
     name = "cage",
     version,
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
@@ -73,8 +73,10 @@ pub enum Command {
     /// every network and DNS decision, its end.
     Log(LogArgs),
     /// List sessions: id, start time, status, the changes an overlay
-    /// session holds, workspace and command.
-    Sessions,
+    /// session holds, workspace and command. Every run prunes old sessions
+    /// (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change
+    /// the defaults, 0 turning that rule off.
+    Sessions(SessionsArgs),
     /// Show an overlay session's changes as a unified diff against the
     /// workspace: additions, modifications, deletions, modes, links and
     /// binary files; protected paths are flagged.
@@ -97,6 +99,8 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run; boxing clap's flattened args buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum PolicyCommand {
     /// Print the effective policy, every rule with where it came from.
     Show {
@@ -105,6 +109,10 @@ pub enum PolicyCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The command a run would start: without -p, the profile named
+        /// after it applies, as in a run.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Validate a policy file (default: the project's .cage.toml).
     Check {
@@ -160,6 +168,10 @@ pub struct PolicyArgs {
     /// Ignore the project's .cage.toml.
     #[arg(long)]
     pub no_project_policy: bool,
+    /// Without -p, do not apply the profile named after the command
+    /// (`cage -- claude` otherwise applies the claude profile).
+    #[arg(long)]
+    pub no_auto_profile: bool,
     /// Run even if the kernel cannot enforce LAYER (only: landlock). cage
     /// says so on every run.
     #[arg(long, value_name = "LAYER")]
@@ -192,6 +204,10 @@ pub struct ExplainArgs {
     pub policy: PolicyArgs,
     /// A path (absolute, relative, or ~/...) or HOST[:PORT].
     pub target: String,
+    /// The command a run would start: without -p, the profile named after
+    /// it applies, as in a run (`cage explain api.anthropic.com -- claude`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +239,24 @@ pub struct LogArgs {
     /// Keep printing records as they are written, until the session ends.
     #[arg(short, long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Remove finished sessions beyond the newest --keep of each workspace
+    /// and those older than --max-age days. Never removes a running
+    /// session, one with changes not applied, or one holding quarantined
+    /// files.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: sessions kept per workspace (default 20, or
+    /// CAGE_KEEP_SESSIONS).
+    #[arg(long, value_name = "N", requires = "prune")]
+    pub keep: Option<usize>,
+    /// With --prune: remove sessions older than DAYS (default 30, or
+    /// CAGE_SESSION_MAX_DAYS; 0 for no age limit).
+    #[arg(long, value_name = "DAYS", requires = "prune")]
+    pub max_age: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +325,103 @@ pub enum NetArg {
     None,
     Proxy,
     Host,
+}
+
+impl PolicyArgs {
+    /// Whether no option was given.
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+            && self.policy_files.is_empty()
+            && self.ro.is_empty()
+            && self.rw.is_empty()
+            && self.hide.is_empty()
+            && self.allow_host.is_empty()
+            && self.net.is_none()
+            && self.env.is_empty()
+            && self.workspace.is_none()
+            && !self.no_project_policy
+            && !self.no_auto_profile
+            && self.allow_degraded.is_empty()
+            && self.allow_shared_dir.is_empty()
+    }
+
+    /// Options given before a subcommand (`outer`, as in
+    /// `cage -p claude explain HOST`) merged with the subcommand's own,
+    /// which come later and so win where only one value can.
+    pub fn merged(outer: &PolicyArgs, inner: &PolicyArgs) -> PolicyArgs {
+        let cat = |a: &[String], b: &[String]| [a, b].concat();
+        PolicyArgs {
+            profiles: cat(&outer.profiles, &inner.profiles),
+            policy_files: [&outer.policy_files[..], &inner.policy_files[..]].concat(),
+            ro: cat(&outer.ro, &inner.ro),
+            rw: cat(&outer.rw, &inner.rw),
+            hide: cat(&outer.hide, &inner.hide),
+            allow_host: cat(&outer.allow_host, &inner.allow_host),
+            net: inner.net.or(outer.net),
+            env: cat(&outer.env, &inner.env),
+            workspace: inner.workspace.or(outer.workspace),
+            no_project_policy: outer.no_project_policy || inner.no_project_policy,
+            no_auto_profile: outer.no_auto_profile || inner.no_auto_profile,
+            allow_degraded: [&outer.allow_degraded[..], &inner.allow_degraded[..]].concat(),
+            allow_shared_dir: [&outer.allow_shared_dir[..], &inner.allow_shared_dir[..]].concat(),
+        }
+    }
+}
+
+/// For a usage error: `cage claude --version` (a forgotten `--`) as the
+/// command line the user probably meant, `cage -- claude --version`. `None`
+/// when the first word that is not an option is a subcommand, or there is
+/// none, or a `--` is already there.
+pub fn forgotten_separator(args: &[String]) -> Option<String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let takes_value = |word: &str| {
+        cmd.get_arguments().any(|a| {
+            let hit = match word.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => word.len() == 2 && a.get_short() == word.chars().nth(1),
+            };
+            hit && a.get_action().takes_values()
+        })
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let word = args[i].as_str();
+        if word == "--" {
+            return None;
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            if !word.contains('=') && takes_value(word) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let is_subcommand = cmd
+            .get_subcommands()
+            .any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word));
+        if is_subcommand {
+            return None;
+        }
+        let mut words: Vec<String> = vec!["cage".into()];
+        words.extend(args[..i].iter().map(|w| shell_quote(w)));
+        words.push("--".into());
+        words.extend(args[i..].iter().map(|w| shell_quote(w)));
+        return Some(words.join(" "));
+    }
+    None
+}
+
+/// A word as a POSIX shell would need it written.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 impl From<NetArg> for NetMode {
@@ -369,16 +500,16 @@ cage itself failed: bad policy, a layer that cannot be enforced, a setup step.
 The command was found but could not be executed.
 .TP
 \fB127\fR
-The command was not found inside the cage.
+The command was not found on your PATH, or not inside the cage; the message says which.
 .SH FILES
 .TP
 \fI~/.config/cage/config.toml\fR
 The user's policy, applied after the built-in base profile.
 .TP
 \fI~/.config/cage/profiles/NAME.toml\fR
-User profiles, for \-p NAME and extends; they shadow built-ins of the same name.
+User profiles, for \-p NAME and extends; they shadow built-ins of the same name. Without \-p, the profile named after the command applies (\-\-no\-auto\-profile turns that off).
 .TP
-\fI~/.config/cage/trusted.toml\fR
+\fI~/.config/cage/trusted.json\fR
 Hashes of trusted project policy files (cage trust).
 .TP
 \fI.cage.toml\fR

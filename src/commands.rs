@@ -16,21 +16,48 @@ use crate::policy::{self, FlagRules, LoadRequest, Policy, ProjectMode};
 use crate::{session, supervisor};
 
 pub fn dispatch(cli: Cli) -> Result<i32, Error> {
+    // Run options before a subcommand (`cage -p claude explain HOST`) apply
+    // to the subcommands that build a policy, and are refused elsewhere.
+    let outer = cli.run;
+    if let Some(command) = &cli.command {
+        let takes_policy = matches!(
+            command,
+            Command::Run(_) | Command::Explain(_) | Command::Policy(PolicyCommand::Show { .. })
+        );
+        if !takes_policy && (!outer.policy.is_empty() || outer.dry_run || outer.json) {
+            return Err(Error::RunOptionsMisplaced);
+        }
+    }
+    let merged = |inner: &PolicyArgs| PolicyArgs::merged(&outer.policy, inner);
     match cli.command {
-        None => run(cli.run),
-        Some(Command::Run(args)) => run(args),
-        Some(Command::Policy(PolicyCommand::Show { policy, json })) => policy_show(&policy, json),
+        None => run(outer),
+        Some(Command::Run(args)) => run(RunArgs {
+            policy: merged(&args.policy),
+            dry_run: args.dry_run || outer.dry_run,
+            json: args.json || outer.json,
+            command: args.command,
+        }),
+        Some(Command::Policy(PolicyCommand::Show {
+            policy,
+            json,
+            command,
+        })) => policy_show(&merged(&policy), json, command.first().map(String::as_str)),
         Some(Command::Policy(PolicyCommand::Check { file })) => policy_check(file),
         Some(Command::Policy(PolicyCommand::Init { profile, force })) => {
             policy_init(profile, force)
         }
-        Some(Command::Explain(args)) => explain_cmd(&args.policy, &args.target),
+        Some(Command::Explain(args)) => explain_cmd(
+            &merged(&args.policy),
+            &args.target,
+            args.command.first().map(String::as_str),
+        ),
         Some(Command::Trust(args)) => trust(args.file, true),
         Some(Command::Untrust(args)) => trust(args.file, false),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
-        Some(Command::Sessions) => sessions(),
+        Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),
+        Some(Command::Sessions(_)) => sessions(),
         Some(Command::Diff(args)) => diff(args),
         Some(Command::Apply(args)) => apply(args),
         Some(Command::Discard(args)) => discard(args),
@@ -58,8 +85,13 @@ fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
     }
 }
 
-fn request(args: &PolicyArgs) -> LoadRequest {
+/// What to load for `args`; `command` is argv[0] of the run, whose
+/// profile applies when no `-p` is given.
+fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
     LoadRequest {
+        auto_profile: command
+            .filter(|_| !args.no_auto_profile)
+            .map(str::to_string),
         profiles: args.profiles.clone(),
         policy_files: args.policy_files.clone(),
         project: if args.no_project_policy {
@@ -81,14 +113,14 @@ fn request(args: &PolicyArgs) -> LoadRequest {
     }
 }
 
-fn load(args: &PolicyArgs) -> Result<(Host, Policy), Error> {
+fn load(args: &PolicyArgs, command: Option<&str>) -> Result<(Host, Policy), Error> {
     let host = Host::current()?;
-    let policy = policy::load(&request(args), &host)?;
+    let policy = policy::load(&request(args, command), &host)?;
     Ok((host, policy))
 }
 
 fn run(args: RunArgs) -> Result<i32, Error> {
-    let (host, policy) = load(&args.policy)?;
+    let (host, policy) = load(&args.policy, args.command.first().map(String::as_str))?;
     if args.dry_run {
         let plan = plan::build(&policy, &host, &args.command)?;
         let text = if args.json {
@@ -96,8 +128,10 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             s.push('\n');
             s
         } else {
+            let mut s = render_profiles(&policy);
+            s.push_str(&render_plan(&plan));
             // Paths may come from an untrusted project file: escaped.
-            crate::term::escape_text(&render_plan(&plan))
+            crate::term::escape_text(&s)
         };
         return print(text.as_bytes(), "the plan");
     }
@@ -115,6 +149,13 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             return Err(e.into());
         }
     };
+    // A command that cannot run gets its reason, and leaves no session.
+    if let Some(why) = plan.command.not_found.clone() {
+        if let Ok(r) = reserved {
+            r.release();
+        }
+        return Err(why.into());
+    }
     for note in &plan.notes {
         crate::term::emit(&format!("cage: note: {}", crate::term::escape_text(note)));
     }
@@ -174,7 +215,76 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         }
         return Err(e.into());
     }
-    Ok(supervisor::run(&plan, log.as_ref())?)
+    let code = supervisor::run(&plan, log.as_ref())?;
+    // After the run, so it costs the start nothing; a failure to prune
+    // costs the run nothing either.
+    if let Some(rules) = prune_rules(None, None) {
+        let _ = session::prune(&host, rules);
+    }
+    Ok(code)
+}
+
+/// The pruning rules: the flags, else CAGE_KEEP_SESSIONS and
+/// CAGE_SESSION_MAX_DAYS, else the defaults. `None` when
+/// CAGE_KEEP_SESSIONS=0 and no flag says otherwise: never prune.
+fn prune_rules(keep: Option<usize>, max_days: Option<u64>) -> Option<session::PruneRules> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let keep = keep
+        .or_else(|| var("CAGE_KEEP_SESSIONS").map(|n| n as usize))
+        .unwrap_or(session::DEFAULT_KEEP);
+    let days = max_days.or_else(|| var("CAGE_SESSION_MAX_DAYS"));
+    let max_age = match days {
+        Some(0) => None,
+        Some(d) => Some(d.saturating_mul(24 * 3600)),
+        None => Some(session::DEFAULT_MAX_AGE),
+    };
+    (keep > 0).then_some(session::PruneRules { keep, max_age })
+}
+
+fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Error> {
+    let host = Host::current()?;
+    // Asked for by name, CAGE_KEEP_SESSIONS=0 (no automatic pruning) does
+    // not stop it: keep the newest N, or, with neither, the default.
+    let rules = match prune_rules(keep, max_days) {
+        Some(rules) => rules,
+        None => session::PruneRules {
+            keep: keep.unwrap_or(session::DEFAULT_KEEP),
+            ..prune_rules(Some(1), max_days).unwrap_or_default()
+        },
+    };
+    let removed = session::prune(&host, rules)?;
+    let mut out = String::new();
+    for id in &removed {
+        let _ = writeln!(out, "removed session {id}");
+    }
+    let _ = writeln!(
+        out,
+        "pruned {} session(s) in {}",
+        removed.len(),
+        audit::sessions_dir(&host).display()
+    );
+    print_lossy(out.as_bytes(), "the prune report")
+}
+
+/// The profiles a run applies, as the first line of a dry run: which were
+/// asked for and which the command chose.
+fn render_profiles(policy: &Policy) -> String {
+    let names: Vec<String> = policy
+        .sources
+        .iter()
+        .filter(|s| s.kind != policy::SourceKind::Flags && s.name != "builtin:base")
+        .map(|s| s.describe())
+        .collect();
+    if names.is_empty() {
+        "policy     builtin:base only (no profile: none is named after the command, and no -p)\n"
+            .to_string()
+    } else {
+        format!("policy     builtin:base, {}\n", names.join(", "))
+    }
 }
 
 /// The plan for people: one line per decision, with its rule.
@@ -185,9 +295,14 @@ pub fn render_plan(plan: &Plan) -> String {
         Some(p) => {
             let _ = writeln!(s, "program    {}", p.display());
         }
-        None => {
-            let _ = writeln!(s, "program    NOT FOUND inside the cage (exit 127)");
-        }
+        None => match &plan.command.not_found {
+            Some(why) => {
+                let _ = writeln!(s, "program    NOT FOUND (exit 127): {why}");
+            }
+            None => {
+                let _ = writeln!(s, "program    NOT FOUND inside the cage (exit 127)");
+            }
+        },
     }
     let _ = writeln!(s, "cwd        {}", plan.cwd.display());
     let _ = writeln!(
@@ -374,8 +489,8 @@ pub fn render_plan(plan: &Plan) -> String {
     s
 }
 
-fn policy_show(args: &PolicyArgs, json: bool) -> Result<i32, Error> {
-    let (_, policy) = load(args)?;
+fn policy_show(args: &PolicyArgs, json: bool, command: Option<&str>) -> Result<i32, Error> {
+    let (_, policy) = load(args, command)?;
     let text = if json {
         let mut s = serde_json::to_string_pretty(&policy).unwrap_or_default();
         s.push('\n');
@@ -394,7 +509,7 @@ fn render_policy(p: &Policy) -> String {
             s,
             "  {:?} {}{}",
             src.kind,
-            src.name,
+            src.describe(),
             src.sha256
                 .as_ref()
                 .map(|h| format!(" sha256:{}", &h[..12.min(h.len())]))
@@ -562,9 +677,16 @@ fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn explain_cmd(args: &PolicyArgs, target: &str) -> Result<i32, Error> {
-    let (host, policy) = load(args)?;
-    let plan = plan::build(&policy, &host, &["true".to_string()])?;
+fn explain_cmd(args: &PolicyArgs, target: &str, command: Option<&str>) -> Result<i32, Error> {
+    let (host, policy) = load(args, command)?;
+    let argv = [command.unwrap_or("true").to_string()];
+    let plan = plan::build(&policy, &host, &argv)?;
+    if args.profiles.is_empty() && command.is_none() {
+        eprintln!(
+            "cage: note: no profile applied; name one with -p, or the command a run would \
+             start: `cage explain {target} -- claude`"
+        );
+    }
     let e = if explain::is_path(target, &host.cwd) {
         let path = explain::absolute(target, &host.home, &host.cwd);
         explain::explain_path(&plan, &policy, &path)
@@ -897,11 +1019,11 @@ fn shell_init(shell: crate::cli::InitShell) -> Result<i32, Error> {
         }
         let _ = match shell {
             InitShell::Bash | InitShell::Zsh => {
-                writeln!(out, "alias {agent}='cage -p {agent} -- {agent}'")
+                writeln!(out, "alias {agent}='cage -- {agent}'")
             }
             InitShell::Fish => writeln!(
                 out,
-                "function {agent} --wraps {agent}; cage -p {agent} -- {agent} $argv; end"
+                "function {agent} --wraps {agent}; cage -- {agent} $argv; end"
             ),
         };
     }

@@ -280,11 +280,15 @@ fn probe_run() -> (bool, String) {
     if let Err(e) = std::fs::create_dir(&dir) {
         return (false, format!("creating {}: {e}", dir.display()));
     }
+    // The probe's session goes to a state directory of its own, removed
+    // with it: doctor leaves nothing in the user's sessions.
+    let state = dir.join("state");
     let out = Command::new(exe)
         .args(["--no-project-policy", "--", "/bin/true"])
         .current_dir(&dir)
+        .env("XDG_STATE_HOME", &state)
         .output();
-    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     match out {
         Ok(o) if o.status.success() => (true, "every layer enforced".into()),
         Ok(o) => {

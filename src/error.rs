@@ -56,12 +56,20 @@ pub enum Error {
     },
     #[error("{target}: not a path or HOST[:PORT]")]
     BadTarget { target: String },
+    #[error(
+        "run options (-p, --net, --dry-run, ...) before a subcommand apply to `run`, `explain` \
+         and `policy show` only"
+    )]
+    RunOptionsMisplaced,
+    #[error(transparent)]
+    NotFound(#[from] crate::plan::command::NotFound),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Run(e) => e.exit_code(),
+            Error::NotFound(_) => crate::sandbox::init::EXIT_NOT_FOUND,
             // A refusal, not a failure: nothing was done, by design.
             Error::Apply(crate::session::apply::ApplyError::ChangedOnHost { .. }) => 1,
             _ => EXIT_CAGE,

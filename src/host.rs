@@ -118,3 +118,126 @@ pub fn env_from<I: IntoIterator<Item = (K, V)>, K: Into<OsString>, V: Into<OsStr
         .filter_map(|(k, v)| Some((k.into().into_string().ok()?, v.into().into_string().ok()?)))
         .collect()
 }
+
+/// Where a command name leads on the host: the PATH lookup a shell would do,
+/// every symbolic link on the way, and, for a script, its `#!` interpreter
+/// looked up the same way. Facts only; the plan decides what to grant.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CommandFacts {
+    /// argv[0] as given.
+    pub name: String,
+    /// The PATH searched (the one cage was started with).
+    pub searched: String,
+    /// The first executable match, if any.
+    pub found: Option<FoundCommand>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FoundCommand {
+    /// The match as found: `dir/name` for a PATH entry dir, or the path
+    /// given when argv[0] holds a slash.
+    pub path: PathBuf,
+    /// Each symbolic link followed from `path` on, with its literal target.
+    pub links: Vec<(PathBuf, PathBuf)>,
+    /// The file it leads to, canonical.
+    pub real: PathBuf,
+    /// The interpreter a `#!` line names (`#!/usr/bin/env node` is `node`
+    /// looked up on the same PATH).
+    pub interpreter: Option<Box<CommandFacts>>,
+}
+
+/// How deep `#!` lines are followed (a script run by a script).
+const MAX_INTERPRETERS: usize = 2;
+/// How many links a chain may hold, as the kernel's own limit (40).
+const MAX_LINKS: usize = 40;
+
+impl CommandFacts {
+    /// Looks `argv0` up like execvp: a name with a slash is taken as is
+    /// (relative to `cwd`), else the first executable file on `path`.
+    pub fn probe(argv0: &str, path: &str, cwd: &Path) -> CommandFacts {
+        probe_depth(argv0, path, cwd, 0)
+    }
+}
+
+fn probe_depth(argv0: &str, path: &str, cwd: &Path, depth: usize) -> CommandFacts {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let hit = if argv0.contains('/') {
+        Some(crate::plan::normalize_path(&cwd.join(argv0))).filter(|p| executable(p))
+    } else if argv0.is_empty() {
+        None
+    } else {
+        path.split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| Path::new(d).join(argv0))
+            .find(|p| executable(p))
+    };
+    let found = hit.and_then(|p| {
+        let real = p.canonicalize().ok()?;
+        let links = link_chain(&p);
+        let interpreter = (depth < MAX_INTERPRETERS)
+            .then(|| shebang(&real))
+            .flatten()
+            .map(|name| Box::new(probe_depth(&name, path, cwd, depth + 1)));
+        Some(FoundCommand {
+            path: p,
+            links,
+            real,
+            interpreter,
+        })
+    });
+    CommandFacts {
+        name: argv0.to_string(),
+        searched: path.to_string(),
+        found,
+    }
+}
+
+/// The links met following `path` itself (not its directories) to a file.
+/// Each link is named by its real directory (`/bin/sh` on merged /usr is
+/// the link `/usr/bin/sh`), so a link is recreated where it really lives.
+fn link_chain(path: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let real_dir = |p: &Path| {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        let parent = parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf());
+        match p.file_name() {
+            Some(name) => parent.join(name),
+            None => parent,
+        }
+    };
+    let mut out = Vec::new();
+    let mut cur = real_dir(path);
+    while out.len() < MAX_LINKS {
+        let Ok(target) = std::fs::read_link(&cur) else {
+            break;
+        };
+        out.push((cur.clone(), target.clone()));
+        let parent = cur.parent().unwrap_or(Path::new("/"));
+        cur = real_dir(&crate::plan::normalize_path(&parent.join(target)));
+    }
+    out
+}
+
+/// The interpreter a script's `#!` line names: an absolute path, or for
+/// `env` (with or without -S) the program it runs.
+fn shebang(file: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    if Path::new(first).file_name().is_some_and(|f| f == "env") {
+        words
+            .find(|w| !w.starts_with('-') && !w.contains('='))
+            .map(str::to_string)
+    } else {
+        Some(first.to_string())
+    }
+}

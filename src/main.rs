@@ -12,6 +12,21 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // A forgotten `--` (`cage claude --version`): say what was meant.
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument
+            ) {
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                if let Some(meant) = cage::cli::forgotten_separator(&args) {
+                    eprintln!(
+                        "cage: the command to run goes after `--`: did you mean `{meant}`?\n\
+                         (see `cage --help`)"
+                    );
+                    return ExitCode::from(EXIT_CAGE as u8);
+                }
+            }
             // --help and --version are not errors; everything else is a
             // usage error, which is cage's own failure (125), as for env(1).
             let _ = e.print();

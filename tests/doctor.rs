@@ -42,11 +42,11 @@ fn shell_init_aliases_only_agents_on_path() {
     std::fs::write(&fake, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     for (shell, want) in [
-        ("bash", "alias claude='cage -p claude -- claude'"),
-        ("zsh", "alias claude='cage -p claude -- claude'"),
+        ("bash", "alias claude='cage -- claude'"),
+        ("zsh", "alias claude='cage -- claude'"),
         (
             "fish",
-            "function claude --wraps claude; cage -p claude -- claude $argv; end",
+            "function claude --wraps claude; cage -- claude $argv; end",
         ),
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_cage"))

@@ -23,6 +23,25 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sb
 /// name it before the listener exists; 3128 is the customary proxy port.
 pub const PROXY_PORT: u16 = 3128;
 
+/// The PATH a shell searches when none is set (execvp's default).
+const HOST_DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Variables that name the CA certificates a corporate TLS proxy needs: the
+/// file or directory each names is shown read-only and the variable passed.
+const CA_VARS: &[&str] = &[
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+];
+
+/// The cage's hosts file: its own hostname resolves, as on any host.
+const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                     127.0.1.1\tcage\n";
+
 /// The cage's resolver file: the DNS stub on the cage's loopback.
 const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions attempts:2 timeout:2\n";
 
@@ -235,6 +254,22 @@ pub fn build_for_session(
             source: workspace.source.clone(),
         }),
     }
+    // The command where the user's shell finds it, and its interpreter;
+    // after the workspace, so a command inside it needs nothing more.
+    let facts = crate::host::CommandFacts::probe(
+        &argv[0],
+        host.var("PATH").unwrap_or(HOST_DEFAULT_PATH),
+        &host.cwd,
+    );
+    add_command(
+        &mut view,
+        &facts,
+        host,
+        &workspace.value,
+        &hides,
+        &mut notes,
+    )?;
+    add_ca_files(&mut view, host, &hides, &mut notes)?;
     // Linked worktrees: git needs the gitdir the `.git` file names, which
     // lies outside the workspace. Granted only once the link is shown to be
     // genuine; writable only where the workspace's writes land on the host
@@ -441,6 +476,16 @@ pub fn build_for_session(
             },
         });
     }
+    let hosts = Path::new("/etc/hosts")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("/etc/hosts"));
+    view.push(Mount::File {
+        dst: hosts,
+        contents: HOSTS.to_string(),
+        source: Provenance::Default {
+            what: "the cage's hostname, cage, resolves",
+        },
+    });
     let mounts = view.finish();
     let guard = build_guard(
         policy,
@@ -451,7 +496,11 @@ pub fn build_for_session(
         &gitdirs,
         &guards,
     );
-    if network.proxy.is_some() && !mounts.iter().any(|m| matches!(m, Mount::File { .. })) {
+    if network.proxy.is_some()
+        && !mounts
+            .iter()
+            .any(|m| matches!(m, Mount::File { dst, .. } if *dst == resolv))
+    {
         notes.push(format!(
             "{} does not exist in a directory the cage sees, so it cannot be pointed at \
              cage's DNS stub; programs that resolve names themselves will fail",
@@ -478,7 +527,8 @@ pub fn build_for_session(
         .filter(|p| p.value)
         .map(|p| &p.source);
     let seccomp = build_seccomp(allow_ptrace);
-    let env = build_env(policy, host, &mounts, &network);
+    let mut env = build_env(policy, host, &mounts, &network);
+    finish_env(&mut env, host, &mounts);
     let limits = build_limits(policy);
 
     // 5. The command.
@@ -488,11 +538,25 @@ pub fn build_for_session(
         .map(|v| v.value.as_str())
         .unwrap_or(DEFAULT_PATH);
     let program = resolve_command(&argv[0], path_var, &host.cwd, &mounts);
+    // Found inside, but not the file the user's shell would run: say so.
+    if let (Some(program), Some(found)) = (&program, &facts.found)
+        && program.canonicalize().ok().as_ref() != Some(&found.real)
+        && !is_visible(&mounts, &found.real)
+        && let super::command::NotFound::NotVisible { why, .. } = not_found(&facts, host, &hides)
+    {
+        notes.push(format!(
+            "your shell runs {}, which is not visible inside the cage ({why}); {} runs instead",
+            found.path.display(),
+            program.display()
+        ));
+    }
+    let not_found = program.is_none().then(|| not_found(&facts, host, &hides));
 
     Ok(Plan {
         command: CommandPlan {
             argv: argv.to_vec(),
             program,
+            not_found,
         },
         cwd: host.cwd.clone(),
         hostname: "cage".to_string(),
@@ -1212,6 +1276,181 @@ fn keep_host_files(
             }
             Err(_) => {}
         }
+    }
+}
+
+/// The command's installation and its interpreter's, read-only, where the
+/// view does not already show them; the links on the way recreated as links.
+/// Hide beats these grants as any other; none is ever writable.
+fn add_command(
+    view: &mut View,
+    facts: &crate::host::CommandFacts,
+    host: &Host,
+    workspace: &Path,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let (grants, links) =
+        super::command::build_command_grants(facts, &host.home, workspace, &|p: &Path| p.exists());
+    let hidden = |p: &Path| hides.iter().any(|h| p.starts_with(&h.value.0));
+    for g in grants {
+        if view.covering_bind(&g.path).is_some() {
+            continue;
+        }
+        let rule = Sourced::new(
+            policy::PathRule {
+                path: g.path,
+                optional: true,
+            },
+            Provenance::Default { what: g.reason },
+        );
+        add_bind(view, &rule, Access::ReadOnly, hides, notes)?;
+    }
+    for l in links {
+        if view.covering_bind(&l.path).is_some() || hidden(&l.path) {
+            continue;
+        }
+        view.push(Mount::Symlink {
+            target: l.target,
+            dst: l.path,
+            source: Provenance::Default { what: l.reason },
+        });
+    }
+    Ok(())
+}
+
+/// The files CA variables name, read-only (hide still beats them).
+fn add_ca_files(
+    view: &mut View,
+    host: &Host,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    for name in CA_VARS {
+        let Some(value) = host.var(name).filter(|v| v.starts_with('/')) else {
+            continue;
+        };
+        let rule = Sourced::new(
+            policy::PathRule {
+                path: PathBuf::from(value),
+                optional: true,
+            },
+            Provenance::Default {
+                what: "CA trust: the certificates a CA variable names",
+            },
+        );
+        let covered = existing(&rule.value.path, &rule.source)?
+            .is_some_and(|(real, _)| view.covering_bind(&real).is_some());
+        if !covered {
+            add_bind(view, &rule, Access::ReadOnly, hides, notes)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the environment needs once the view is known: PATH is the user's
+/// entries the cage shows, in the user's order, then the policy's; an
+/// activated virtualenv and the CA variables pass when what they name is
+/// visible.
+fn finish_env(env: &mut Vec<EnvVar>, host: &Host, mounts: &[Mount]) {
+    let set = |env: &mut Vec<EnvVar>, name: &str, value: String, what: &'static str| {
+        env.retain(|v| v.name != name);
+        env.push(EnvVar {
+            name: name.to_string(),
+            value,
+            source: Provenance::Default { what },
+        });
+    };
+    // A directory the view does not show whole still holds what was
+    // granted in it (a command's link, its file).
+    let shown = |dir: &Path| {
+        is_visible(mounts, dir)
+            || mounts.iter().any(|m| {
+                matches!(m, Mount::Symlink { .. } | Mount::Bind { .. })
+                    && m.dst().parent() == Some(dir)
+            })
+    };
+    for name in CA_VARS {
+        if let Some(value) = host.var(name).filter(|v| is_visible(mounts, Path::new(v))) {
+            set(
+                env,
+                name,
+                value.to_string(),
+                "CA trust: passed with the file it names",
+            );
+        }
+    }
+    if let Some(venv) = host
+        .var("VIRTUAL_ENV")
+        .filter(|v| v.starts_with('/') && is_visible(mounts, Path::new(v)))
+    {
+        set(
+            env,
+            "VIRTUAL_ENV",
+            venv.to_string(),
+            "your activated virtualenv, visible inside",
+        );
+    }
+    let policy_path = env
+        .iter()
+        .find(|v| v.name == "PATH")
+        .map(|v| v.value.clone())
+        .unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let mut entries: Vec<&str> = Vec::new();
+    for dir in host.var("PATH").unwrap_or_default().split(':') {
+        if dir.starts_with('/') && !entries.contains(&dir) && shown(Path::new(dir)) {
+            entries.push(dir);
+        }
+    }
+    if entries.is_empty() {
+        env.sort_by(|a, b| a.name.cmp(&b.name));
+        return;
+    }
+    for dir in policy_path.split(':') {
+        if !dir.is_empty() && !entries.contains(&dir) {
+            entries.push(dir);
+        }
+    }
+    let value = entries.join(":");
+    set(
+        env,
+        "PATH",
+        value,
+        "PATH: your PATH's entries the cage shows, then the policy's",
+    );
+    env.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// Why the command does not run inside: missing on the host too, or hidden
+/// or otherwise outside the view.
+fn not_found(
+    facts: &crate::host::CommandFacts,
+    host: &Host,
+    hides: &[Sourced<(PathBuf, FileKind)>],
+) -> super::command::NotFound {
+    use super::command::NotFound;
+    let Some(found) = &facts.found else {
+        return NotFound::OnHost {
+            name: facts.name.clone(),
+            searched: facts.searched.clone(),
+        };
+    };
+    let root = super::command::installation_root(&found.real, &host.home, &|p: &Path| p.exists());
+    let why = match hides
+        .iter()
+        .find(|h| found.real.starts_with(&h.value.0) || root.starts_with(&h.value.0))
+    {
+        Some(h) => format!(
+            "{} is hidden by {} (hide beats every grant; drop that rule to run it)",
+            h.value.0.display(),
+            h.source
+        ),
+        None => format!("--ro {} would show it", root.display()),
+    };
+    NotFound::NotVisible {
+        name: facts.name.clone(),
+        host_path: found.path.clone(),
+        why,
     }
 }
 

@@ -8,6 +8,7 @@
 //! it and `explain` can answer from it.
 
 mod build;
+pub mod command;
 pub mod explain;
 mod protect;
 pub mod seccomp;
@@ -101,6 +102,10 @@ pub struct CommandPlan {
     /// argv[0] resolved against the sandbox's PATH and view, or `None` when
     /// no visible executable matches (the run then fails with 127).
     pub program: Option<PathBuf>,
+    /// When `program` is `None`: whether the host has it, and what would
+    /// show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_found: Option<command::NotFound>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -517,7 +517,9 @@ fn proxy_mode_binds_a_resolver_file_over_the_hosts() {
         .mounts
         .iter()
         .find_map(|m| match m {
-            Mount::File { dst, contents, .. } => Some((dst.clone(), contents.clone())),
+            Mount::File { dst, contents, .. } if contents.starts_with("nameserver") => {
+                Some((dst.clone(), contents.clone()))
+            }
             _ => None,
         })
         .expect("a resolver file in the view");
@@ -542,7 +544,9 @@ fn other_modes_have_no_proxy() {
         let plan = plan(&p, &t);
         assert!(plan.network.proxy.is_none());
         assert!(!plan.env.iter().any(|v| v.name.ends_with("_PROXY")));
-        assert!(!plan.mounts.iter().any(|m| matches!(m, Mount::File { .. })));
+        assert!(!plan.mounts.iter().any(
+            |m| matches!(m, Mount::File { contents, .. } if contents.starts_with("nameserver"))
+        ));
     }
 }
 
@@ -899,4 +903,79 @@ fn sockets_in_granted_trees_are_hidden_and_named_sockets_kept() {
     assert!(hidden(&inside));
     assert!(hidden(&in_ws));
     assert!(!hidden(&named));
+}
+
+#[test]
+fn the_hosts_file_names_the_cages_hostname() {
+    let t = Tree::new("hosts");
+    let plan = plan(&base(&t), &t);
+    let hosts = Path::new("/etc/hosts");
+    let dst = hosts.canonicalize().unwrap_or(hosts.to_path_buf());
+    let contents = plan
+        .mounts
+        .iter()
+        .find_map(|m| match m {
+            Mount::File {
+                dst: d, contents, ..
+            } if *d == dst => Some(contents.clone()),
+            _ => None,
+        })
+        .expect("a hosts file in the view");
+    assert!(
+        contents
+            .lines()
+            .any(|l| l.split_whitespace().skip(1).any(|n| n == plan.hostname))
+    );
+}
+
+/// The command's grants: found on the PATH the host has, outside the view,
+/// granted read-only with its reason; PATH inside keeps the user's entry
+/// first; a hidden installation is not granted and says why.
+#[test]
+fn the_command_is_granted_where_the_users_path_finds_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Tree::new("command");
+    let nvm = t.home().join(".nvm/versions/node/v22.0.0");
+    std::fs::create_dir_all(nvm.join("bin")).unwrap();
+    std::fs::create_dir_all(nvm.join("lib/node_modules/agent")).unwrap();
+    let script = nvm.join("lib/node_modules/agent/cli.js");
+    std::fs::write(&script, "#!/usr/bin/env node\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("../lib/node_modules/agent/cli.js", nvm.join("bin/agent")).unwrap();
+    std::fs::write(nvm.join("bin/node"), "").unwrap();
+    std::fs::set_permissions(nvm.join("bin/node"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut host = t.host();
+    let user_path = format!("{}:/usr/bin:/bin", nvm.join("bin").display());
+    host.env.push(("PATH".into(), user_path));
+    let plan = super::build(&base(&t), &host, &["agent".to_string()]).unwrap();
+    let grant = plan
+        .mounts
+        .iter()
+        .find(|m| m.dst() == nvm)
+        .expect("the nvm version directory is granted");
+    assert!(
+        matches!(grant, Mount::Bind { access: Access::ReadOnly, source: Provenance::Default { what }, .. }
+            if what.contains("resolved on your PATH")),
+        "{grant:?}"
+    );
+    assert_eq!(plan.command.program, Some(nvm.join("bin/agent")));
+    let path = plan.env.iter().find(|v| v.name == "PATH").unwrap();
+    assert!(
+        path.value
+            .starts_with(&nvm.join("bin").display().to_string())
+    );
+
+    // Hidden: no grant, no program, and the reason.
+    let mut p = base(&t);
+    p.filesystem.hide.push(rule(&t.home().join(".nvm"), true));
+    let plan = super::build(&p, &host, &["agent".to_string()]).unwrap();
+    assert!(!plan.mounts.iter().any(|m| m.dst() == nvm));
+    assert!(plan.command.program.is_none());
+    let why = plan.command.not_found.expect("a reason").to_string();
+    assert!(why.contains("is hidden by"), "{why}");
+
+    // Not on the host at all: the PATH searched.
+    let plan = super::build(&base(&t), &host, &["no-such".to_string()]).unwrap();
+    let why = plan.command.not_found.expect("a reason").to_string();
+    assert!(why.contains("command not found on your PATH"), "{why}");
 }

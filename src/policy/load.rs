@@ -42,6 +42,9 @@ pub struct LoadRequest {
     pub policy_files: Vec<PathBuf>,
     pub project: ProjectMode,
     pub flags: FlagRules,
+    /// The command's base name, when no `-p` was given and
+    /// `--no-auto-profile` was not: a profile of that name applies.
+    pub auto_profile: Option<String>,
 }
 
 /// Whether to look for the project's `.cage.toml`.
@@ -77,6 +80,11 @@ pub fn load(req: &LoadRequest, host: &Host) -> Result<Policy, PolicyError> {
     loader.apply_user_config()?;
     for name in &req.profiles {
         loader.apply_profile(name, None)?;
+    }
+    if req.profiles.is_empty()
+        && let Some(command) = &req.auto_profile
+    {
+        loader.apply_auto_profile(command)?;
     }
     let files: Vec<PathBuf> = req
         .policy_files
@@ -246,6 +254,38 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// The profile named after the command (`cage -- claude` applies
+    /// `claude`), if there is one: a user profile or a built-in, never
+    /// `base` (always applied) and never a name `-p` would refuse.
+    fn apply_auto_profile(&mut self, command: &str) -> Result<(), PolicyError> {
+        let name = Path::new(command)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name == "base" || !parse::valid_profile_name(name) {
+            return Ok(());
+        }
+        let user = self
+            .host
+            .config_dir
+            .join("profiles")
+            .join(format!("{name}.toml"));
+        if user.symlink_metadata().is_err() && builtin::builtin_source(name).is_none() {
+            return Ok(());
+        }
+        let before = self.policy.sources.len();
+        self.apply_profile(name, None)?;
+        let own = [format!("builtin:{name}"), user.display().to_string()];
+        if let Some(s) = self.policy.sources[before..]
+            .iter_mut()
+            .rev()
+            .find(|s| own.contains(&s.name))
+        {
+            s.chosen_for = Some(name.to_string());
+        }
+        Ok(())
+    }
+
     /// A profile by name: the user's `profiles/NAME.toml` if it exists, else
     /// the built-in. `at` is the `extends` entry that asked for it.
     fn apply_profile(&mut self, name: &str, at: Option<&Location>) -> Result<(), PolicyError> {
@@ -326,6 +366,7 @@ impl<'a> Loader<'a> {
             name: origin.display_name(),
             kind,
             sha256: Some(sha256_hex(&bytes)),
+            chosen_for: None,
         };
         self.apply_fragment(fragment, source)
     }
@@ -380,6 +421,7 @@ impl<'a> Loader<'a> {
             name: origin.display_name(),
             kind: SourceKind::Project,
             sha256: Some(sha256),
+            chosen_for: None,
         };
         self.apply_fragment(fragment, source)?;
         self.policy.project = Some(ProjectPolicy {
@@ -400,7 +442,19 @@ impl<'a> Loader<'a> {
             name: "flags".into(),
             kind: SourceKind::Flags,
             sha256: None,
+            chosen_for: None,
         });
+        // An allowed host means nothing without the proxy: unless --net says
+        // otherwise, --allow-host asks for it.
+        if flags.net.is_none()
+            && !flags.allow_host.is_empty()
+            && self.policy.network.mode.as_ref().map(|m| m.value) != Some(NetMode::Proxy)
+        {
+            self.policy.network.mode = Some(Sourced::new(
+                NetMode::Proxy,
+                Provenance::flag("--allow-host (implies --net proxy)"),
+            ));
+        }
         Ok(())
     }
 }

@@ -116,6 +116,36 @@ pub struct Source {
     pub kind: SourceKind,
     /// sha256 of the file's bytes (hex), for the audit record and trust.
     pub sha256: Option<String>,
+    /// A profile applied because the command is named after it (no `-p`):
+    /// the command's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_for: Option<String>,
+}
+
+impl Source {
+    /// The source as people read it: `builtin:claude`, or
+    /// `profile claude (chosen for the command claude)`.
+    pub fn describe(&self) -> String {
+        match &self.chosen_for {
+            Some(command) => {
+                let profile = self
+                    .name
+                    .strip_prefix("builtin:")
+                    .map(str::to_string)
+                    .or_else(|| {
+                        std::path::Path::new(&self.name)
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                    })
+                    .unwrap_or_else(|| self.name.clone());
+                format!(
+                    "profile {profile} (chosen for the command {command}; {})",
+                    self.name
+                )
+            }
+            None => self.name.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -85,7 +85,7 @@ impl MountError {
 }
 
 fn err<E: Into<std::io::Error>>(step: &'static str, path: &Path) -> impl FnOnce(E) -> MountError {
-    let path = path.to_path_buf();
+    let path = shown(path);
     move |e| MountError::Sys {
         step,
         path,
@@ -169,6 +169,17 @@ pub fn enter_view(plan: &Plan) -> Result<(), MountError> {
 }
 
 /// `dst` as seen from the staging root.
+/// A path as the user knows it: the staging names (/newroot, /oldroot) are
+/// cage's own and mean nothing outside.
+fn shown(path: &Path) -> PathBuf {
+    for prefix in [NEW, OLD] {
+        if let Ok(rest) = path.strip_prefix(prefix) {
+            return Path::new("/").join(rest);
+        }
+    }
+    path.to_path_buf()
+}
+
 fn inside(dst: &Path) -> PathBuf {
     Path::new(NEW).join(dst.strip_prefix("/").unwrap_or(dst))
 }
@@ -226,6 +237,11 @@ fn apply(m: &Mount, owned: &mut Vec<PathBuf>) -> Result<(), MountError> {
         Mount::Symlink { target, dst, .. } => {
             if !is_owned(dst, owned) {
                 return Err(MountError::HostMountPoint { path: dst.clone() });
+            }
+            // The link's directory may not exist yet (~/.local/bin on the
+            // empty home): it is created on cage's tmpfs, like a mount point.
+            if let Some(parent) = dst.parent() {
+                make_dir(parent, 0o755, owned)?;
             }
             let link = inside(dst);
             std::os::unix::fs::symlink(target, &link).map_err(err("creating the link", &link))?;

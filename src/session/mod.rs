@@ -450,3 +450,169 @@ pub fn discard(host: &Host, dir: &Path) -> Result<(), SessionError> {
         source,
     })
 }
+
+/// What pruning keeps: the newest `keep` sessions of each workspace, none
+/// older than `max_age` (seconds), and whatever is not the user's to lose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PruneRules {
+    pub keep: usize,
+    pub max_age: Option<u64>,
+}
+
+/// Sessions kept per workspace by default.
+pub const DEFAULT_KEEP: usize = 20;
+/// The default age limit: 30 days.
+pub const DEFAULT_MAX_AGE: u64 = 30 * 24 * 3600;
+
+impl Default for PruneRules {
+    fn default() -> Self {
+        PruneRules {
+            keep: DEFAULT_KEEP,
+            max_age: Some(DEFAULT_MAX_AGE),
+        }
+    }
+}
+
+/// Why a session is never pruned, if it is not.
+pub fn pinned(dir: &Path, record: &Record) -> Option<&'static str> {
+    if record.status() == Status::Running {
+        return Some("running");
+    }
+    if dir.join("quarantine").symlink_metadata().is_ok() {
+        return Some("holds quarantined files (cage restore)");
+    }
+    let unapplied = record.mode == WorkspaceMode::Overlay
+        && record.applied.is_none()
+        && std::fs::read_dir(dir.join("upper")).is_ok_and(|mut d| d.next().is_some());
+    unapplied.then_some("holds changes not applied (cage diff, apply, discard)")
+}
+
+/// The sessions `rules` would remove, from `all` (oldest first, as
+/// [`list`] returns them), at `now_ns` (nanoseconds since the epoch).
+/// Pure apart from `pinned`'s look at each directory.
+pub fn build_prune(
+    all: &[(PathBuf, Record)],
+    rules: PruneRules,
+    now_ns: i64,
+) -> Vec<(PathBuf, Record)> {
+    let mut out = Vec::new();
+    let mut seen: Vec<(&Path, usize)> = Vec::new();
+    // Newest first, counting per workspace.
+    for (dir, record) in all.iter().rev() {
+        let n = match seen.iter_mut().find(|(w, _)| *w == record.workspace) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                seen.push((&record.workspace, 1));
+                1
+            }
+        };
+        let age = now_ns.saturating_sub(record.started_ns).max(0) as u64 / 1_000_000_000;
+        let old = rules.max_age.is_some_and(|max| age > max);
+        if (n > rules.keep || old) && pinned(dir, record).is_none() {
+            out.push((dir.clone(), record.clone()));
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// Removes what [`build_prune`] names; returns the ids removed.
+pub fn prune(host: &Host, rules: PruneRules) -> Result<Vec<String>, SessionError> {
+    let all = list(host)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let mut removed = Vec::new();
+    for (dir, record) in build_prune(&all, rules, now) {
+        discard(host, &dir)?;
+        removed.push(record.id);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    fn record(id: &str, ws: &str, started_ns: i64) -> (PathBuf, Record) {
+        (
+            PathBuf::from(format!("/nonexistent/sessions/{id}")),
+            Record {
+                id: id.into(),
+                workspace: ws.into(),
+                mode: WorkspaceMode::Direct,
+                command: vec!["true".into()],
+                started: String::new(),
+                started_ns,
+                pid: u32::MAX,
+                protect: Vec::new(),
+                ended: Some(String::new()),
+                status: Some(0),
+                applied: None,
+            },
+        )
+    }
+
+    #[test]
+    fn keeps_the_newest_per_workspace_and_drops_the_old() {
+        let day = 24 * 3600 * 1_000_000_000i64;
+        let now = 100 * day;
+        let all = vec![
+            record("old", "/c", 10 * day),
+            record("a1", "/a", 90 * day),
+            record("b1", "/b", 91 * day),
+            record("a2", "/a", 92 * day),
+            record("a3", "/a", 93 * day),
+        ];
+        let rules = PruneRules {
+            keep: 2,
+            max_age: Some(30 * 24 * 3600),
+        };
+        let ids: Vec<String> = build_prune(&all, rules, now)
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect();
+        assert_eq!(ids, ["old", "a1"]);
+        let rules = PruneRules {
+            keep: 2,
+            max_age: None,
+        };
+        let ids: Vec<String> = build_prune(&all, rules, now)
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect();
+        assert_eq!(ids, ["a1"]);
+    }
+
+    #[test]
+    fn never_prunes_unapplied_changes_or_quarantine() {
+        let tmp = std::env::temp_dir().join(format!("cage-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut overlay = record("overlay", "/a", 0);
+        overlay.0 = tmp.join("overlay");
+        overlay.1.mode = WorkspaceMode::Overlay;
+        std::fs::create_dir_all(overlay.0.join("upper/src")).unwrap();
+        let mut quarantined = record("quarantined", "/a", 0);
+        quarantined.0 = tmp.join("quarantined");
+        std::fs::create_dir_all(quarantined.0.join("quarantine")).unwrap();
+        let mut applied = overlay.clone();
+        applied.1.id = "applied".into();
+        applied.1.applied = Some(String::new());
+        let plain = record("plain", "/a", 0);
+        let rules = PruneRules {
+            keep: 0,
+            max_age: None,
+        };
+        let all = [overlay, quarantined, applied, plain];
+        let ids: Vec<String> = build_prune(&all, rules, 0)
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect();
+        assert_eq!(ids, ["applied", "plain"]);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

@@ -117,6 +117,12 @@ fn runner() -> &'static Runner {
     })
 }
 
+/// The cage binary the test user runs (for tests that start it from a
+/// shell of their own, such as an alias).
+pub fn cage_binary() -> &'static Path {
+    &runner().binary
+}
+
 /// Why the escape tests cannot run here, if they cannot.
 pub fn userns_unavailable() -> Option<String> {
     runner().userns.clone().err()

@@ -6,6 +6,8 @@
 //!
 //! Modules, by threat:
 //! - `agents`: the real agent CLIs under their built-in profiles
+//! - `front_door`: `cage -- AGENT` however the agent was installed (nvm, an
+//!   npm prefix, the native installer, pipx), and the first minutes' rough edges
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
 //! - `hidden`: changes git does not show, named at the end (2)
 //! - `hygiene`: environment and inherited descriptors (1)
@@ -30,6 +32,7 @@ mod harness;
 
 mod agents;
 mod filesystem;
+mod front_door;
 mod hidden;
 mod hygiene;
 mod kernel;
