@@ -265,11 +265,7 @@ impl<'a> Loader<'a> {
         if name == "base" || !parse::valid_profile_name(name) {
             return Ok(());
         }
-        let user = self
-            .host
-            .config_dir
-            .join("profiles")
-            .join(format!("{name}.toml"));
+        let user = user_profile(&self.host.config_dir, name);
         if user.symlink_metadata().is_err() && builtin::builtin_source(name).is_none() {
             return Ok(());
         }
@@ -309,11 +305,7 @@ impl<'a> Loader<'a> {
         if self.applied.iter().any(|n| n == name) {
             return Ok(());
         }
-        let user = self
-            .host
-            .config_dir
-            .join("profiles")
-            .join(format!("{name}.toml"));
+        let user = user_profile(&self.host.config_dir, name);
         let (origin, bytes) = match read_optional(&user)? {
             Some(bytes) => (Origin::File(user), bytes),
             None => match builtin::builtin_source(name) {
@@ -614,6 +606,11 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
         &mut into.security.allow_shared_dir,
         security.allow_shared_dir,
     );
+}
+
+/// Where the user's profile NAME lives: `~/.config/cage/profiles/NAME.toml`.
+fn user_profile(config_dir: &Path, name: &str) -> PathBuf {
+    config_dir.join("profiles").join(format!("{name}.toml"))
 }
 
 #[cfg(test)]

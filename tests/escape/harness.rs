@@ -35,6 +35,18 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// PATH for cage itself and for host-side helper commands.
 const HOST_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
+/// A git identity for commits made inside the cage (whose home is empty).
+pub const IDENTITY: [&str; 8] = [
+    "--env",
+    "GIT_AUTHOR_NAME=Caged Agent",
+    "--env",
+    "GIT_AUTHOR_EMAIL=agent@example.invalid",
+    "--env",
+    "GIT_COMMITTER_NAME=Caged Agent",
+    "--env",
+    "GIT_COMMITTER_EMAIL=agent@example.invalid",
+];
+
 /// A shell prelude for probes: `attempt 'CMD'` runs CMD and prints
 /// `ALLOWED: CMD` or `REFUSED: CMD`. Tests assert on those lines.
 pub const ATTEMPT: &str = r#"

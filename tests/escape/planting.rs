@@ -12,18 +12,7 @@ use std::path::Path;
 
 use std::time::Duration;
 
-use crate::harness::{ATTEMPT, Cage, poll_until};
-
-const IDENTITY: [&str; 8] = [
-    "--env",
-    "GIT_AUTHOR_NAME=Caged Agent",
-    "--env",
-    "GIT_AUTHOR_EMAIL=agent@example.invalid",
-    "--env",
-    "GIT_COMMITTER_NAME=Caged Agent",
-    "--env",
-    "GIT_COMMITTER_EMAIL=agent@example.invalid",
-];
+use crate::harness::{ATTEMPT, Cage, IDENTITY, poll_until};
 
 fn host(cage: &Cage, dir: &Path, script: &str) -> String {
     let out = cage

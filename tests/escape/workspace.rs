@@ -10,18 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::{ATTEMPT, Cage, Output, poll_until};
-
-const IDENTITY: [&str; 8] = [
-    "--env",
-    "GIT_AUTHOR_NAME=Caged Agent",
-    "--env",
-    "GIT_AUTHOR_EMAIL=agent@example.invalid",
-    "--env",
-    "GIT_COMMITTER_NAME=Caged Agent",
-    "--env",
-    "GIT_COMMITTER_EMAIL=agent@example.invalid",
-];
+use crate::harness::{ATTEMPT, Cage, IDENTITY, Output, poll_until};
 
 /// Prints one line per workspace entry (outside .git): kind, mode, link
 /// target or content hash. The same script runs inside the cage (the
