@@ -214,6 +214,10 @@ pub struct ExplainArgs {
 pub struct TrustArgs {
     /// The policy file (default: the project's .cage.toml).
     pub file: Option<PathBuf>,
+    /// Trust without asking (for scripts). On a terminal, cage shows what
+    /// the file widens and asks first; elsewhere it refuses without this.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -51,8 +51,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
             &args.target,
             args.command.first().map(String::as_str),
         ),
-        Some(Command::Trust(args)) => trust(args.file, true),
-        Some(Command::Untrust(args)) => trust(args.file, false),
+        Some(Command::Trust(args)) => trust(args.file, args.yes),
+        Some(Command::Untrust(args)) => untrust(args.file),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
@@ -113,40 +113,166 @@ fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
     }
 }
 
-fn load(args: &PolicyArgs, command: Option<&str>) -> Result<(Host, Policy), Error> {
+/// A loaded policy, with the request that loaded it (to load it again
+/// without the project file).
+struct Loaded {
+    host: Host,
+    request: LoadRequest,
+    policy: Policy,
+}
+
+/// `preview`: an untrusted project file that widens is applied anyway, so
+/// its grants can be shown (marked refused); never for a run.
+fn load(args: &PolicyArgs, command: Option<&str>, preview: bool) -> Result<Loaded, Error> {
     let host = Host::current()?;
-    let policy = policy::load(&request(args, command), &host)?;
-    Ok((host, policy))
+    let mut request = request(args, command);
+    if preview && request.project == ProjectMode::Discover {
+        request.project = ProjectMode::Preview;
+    }
+    let policy = policy::load(&request, &host)?;
+    Ok(Loaded {
+        host,
+        request,
+        policy,
+    })
+}
+
+impl Loaded {
+    /// The plan for `argv`, and what an untrusted project file widens: the
+    /// policy layer's line-by-line findings (a preview only: a run stopped
+    /// at them), then everything the plan with the file allows that the
+    /// plan without it does not (`plan::widen`). Outside a preview a
+    /// widening is refused.
+    fn plan(
+        &self,
+        argv: &[String],
+        session: Option<&str>,
+    ) -> Result<(Plan, Vec<policy::Widening>), Error> {
+        let plan = plan::build_for_session(&self.policy, &self.host, argv, session)?;
+        let Some(project) = self.policy.project.as_ref().filter(|p| !p.trusted) else {
+            return Ok((plan, Vec::new()));
+        };
+        let mut refused = project.refused.clone();
+        let lower_request = LoadRequest {
+            project: ProjectMode::Skip,
+            ..self.request.clone()
+        };
+        let lower = policy::load(&lower_request, &self.host)?;
+        let lower = plan::build_for_session(&lower, &self.host, argv, session)?;
+        let found = plan::widen::widenings(&lower, &plan, &self.policy, &project.file, &self.host);
+        for w in found {
+            // A line already refused says it better.
+            let named = matches!(w.source, policy::Provenance::File { line, .. } if line > 0)
+                && refused.iter().any(|r| r.source == w.source);
+            if !named {
+                refused.push(w);
+            }
+        }
+        if !refused.is_empty() && self.request.project != ProjectMode::Preview {
+            return Err(policy::PolicyError::Untrusted {
+                path: project.file.clone(),
+                widenings: refused,
+                changed: project.changed,
+            }
+            .into());
+        }
+        Ok((plan, refused))
+    }
+}
+
+/// The refusal a run would meet, as the last part of a preview.
+fn render_refused(policy: &Policy, refused: &[policy::Widening]) -> String {
+    let Some(project) = &policy.project else {
+        return String::new();
+    };
+    let mut s = format!(
+        "\nREFUSED    the project policy {} is not trusted, and a run refuses it for what it \
+         widens (the lines marked REFUSED above):\n",
+        project.file.display()
+    );
+    for w in refused {
+        let _ = writeln!(s, "  {w}");
+    }
+    let _ = writeln!(
+        s,
+        "           `cage trust {}` allows these; --no-project-policy runs without the file",
+        project.file.display()
+    );
+    s
+}
+
+/// Marks each line that names a refused rule (`[FILE:LINE]`).
+fn mark_refused(text: &str, refused: &[policy::Widening]) -> String {
+    let tags: Vec<String> = refused
+        .iter()
+        .filter(|w| matches!(w.source, policy::Provenance::File { line, .. } if line > 0))
+        .map(|w| format!("[{}]", w.source))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        out.push_str(body);
+        if tags.iter().any(|t| body.contains(t.as_str())) {
+            out.push_str("  REFUSED");
+        }
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn refusal(policy: &Policy, refused: Vec<policy::Widening>) -> Result<i32, Error> {
+    match &policy.project {
+        Some(project) if !refused.is_empty() => Err(policy::PolicyError::Untrusted {
+            path: project.file.clone(),
+            widenings: refused,
+            changed: project.changed,
+        }
+        .into()),
+        _ => Ok(0),
+    }
 }
 
 fn run(args: RunArgs) -> Result<i32, Error> {
-    let (host, policy) = load(&args.policy, args.command.first().map(String::as_str))?;
+    let loaded = load(
+        &args.policy,
+        args.command.first().map(String::as_str),
+        args.dry_run,
+    )?;
     if args.dry_run {
-        let plan = plan::build(&policy, &host, &args.command)?;
+        let (plan, refused) = loaded.plan(&args.command, None)?;
         let text = if args.json {
             let mut s = serde_json::to_string_pretty(&plan).unwrap_or_default();
             s.push('\n');
             s
         } else {
-            let mut s = render_profiles(&policy);
+            let mut s = render_profiles(&loaded.policy);
             s.push_str(&render_plan(&plan));
+            let mut s = mark_refused(&s, &refused);
+            if !refused.is_empty() {
+                s.push_str(&render_refused(&loaded.policy, &refused));
+            }
             // Paths may come from an untrusted project file: escaped.
             crate::term::escape_text(&s)
         };
-        return print(text.as_bytes(), "the plan");
+        print(text.as_bytes(), "the plan")?;
+        // A dry run of a run that would be refused fails like the run.
+        return refusal(&loaded.policy, refused);
     }
+    let (host, policy) = (loaded.host.clone(), loaded.policy.clone());
     // Before the plan, so the plan finds cage's state directory and hides
     // it from the view like any existing path, and so an overlay plan can
     // name the session's upper directory.
     let reserved = session::reserve(&host);
     let id = reserved.as_ref().ok().map(|r| r.id.clone());
-    let plan = match plan::build_for_session(&policy, &host, &args.command, id.as_deref()) {
-        Ok(plan) => plan,
+    let plan = match loaded.plan(&args.command, id.as_deref()) {
+        Ok((plan, _)) => plan,
         Err(e) => {
             if let Ok(r) = reserved {
                 r.release();
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
     // A command that cannot run gets its reason, and leaves no session.
@@ -490,13 +616,30 @@ pub fn render_plan(plan: &Plan) -> String {
 }
 
 fn policy_show(args: &PolicyArgs, json: bool, command: Option<&str>) -> Result<i32, Error> {
-    let (_, policy) = load(args, command)?;
+    let loaded = load(args, command, true)?;
+    let argv = [command.unwrap_or("true").to_string()];
+    // The plan's findings too, when the plan can be built; the policy is
+    // shown either way.
+    let refused = match loaded.plan(&argv, None) {
+        Ok((_, refused)) => refused,
+        Err(_) => loaded
+            .policy
+            .project
+            .as_ref()
+            .map(|p| p.refused.clone())
+            .unwrap_or_default(),
+    };
+    let policy = &loaded.policy;
     let text = if json {
-        let mut s = serde_json::to_string_pretty(&policy).unwrap_or_default();
+        let mut s = serde_json::to_string_pretty(policy).unwrap_or_default();
         s.push('\n');
         s
     } else {
-        crate::term::escape_text(&render_policy(&policy))
+        let mut s = mark_refused(&render_policy(policy), &refused);
+        if !refused.is_empty() {
+            s.push_str(&render_refused(policy, &refused));
+        }
+        crate::term::escape_text(&s)
     };
     print(text.as_bytes(), "the policy")
 }
@@ -636,8 +779,8 @@ fn policy_check(file: Option<PathBuf>) -> Result<i32, Error> {
     let host = Host::current()?;
     let file = project_file(file, &host)?;
     policy::check_file(&file, &host)?;
-    println!("{}: ok", file.display());
-    Ok(0)
+    let line = format!("{}: ok\n", file.display());
+    print(crate::term::escape_text(&line).as_bytes(), "the check")
 }
 
 fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
@@ -670,36 +813,51 @@ fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
         path: path.clone(),
         source,
     })?;
-    println!(
-        "wrote {}; check it with `cage policy check`",
+    let line = format!(
+        "wrote {}; check it with `cage policy check`\n",
         path.display()
     );
-    Ok(0)
+    print(crate::term::escape_text(&line).as_bytes(), "the report")
 }
 
 fn explain_cmd(args: &PolicyArgs, target: &str, command: Option<&str>) -> Result<i32, Error> {
-    let (host, policy) = load(args, command)?;
+    let loaded = load(args, command, true)?;
     let argv = [command.unwrap_or("true").to_string()];
-    let plan = plan::build(&policy, &host, &argv)?;
+    let (plan, refused) = loaded.plan(&argv, None)?;
+    let (host, policy) = (&loaded.host, &loaded.policy);
     if args.profiles.is_empty() && command.is_none() {
-        eprintln!(
+        crate::term::emit(&format!(
             "cage: note: no profile applied; name one with -p, or the command a run would \
-             start: `cage explain {target} -- claude`"
-        );
+             start: `cage explain {} -- claude`",
+            crate::term::escape_text(target)
+        ));
     }
     let e = if explain::is_path(target, &host.cwd) {
         let path = explain::absolute(target, &host.home, &host.cwd);
-        explain::explain_path(&plan, &policy, &path)
+        explain::explain_path(&plan, policy, &path)
     } else {
         let (name, port) = explain::parse_host_port(target).ok_or_else(|| Error::BadTarget {
             target: target.to_string(),
         })?;
         explain::explain_host(&plan, &name, port)
     };
-    println!("{target}: {}", if e.allowed { "allowed" } else { "denied" });
+    let mut s = format!(
+        "{target}: {}\n",
+        if e.allowed { "allowed" } else { "denied" }
+    );
     for line in e.lines {
-        println!("  {line}");
+        let _ = writeln!(s, "  {line}");
     }
+    let mut s = mark_refused(&s, &refused);
+    if !refused.is_empty() {
+        let _ = writeln!(
+            s,
+            "  (refused: a run refuses the untrusted project policy; the answer above is what \
+             it would grant)"
+        );
+        s.push_str(&render_refused(policy, &refused));
+    }
+    print(crate::term::escape_text(&s).as_bytes(), "the explanation")?;
     Ok(if e.allowed { 0 } else { 1 })
 }
 
@@ -978,25 +1136,102 @@ fn discard(args: DiscardArgs) -> Result<i32, Error> {
     )
 }
 
-fn trust(file: Option<PathBuf>, pin: bool) -> Result<i32, Error> {
+/// Shows what the file widens, asks on a terminal (unless `yes`), pins.
+fn trust(file: Option<PathBuf>, yes: bool) -> Result<i32, Error> {
+    use std::io::IsTerminal;
     let host = Host::current()?;
     let file = project_file(file, &host)?;
-    let file: &Path = &file;
-    if pin {
-        let report = policy::trust(file, &host)?;
-        println!("trusted {}", file.display());
-        if !report.widenings.is_empty() {
-            println!("it widens access beyond the workspace:");
-            for w in &report.widenings {
-                println!("  {w}");
+    let preview = policy::trust_preview(&file, &host)?;
+    let mut widenings = preview.widenings.clone();
+    // When it is this directory's project file, the plan's findings too
+    // (what its lines do together), against your own config alone.
+    let discovered = policy::find_project_file(&host)
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .is_some_and(|p| p == preview.path);
+    if discovered
+        && let Ok(loaded) = load(&crate::cli::PolicyArgs::default(), None, true)
+        && let Ok((_, found)) = loaded.plan(&["true".to_string()], None)
+    {
+        for w in found {
+            if !widenings.contains(&w) {
+                widenings.push(w);
             }
         }
-    } else if policy::untrust(file, &host)? {
-        println!("untrusted {}", file.display());
-    } else {
-        println!("{} was not trusted", file.display());
     }
-    Ok(0)
+    let mut s = String::new();
+    if widenings.is_empty() {
+        let _ = writeln!(
+            s,
+            "{} only narrows what your own policy allows",
+            preview.path.display()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "{} widens the sandbox beyond what your own policy allows:",
+            preview.path.display()
+        );
+        for w in &widenings {
+            let _ = writeln!(s, "  {w}");
+        }
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            print(crate::term::escape_text(&s).as_bytes(), "the trust report")?;
+            return Err(Error::TrustNotConfirmed {
+                path: preview.path,
+                why: "standard input is not a terminal to ask on",
+            });
+        }
+        s.push_str("trust it? [y/N] ");
+        print(
+            crate::term::escape_text(&s).as_bytes(),
+            "the trust question",
+        )?;
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+            return Err(Error::TrustNotConfirmed {
+                path: preview.path,
+                why: "the answer was not yes",
+            });
+        }
+    } else {
+        print(crate::term::escape_text(&s).as_bytes(), "the trust report")?;
+    }
+    let report = policy::trust(&file, &host)?;
+    if report.sha256 != preview.sha256 {
+        // Changed while the user read it: what they agreed to is not what
+        // was pinned. Take the pin back.
+        let _ = policy::untrust(&file, &host);
+        return Err(Error::TrustNotConfirmed {
+            path: report.path,
+            why: "the file changed while you were deciding",
+        });
+    }
+    let line = format!(
+        "trusted {} (sha256 {})\n",
+        report.path.display(),
+        &report.sha256[..12]
+    );
+    print(
+        crate::term::escape_text(&line).as_bytes(),
+        "the trust report",
+    )
+}
+
+fn untrust(file: Option<PathBuf>) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let file = project_file(file, &host)?;
+    let line = if policy::untrust(&file, &host)? {
+        format!("untrusted {}\n", file.display())
+    } else {
+        format!("{} was not trusted\n", file.display())
+    };
+    print(
+        crate::term::escape_text(&line).as_bytes(),
+        "the trust report",
+    )
 }
 
 /// The agents `shell-init` aliases, with the profile each runs under.

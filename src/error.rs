@@ -54,6 +54,14 @@ pub enum Error {
         path: std::path::PathBuf,
         workspace: std::path::PathBuf,
     },
+    #[error(
+        "not trusting {}: {why}; nothing was pinned (pass --yes to trust it without being asked)",
+        crate::term::escape_path(path)
+    )]
+    TrustNotConfirmed {
+        path: std::path::PathBuf,
+        why: &'static str,
+    },
     #[error("{target}: not a path or HOST[:PORT]")]
     BadTarget { target: String },
     #[error(

@@ -926,6 +926,119 @@ fn widenings_of(f: &Fixture, req: &LoadRequest) -> Vec<String> {
     }
 }
 
+/// What the plan with the (untrusted) project file allows that the plan
+/// without it does not, the user's profiles, files and flags in both:
+/// what a run refuses beyond the line-by-line check.
+fn plan_widenings(f: &Fixture, req: &LoadRequest) -> Vec<String> {
+    let with = f
+        .load(&LoadRequest {
+            project: ProjectMode::Preview,
+            ..req.clone()
+        })
+        .unwrap();
+    let without = f
+        .load(&LoadRequest {
+            project: ProjectMode::Skip,
+            ..req.clone()
+        })
+        .unwrap();
+    let argv = ["true".to_string()];
+    let wide = cage::plan::build(&with, &f.host, &argv).unwrap();
+    let narrow = cage::plan::build(&without, &f.host, &argv).unwrap();
+    let file = with.project.as_ref().unwrap().file.clone();
+    cage::plan::widen::widenings(&narrow, &wide, &with, &file, &f.host)
+        .iter()
+        .map(|w| w.to_string())
+        .collect()
+}
+
+fn with_flags(profs: &[&str], flags: FlagRules) -> LoadRequest {
+    LoadRequest {
+        flags,
+        ..profiles(profs)
+    }
+}
+
+#[test]
+fn lines_that_each_narrow_are_judged_together_with_the_users_flags() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.path("repo/src")).unwrap();
+    let src = f.path("repo/src");
+    for mode in [WorkspaceMode::Overlay, WorkspaceMode::Readonly] {
+        let project = f.project("[filesystem]\nwrite = [\"src\"]\n");
+        let req = with_flags(
+            &[],
+            FlagRules {
+                workspace: Some(mode),
+                ..FlagRules::default()
+            },
+        );
+        // Alone, the line looks narrowing: below it, the mode is direct.
+        f.load(&req).unwrap();
+        let got = plan_widenings(&f, &req);
+        assert_eq!(
+            got,
+            [format!(
+                "{}:2: {} becomes writable (read-only without this file)",
+                project.display(),
+                src.display()
+            )],
+            "{mode:?}"
+        );
+    }
+    // A host the user allowed with a flag, and one the file adds.
+    f.project("[network]\nallow = [\"evil.example\", \"ok.example\"]\n");
+    let req = with_flags(
+        &[],
+        FlagRules {
+            allow_host: vec!["ok.example".into()],
+            ..FlagRules::default()
+        },
+    );
+    let got = plan_widenings(&f, &req);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].ends_with("allows the host evil.example"), "{got:?}");
+    // A variable the host has, passed by the file; one it sets is its own.
+    let mut f = f;
+    f.host.env = env_from([("TERM", "xterm"), ("AWS_SECRET_ACCESS_KEY", "s3cret")]);
+    f.project("[env]\npass = [\"AWS_*\"]\nset = { EDITOR = \"vi\" }\n");
+    let got = plan_widenings(&f, &LoadRequest::default());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with("passes the host's AWS_SECRET_ACCESS_KEY into the cage"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn narrowing_files_widen_no_builtin_profiles_plan() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.path("repo/docs")).unwrap();
+    let narrowing = "[workspace]\nmode = \"readonly\"\nprotect = [\"Makefile\"]\n\
+                     [filesystem]\nhide = [\"~\", \"/etc/ssl\", \".env\"]\n\
+                     tmpfs = [\"/var/tmp\"]\nread = [\".\", \"docs\", \"/usr\"]\n\
+                     [network]\nmode = \"none\"\ndeny = [\"*.example.com\"]\n\
+                     [env]\nset = { EDITOR = \"vi\" }\n\
+                     [limits]\nnofile = 64\n[process]\nallow_ptrace = false\n";
+    f.project(narrowing);
+    for name in policy::builtin_names() {
+        let req = profiles(&[name]);
+        let got = plan_widenings(&f, &req);
+        assert!(got.is_empty(), "-p {name}: {got:?}");
+        for mode in [WorkspaceMode::Overlay, WorkspaceMode::Direct] {
+            let req = with_flags(
+                &[name],
+                FlagRules {
+                    workspace: Some(mode),
+                    ..FlagRules::default()
+                },
+            );
+            let got = plan_widenings(&f, &req);
+            assert!(got.is_empty(), "-p {name} --workspace {mode:?}: {got:?}");
+        }
+    }
+}
+
 #[test]
 fn untrusted_project_files_may_narrow() {
     let f = Fixture::new();
@@ -1040,7 +1153,8 @@ fn untrusted_message_lists_every_widening_and_the_fix() {
          \x20 {p}:2: filesystem.read {}/.aws is outside the project root {}\n\
          \x20 {p}:5: network.mode \"proxy\" opens more than \"none\" below it\n\
          \x20 {p}:6: network.allow \"evil.example\" allows a host\n\
-         run 'cage trust {p}' to allow these, or pass --no-project-policy",
+         run 'cage trust {p}' to allow these (`cage --dry-run -- COMMAND` shows what they \
+         grant), or pass --no-project-policy",
         f.host.home.display(),
         r.display()
     );

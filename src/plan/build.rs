@@ -117,6 +117,43 @@ pub enum BuildError {
          `cp --remove-destination \"$(readlink -f {path})\" {path}` on a copy) and run cage again"
     )]
     HardLinked { path: PathBuf, links: u64 },
+    #[error("{0}")]
+    TrustedRelinked(Box<Relinked>),
+}
+
+/// A trusted project rule that a link now leads elsewhere.
+#[derive(Debug)]
+pub struct Relinked {
+    path: PathBuf,
+    real: PathBuf,
+    link: PathBuf,
+    target: PathBuf,
+    /// Where it led when the file was trusted, if it existed then.
+    was: Option<PathBuf>,
+    rule: Provenance,
+}
+
+impl std::fmt::Display for Relinked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) now leads through the link {} -> {} to {}",
+            self.path.display(),
+            self.rule,
+            self.link.display(),
+            self.target.display(),
+            self.real.display()
+        )?;
+        if let Some(was) = &self.was {
+            write!(f, " (it led to {} when trusted)", was.display())?;
+        }
+        write!(
+            f,
+            ": the project policy was trusted for where its paths led then, and a link made \
+             since (by an earlier session, perhaps) must not widen it. Remove the link, or check \
+             it and run 'cage trust' on the file again"
+        )
+    }
 }
 
 /// Resolves a merged policy against the host into a plan.
@@ -214,12 +251,12 @@ pub fn build_for_session(
                 check_shared_dir(policy, host, &real, "a grant", &rule.source)?;
             }
             add_bind(&mut view, rule, access, &hides, &mut notes)?;
-            check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
+            check_project_reach(policy, &rule.value.path, &rule.source)?;
         }
     }
     for rule in &policy.filesystem.copy {
         add_copy(&mut view, rule, &hides, &mut notes)?;
-        check_untrusted_reach(policy, &rule.value.path, &rule.source)?;
+        check_project_reach(policy, &rule.value.path, &rule.source)?;
     }
     let session_dir = host
         .state_dir
@@ -748,7 +785,7 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
             ),
         },
     };
-    check_untrusted_reach(policy, &path, &source)?;
+    check_project_reach(policy, &path, &source)?;
     let path = path.canonicalize().map_err(|error| BuildError::Resolve {
         path: path.clone(),
         rule: source.clone(),
@@ -907,16 +944,19 @@ fn check_shared_dir(
     }
 }
 
-/// The policy layer decides trust lexically; only the plan sees where links
-/// lead. A rule from an untrusted project file must stay inside the project
-/// root once links are resolved, or a committed `docs -> ~/.aws` link would
-/// widen the sandbox without `cage trust`.
-fn check_untrusted_reach(
+/// Only the plan sees where links lead. A rule of the project file must
+/// stay inside the project root once links are resolved, or a committed
+/// `docs -> ~/.aws` link would widen the sandbox without `cage trust`.
+/// A trusted file's rule may lead where it led when the user trusted it
+/// (its pin records that), and, for a path inside the root, anywhere
+/// inside the root; anything else is a link made since (by an earlier
+/// session, say) and is refused with the link named.
+fn check_project_reach(
     policy: &Policy,
     path: &Path,
     source: &Provenance,
 ) -> Result<(), BuildError> {
-    let Some(project) = policy.project.as_ref().filter(|p| !p.trusted) else {
+    let Some(project) = policy.project.as_ref() else {
         return Ok(());
     };
     let Provenance::File { path: file, .. } = source else {
@@ -932,15 +972,52 @@ fn check_untrusted_reach(
         .root
         .canonicalize()
         .unwrap_or_else(|_| project.root.clone());
-    if real.starts_with(&root) {
+    if path.starts_with(&project.root) && real.starts_with(&root) {
         return Ok(());
     }
-    Err(BuildError::UntrustedEscape {
+    if !project.trusted {
+        if project.preview {
+            // Shown, and refused by the plan comparison (`widen`): the
+            // real path is what the view binds.
+            return Ok(());
+        }
+        return Err(BuildError::UntrustedEscape {
+            path: path.to_path_buf(),
+            real,
+            root,
+            rule: source.clone(),
+        });
+    }
+    let pinned = project.resolved.get(path);
+    if pinned == Some(&Some(real.clone())) {
+        return Ok(());
+    }
+    // Outside the root and never a link: the path the user trusted.
+    if !path.starts_with(&project.root) && real == path {
+        return Ok(());
+    }
+    let (link, target) = first_link(path).unwrap_or_else(|| (path.to_path_buf(), real.clone()));
+    Err(BuildError::TrustedRelinked(Box::new(Relinked {
         path: path.to_path_buf(),
         real,
-        root,
+        link,
+        target,
+        was: pinned.cloned().flatten(),
         rule: source.clone(),
-    })
+    })))
+}
+
+/// The first component of `path` that is a symbolic link, and what it
+/// points to.
+fn first_link(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut at = PathBuf::new();
+    for c in path.components() {
+        at.push(c);
+        if let Ok(target) = std::fs::read_link(&at) {
+            return Some((at, target));
+        }
+    }
+    None
 }
 
 /// Hidden paths that exist, canonical, with their kind. Missing ones need
@@ -1089,6 +1166,7 @@ fn add_state(
     for entry in merged {
         let (dir, source) = (&entry.value.dir, &entry.source);
         let hidden = |p: &Path| hides.iter().find(|h| p.starts_with(&h.value.0));
+        check_project_reach(policy, dir, source)?;
         let lower = match existing(dir, source)? {
             Some((real, FileKind::Dir)) => real,
             Some((real, FileKind::File)) => {

@@ -12,6 +12,7 @@ pub mod command;
 pub mod explain;
 mod protect;
 pub mod seccomp;
+pub mod widen;
 
 use std::net::SocketAddrV4;
 use std::path::PathBuf;

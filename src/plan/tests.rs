@@ -385,6 +385,10 @@ fn untrusted_project_cannot_reach_outside_through_a_link() {
         file: file.clone(),
         root: t.ws(),
         trusted: false,
+        changed: false,
+        resolved: Default::default(),
+        preview: false,
+        refused: Vec::new(),
     });
     let err = build(&p, &t.host(), &["sh".to_string()])
         .unwrap_err()
@@ -407,12 +411,30 @@ fn untrusted_project_cannot_reach_outside_through_a_link() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("outside the project root"), "{err}");
-    // Trusted, the same rule is the user's decision.
-    p.project = Some(policy::ProjectPolicy {
+    // Trusted, a link made since the pin is refused, and names the link.
+    let ws_docs = t.ws().join("docs");
+    let mut trusted = policy::ProjectPolicy {
         file,
         root: t.ws(),
         trusted: true,
-    });
+        changed: false,
+        resolved: Default::default(),
+        preview: false,
+        refused: Vec::new(),
+    };
+    p.project = Some(trusted.clone());
+    let err = build(&p, &t.host(), &["sh".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("through the link {}", ws_docs.display()))
+            && err.contains("cage trust"),
+        "{err}"
+    );
+    // Where the pin says it led when the user trusted it, it is theirs.
+    let real = t.home().join("notes").canonicalize().unwrap();
+    trusted.resolved.insert(ws_docs.clone(), Some(real));
+    p.project = Some(trusted);
     let plan = build(&p, &t.host(), &["sh".to_string()]).unwrap();
     assert!(bind_of(&plan, &t.home().join("notes")).is_some());
     // The link itself already exists inside the workspace bind: no mount

@@ -140,6 +140,28 @@ pub enum PolicyError {
         changed: bool,
     },
 
+    #[error(
+        "the project policy {} is a symbolic link (to {}): cage trusts only a real file of the \
+         project, so a link cannot borrow another file's trust. Replace the link with a copy, \
+         pass the file you mean with -f, or pass --no-project-policy",
+        path.display(),
+        target.display()
+    )]
+    ProjectLink { path: PathBuf, target: PathBuf },
+
+    #[error(
+        "the project policy {} is really {}, outside the project {}: cage trusts only a real \
+         file of the project. Pass the file you mean with -f, or pass --no-project-policy",
+        path.display(),
+        real.display(),
+        root.display()
+    )]
+    ProjectOutside {
+        path: PathBuf,
+        real: PathBuf,
+        root: PathBuf,
+    },
+
     /// A command-line value that does not parse.
     #[error("{flag} `{value}`: {reason}")]
     Flag {
@@ -204,7 +226,8 @@ fn untrusted_message(path: &std::path::Path, widenings: &[Widening], changed: bo
         s.push_str(&format!("  {w}\n"));
     }
     s.push_str(&format!(
-        "run 'cage trust {}' to allow these, or pass --no-project-policy",
+        "run 'cage trust {}' to allow these (`cage --dry-run -- COMMAND` shows what they \
+         grant), or pass --no-project-policy",
         path.display()
     ));
     s

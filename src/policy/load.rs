@@ -54,6 +54,10 @@ pub enum ProjectMode {
     Discover,
     /// `--no-project-policy`.
     Skip,
+    /// Apply it even if it is untrusted and widens, recording what it
+    /// widens in [`ProjectPolicy::refused`]: for showing what the file
+    /// would grant (`--dry-run`, `policy show`, `explain`), never for a run.
+    Preview,
 }
 
 /// Rules given as flags, applied last. Paths are relative to the working
@@ -91,7 +95,7 @@ pub fn load(req: &LoadRequest, host: &Host) -> Result<Policy, PolicyError> {
         .iter()
         .map(|f| parse::normalise(&host.cwd.join(f)))
         .collect();
-    if req.project == ProjectMode::Discover {
+    if req.project != ProjectMode::Skip {
         if let Some(path) = find_project_file(host) {
             // Named with -f too: the user vouched for it, so it applies
             // there, trusted, and not here.
@@ -100,7 +104,7 @@ pub fn load(req: &LoadRequest, host: &Host) -> Result<Policy, PolicyError> {
                 _ => false,
             };
             if !files.iter().any(same) {
-                loader.apply_project(&path)?;
+                loader.apply_project(&path, req.project == ProjectMode::Preview)?;
             }
         }
     }
@@ -165,11 +169,28 @@ pub(crate) const MAX_POLICY_BYTES: u64 = 1 << 20;
 /// Reads a policy file, at most [`MAX_POLICY_BYTES`]; `None` when it does
 /// not exist.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, PolicyError> {
+    read_with(path, 0)
+}
+
+/// [`read`], refusing a symbolic link as the last component (`ELOOP`).
+pub(crate) fn read_nofollow(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    read_with(path, libc::O_NOFOLLOW)?.ok_or_else(|| PolicyError::Read {
+        path: path.to_path_buf(),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })
+}
+
+fn read_with(path: &Path, flags: i32) -> Result<Option<Vec<u8>>, PolicyError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let fail = |source| PolicyError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = match fs::File::open(path) {
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fail(e)),
@@ -387,27 +408,27 @@ impl<'a> Loader<'a> {
     }
 
     /// The project's file: applied only if it is trusted or only narrows
-    /// what the sources below it allow.
-    pub(crate) fn apply_project(&mut self, path: &Path) -> Result<(), PolicyError> {
-        let bytes = read(path)?;
+    /// what the sources below it allow (checked here line by line, and
+    /// again on the plan by the caller). `preview` applies a widening file
+    /// anyway and records what it widens.
+    pub(crate) fn apply_project(&mut self, path: &Path, preview: bool) -> Result<(), PolicyError> {
+        let root = project_root(path, self.host);
+        let (canonical, bytes) = trust::read_project(path, &root)?;
         let sha256 = sha256_hex(&bytes);
         let origin = Origin::File(path.to_path_buf());
         let fragment = self.parse(&origin, &bytes)?;
-        let root = project_root(path, self.host);
-        let canonical = fs::canonicalize(path).map_err(|source| PolicyError::Canonicalize {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let state = trust::state(&canonical, &sha256, self.host)?;
+        let (state, resolved) = trust::state(&canonical, &sha256, self.host)?;
+        let mut refused = Vec::new();
         if state != TrustState::Trusted {
             let widenings = trust::widenings(&self.policy, &self.applied, &fragment, &root);
-            if !widenings.is_empty() {
+            if !widenings.is_empty() && !preview {
                 return Err(PolicyError::Untrusted {
                     path: path.to_path_buf(),
                     widenings,
                     changed: state == TrustState::Changed,
                 });
             }
+            refused = widenings;
         }
         let source = Source {
             name: origin.display_name(),
@@ -420,6 +441,10 @@ impl<'a> Loader<'a> {
             file: path.to_path_buf(),
             root,
             trusted: state == TrustState::Trusted,
+            changed: state == TrustState::Changed,
+            resolved,
+            preview,
+            refused,
         });
         Ok(())
     }

@@ -25,7 +25,7 @@ pub use error::{Location, PolicyError};
 pub use hosts::{HostPattern, HostPatternError, HostSpec, PortSpec};
 pub use load::{FlagRules, LoadRequest, ProjectMode, check_file, find_project_file, load};
 pub use provenance::{Provenance, Sourced};
-pub use trust::{TrustReport, Widening, is_trusted, store_path, trust, untrust};
+pub use trust::{TrustReport, Widening, is_trusted, store_path, trust, trust_preview, untrust};
 
 /// How the agent sees the workspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -95,11 +95,13 @@ pub struct Policy {
 
 /// The project's `.cage.toml`, as applied.
 ///
-/// Trust is decided on paths normalised lexically. When `trusted` is false
-/// every rule from `file` was checked to stay inside `root` (or to repeat a
-/// rule below it) before symlinks were resolved; the plan, which resolves
-/// them, must refuse such a rule whose real path leaves `root`, or a
-/// symlink committed to the repository widens the sandbox.
+/// Trust is decided on paths normalised lexically, then on the plan (built
+/// with and without the file, `plan::widen`). Only the plan resolves
+/// links: a rule from `file` whose real path leaves `root` is refused
+/// when the file is untrusted, and, when it is trusted, unless it leads
+/// where it led when the user trusted it (`resolved`), or a symlink
+/// committed to the repository, or made by an earlier session, widens the
+/// sandbox.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProjectPolicy {
     pub file: PathBuf,
@@ -107,6 +109,17 @@ pub struct ProjectPolicy {
     pub root: PathBuf,
     /// Pinned with `cage trust` and unchanged since.
     pub trusted: bool,
+    /// Pinned once, and its bytes changed since.
+    pub changed: bool,
+    /// Trusted: where each of the file's paths led when it was pinned
+    /// (`None`: it did not exist). Empty for pins older than this record.
+    pub resolved: std::collections::BTreeMap<PathBuf, Option<PathBuf>>,
+    /// Applied for a preview ([`ProjectMode::Preview`]), never for a run:
+    /// the plan shows an untrusted file's reach instead of refusing it.
+    pub preview: bool,
+    /// Untrusted, in a preview: what it widens line by line, which a run
+    /// refuses.
+    pub refused: Vec<Widening>,
 }
 
 #[derive(Clone, Debug, Serialize)]

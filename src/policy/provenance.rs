@@ -31,6 +31,8 @@ impl fmt::Display for Provenance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Provenance::Builtin { profile, line } => write!(f, "builtin:{profile}:{line}"),
+            // Line 0: the file as a whole (what its rules do together).
+            Provenance::File { path, line: 0 } => write!(f, "{}", path.display()),
             Provenance::File { path, line } => write!(f, "{}:{line}", path.display()),
             Provenance::Flag { flag } => write!(f, "flag {flag}"),
             Provenance::Default { what } => write!(f, "cage default ({what})"),

@@ -12,20 +12,31 @@
 //! {
 //!   "version": 1,
 //!   "files": {
-//!     "/home/me/src/app/.cage.toml": { "sha256": "9f86d08..." }
+//!     "/home/me/src/app/.cage.toml": {
+//!       "sha256": "9f86d08...",
+//!       "resolved": { "/home/me/.cache/tool": "/home/me/.cache/tool" }
+//!     }
 //!   }
 //! }
 //! ```
 //!
-//! Keys are canonical paths (symlinks resolved). The store is rewritten
+//! Trust belongs to one real file: a project file that is a symbolic link,
+//! or whose real path lies outside its project, is refused (a link to a
+//! file another repository trusted must not borrow that trust). Keys are
+//! canonical paths. `resolved` records where each path the file names led
+//! when it was pinned (`null`: missing): the bytes say `cache/tool`, but an
+//! agent can turn `cache/tool` into a link between two sessions, so every
+//! run resolves the paths again and the plan refuses one that now leads
+//! elsewhere (`plan::build`). The store is rewritten
 //! whole, through a temporary file and `rename`, so a crash never leaves a
 //! half-written store; the directory is created with mode 0700 and the file
 //! with 0600. Two `cage trust` runs at the same moment may lose one pin
 //! (the last rename wins); they never corrupt the store.
 //!
-//! Widening is decided lexically, before the plan resolves symlinks:
-//! `Policy::project` tells the plan which rules came from an untrusted
-//! file, so it can check that their real paths stay inside the root too.
+//! Widening is decided here lexically, line by line, for a precise first
+//! answer; the caller then builds the plan with and without the file and
+//! refuses whatever else it widens (`plan::widen`): only the plan sees
+//! what lines do together and where links lead.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,7 +50,10 @@ use serde::{Deserialize, Serialize};
 use super::error::PolicyError;
 use super::load::{self, Loader};
 use super::parse::{Fragment, Origin};
-use super::{Layer, NetMode, PathRule, Policy, Provenance, Sourced, WorkspaceMode};
+use super::{
+    EnvPolicy, FilesystemPolicy, Layer, LimitsPolicy, NetMode, NetworkPolicy, PathRule, Policy,
+    ProcessPolicy, Provenance, SecurityPolicy, Sourced, WorkspaceMode, WorkspacePolicy,
+};
 use crate::host::Host;
 
 /// One rule of a project file that allows more than the sources below it.
@@ -88,6 +102,9 @@ struct Store {
 #[derive(Debug, Serialize, Deserialize)]
 struct Pin {
     sha256: String,
+    /// Where each of the file's paths led when it was pinned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    resolved: BTreeMap<String, Option<String>>,
 }
 
 /// Where the pins live.
@@ -98,24 +115,116 @@ pub fn store_path(host: &Host) -> PathBuf {
 /// Pins the file's current bytes, after checking that it parses, and
 /// reports what it widens so the CLI can show what the user allowed.
 pub fn trust(path: &Path, host: &Host) -> Result<TrustReport, PolicyError> {
-    let canonical = canonical(path)?;
-    let bytes = load::read(&canonical)?;
-    let sha256 = load::sha256_hex(&bytes);
-    let widenings = widenings_over_baseline(&canonical, &bytes, host)?;
-    let key = store_key(&canonical)?;
+    let (report, resolved) = examine(path, host)?;
+    let key = store_key(&report.path)?;
     let mut store = read_store(host)?;
     store.files.insert(
         key,
         Pin {
-            sha256: sha256.clone(),
+            sha256: report.sha256.clone(),
+            resolved,
         },
     );
     write_store(host, &store)?;
-    Ok(TrustReport {
-        path: canonical,
-        sha256,
-        widenings,
-    })
+    Ok(report)
+}
+
+/// What [`trust`] would pin and report, without pinning: for showing the
+/// user before they agree.
+pub fn trust_preview(path: &Path, host: &Host) -> Result<TrustReport, PolicyError> {
+    examine(path, host).map(|(report, _)| report)
+}
+
+fn examine(
+    path: &Path,
+    host: &Host,
+) -> Result<(TrustReport, BTreeMap<String, Option<String>>), PolicyError> {
+    let absolute = super::parse::normalise(&host.cwd.join(path));
+    let root = load::project_root(&absolute, host);
+    let (canonical, bytes) = read_project(&absolute, &root)?;
+    let sha256 = load::sha256_hex(&bytes);
+    let (widenings, fragment) = widenings_over_baseline(&canonical, &bytes, host)?;
+    let mut resolved = BTreeMap::new();
+    let mut links = Vec::new();
+    for (p, source) in fragment_paths(&fragment.rules) {
+        let real = fs::canonicalize(p).ok();
+        if let Some(real) = &real
+            && real != p
+        {
+            links.push(Widening {
+                source: source.clone(),
+                what: format!("{} leads through a link to {}", p.display(), real.display()),
+            });
+        }
+        if let Some(key) = p.to_str() {
+            let real = real.and_then(|r| r.to_str().map(str::to_string));
+            resolved.insert(key.to_string(), real);
+        }
+    }
+    let mut widenings = widenings;
+    widenings.extend(links);
+    Ok((
+        TrustReport {
+            path: canonical,
+            sha256,
+            widenings,
+        },
+        resolved,
+    ))
+}
+
+/// Every path a fragment's rules grant or create, with its line: what
+/// trust pins the resolution of.
+pub(crate) fn fragment_paths(rules: &Policy) -> Vec<(&Path, &Provenance)> {
+    let f = &rules.filesystem;
+    let mut out: Vec<(&Path, &Provenance)> = f
+        .read
+        .iter()
+        .chain(&f.write)
+        .chain(&f.copy)
+        .map(|r| (r.value.path.as_path(), &r.source))
+        .collect();
+    out.extend(f.state.iter().map(|s| (s.value.dir.as_path(), &s.source)));
+    if let Some(p) = &rules.workspace.path {
+        out.push((p.value.as_path(), &p.source));
+    }
+    out
+}
+
+/// Reads a project policy file that must be a real file of its project:
+/// not a symbolic link (opened with `O_NOFOLLOW`, so a link swapped in
+/// after the check is refused too), and really inside `root`. Returns
+/// its canonical path, which is what trust pins, and its bytes.
+pub(crate) fn read_project(path: &Path, root: &Path) -> Result<(PathBuf, Vec<u8>), PolicyError> {
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        return Err(PolicyError::ProjectLink {
+            path: path.to_path_buf(),
+            target: fs::read_link(path).unwrap_or_default(),
+        });
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default();
+    let canonical = canonical(dir)?.join(name);
+    let real_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    if !canonical.starts_with(&real_root) {
+        return Err(PolicyError::ProjectOutside {
+            path: path.to_path_buf(),
+            real: canonical,
+            root: real_root,
+        });
+    }
+    let bytes = load::read_nofollow(path).map_err(|e| match e {
+        PolicyError::Read { source, .. } if source.raw_os_error() == Some(libc::ELOOP) => {
+            PolicyError::ProjectLink {
+                path: path.to_path_buf(),
+                target: fs::read_link(path).unwrap_or_default(),
+            }
+        }
+        e => e,
+    })?;
+    Ok((canonical, bytes))
 }
 
 /// Removes a pin; `Ok(false)` when there was none. Works for a file that
@@ -136,24 +245,34 @@ pub fn untrust(path: &Path, host: &Host) -> Result<bool, PolicyError> {
 
 /// Whether the file is pinned with exactly its current bytes.
 pub fn is_trusted(path: &Path, host: &Host) -> Result<bool, PolicyError> {
-    let canonical = canonical(path)?;
-    let bytes = load::read(&canonical)?;
-    Ok(state(&canonical, &load::sha256_hex(&bytes), host)? == TrustState::Trusted)
+    let absolute = super::parse::normalise(&host.cwd.join(path));
+    let root = load::project_root(&absolute, host);
+    let (canonical, bytes) = read_project(&absolute, &root)?;
+    Ok(state(&canonical, &load::sha256_hex(&bytes), host)?.0 == TrustState::Trusted)
 }
 
+/// Whether the file at `canonical` is pinned with these bytes, and, when
+/// it is, where its paths led when it was pinned.
 pub(crate) fn state(
     canonical: &Path,
     sha256: &str,
     host: &Host,
-) -> Result<TrustState, PolicyError> {
+) -> Result<(TrustState, BTreeMap<PathBuf, Option<PathBuf>>), PolicyError> {
     let store = read_store(host)?;
     let Some(key) = canonical.to_str() else {
-        return Ok(TrustState::Unknown);
+        return Ok((TrustState::Unknown, BTreeMap::new()));
     };
     Ok(match store.files.get(key) {
-        Some(pin) if pin.sha256 == sha256 => TrustState::Trusted,
-        Some(_) => TrustState::Changed,
-        None => TrustState::Unknown,
+        Some(pin) if pin.sha256 == sha256 => {
+            let resolved = pin
+                .resolved
+                .iter()
+                .map(|(k, v)| (PathBuf::from(k), v.as_ref().map(PathBuf::from)))
+                .collect();
+            (TrustState::Trusted, resolved)
+        }
+        Some(_) => (TrustState::Changed, BTreeMap::new()),
+        None => (TrustState::Unknown, BTreeMap::new()),
     })
 }
 
@@ -177,7 +296,7 @@ fn widenings_over_baseline(
     path: &Path,
     bytes: &[u8],
     host: &Host,
-) -> Result<Vec<Widening>, PolicyError> {
+) -> Result<(Vec<Widening>, Fragment), PolicyError> {
     let mut baseline = Loader::new(host);
     baseline.apply_base()?;
     baseline.apply_user_config()?;
@@ -186,12 +305,8 @@ fn widenings_over_baseline(
     // refused rather than pinned.
     Loader::new(host).apply_extends(&fragment)?;
     let root = load::project_root(path, host);
-    Ok(widenings(
-        &baseline.policy,
-        &baseline.applied,
-        &fragment,
-        &root,
-    ))
+    let found = widenings(&baseline.policy, &baseline.applied, &fragment, &root);
+    Ok((found, fragment))
 }
 
 fn read_store(host: &Host) -> Result<Store, PolicyError> {
@@ -257,9 +372,13 @@ fn write_store(host: &Host, store: &Store) -> Result<(), PolicyError> {
 }
 
 /// Every rule of `project` that allows more than `lower` (the merged
-/// sources below it, with `applied` profiles). An entry that repeats one
-/// already in `lower` changes nothing and is not listed. `root` is the
-/// project root, already normalised.
+/// sources below it, with `applied` profiles), line by line. An entry that
+/// repeats one already in `lower` changes nothing and is not listed. `root`
+/// is the project root, already normalised.
+///
+/// Every section is destructured, so a new policy field does not compile
+/// until it is classified here: a widening, or a narrowing (and then the
+/// plan comparison, `plan::widen`, still checks what it does with the rest).
 pub(crate) fn widenings(
     lower: &Policy,
     applied: &[String],
@@ -273,7 +392,6 @@ pub(crate) fn widenings(
             what,
         })
     };
-    let rules = &project.rules;
     let inside = |p: &Path| p.starts_with(root);
     let root_shown = root.display();
 
@@ -286,7 +404,59 @@ pub(crate) fn widenings(
         }
     }
 
-    if let Some(path) = &rules.workspace.path {
+    let Policy {
+        // Bookkeeping of the merge, not rules.
+        sources: _,
+        project: _,
+        workspace:
+            WorkspacePolicy {
+                path,
+                mode,
+                // Narrowing: more read-only paths.
+                protect: _,
+            },
+        filesystem:
+            FilesystemPolicy {
+                read,
+                write,
+                // Narrowing: less is shown.
+                hide: _,
+                tmpfs: _,
+                copy,
+                state,
+            },
+        network:
+            NetworkPolicy {
+                mode: net_mode,
+                allow,
+                // Narrowing.
+                deny: _,
+            },
+        env:
+            EnvPolicy {
+                pass,
+                // The file's own words, not the host's: a value set inside
+                // the cage gives the agent nothing it could not set itself.
+                set: _,
+            },
+        limits:
+            LimitsPolicy {
+                nofile,
+                nproc,
+                fsize,
+                memory,
+                pids,
+                cpu,
+            },
+        process: ProcessPolicy { allow_ptrace },
+        security:
+            SecurityPolicy {
+                allow_degraded,
+                allow_shared_dir,
+            },
+    } = &project.rules;
+
+    if let Some(path) = path {
         if !inside(&path.value) {
             add(
                 &path.source,
@@ -302,7 +472,7 @@ pub(crate) fn widenings(
         .mode
         .as_ref()
         .map_or(WorkspaceMode::Readonly, |m| m.value);
-    if let Some(mode) = &rules.workspace.mode {
+    if let Some(mode) = mode {
         if mode.value > lower_mode {
             add(
                 &mode.source,
@@ -317,10 +487,7 @@ pub(crate) fn widenings(
 
     let has = |list: &[Sourced<PathRule>], p: &Path| list.iter().any(|r| r.value.path == p);
     // A copy shows the host's content, as a read does.
-    for (key, list) in [
-        ("read", &rules.filesystem.read),
-        ("copy", &rules.filesystem.copy),
-    ] {
+    for (key, list) in [("read", read), ("copy", copy)] {
         for r in list {
             let p = &r.value.path;
             if !inside(p)
@@ -338,7 +505,7 @@ pub(crate) fn widenings(
             }
         }
     }
-    for r in &rules.filesystem.write {
+    for r in write {
         let p = &r.value.path;
         if has(&lower.filesystem.write, p) {
             continue;
@@ -369,7 +536,7 @@ pub(crate) fn widenings(
 
     // A state entry creates a directory on the host and writes through to
     // it: never from an untrusted project file.
-    for st in &rules.filesystem.state {
+    for st in state {
         if !lower.filesystem.state.iter().any(|x| x.value == st.value) {
             add(
                 &st.source,
@@ -387,7 +554,7 @@ pub(crate) fn widenings(
         .mode
         .as_ref()
         .map_or(NetMode::None, |m| m.value);
-    if let Some(mode) = &rules.network.mode {
+    if let Some(mode) = net_mode {
         if mode.value > lower_net {
             add(
                 &mode.source,
@@ -399,7 +566,7 @@ pub(crate) fn widenings(
             );
         }
     }
-    for a in &rules.network.allow {
+    for a in allow {
         if !lower.network.allow.iter().any(|x| x.value == a.value) {
             add(
                 &a.source,
@@ -408,7 +575,7 @@ pub(crate) fn widenings(
         }
     }
 
-    for p in &rules.env.pass {
+    for p in pass {
         if !lower.env.pass.iter().any(|x| x.value == p.value) {
             add(
                 &p.source,
@@ -420,15 +587,14 @@ pub(crate) fn widenings(
         }
     }
 
-    let l = &rules.limits;
     let b = &lower.limits;
     for (key, mine, below) in [
-        ("nofile", &l.nofile, &b.nofile),
-        ("nproc", &l.nproc, &b.nproc),
-        ("fsize", &l.fsize, &b.fsize),
-        ("memory", &l.memory, &b.memory),
-        ("pids", &l.pids, &b.pids),
-        ("cpu", &l.cpu, &b.cpu),
+        ("nofile", nofile, &b.nofile),
+        ("nproc", nproc, &b.nproc),
+        ("fsize", fsize, &b.fsize),
+        ("memory", memory, &b.memory),
+        ("pids", pids, &b.pids),
+        ("cpu", cpu, &b.cpu),
     ] {
         let Some(mine) = mine else { continue };
         match below {
@@ -451,7 +617,7 @@ pub(crate) fn widenings(
         }
     }
 
-    if let Some(p) = &rules.process.allow_ptrace {
+    if let Some(p) = allow_ptrace {
         let below = lower.process.allow_ptrace.as_ref().is_some_and(|b| b.value);
         if p.value && !below {
             add(
@@ -460,7 +626,7 @@ pub(crate) fn widenings(
             );
         }
     }
-    for layer in &rules.security.allow_degraded {
+    for layer in allow_degraded {
         if !lower
             .security
             .allow_degraded
@@ -475,6 +641,17 @@ pub(crate) fn widenings(
                 ),
             );
         }
+    }
+    // Only a flag can accept a shared directory; a file never does.
+    for dir in allow_shared_dir {
+        add(
+            &dir.source,
+            format!(
+                "security.allow_shared_dir {} exposes a directory other programs keep \
+                 sockets in",
+                dir.value.display()
+            ),
+        );
     }
     out
 }

@@ -78,7 +78,11 @@ struct Runner {
 fn runner() -> &'static Runner {
     static RUNNER: OnceLock<Runner> = OnceLock::new();
     RUNNER.get_or_init(|| {
-        let built = PathBuf::from(env!("CARGO_BIN_EXE_cage"));
+        // CAGE_TEST_BINARY runs the suite against another build, such as
+        // one without a protection, to see the tests that prove it fail.
+        let built = std::env::var_os("CAGE_TEST_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cage")));
         let (switch_to, user, binary) = if nix::unistd::geteuid().is_root() {
             let user = nix::unistd::User::from_name(TEST_USER)
                 .expect("reading the passwd database")
@@ -379,6 +383,23 @@ impl Cage {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        self.in_pty(self.cage_command(argv), "")
+    }
+
+    /// Runs `cage SUBCOMMAND...` (as [`Cage::cli`]) on a new controlling
+    /// terminal, with `input` typed at it.
+    pub fn cli_in_pty<I, S>(&self, args: I, input: &str) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut cmd = Command::new(&runner().binary);
+        cmd.args(args.into_iter().map(|a| a.as_ref().to_string()));
+        self.as_user(&mut cmd);
+        self.in_pty(cmd, input)
+    }
+
+    fn in_pty(&self, mut cmd: Command, input: &str) -> Output {
         use nix::fcntl::OFlag;
         let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
             .expect("opening a pty");
@@ -393,7 +414,6 @@ impl Cage {
             .custom_flags(libc::O_NOCTTY)
             .open(&name)
             .expect("opening the pty's terminal side");
-        let mut cmd = self.cage_command(argv);
         cmd.stdin(slave.try_clone().expect("dup"))
             .stdout(slave.try_clone().expect("dup"))
             .stderr(slave);
@@ -411,6 +431,11 @@ impl Cage {
         let mut child = cmd.spawn().expect("starting cage on a pty");
         // The parent's copies of the terminal side went with `cmd`.
         drop(cmd);
+        // Typed ahead: the terminal holds it until the program reads.
+        if !input.is_empty() {
+            let typed = nix::unistd::write(&master, input.as_bytes()).expect("typing at the pty");
+            assert_eq!(typed, input.len(), "typed in one write");
+        }
         let reader = {
             let shown = Arc::clone(&shown);
             let mut master = master;

@@ -14,6 +14,7 @@
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
 //! - `planting`: the guard, gitdirs by allowlist, quarantine (2)
+//! - `trust`: project files judged on the plan, trust of a real file (3)
 //! - `state`: agents' state directories by allowlist, host files no grant
 //!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
@@ -42,4 +43,5 @@ mod planting;
 mod processes;
 mod shared_dirs;
 mod state;
+mod trust;
 mod workspace;
