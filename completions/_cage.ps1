@@ -165,11 +165,15 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;trust' {
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'cage;untrust' {
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

@@ -972,7 +972,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__trust)
-            opts="-h --help"
+            opts="-y -h --yes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -986,7 +986,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__untrust)
-            opts="-h --help"
+            opts="-y -h --yes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -150,10 +150,14 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand --help 'Print help'
         }
         &'cage;trust'= {
+            cand -y 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this'
+            cand --yes 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'cage;untrust'= {
+            cand -y 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this'
+            cand --yes 'Trust without asking (for scripts). On a terminal, cage shows what the file widens and asks first; elsewhere it refuses without this'
             cand -h 'Print help'
             cand --help 'Print help'
         }

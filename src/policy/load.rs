@@ -172,9 +172,12 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, PolicyError>
     read_with(path, 0)
 }
 
-/// [`read`], refusing a symbolic link as the last component (`ELOOP`).
+/// [`read`] of a file someone else may have placed: a symbolic link as
+/// the last component is refused (`ELOOP`), and so is anything but a
+/// regular file (opened without blocking, so a FIFO swapped in cannot
+/// hang cage).
 pub(crate) fn read_nofollow(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    read_with(path, libc::O_NOFOLLOW)?.ok_or_else(|| PolicyError::Read {
+    read_with(path, libc::O_NOFOLLOW | libc::O_NONBLOCK)?.ok_or_else(|| PolicyError::Read {
         path: path.to_path_buf(),
         source: io::Error::from(io::ErrorKind::NotFound),
     })
@@ -195,6 +198,9 @@ fn read_with(path: &Path, flags: i32) -> Result<Option<Vec<u8>>, PolicyError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fail(e)),
     };
+    if flags & libc::O_NONBLOCK != 0 && !file.metadata().map_err(fail)?.is_file() {
+        return Err(fail(io::Error::other("not a regular file")));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut bytes)
