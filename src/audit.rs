@@ -87,7 +87,21 @@ pub enum Record {
     /// host program runs (node_modules, *.pyc, *.pth, a virtualenv's bin,
     /// .git/modules, ignored executables). Bounded.
     HiddenChanges(HiddenChanges),
+    /// The cgroup limits that were enforced, and what they did.
+    Limits(LimitsOutcome),
     SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LimitsOutcome {
+    /// `memory.max = 67108864`, ... as written for the agent's cgroup.
+    pub enforced: Vec<String>,
+    /// Processes the OOM killer ended inside the agent's cgroup.
+    pub oom_kills: u64,
+    /// Forks refused at `pids.max`.
+    pub pids_refused: u64,
+    /// Periods the CPU quota held the agent back.
+    pub cpu_throttled: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -452,6 +466,7 @@ impl Session {
         dir: &Path,
         policy: &Policy,
         plan: &Plan,
+        limits_not_enforced: Vec<String>,
     ) -> Result<Session, AuditError> {
         let create = |path: &Path, source| AuditError::Create {
             path: path.to_path_buf(),
@@ -496,7 +511,7 @@ impl Session {
             },
             enforcement: None,
             limits: plan.limits.enforced(),
-            limits_not_enforced: plan.limits.unenforced(),
+            limits_not_enforced,
         };
         Ok(Session {
             id,
@@ -936,6 +951,14 @@ pub fn render(line: &Line) -> String {
                 list.join(", ")
             )
         }
+        Record::Limits(l) => format!(
+            "{clock}  limits {}; {} out-of-memory kill(s), {} fork(s) refused, CPU throttled \
+             {} time(s)",
+            l.enforced.join(", "),
+            l.oom_kills,
+            l.pids_refused,
+            l.cpu_throttled
+        ),
         Record::LogFull(f) => format!(
             "{clock}  full   the audit log reached its cap ({} bytes): later connections and \
              DNS answers were refused",

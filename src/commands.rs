@@ -234,6 +234,33 @@ fn refusal(policy: &Policy, refused: Vec<policy::Widening>) -> Result<i32, Error
     }
 }
 
+/// Where the plan's cgroup limits can be enforced; re-executes cage in a
+/// scope of the user's systemd when that is the way (never returns then).
+fn cgroup_place(policy: &Policy) -> Result<crate::cgroup::Place, Error> {
+    use crate::cgroup::{self, Place, Wanted};
+    let l = &policy.limits;
+    let value = |v: &Option<policy::Sourced<u64>>| v.as_ref().map(|v| v.value);
+    let wanted = Wanted {
+        memory: value(&l.memory),
+        pids: value(&l.pids),
+        cpu: value(&l.cpu),
+    };
+    if !wanted.any() {
+        return Ok(Place::None);
+    }
+    Ok(match cgroup::locate(&wanted) {
+        Ok(Some(base)) => Place::At(base),
+        Ok(None) => match cgroup::systemd_run() {
+            Some(systemd_run) => {
+                let e = cgroup::reexec_in_scope(&systemd_run);
+                Place::Unavailable(format!("starting {}: {e}", systemd_run.display()))
+            }
+            None => Place::Unavailable("systemd-run is gone".into()),
+        },
+        Err(why) => Place::Unavailable(why),
+    })
+}
+
 fn run(args: RunArgs) -> Result<i32, Error> {
     let loaded = load(
         &args.policy,
@@ -261,6 +288,10 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         return refusal(&loaded.policy, refused);
     }
     let (host, policy) = (loaded.host.clone(), loaded.policy.clone());
+    // Before anything of the session exists: a cgroup of cage's own for the
+    // cgroup limits, from the user's systemd if need be (which starts this
+    // cage again, in a new scope).
+    let place = cgroup_place(&policy)?;
     // Before the plan, so the plan finds cage's state directory and hides
     // it from the view like any existing path, and so an overlay plan can
     // name the session's upper directory.
@@ -285,14 +316,30 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     for note in &plan.notes {
         crate::term::emit(&format!("cage: note: {}", crate::term::escape_text(note)));
     }
-    let unenforced = plan.limits.unenforced();
-    if !unenforced.is_empty() {
-        crate::term::emit(&format!(
-            "cage: warning: not enforced: [limits] {} (cgroup limits are not implemented yet; \
-             nofile, nproc, fsize and core are, as rlimits)",
-            unenforced.join(", ")
-        ));
-    }
+    let unenforced = match &place {
+        crate::cgroup::Place::Unavailable(why) => {
+            let limits = plan.limits.cgroup_limits();
+            if let Some(rule) = &plan.limits.required {
+                if let Ok(r) = reserved {
+                    r.release();
+                }
+                return Err(Error::LimitsRequired {
+                    limits: limits.join(", "),
+                    why: why.clone(),
+                    rule: rule.to_string(),
+                });
+            }
+            crate::term::emit(&format!(
+                "cage: warning: not enforced: [limits] {}: {} (run cage in a systemd user \
+                 session for cgroup limits; nofile, nproc, fsize and core are enforced, as \
+                 rlimits)",
+                limits.join(", "),
+                crate::term::escape_text(why)
+            ));
+            limits
+        }
+        _ => Vec::new(),
+    };
     // The session record is required where it holds the session's work
     // (overlay mode) or records decisions (proxy mode); elsewhere a session
     // without one still runs, and says so.
@@ -321,7 +368,8 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             .map(|n| n.value.clone())
             .collect();
         let started = r.start(&plan, names).map_err(Error::from).and_then(|_| {
-            audit::Session::create(&r.id, &r.dir, &policy, &plan).map_err(Error::from)
+            audit::Session::create(&r.id, &r.dir, &policy, &plan, unenforced.clone())
+                .map_err(Error::from)
         });
         match started {
             Ok(s) => log = Some(s),
@@ -341,7 +389,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         }
         return Err(e.into());
     }
-    let code = supervisor::run(&plan, log.as_ref())?;
+    let code = supervisor::run(&plan, log.as_ref(), place)?;
     // After the run, so it costs the start nothing; a failure to prune
     // costs the run nothing either.
     if let Some(rules) = prune_rules(None, None) {
@@ -601,7 +649,7 @@ pub fn render_plan(plan: &Plan) -> String {
         if let Some(l) = l {
             let _ = writeln!(
                 s,
-                "  {name} = {} (cgroup; not enforced yet)  [{}]",
+                "  {name} = {} (cgroup v2, where delegated)  [{}]",
                 l.value, l.source
             );
         }

@@ -3,7 +3,6 @@
 //! `cage -- /bin/true` for real. It changes nothing on the host (the probe
 //! run's working directory is a temporary directory it removes).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One line of the report.
@@ -48,7 +47,10 @@ pub fn run() -> i32 {
             c.what, c.status, c.action
         ));
     }
-    if !works && userns_restricted_by_apparmor() {
+    let apparmor = checks
+        .iter()
+        .any(|c| c.what == "user namespaces" && c.status.contains("AppArmor"));
+    if !works && (apparmor || userns_restricted_by_apparmor()) {
         out.push('\n');
         out.push_str(&apparmor_help());
     }
@@ -63,38 +65,47 @@ fn userns_restricted_by_apparmor() -> bool {
 
 fn userns() -> Check {
     let what = "user namespaces";
-    let blocked = |status: &str, action: String| Check {
-        what,
-        status: status.into(),
-        action,
+    // By trying, as a run would: a sysctl, an AppArmor profile or a
+    // container's seccomp filter may each be what refuses.
+    let errno = match try_userns() {
+        Ok(()) => {
+            return Check {
+                what,
+                status: "available".into(),
+                action: "identity, view, processes and network layers".into(),
+            };
+        }
+        Err(errno) => errno,
     };
-    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return blocked(
-            "disabled",
-            "user.max_user_namespaces = 0; fix: sudo sysctl -w user.max_user_namespaces=15000"
-                .into(),
-        );
-    }
-    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return blocked(
-            "disabled",
-            "kernel.unprivileged_userns_clone = 0; fix: sudo sysctl -w \
-             kernel.unprivileged_userns_clone=1"
-                .into(),
-        );
-    }
-    if userns_restricted_by_apparmor() {
-        return blocked(
-            "restricted",
-            "AppArmor restricts unprivileged user namespaces; install the profile in \
-             contrib/apparmor/cage (see below)"
-                .into(),
-        );
-    }
+    let hint = crate::supervisor::userns_hint(Some(errno));
+    let status = if hint.contains("AppArmor") {
+        "denied by AppArmor"
+    } else if hint.contains("disabled") {
+        "disabled"
+    } else {
+        "refused"
+    };
     Check {
         what,
-        status: "available".into(),
-        action: "identity, view, processes and network layers".into(),
+        status: status.into(),
+        action: format!(
+            "creating one failed ({}): {hint}",
+            std::io::Error::from_raw_os_error(errno)
+        ),
+    }
+}
+
+/// Creates a user namespace in a child that exits at once: `Err(errno)`
+/// when the kernel refuses.
+fn try_userns() -> Result<(), i32> {
+    // SAFETY: doctor has started no thread; the child only exits.
+    match unsafe { crate::sys::clone_process(libc::CLONE_NEWUSER) } {
+        Ok(None) => crate::sys::exit_now(0),
+        Ok(Some(pid)) => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            Ok(())
+        }
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EPERM)),
     }
 }
 
@@ -179,62 +190,124 @@ fn kernel_apis() -> Check {
 }
 
 fn overlay() -> Check {
-    let listed = read("/proc/filesystems").is_some_and(|f| f.contains("\toverlay"));
-    let userns_ok = kernel_version().is_some_and(|v| v >= (5, 11));
-    Check {
-        what: "overlayfs in user namespaces",
-        status: if listed && userns_ok {
-            "available"
-        } else {
-            "no"
-        }
-        .into(),
-        action: if listed && userns_ok {
-            "the overlay workspace mode can work here".into()
-        } else {
-            "the overlay workspace mode would fail; direct and readonly work".into()
+    let what = "overlayfs in user namespaces";
+    // By mounting one, as the overlay mode does: the module may not be
+    // loaded until the first mount asks for it, so /proc/filesystems can
+    // say no where a mount works.
+    match try_overlay() {
+        Ok(()) => Check {
+            what,
+            status: "available".into(),
+            action: "the overlay workspace mode can work here".into(),
+        },
+        Err(why) => Check {
+            what,
+            status: "no".into(),
+            action: format!(
+                "mounting one failed ({why}): the overlay workspace mode would fail; direct and \
+                 readonly work"
+            ),
         },
     }
 }
 
-/// The user's cgroup v2 directory, if cage could write to it.
-fn delegated_cgroup() -> Option<PathBuf> {
-    let own = read("/proc/self/cgroup")?;
-    let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+/// Mounts a throwaway overlay in a child with its own user and mount
+/// namespaces, in a temporary directory removed afterwards.
+fn try_overlay() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("cage-doctor-overlay-{}", std::process::id()));
+    let made = ["lower", "upper", "work", "merged"]
         .iter()
-        .map(|root| Path::new(root).join(rel.trim_start_matches('/')))
-        .find(|dir| {
-            dir.join("cgroup.procs").exists()
-                && nix::unistd::access(&dir.join("cgroup.procs"), nix::unistd::AccessFlags::W_OK)
-                    .is_ok()
-                && nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::W_OK).is_ok()
-        })
+        .try_for_each(|d| std::fs::create_dir_all(dir.join(d)));
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!("creating {}: {e}", dir.display()));
+    }
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    let options = format!(
+        "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work,userxattr",
+        dir.display()
+    );
+    // SAFETY: doctor has started no thread; the child writes its own id
+    // maps, mounts and exits.
+    let result = match unsafe { crate::sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) }
+    {
+        Ok(None) => {
+            let mounted = (|| -> std::io::Result<()> {
+                std::fs::write("/proc/self/setgroups", "deny")?;
+                std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                nix::mount::mount(
+                    Some("overlay"),
+                    &dir.join("merged"),
+                    Some("overlay"),
+                    nix::mount::MsFlags::empty(),
+                    Some(options.as_str()),
+                )?;
+                Ok(())
+            })();
+            crate::sys::exit_now(match mounted {
+                Ok(()) => 0,
+                Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            })
+        }
+        Ok(Some(pid)) => match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, errno)) => Err(format!(
+                "mount: {}",
+                std::io::Error::from_raw_os_error(errno)
+            )),
+            other => Err(format!("the probe ended oddly: {other:?}")),
+        },
+        Err(e) => Err(format!("creating the namespaces: {e}")),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn cgroup() -> Check {
-    match delegated_cgroup() {
-        Some(dir) => {
-            let controllers =
-                std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-            Check {
-                what: "cgroup v2 delegation",
-                status: "delegated".into(),
+    use crate::cgroup::{self, Wanted};
+    let all = Wanted {
+        memory: Some(0),
+        pids: Some(0),
+        cpu: Some(0),
+    };
+    let what = "cgroup v2 limits";
+    let own = match cgroup::own() {
+        Ok(own) => own,
+        Err(why) => {
+            return Check {
+                what,
+                status: "none".into(),
                 action: format!(
-                    "{} (controllers: {}); cage does not use it yet: [limits] memory/pids/cpu \
-                     are reported as not enforced",
-                    dir.display(),
-                    controllers.trim()
+                    "{why}: [limits] memory/pids/cpu cannot be enforced (said at every start; \
+                     refused with `required = true`); rlimits (nofile, nproc, fsize, core) \
+                     always are"
                 ),
-            }
+            };
         }
-        None => Check {
-            what: "cgroup v2 delegation",
+    };
+    match (cgroup::unusable(&own, &all), cgroup::systemd_run()) {
+        (None, _) => Check {
+            what,
+            status: "enforced".into(),
+            action: format!("in cage's own delegated cgroup {}", own.display()),
+        },
+        (Some(_), Some(run)) => Check {
+            what,
+            status: "enforced".into(),
+            action: format!(
+                "in a scope of your systemd user session ({} --user --scope -p Delegate=yes)",
+                run.display()
+            ),
+        },
+        (Some(why), None) => Check {
+            what,
             status: "none".into(),
-            action: "[limits] memory/pids/cpu cannot be enforced (reported at start); rlimits \
-                     (nofile, nproc, fsize, core) always are. A systemd user session delegates \
-                     one."
-                .into(),
+            action: format!(
+                "{why}, and no systemd user session: [limits] memory/pids/cpu cannot be \
+                 enforced (said at every start; refused with `required = true`); rlimits \
+                 (nofile, nproc, fsize, core) always are"
+            ),
         },
     }
 }
@@ -260,6 +333,15 @@ fn tiocsti() -> Check {
             status: "on".into(),
             action: "terminal injection is possible on this host; cage's seccomp filter \
                      refuses TIOCSTI and TIOCLINUX"
+                .into(),
+        },
+        // The switch came with 6.2; before it, injection always works.
+        None if kernel_version().is_some_and(|v| v < (6, 2)) => Check {
+            what: "TIOCSTI",
+            status: "on".into(),
+            action: "terminal injection is possible on kernels before 6.2 (they have no \
+                     dev.tty.legacy_tiocsti switch); cage's seccomp filter refuses TIOCSTI and \
+                     TIOCLINUX"
                 .into(),
         },
         None => Check {
@@ -314,6 +396,8 @@ fn apparmor_help() -> String {
          \x20 sed 's|@CAGE@|{exe}|' contrib/apparmor/cage | sudo tee /etc/apparmor.d/cage\n\
          \x20 sudo apparmor_parser -r /etc/apparmor.d/cage\n\
          \n\
-         or, for every program: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0\n"
+         The profile needs AppArmor 4.0 or later (apparmor_parser --version); AppArmor 3\n\
+         cannot express user namespace rules, and does not restrict them either.\n\
+         Or, for every program: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0\n"
     )
 }

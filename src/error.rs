@@ -55,6 +55,16 @@ pub enum Error {
         workspace: std::path::PathBuf,
     },
     #[error(
+        "refusing to run: [limits] {limits} must be enforced ({rule}), but cannot be here: \
+         {why}. Run cage in a systemd user session (a login with systemd --user, or under \
+         `systemd-run --user --scope -p Delegate=yes`), or drop `required`"
+    )]
+    LimitsRequired {
+        limits: String,
+        why: String,
+        rule: String,
+    },
+    #[error(
         "not trusting {}: {why}; nothing was pinned (pass --yes to trust it without being asked)",
         crate::term::escape_path(path)
     )]

@@ -5,6 +5,7 @@
 //! exists so tests can reach policy and plan without privileges.
 
 pub mod audit;
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod doctor;

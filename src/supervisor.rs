@@ -73,6 +73,12 @@ pub enum SupervisorError {
          (requested by {rule})"
     )]
     NoAuditLog { rule: String },
+    #[error("setting up the cgroup limits, which [limits] requires ({rule})")]
+    Cgroup {
+        rule: String,
+        #[source]
+        source: crate::cgroup::CgroupError,
+    },
 }
 
 impl SupervisorError {
@@ -100,7 +106,11 @@ impl SupervisorError {
 /// 6. Forward signals that were sent to us until init exits.
 /// 7. Turn the end of init, or a report from the cage, into a status; close
 ///    the session's record; tell the user what was denied.
-pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
+pub fn run(
+    plan: &Plan,
+    session: Option<&Session>,
+    cgroup: crate::cgroup::Place,
+) -> Result<i32, SupervisorError> {
     if plan.network.proxy.is_some() && session.is_none() {
         return Err(SupervisorError::NoAuditLog {
             rule: plan.network.source.to_string(),
@@ -115,16 +125,15 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     // just before is the safe side.
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let stdio = term::Stdio::now();
-    let result = run_cage(plan, session);
+    let result = run_cage(plan, session, cgroup);
     // The agent shared stdio; what it set on them is not the user's.
     stdio.restore();
     // Every record is written before anything is printed: the agent may
     // have sabotaged the shared terminal, and giving up on it must cost
     // only the copy on the screen (term::emit never blocks for long).
     let mut lines = Vec::new();
-    if let Some(guard_line) = GUARD_LINE.with(|l| l.take()) {
-        lines.push(guard_line);
-    }
+    lines.extend(GUARD_LINE.with(|l| l.take()));
+    lines.extend(LIMITS_LINE.with(|l| l.take()));
     // Whatever the outcome: a failed run may have created paths too.
     lines.extend(quarantine_created(plan, session));
     if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
@@ -153,6 +162,67 @@ thread_local! {
     /// The guard's one-line tally, printed with the other end-of-session
     /// lines once every record is written.
     static GUARD_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+    /// What the cgroup limits did, or why they could not be set.
+    static LIMITS_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// Step 2b: the session's cgroups, when the limits have a place. Failing
+/// to make them is fatal only when the policy requires the limits.
+fn make_cgroup(
+    plan: &Plan,
+    place: crate::cgroup::Place,
+) -> Result<Option<crate::cgroup::SessionCgroup>, SupervisorError> {
+    use crate::cgroup::{Place, SessionCgroup, Wanted};
+    let Place::At(base) = place else {
+        return Ok(None);
+    };
+    match SessionCgroup::create(&base, Wanted::of(&plan.limits)) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(source) => match &plan.limits.required {
+            Some(rule) => Err(SupervisorError::Cgroup {
+                rule: rule.to_string(),
+                source,
+            }),
+            None => {
+                term::emit(&format!(
+                    "cage: warning: not enforced: [limits] {}: {}",
+                    plan.limits.cgroup_limits().join(", "),
+                    term::escape_text(&chain(&source))
+                ));
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// The end of the session's cgroups: what the limits did, as a record and
+/// a line for the user when they stopped something.
+fn finish_cgroup(cg: crate::cgroup::SessionCgroup, session: Option<&Session>) {
+    let enforced = cg.wanted.describe();
+    let o = cg.finish();
+    if let Some(s) = session {
+        let _ = s
+            .log
+            .write(crate::audit::Record::Limits(crate::audit::LimitsOutcome {
+                enforced,
+                oom_kills: o.oom_kills,
+                pids_refused: o.pids_refused,
+                cpu_throttled: o.cpu_throttled,
+            }));
+    }
+    let mut said = Vec::new();
+    if o.oom_kills > 0 {
+        said.push(format!(
+            "the memory limit ended {} process(es) (out of memory)",
+            o.oom_kills
+        ));
+    }
+    if o.pids_refused > 0 {
+        said.push(format!("the pids limit refused {} fork(s)", o.pids_refused));
+    }
+    if !said.is_empty() {
+        LIMITS_LINE.with(|l| l.set(Some(format!("cage: {}", said.join("; ")))));
+    }
 }
 
 /// The end-of-session rescan: protected paths the session created anyway
@@ -349,9 +419,28 @@ fn report_overlay(
     lines
 }
 
-fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
+fn run_cage(
+    plan: &Plan,
+    session: Option<&Session>,
+    place: crate::cgroup::Place,
+) -> Result<i32, SupervisorError> {
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
+    // 2b. While cage is single-threaded: a cgroup moves whole processes.
+    let cgroup = make_cgroup(plan, place)?;
+    let result = run_in(plan, session, filters, cgroup.as_ref());
+    if let Some(cg) = cgroup {
+        finish_cgroup(cg, session);
+    }
+    result
+}
+
+fn run_in(
+    plan: &Plan,
+    session: Option<&Session>,
+    filters: Vec<seccompiler::BpfProgram>,
+    cgroup: Option<&crate::cgroup::SessionCgroup>,
+) -> Result<i32, SupervisorError> {
     let guard_program = plan
         .guard
         .active()
@@ -373,14 +462,26 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
         Ok(Some(pid)) => Pid::from_raw(pid),
         Err(errno) => {
             return Err(SupervisorError::Clone {
-                hint: userns_hint(),
+                hint: userns_hint(errno.raw_os_error()),
                 errno,
             });
         }
     };
     drop(theirs);
 
-    // 4.
+    // 4. Init joins the agent's cgroup before it runs anything.
+    if let Some(Err(source)) = cgroup.map(|cg| cg.enter(child.as_raw())) {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(SupervisorError::Cgroup {
+            rule: plan
+                .limits
+                .required
+                .as_ref()
+                .map_or_else(|| "the policy".to_string(), |r| r.to_string()),
+            source,
+        });
+    }
     if let Err(e) = write_id_maps(child, plan) {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
@@ -617,8 +718,11 @@ fn read_sysctl(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Why unprivileged user namespaces may be unavailable here, and the fix.
-pub fn userns_hint() -> String {
+/// Why unprivileged user namespaces may be unavailable here, and the fix,
+/// from what the kernel said (`errno` of clone or unshare, when known) and
+/// what can be read: the sysctls, AppArmor's restriction, and the AppArmor
+/// profile cage runs under.
+pub fn userns_hint(errno: Option<i32>) -> String {
     if read_sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         return "user namespaces are disabled (user.max_user_namespaces = 0); enable them with \
                 `sudo sysctl -w user.max_user_namespaces=15000`"
@@ -633,17 +737,44 @@ pub fn userns_hint() -> String {
     {
         return "AppArmor restricts unprivileged user namespaces \
                 (kernel.apparmor_restrict_unprivileged_userns = 1); install the AppArmor profile \
-                for cage, or run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+                for cage (`cage doctor` prints the commands), or run \
+                `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+            .to_string();
+    }
+    // AppArmor answers EACCES when a profile denies `userns`.
+    if errno == Some(libc::EACCES)
+        && let Some(label) = apparmor_label().filter(|l| l != "unconfined")
+    {
+        return format!(
+            "AppArmor denies user namespaces to cage: it runs under the AppArmor profile \
+             `{label}`, which does not allow `userns`. Run cage outside that profile, or allow \
+             `userns,` in it (AppArmor 4)"
+        );
+    }
+    if errno == Some(libc::ENOSPC) {
+        return "the limit on user namespaces is reached (user.max_user_namespaces, or \
+                max_user_namespaces of a parent namespace); raise it with \
+                `sudo sysctl -w user.max_user_namespaces=15000`"
             .to_string();
     }
     "the kernel refused to create user namespaces (are you inside a container that forbids them?)"
         .to_string()
 }
 
+/// The AppArmor label of this process (`unconfined`, or a profile name
+/// and its mode), when AppArmor is active.
+pub fn apparmor_label() -> Option<String> {
+    let raw = std::fs::read_to_string("/proc/self/attr/apparmor/current")
+        .or_else(|_| std::fs::read_to_string("/proc/self/attr/current"))
+        .ok()?;
+    let label = raw.trim_end_matches(['\n', '\0']).trim();
+    (!label.is_empty()).then(|| label.to_string())
+}
+
 fn userns_hint_suffix() -> String {
     if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
     {
-        format!(" ({})", userns_hint())
+        format!(" ({})", userns_hint(None))
     } else {
         String::new()
     }

@@ -170,7 +170,7 @@ fn untrusted_project_widening_is_refused_until_trusted() {
         "{}",
         text(&o)
     );
-    assert_eq!(e.cage(&["trust"]).status.code(), Some(0));
+    assert_eq!(e.cage(&["trust", "--yes"]).status.code(), Some(0));
     let o = e.cage(&["--dry-run", "--", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // Trusted or not, the hide list still wins over the grant.

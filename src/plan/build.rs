@@ -2010,6 +2010,11 @@ fn build_limits(policy: &Policy) -> LimitsPlan {
         memory: limit(&l.memory),
         pids: limit(&l.pids),
         cpu: limit(&l.cpu),
+        required: l
+            .required
+            .as_ref()
+            .filter(|r| r.value)
+            .map(|r| r.source.clone()),
     }
 }
 

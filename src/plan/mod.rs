@@ -424,6 +424,9 @@ pub struct LimitsPlan {
     pub memory: Option<Limit>,
     pub pids: Option<Limit>,
     pub cpu: Option<Limit>,
+    /// `[limits] required = true`: refuse to run where the cgroup limits
+    /// cannot be enforced (the rule that says so).
+    pub required: Option<Provenance>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -436,9 +439,10 @@ pub enum RlimitKind {
 }
 
 impl LimitsPlan {
-    /// The limits cage cannot enforce in this version: the cgroup ones.
-    /// Reported at start and in the audit log, never silently skipped.
-    pub fn unenforced(&self) -> Vec<String> {
+    /// The cgroup limits, for messages: enforced where the user has a
+    /// delegated cgroup v2 subtree (`crate::cgroup`), else reported at start
+    /// and in the audit log, never silently skipped.
+    pub fn cgroup_limits(&self) -> Vec<String> {
         [
             ("memory", &self.memory),
             ("pids", &self.pids),

@@ -569,7 +569,11 @@ fn compare_limits(out: &mut Findings, without: &LimitsPlan, with: &LimitsPlan) {
         memory,
         pids,
         cpu,
+        required,
     } = with;
+    if without.required.is_some() && required.is_none() {
+        out.add(None, "the cgroup limits are no longer required".into());
+    }
     for b in &without.rlimits {
         match rlimits.iter().find(|r| r.kind == b.kind) {
             Some(r) if r.value <= b.value => {}

@@ -630,6 +630,7 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
     last(&mut l.memory, limits.memory);
     last(&mut l.pids, limits.pids);
     last(&mut l.cpu, limits.cpu);
+    last(&mut l.required, limits.required);
 
     last(&mut into.process.allow_ptrace, process.allow_ptrace);
     union(&mut into.security.allow_degraded, security.allow_degraded);

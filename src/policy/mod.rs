@@ -248,6 +248,8 @@ pub struct LimitsPolicy {
     pub pids: Option<Sourced<u64>>,
     /// Percent of one CPU; cgroup v2 only.
     pub cpu: Option<Sourced<u64>>,
+    /// The cgroup limits must be enforced: refuse to run where they cannot.
+    pub required: Option<Sourced<bool>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

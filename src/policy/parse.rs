@@ -270,6 +270,7 @@ impl Converter<'_> {
             out.cpu = self.count(&l.cpu, "cpu")?;
             out.fsize = self.size(&l.fsize, "fsize")?;
             out.memory = self.size(&l.memory, "memory")?;
+            out.required = l.required.as_ref().map(|b| self.sourced(b, *b.get_ref()));
         }
         if let Some(p) = raw.process {
             rules.process.allow_ptrace = p

@@ -98,6 +98,7 @@ pub(crate) struct Limits {
     pub memory: Option<Spanned<Size>>,
     pub pids: Option<Spanned<Count>>,
     pub cpu: Option<Spanned<Count>>,
+    pub required: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

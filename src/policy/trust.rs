@@ -447,6 +447,7 @@ pub(crate) fn widenings(
                 memory,
                 pids,
                 cpu,
+                required,
             },
         process: ProcessPolicy { allow_ptrace },
         security:
@@ -617,6 +618,15 @@ pub(crate) fn widenings(
         }
     }
 
+    if let Some(r) = required {
+        let below = lower.limits.required.as_ref().is_some_and(|b| b.value);
+        if !r.value && below {
+            add(
+                &r.source,
+                "limits.required = false lets cage run without the cgroup limits".into(),
+            );
+        }
+    }
     if let Some(p) = allow_ptrace {
         let below = lower.process.allow_ptrace.as_ref().is_some_and(|b| b.value);
         if p.value && !below {
