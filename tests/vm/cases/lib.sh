@@ -31,9 +31,11 @@ run_cage() {
 has() { grep -q -- "$1" "$out"; }
 status_is() { [ "$rc" = "$1" ]; }
 
-# No cgroup of cage's is left anywhere.
+# No cgroup of cage's is left anywhere (what is, goes to $out).
 no_cage_cgroups() {
-    ! find /sys/fs/cgroup -name 'cage-*' -print 2>/dev/null | grep -q .
+    find /sys/fs/cgroup \( -name cage-supervisor -o -name cage-agent -o -name 'cage-*.scope' \) \
+        -print > "$out" 2>/dev/null
+    ! [ -s "$out" ]
 }
 
 finish() {

@@ -34,7 +34,11 @@ as-tester sh -c "sleep 30 & cage -f $policy -- probe mem 256; echo rc=\$?" > $ou
 check "sharing a cgroup, cage moves to a scope of its own and enforces" has "rc=137"
 
 # Killing the supervisor leaves no cgroup behind.
-as-tester sh -c "cage -f $policy -- sleep 60 & sleep 8; pkill -KILL -x cage; sleep 3" > $out 2>&1
+as-tester sh -c "cage -f $policy -- sleep 60 & sleep 8; pkill -KILL -x cage; sleep 3" > $out 2>&1 &
+sleep 6
+find /sys/fs/cgroup -name cage-agent > $out
+check "while it runs, the agent has its cgroup" test -s $out
+wait
 sleep 2
 check "a killed supervisor leaves no cgroup behind" no_cage_cgroups
 
