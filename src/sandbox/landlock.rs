@@ -208,6 +208,25 @@ fn device_rights() -> BitFlags<AccessFs> {
     AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev
 }
 
+/// The rights each kind of plan rule gets, by name: what a plan's `read`,
+/// `write`, `devices` and `list` mean to the kernel (for the whole-plan
+/// snapshots, which must change when a right does).
+pub fn rights_by_kind() -> Vec<(&'static str, Vec<&'static str>)> {
+    let names = |rights: BitFlags<AccessFs>| {
+        FS_RIGHTS
+            .iter()
+            .filter(|(r, _)| rights.contains(*r))
+            .map(|(_, n)| *n)
+            .collect()
+    };
+    vec![
+        ("read", names(read_rights())),
+        ("write", names(write_rights())),
+        ("devices", names(device_rights())),
+        ("list", names(AccessFs::ReadDir.into())),
+    ]
+}
+
 /// The ABI that introduced `access`.
 fn fs_since(access: AccessFs) -> i32 {
     ABIS.iter()
