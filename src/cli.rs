@@ -66,6 +66,16 @@ pub enum Command {
     /// Report what this host can enforce, what cage does about each gap,
     /// and whether `cage -- true` runs here (exit 1 if it cannot).
     Doctor,
+    /// Try to get out: build the plan a run here would get, against a
+    /// throwaway copy of the workspace's shape and a temporary home with
+    /// planted decoys, run a battery of escape attempts inside it and print
+    /// one line per attempt. Exit 0 when every attempt was blocked, 1 when
+    /// any got through (EXPOSED), 125 when the test could not run.
+    Selftest(SelftestArgs),
+    /// Inside the cage, for `cage selftest`: run the escape attempts the
+    /// spec names and print what happened, one JSON line each.
+    #[command(name = "__probe", hide = true)]
+    Probe(ProbeArgs),
     /// Print aliases that run the agents found on PATH caged, for your
     /// shell's rc file: eval "$(cage shell-init bash)".
     ShellInit(ShellInitArgs),
@@ -208,6 +218,21 @@ pub struct ExplainArgs {
     /// it applies, as in a run (`cage explain api.anthropic.com -- claude`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The attempts and the decoys' whereabouts, as JSON.
+    pub spec: String,
 }
 
 #[derive(Debug, Args)]

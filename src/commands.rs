@@ -22,7 +22,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     if let Some(command) = &cli.command {
         let takes_policy = matches!(
             command,
-            Command::Run(_) | Command::Explain(_) | Command::Policy(PolicyCommand::Show { .. })
+            Command::Run(_)
+                | Command::Explain(_)
+                | Command::Selftest(_)
+                | Command::Policy(PolicyCommand::Show { .. })
         );
         if !takes_policy && (!outer.policy.is_empty() || outer.dry_run || outer.json) {
             return Err(Error::RunOptionsMisplaced);
@@ -54,6 +57,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Trust(args)) => trust(args.file, true),
         Some(Command::Untrust(args)) => trust(args.file, false),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
+        Some(Command::Selftest(args)) => crate::selftest::run(&merged(&args.policy), args.json),
+        Some(Command::Probe(args)) => Ok(crate::selftest::probe::run(&args.spec)),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
         Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),
@@ -87,7 +92,7 @@ fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
 
 /// What to load for `args`; `command` is argv[0] of the run, whose
 /// profile applies when no `-p` is given.
-fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
+pub(crate) fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
     LoadRequest {
         auto_profile: command
             .filter(|_| !args.no_auto_profile)
@@ -135,12 +140,25 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         };
         return print(text.as_bytes(), "the plan");
     }
+    let code = launch(&host, &policy, &args.command)?;
+    // After the run, so it costs the start nothing; a failure to prune
+    // costs the run nothing either.
+    if let Some(rules) = prune_rules(None, None) {
+        let _ = session::prune(&host, rules);
+    }
+    Ok(code)
+}
+
+/// Reserves a session, builds the plan for it and runs `argv` caged: the
+/// run path after loading, shared with `cage selftest` (which passes a
+/// throwaway host).
+pub(crate) fn launch(host: &Host, policy: &Policy, argv: &[String]) -> Result<i32, Error> {
     // Before the plan, so the plan finds cage's state directory and hides
     // it from the view like any existing path, and so an overlay plan can
     // name the session's upper directory.
-    let reserved = session::reserve(&host);
+    let reserved = session::reserve(host);
     let id = reserved.as_ref().ok().map(|r| r.id.clone());
-    let plan = match plan::build_for_session(&policy, &host, &args.command, id.as_deref()) {
+    let plan = match plan::build_for_session(policy, host, argv, id.as_deref()) {
         Ok(plan) => plan,
         Err(e) => {
             if let Ok(r) = reserved {
@@ -195,7 +213,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             .map(|n| n.value.clone())
             .collect();
         let started = r.start(&plan, names).map_err(Error::from).and_then(|_| {
-            audit::Session::create(&r.id, &r.dir, &policy, &plan).map_err(Error::from)
+            audit::Session::create(&r.id, &r.dir, policy, &plan).map_err(Error::from)
         });
         match started {
             Ok(s) => log = Some(s),
@@ -215,13 +233,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         }
         return Err(e.into());
     }
-    let code = supervisor::run(&plan, log.as_ref())?;
-    // After the run, so it costs the start nothing; a failure to prune
-    // costs the run nothing either.
-    if let Some(rules) = prune_rules(None, None) {
-        let _ = session::prune(&host, rules);
-    }
-    Ok(code)
+    Ok(supervisor::run(&plan, log.as_ref())?)
 }
 
 /// The pruning rules: the flags, else CAGE_KEEP_SESSIONS and
@@ -272,7 +284,7 @@ fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Err
 
 /// The profiles a run applies, as the first line of a dry run: which were
 /// asked for and which the command chose.
-fn render_profiles(policy: &Policy) -> String {
+pub(crate) fn render_profiles(policy: &Policy) -> String {
     let names: Vec<String> = policy
         .sources
         .iter()
