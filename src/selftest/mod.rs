@@ -81,6 +81,8 @@ pub struct Observed {
 /// One line of the report.
 #[derive(Debug, Serialize)]
 struct Line {
+    /// A stable name for the attempt (`tcp 127.0.0.1`, `hidden-key`).
+    id: String,
     what: String,
     /// What the plan promises: blocked (and by which layer) or allowed.
     expected: String,
@@ -560,11 +562,12 @@ fn judge(
                 } else {
                     o.detail.clone()
                 };
-                lines.push(line(what, expected, landed, observed));
+                lines.push(line(other, what, expected, landed, observed));
                 continue;
             }
         };
         lines.push(line(
+            &o.id,
             what,
             (expected_blocked, expected),
             o.reached,
@@ -580,8 +583,9 @@ fn rel(path: &Path, base: &Path) -> String {
         .unwrap_or_else(|_| path.display().to_string())
 }
 
-fn line(what: String, expected: (bool, String), reached: bool, observed: String) -> Line {
+fn line(id: &str, what: String, expected: (bool, String), reached: bool, observed: String) -> Line {
     Line {
+        id: id.to_string(),
         what,
         expected_blocked: expected.0,
         expected: expected.1,
