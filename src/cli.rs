@@ -72,10 +72,6 @@ pub enum Command {
     /// one line per attempt. Exit 0 when every attempt was blocked, 1 when
     /// any got through (EXPOSED), 125 when the test could not run.
     Selftest(SelftestArgs),
-    /// Inside the cage, for `cage selftest`: run the escape attempts the
-    /// spec names and print what happened, one JSON line each.
-    #[command(name = "__probe", hide = true)]
-    Probe(ProbeArgs),
     /// Print aliases that run the agents found on PATH caged, for your
     /// shell's rc file: eval "$(cage shell-init bash)".
     ShellInit(ShellInitArgs),
@@ -227,12 +223,6 @@ pub struct SelftestArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    /// The attempts and the decoys' whereabouts, as JSON.
-    pub spec: String,
 }
 
 #[derive(Debug, Args)]

@@ -58,7 +58,6 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Untrust(args)) => trust(args.file, false),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::Selftest(args)) => crate::selftest::run(&merged(&args.policy), args.json),
-        Some(Command::Probe(args)) => Ok(crate::selftest::probe::run(&args.spec)),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
         Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),

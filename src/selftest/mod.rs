@@ -6,7 +6,7 @@
 //! files, a minimal git directory, the project's `.cage.toml`) and an empty
 //! temporary home, both under the temporary directory, so no real file and
 //! no real secret is ever inside. There it plants its own decoys, runs the
-//! cage binary's hidden `__probe` subcommand as the caged command (the
+//! cage binary as `cage __probe SPEC` (main.rs) as the caged command (the
 //! command resolution grants the binary read-only, as it would any
 //! command), and compares what the probe saw with what the plan promised.
 //!
@@ -34,6 +34,9 @@ use crate::plan::Plan;
 use crate::policy::{self, NetMode, Policy, ProjectMode, WorkspaceMode};
 
 use shadow::Shadow;
+
+/// argv[1] of the probe: `cage __probe SPEC` runs the inside half.
+pub const PROBE_ARG: &str = "__probe";
 
 /// Exit status when an attempt got through.
 pub const EXIT_EXPOSED: i32 = 1;
@@ -169,7 +172,7 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     let spec_json = serde_json::to_string(&spec).unwrap_or_default();
     let argv = vec![
         exe.to_string_lossy().into_owned(),
-        "__probe".to_string(),
+        PROBE_ARG.to_string(),
         spec_json,
     ];
     // The plan's promises, read before the run (the run builds its own,
@@ -374,6 +377,19 @@ fn denies(plan: &Plan, call: &str) -> bool {
     plan.seccomp.deny.iter().any(|r| r.name == call)
 }
 
+fn denies_ioctl(plan: &Plan, cmd: libc::c_ulong) -> bool {
+    plan.seccomp.deny.iter().any(|r| {
+        r.name == "ioctl"
+            && match &r.when {
+                crate::plan::ArgMatch::Always => true,
+                crate::plan::ArgMatch::Equals32 { arg: 1, values } => {
+                    values.contains(&(cmd as u32))
+                }
+                _ => false,
+            }
+    })
+}
+
 /// Each attempt: what it is, what the plan promises, what happened.
 fn judge(
     plan: &Plan,
@@ -382,11 +398,29 @@ fn judge(
     observed: &[Observed],
     before: &Snapshot,
 ) -> Vec<Line> {
-    let seccomp = |call: &str, otherwise: &str| {
+    // `otherwise`: the layer that still refuses when seccomp lets the call
+    // through; `None` when nothing in the plan does.
+    let seccomp = |call: &str, otherwise: Option<&str>| {
         if denies(plan, call) {
             (true, "blocked: seccomp".to_string())
         } else {
-            (true, format!("blocked: {otherwise}"))
+            match otherwise {
+                Some(layer) => (true, format!("blocked: {layer}")),
+                None => (
+                    false,
+                    "allowed by the plan (seccomp lets it through)".to_string(),
+                ),
+            }
+        }
+    };
+    let ioctl = |cmd: libc::c_ulong| {
+        if denies_ioctl(plan, cmd) {
+            (true, "blocked: seccomp".to_string())
+        } else {
+            (
+                false,
+                "allowed by the plan (seccomp lets it through)".to_string(),
+            )
         }
     };
     let net_blocked = match plan.network.mode {
@@ -462,15 +496,15 @@ fn judge(
             ),
             "tiocsti" => (
                 "TIOCSTI (type into the terminal)".to_string(),
-                seccomp("ioctl", "the kernel"),
+                ioctl(libc::TIOCSTI),
             ),
             "tioclinux" => (
                 "TIOCLINUX (the console's selection)".to_string(),
-                seccomp("ioctl", "the kernel"),
+                ioctl(libc::TIOCLINUX),
             ),
             "ptrace-init" => (
                 "ptrace cage init (pid 1)".to_string(),
-                seccomp("ptrace", "init not dumpable"),
+                seccomp("ptrace", Some("init not dumpable")),
             ),
             "init-mem" => (
                 "read /proc/1/mem (cage init)".to_string(),
@@ -478,7 +512,7 @@ fn judge(
             ),
             "process-vm-readv" => (
                 "process_vm_readv cage init".to_string(),
-                seccomp("process_vm_readv", "init not dumpable"),
+                seccomp("process_vm_readv", Some("init not dumpable")),
             ),
             "supervisor-mem" => (
                 format!("open /proc/{}/mem (the supervisor)", spec.supervisor_pid),
@@ -490,15 +524,15 @@ fn judge(
             ),
             "userns" => (
                 "create a user namespace".to_string(),
-                seccomp("unshare", "no capabilities"),
+                seccomp("unshare", Some("no capabilities")),
             ),
             "mount" => (
                 "mount a tmpfs".to_string(),
-                seccomp("mount", "no capabilities"),
+                seccomp("mount", Some("no capabilities")),
             ),
             "fsopen" => (
                 "fsopen (the new mount API)".to_string(),
-                seccomp("fsopen", "no capabilities"),
+                seccomp("fsopen", Some("no capabilities")),
             ),
             "raw-socket" => (
                 "open a raw IPv4 socket".to_string(),
@@ -506,25 +540,22 @@ fn judge(
             ),
             "packet-socket" => (
                 "open a packet socket".to_string(),
-                seccomp("socket", "no capabilities"),
+                seccomp("socket", Some("no capabilities")),
             ),
             "keyctl" => (
                 "keyctl (the kernel keyring)".to_string(),
-                seccomp("keyctl", "not in the plan"),
+                seccomp("keyctl", None),
             ),
-            "bpf" => ("bpf".to_string(), seccomp("bpf", "not in the plan")),
+            "bpf" => ("bpf".to_string(), seccomp("bpf", None)),
             "perf" => (
                 "perf_event_open".to_string(),
-                seccomp("perf_event_open", "not in the plan"),
+                seccomp("perf_event_open", None),
             ),
             "io-uring" => (
                 "io_uring_setup".to_string(),
-                seccomp("io_uring_setup", "not in the plan"),
+                seccomp("io_uring_setup", None),
             ),
-            "userfaultfd" => (
-                "userfaultfd".to_string(),
-                seccomp("userfaultfd", "not in the plan"),
-            ),
+            "userfaultfd" => ("userfaultfd".to_string(), seccomp("userfaultfd", None)),
             "foreign-abi" => (
                 "an i386 syscall (int 0x80)".to_string(),
                 if plan.seccomp.kill_foreign_abi {

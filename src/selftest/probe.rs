@@ -1,4 +1,5 @@
-//! `cage __probe SPEC`: the inside half of `cage selftest`.
+//! `cage __probe SPEC`: the inside half of `cage selftest` (dispatched in
+//! main.rs before the CLI is parsed).
 //!
 //! Runs inside the cage as the agent would, tries each escape the spec
 //! names, and prints one JSON line per attempt on stdout: what was tried,
