@@ -51,6 +51,9 @@ pub const LOOPBACK_SPELLINGS: &[&str] = &[
     "localhost",
 ];
 
+/// A name no allow rule can match (`.invalid` is reserved, RFC 2606).
+pub const DENIED_HOST: &str = "cage-selftest-denied.invalid";
+
 /// The decoy variable's name; its value holds the run's token.
 const DECOY_ENV: &str = "CAGE_SELFTEST_DECOY";
 
@@ -68,6 +71,8 @@ pub struct Spec {
     pub supervisor_pid: u32,
     /// Files to create or append to, each with its attempt id.
     pub writes: Vec<(String, PathBuf)>,
+    /// Proxy mode: where cage's proxy listens inside.
+    pub proxy: Option<std::net::SocketAddrV4>,
 }
 
 /// One attempt as the probe saw it.
@@ -159,6 +164,11 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     }
     writes.push(("plant-envrc".into(), ws.join(".envrc")));
     writes.push(("plant-vscode".into(), ws.join(".vscode/tasks.json")));
+    // The proxy's address is fixed by the plan's mode, not the session.
+    let proxy = crate::plan::build(&policy, &host, &[exe.to_string_lossy().into_owned()])?
+        .network
+        .proxy
+        .map(|p| p.listen);
     let spec = Spec {
         token: shadow.token().to_string(),
         decoy_key: shadow.decoy_key(),
@@ -168,6 +178,7 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
         unix_path: listeners.unix_path.clone(),
         supervisor_pid: std::process::id(),
         writes,
+        proxy,
     };
     let spec_json = serde_json::to_string(&spec).unwrap_or_default();
     let argv = vec![
@@ -206,6 +217,29 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
         return Err(Error::SelftestProbe { status });
     }
     let accepted = listeners.accepted();
+    let survivors = survivors(&spec.token);
+    let observed: Vec<Observed> = observed
+        .into_iter()
+        .map(|o| match o.id.as_str() {
+            "outlive" if !survivors.is_empty() => Observed {
+                reached: true,
+                detail: format!("still running on the host: pid {survivors:?}"),
+                ..o
+            },
+            "outlive" if o.detail == "left a detached process" => Observed {
+                detail: "gone with the cage".into(),
+                ..o
+            },
+            _ => o,
+        })
+        .collect();
+    for pid in &survivors {
+        // Ours (it carries this run's token), and reported above.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let lines = judge(&plan, &policy, &spec, &observed, &before);
     let exposed = lines.iter().filter(|l| l.verdict == "EXPOSED").count();
     // A connection the host's listeners saw counts even if the probe
@@ -373,6 +407,22 @@ impl Snapshot {
     }
 }
 
+/// Host processes whose command line holds `token`: the probe's, if any
+/// outlived the cage (cage init's exit kills its pid namespace, and the
+/// supervisor's wait returns only after that).
+fn survivors(token: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(token.len()).any(|w| w == token.as_bytes()))
+        })
+        .collect()
+}
+
 fn denies(plan: &Plan, call: &str) -> bool {
     plan.seccomp.deny.iter().any(|r| r.name == call)
 }
@@ -450,6 +500,18 @@ fn judge(
     let mut lines = Vec::new();
     for o in observed {
         let (what, (expected_blocked, expected)) = match o.id.as_str() {
+            "outlive" => (
+                "outlive the cage (a detached process)".to_string(),
+                (true, "blocked: pid namespace dies with init".to_string()),
+            ),
+            "proxy-denied" => (
+                format!("CONNECT {DENIED_HOST}:443 via the proxy"),
+                (true, "blocked: proxy (no allow rule)".to_string()),
+            ),
+            "proxy-loopback" => (
+                format!("CONNECT 127.0.0.1:{} via the proxy", spec.tcp_port),
+                (true, "blocked: proxy refuses loopback".to_string()),
+            ),
             "hidden-key" => (
                 format!("read the decoy key {}", tilde(&spec.decoy_key)),
                 if key.allowed {
@@ -698,6 +760,22 @@ fn render(report: &Report, policy: &Policy, shadow: &Shadow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The outlive check finds a host process by the token in its
+    /// command line (a check that found nothing would pass vacuously).
+    #[test]
+    fn survivors_finds_a_process_carrying_the_token() {
+        let token = format!("cage-selftest-unit-{}", std::process::id());
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30", &token])
+            .spawn()
+            .unwrap();
+        let found = survivors(&token);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, vec![child.id()]);
+        assert!(survivors(&token).is_empty());
+    }
 
     #[test]
     fn every_spelling_is_an_address_or_localhost() {

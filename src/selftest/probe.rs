@@ -45,6 +45,9 @@ pub fn run(spec: &str) -> i32 {
             out.extend_from_slice(s.as_bytes());
         }
     };
+    // First, so that the process it leaves behind is there for the whole
+    // battery.
+    outlive(&mut say);
     files(&spec, &mut say);
     network(&spec, &mut say);
     processes(&spec, &mut say);
@@ -62,6 +65,24 @@ fn errno_of(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => format!("{:?}", Errno::from_raw(n)),
         None => e.to_string(),
+    }
+}
+
+/// Leaves a detached process (a new session, its parent gone) that would
+/// run on for a few seconds after the probe exits. The host side looks for
+/// it once the cage has ended: cage init's exit must have taken it along.
+fn outlive(say: &mut Say<'_>) {
+    let status = crate::sys::probe_in_child(|| {
+        // daemon(3): fork, the parent exits, the child calls setsid.
+        if nix::unistd::daemon(true, true).is_err() {
+            return 1;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        0
+    });
+    match status {
+        Ok(WaitStatus::Exited(_, 0)) => say("outlive", false, "left a detached process".into()),
+        other => say("outlive", false, format!("could not detach: {other:?}")),
     }
 }
 
@@ -127,6 +148,40 @@ fn network(spec: &Spec, say: &mut Say<'_>) {
     match UnixStream::connect(&spec.unix_path) {
         Ok(_) => say("path-socket", true, "connected".into()),
         Err(e) => say("path-socket", false, errno_of(&e)),
+    }
+    if let Some(proxy) = spec.proxy {
+        let targets = [
+            ("proxy-denied", format!("{}:443", super::DENIED_HOST)),
+            ("proxy-loopback", format!("127.0.0.1:{port}")),
+        ];
+        for (id, target) in targets {
+            let (r, d) = proxy_connect(proxy, &target);
+            say(id, r, d);
+        }
+    }
+}
+
+/// CONNECT through cage's proxy: got through when the proxy answers 200.
+fn proxy_connect(proxy: std::net::SocketAddrV4, target: &str) -> (bool, String) {
+    let mut s = match TcpStream::connect_timeout(&proxy.into(), CONNECT_LIMIT) {
+        Ok(s) => s,
+        Err(e) => return (false, format!("the proxy: {}", errno_of(&e))),
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        return (false, format!("the proxy: {}", errno_of(&e)));
+    }
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).unwrap_or(0);
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.lines().next().unwrap_or("").trim().to_string();
+    if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") {
+        (true, status)
+    } else if status.is_empty() {
+        (false, "the proxy closed the connection".into())
+    } else {
+        (false, status)
     }
 }
 

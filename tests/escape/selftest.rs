@@ -145,3 +145,28 @@ fn selftest_json_parses() {
     assert_eq!(v["exit_code"], 0, "{out}");
     assert_eq!(v["network"], "none", "{out}");
 }
+
+/// Proxy mode (the claude profile's): the proxy refuses a host no rule
+/// allows and the host's loopback, and the rest still holds.
+#[test]
+fn selftest_under_a_proxy_profile_refuses_a_denied_host_and_loopback() {
+    require_userns!();
+    let (cage, tmp) = with_tmpdir(Cage::new());
+    let out = cage.cli(["selftest", "-p", "claude"]);
+    assert_eq!(out.code, 0, "{out}");
+    let lines = verdicts(&out);
+    assert!(lines.iter().all(|l| l.starts_with("blocked ")), "{out}");
+    for want in [
+        "CONNECT cage-selftest-denied.invalid:443 via the proxy",
+        "CONNECT 127.0.0.1:",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(want) && l.contains("403")),
+            "{want}\n{out}"
+        );
+    }
+    assert!(out.stdout.contains("network proxy"), "{out}");
+    // The profile's state directory was made in the throwaway home only.
+    assert!(!cage.home().join(".claude").exists(), "{out}");
+    assert!(empty(&tmp), "left in TMPDIR");
+}
