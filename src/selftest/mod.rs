@@ -139,6 +139,10 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     // trusted one is applied as a named (trusted) file from the copy, so
     // its relative paths land in the copy too.
     let mut request = crate::commands::request(args, None);
+    // First as the run would load it, on the real host: a policy the run
+    // refuses (an untrusted project file that widens, a bad line) is
+    // refused here with the same words and the real paths.
+    policy::load(&request, real)?;
     if request.project == ProjectMode::Discover
         && let Some(file) = policy::find_project_file(real)
         && policy::is_trusted(&file, real).unwrap_or(false)
@@ -165,10 +169,16 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     writes.push(("plant-envrc".into(), ws.join(".envrc")));
     writes.push(("plant-vscode".into(), ws.join(".vscode/tasks.json")));
     // The proxy's address is fixed by the plan's mode, not the session.
-    let proxy = crate::plan::build(&policy, &host, &[exe.to_string_lossy().into_owned()])?
-        .network
-        .proxy
-        .map(|p| p.listen);
+    let proxy = build_plan(
+        &policy,
+        &host,
+        &[exe.to_string_lossy().into_owned()],
+        real,
+        shadow,
+    )?
+    .network
+    .proxy
+    .map(|p| p.listen);
     let spec = Spec {
         token: shadow.token().to_string(),
         decoy_key: shadow.decoy_key(),
@@ -188,7 +198,7 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     ];
     // The plan's promises, read before the run (the run builds its own,
     // for its session, from the same inputs).
-    let plan = crate::plan::build(&policy, &host, &argv)?;
+    let plan = build_plan(&policy, &host, &argv, real, shadow)?;
     let before = Snapshot::take(&spec.writes);
 
     let (status, output, errors) =
@@ -277,6 +287,41 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
         }
     }
     Ok(code)
+}
+
+/// Builds the plan; a path a rule requires in the home that the empty
+/// home lacks but the real one has gets its shape there (an empty file or
+/// directory, never the content), as the workspace's did, and the build is
+/// tried again. A path the real home lacks too fails as the run would.
+fn build_plan(
+    policy: &Policy,
+    host: &Host,
+    argv: &[String],
+    real: &Host,
+    shadow: &Shadow,
+) -> Result<Plan, Error> {
+    let mut tries = 0;
+    loop {
+        match crate::plan::build(policy, host, argv) {
+            Err(crate::plan::BuildError::MissingPath { path, rule }) if tries < 32 => {
+                tries += 1;
+                let made = path
+                    .strip_prefix(&host.home)
+                    .ok()
+                    .and_then(|rel| shadow.mirror_home(&real.home.join(rel), &path).ok())
+                    .unwrap_or(false);
+                if !made {
+                    // Named as the run would name it.
+                    let path = match path.strip_prefix(&host.home) {
+                        Ok(rel) => real.home.join(rel),
+                        Err(_) => path,
+                    };
+                    return Err(crate::plan::BuildError::MissingPath { path, rule }.into());
+                }
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Runs `f` with stdout and stderr on pipes, and returns its result and

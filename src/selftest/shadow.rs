@@ -59,6 +59,8 @@ pub struct Shadow {
     cwd_rel: PathBuf,
     token: String,
     entries: usize,
+    /// Paths of the home given a shape because a rule requires them.
+    entries_home: std::cell::Cell<usize>,
 }
 
 fn token() -> io::Result<String> {
@@ -103,6 +105,7 @@ impl Shadow {
             real_ws,
             token,
             entries: 0,
+            entries_home: std::cell::Cell::new(0),
         };
         // From here on a failure removes what was made.
         match shadow.fill(real) {
@@ -233,6 +236,32 @@ impl Shadow {
         let rel = real_path.strip_prefix(&self.real_ws).ok()?;
         let copy = self.ws.join(rel);
         copy.is_file().then_some(copy)
+    }
+
+    /// Gives `copy` (in the temporary home) the shape of `real` (in the
+    /// real home): an empty directory or file with its mode. False when
+    /// `real` does not exist either.
+    pub fn mirror_home(&self, real: &Path, copy: &Path) -> io::Result<bool> {
+        let Ok(meta) = real.metadata() else {
+            return Ok(false);
+        };
+        if !copy.starts_with(&self.home) || copy.symlink_metadata().is_ok() {
+            return Ok(false);
+        }
+        if let Some(parent) = copy.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            mkdir(copy, mode | 0o700)?;
+        } else {
+            write_new(copy, b"", mode | 0o600)?;
+        }
+        self.entries_home.set(self.entries_home.get() + 1);
+        Ok(true)
     }
 
     pub fn root(&self) -> &Path {

@@ -170,3 +170,28 @@ fn selftest_under_a_proxy_profile_refuses_a_denied_host_and_loopback() {
     assert!(!cage.home().join(".claude").exists(), "{out}");
     assert!(empty(&tmp), "left in TMPDIR");
 }
+
+/// The user's config applies, in the throwaway home: a path it requires
+/// gets its shape there (empty), never the real content, and the real
+/// home is left as it was.
+#[test]
+fn selftest_applies_the_users_config_without_its_files_content() {
+    require_userns!();
+    let (cage, tmp) = with_tmpdir(
+        Cage::new()
+            .home_file(
+                ".config/cage/config.toml",
+                "[filesystem]\nread = [\"~/.gitconfig\"]\n",
+            )
+            .home_file(".gitconfig", "[user]\n\tname = real-gitconfig-content\n"),
+    );
+    let home = cage.snapshot();
+    let out = cage.cli(["selftest", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains("real-gitconfig-content"), "{out}");
+    assert_eq!(
+        cage.snapshot().changes_since(&home),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(empty(&tmp), "left in TMPDIR");
+}
