@@ -17,6 +17,8 @@ Examples:
   cage --net none --dry-run -- sh     print what cage would do, run nothing
   cage --rw ~/scratch -- make         also let the command write ~/scratch
   cage explain ~/.ssh/id_ed25519      is this path visible inside, and why?
+  cage selftest                       try to escape the cage a run here gets,
+                                      against decoys; exit 1 if anything got out
   cage policy show                    the effective policy, rule by rule
   cage --net proxy --allow-host api.anthropic.com -- claude
                                       only that host, through cage's proxy
@@ -26,7 +28,8 @@ Examples:
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
-COMMAND is not found (on your PATH, or inside the cage).";
+COMMAND is not found (on your PATH, or inside the cage). `cage selftest`:
+0 when every attempt was blocked, 1 when any got through.";
 
 /// A rootless sandbox for AI agent CLIs.
 ///

@@ -139,10 +139,12 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     // trusted one is applied as a named (trusted) file from the copy, so
     // its relative paths land in the copy too.
     let mut request = crate::commands::request(args, None);
-    // First as the run would load it, on the real host: a policy the run
-    // refuses (an untrusted project file that widens, a bad line) is
-    // refused here with the same words and the real paths.
-    policy::load(&request, real)?;
+    // First as the run would load it and plan it, on the real host: what
+    // the run refuses (an untrusted project file that widens, a bad line,
+    // a shared directory as the workspace) is refused here with the same
+    // words and the real paths. Nothing runs; the plan is dropped.
+    let as_run = policy::load(&request, real)?;
+    crate::plan::build(&as_run, real, &[exe.to_string_lossy().into_owned()])?;
     if request.project == ProjectMode::Discover
         && let Some(file) = policy::find_project_file(real)
         && policy::is_trusted(&file, real).unwrap_or(false)

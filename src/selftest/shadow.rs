@@ -121,7 +121,13 @@ impl Shadow {
         mkdir(&self.home, 0o700)?;
         mkdir(&self.root.join("state"), 0o700)?;
         mkdir(&self.ws, 0o755)?;
-        let skip = [real.state_dir.clone(), real.config_dir.clone()];
+        // cage's own directories, and this copy itself (when the workspace
+        // holds the temporary directory).
+        let skip = [
+            real.state_dir.clone(),
+            real.config_dir.clone(),
+            self.root.clone(),
+        ];
         let (real_ws, ws) = (self.real_ws.clone(), self.ws.clone());
         self.copy_shape(&real_ws, &ws, 0, &skip)?;
         if real.repo_root.is_some() {
