@@ -813,11 +813,22 @@ mod tests {
     #[test]
     fn survivors_finds_a_process_carrying_the_token() {
         let token = format!("cage-selftest-unit-{}", std::process::id());
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30", &token])
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg0(&token)
+            .arg("30")
             .spawn()
             .unwrap();
-        let found = survivors(&token);
+        // Until the child has exec'd, its command line is ours (bounded
+        // wait, for liveness only).
+        let mut found = Vec::new();
+        for _ in 0..500 {
+            found = survivors(&token);
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found, vec![child.id()]);
