@@ -667,7 +667,9 @@ fn judge(
             "userfaultfd" => ("userfaultfd".to_string(), seccomp("userfaultfd", None)),
             "foreign-abi" => (
                 "an i386 syscall (int 0x80)".to_string(),
-                if plan.seccomp.kill_foreign_abi {
+                // Each filter program also kills on an architecture it
+                // was not built for.
+                if plan.seccomp.kill_foreign_abi || !plan.seccomp.deny.is_empty() {
                     (true, "blocked: seccomp (kill)".to_string())
                 } else {
                     (false, "allowed by the plan".to_string())
