@@ -226,6 +226,10 @@ pub struct SelftestArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The command a run would start: without -p, the profile named after
+    /// it applies, as in a run (`cage selftest -- claude`). It is not run.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -57,7 +57,11 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Trust(args)) => trust(args.file, true),
         Some(Command::Untrust(args)) => trust(args.file, false),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
-        Some(Command::Selftest(args)) => crate::selftest::run(&merged(&args.policy), args.json),
+        Some(Command::Selftest(args)) => crate::selftest::run(
+            &merged(&args.policy),
+            args.json,
+            args.command.first().map(String::as_str),
+        ),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
         Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),

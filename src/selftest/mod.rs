@@ -113,13 +113,13 @@ struct Report {
 }
 
 /// Runs the selftest and prints the report; returns the exit status.
-pub fn run(args: &PolicyArgs, json: bool) -> Result<i32, Error> {
+pub fn run(args: &PolicyArgs, json: bool, command: Option<&str>) -> Result<i32, Error> {
     let real = Host::current()?;
     let shadow = Shadow::create(&real).map_err(|source| Error::Selftest {
         step: "making the throwaway workspace and home",
         source,
     })?;
-    let result = run_in(&real, &shadow, args, json);
+    let result = run_in(&real, &shadow, args, json, command);
     // Whatever happened: the decoys, the copy and the session go.
     let removed = shadow.remove();
     let code = result?;
@@ -130,7 +130,13 @@ pub fn run(args: &PolicyArgs, json: bool) -> Result<i32, Error> {
     Ok(code)
 }
 
-fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result<i32, Error> {
+fn run_in(
+    real: &Host,
+    shadow: &Shadow,
+    args: &PolicyArgs,
+    json: bool,
+    command: Option<&str>,
+) -> Result<i32, Error> {
     let fail = |step: &'static str| move |source| Error::Selftest { step, source };
     let exe = std::env::current_exe().map_err(fail("finding cage's own binary"))?;
     let host = shadow.host(real, DECOY_ENV);
@@ -138,7 +144,8 @@ fn run_in(real: &Host, shadow: &Shadow, args: &PolicyArgs, json: bool) -> Result
     // found by discovery in the copy and may only narrow, as in a run; a
     // trusted one is applied as a named (trusted) file from the copy, so
     // its relative paths land in the copy too.
-    let mut request = crate::commands::request(args, None);
+    // The command only chooses the profile, as in a run; the probe runs.
+    let mut request = crate::commands::request(args, command);
     // First as the run would load it and plan it, on the real host: what
     // the run refuses (an untrusted project file that widens, a bad line,
     // a shared directory as the workspace) is refused here with the same

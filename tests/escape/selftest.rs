@@ -146,13 +146,14 @@ fn selftest_json_parses() {
     assert_eq!(v["network"], "none", "{out}");
 }
 
-/// Proxy mode (the claude profile's): the proxy refuses a host no rule
-/// allows and the host's loopback, and the rest still holds.
+/// Proxy mode (the claude profile's, chosen for the command as a run
+/// chooses it): the proxy refuses a host no rule allows and the host's
+/// loopback, and the rest still holds.
 #[test]
 fn selftest_under_a_proxy_profile_refuses_a_denied_host_and_loopback() {
     require_userns!();
     let (cage, tmp) = with_tmpdir(Cage::new());
-    let out = cage.cli(["selftest", "-p", "claude"]);
+    let out = cage.cli(["selftest", "--", "claude"]);
     assert_eq!(out.code, 0, "{out}");
     let lines = verdicts(&out);
     assert!(lines.iter().all(|l| l.starts_with("blocked ")), "{out}");
@@ -166,6 +167,7 @@ fn selftest_under_a_proxy_profile_refuses_a_denied_host_and_loopback() {
         );
     }
     assert!(out.stdout.contains("network proxy"), "{out}");
+    assert!(out.stdout.contains("chosen for the command claude"), "{out}");
     // The profile's state directory was made in the throwaway home only.
     assert!(!cage.home().join(".claude").exists(), "{out}");
     assert!(empty(&tmp), "left in TMPDIR");
