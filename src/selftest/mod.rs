@@ -140,10 +140,6 @@ fn run_in(
     let fail = |step: &'static str| move |source| Error::Selftest { step, source };
     let exe = std::env::current_exe().map_err(fail("finding cage's own binary"))?;
     let host = shadow.host(real, DECOY_ENV);
-    // The project's policy as a run would load it: an untrusted file is
-    // found by discovery in the copy and may only narrow, as in a run; a
-    // trusted one is applied as a named (trusted) file from the copy, so
-    // its relative paths land in the copy too.
     // The command only chooses the profile, as in a run; the probe runs.
     let mut request = crate::commands::request(args, command);
     // First as the run would load it and plan it, on the real host: what
@@ -152,6 +148,10 @@ fn run_in(
     // words and the real paths. Nothing runs; the plan is dropped.
     let as_run = policy::load(&request, real)?;
     crate::plan::build(&as_run, real, &[exe.to_string_lossy().into_owned()])?;
+    // The project's policy as a run would load it: an untrusted file is
+    // found by discovery in the copy and may only narrow, as in a run; a
+    // trusted one is applied as a named (trusted) file from the copy, so
+    // its relative paths land in the copy too.
     if request.project == ProjectMode::Discover
         && let Some(file) = policy::find_project_file(real)
         && policy::is_trusted(&file, real).unwrap_or(false)
@@ -221,17 +221,18 @@ fn run_in(
     // directory created, an overlay to review) name the throwaway session,
     // which is gone: the report says the same per attempt. Notes and
     // warnings about the plan are the user's, and pass.
+    // The stream is shared with the cage, so each line is escaped again.
     let errors = String::from_utf8_lossy(&errors);
     for l in errors.lines() {
         if l.starts_with("cage: note:") || l.starts_with("cage: warning:") {
-            crate::term::emit(l);
+            crate::term::emit(&crate::term::escape_text(l));
         }
     }
     let status = status?;
     if observed.is_empty() {
-        // What the cage said is the only clue left (already escaped).
+        // What the cage said is the only clue left.
         for l in errors.lines() {
-            crate::term::emit(l);
+            crate::term::emit(&crate::term::escape_text(l));
         }
         return Err(Error::SelftestProbe { status });
     }
@@ -259,11 +260,27 @@ fn run_in(
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    let lines = judge(&plan, &policy, &spec, &observed, &before);
+    let mut lines = judge(&plan, &policy, &spec, &observed, &before);
+    // An attempt the probe did not report proves nothing: it fails the
+    // selftest as an escape would.
+    let mut missing = 0;
+    for id in expected_ids(&spec) {
+        if !observed.iter().any(|o| o.id == id) {
+            missing += 1;
+            lines.push(Line {
+                what: id.clone(),
+                id,
+                expected: "-".into(),
+                expected_blocked: true,
+                observed: "the probe did not report it".into(),
+                verdict: "NOT RUN",
+            });
+        }
+    }
     let exposed = lines.iter().filter(|l| l.verdict == "EXPOSED").count();
     // A connection the host's listeners saw counts even if the probe
     // missed it.
-    let code = if exposed > 0 || accepted > 0 {
+    let code = if exposed > 0 || accepted > 0 || missing > 0 {
         EXIT_EXPOSED
     } else {
         0
@@ -272,7 +289,7 @@ fn run_in(
         workspace: real.repo_root.clone().unwrap_or_else(|| real.cwd.clone()),
         network: plan.network.mode,
         workspace_mode: plan.workspace.mode,
-        blocked: lines.len() - exposed,
+        blocked: lines.len() - exposed - missing,
         exposed,
         attempts: lines,
         host_listener_connections: accepted,
@@ -459,6 +476,46 @@ impl Snapshot {
     fn take(writes: &[(String, PathBuf)]) -> Snapshot {
         Snapshot(writes.iter().map(|(_, p)| std::fs::read(p).ok()).collect())
     }
+}
+
+/// Every attempt the probe makes, by id.
+fn expected_ids(spec: &Spec) -> Vec<String> {
+    let mut ids: Vec<String> = ["outlive", "hidden-key", "decoy-env"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    ids.extend(LOOPBACK_SPELLINGS.iter().map(|s| format!("tcp {s}")));
+    ids.extend(["abstract-socket", "path-socket"].map(String::from));
+    if spec.proxy.is_some() {
+        ids.extend(["proxy-denied", "proxy-loopback"].map(String::from));
+    }
+    ids.extend(
+        [
+            "ptrace-init",
+            "init-mem",
+            "process-vm-readv",
+            "supervisor-mem",
+            "signal-host",
+            "tiocsti",
+            "tioclinux",
+            "userns",
+            "mount",
+            "fsopen",
+            "raw-socket",
+            "packet-socket",
+            "keyctl",
+            "bpf",
+            "perf",
+            "io-uring",
+            "userfaultfd",
+        ]
+        .map(String::from),
+    );
+    if cfg!(target_arch = "x86_64") {
+        ids.push("foreign-abi".into());
+    }
+    ids.extend(spec.writes.iter().map(|(id, _)| id.clone()));
+    ids
 }
 
 /// Host processes whose command line holds `token`: the probe's, if any
@@ -787,18 +844,24 @@ fn render(report: &Report, policy: &Policy, shadow: &Shadow) -> String {
         );
     }
     s.push('\n');
-    if report.exposed == 0 && report.host_listener_connections == 0 {
+    if report.exit_code == 0 {
         let _ = writeln!(
             s,
             "all {} attempts blocked; the throwaway workspace, home and session are removed",
             report.attempts.len()
         );
     } else {
+        let not_run = report.attempts.len() - report.exposed - report.blocked;
         let _ = writeln!(
             s,
-            "EXPOSED: {} of {} attempts got through (marked EXPOSED above); exit status {}",
+            "EXPOSED: {} of {} attempts got through (marked EXPOSED above){}; exit status {}",
             report.exposed,
             report.attempts.len(),
+            if not_run > 0 {
+                format!(", {not_run} did not run")
+            } else {
+                String::new()
+            },
             report.exit_code
         );
         if report.host_listener_connections > 0 {

@@ -167,7 +167,10 @@ fn selftest_under_a_proxy_profile_refuses_a_denied_host_and_loopback() {
         );
     }
     assert!(out.stdout.contains("network proxy"), "{out}");
-    assert!(out.stdout.contains("chosen for the command claude"), "{out}");
+    assert!(
+        out.stdout.contains("chosen for the command claude"),
+        "{out}"
+    );
     // The profile's state directory was made in the throwaway home only.
     assert!(!cage.home().join(".claude").exists(), "{out}");
     assert!(empty(&tmp), "left in TMPDIR");
