@@ -200,3 +200,26 @@ fn selftest_applies_the_users_config_without_its_files_content() {
     );
     assert!(empty(&tmp), "left in TMPDIR");
 }
+
+/// The other workspace modes: in overlay mode the planted files land in
+/// the session's upper layer (held for review, not on the host), in
+/// readonly mode nowhere; either way every line is blocked and the
+/// session (which an overlay run keeps for review) goes with the copy.
+#[test]
+fn selftest_in_overlay_and_readonly_modes_blocks_every_attempt() {
+    require_userns!();
+    for mode in ["overlay", "readonly"] {
+        let (cage, tmp) = with_tmpdir(Cage::new());
+        let out = cage.cli(["selftest", "--workspace", mode]);
+        assert_eq!(out.code, 0, "{mode}: {out}");
+        let lines = verdicts(&out);
+        assert!(lines.len() >= 30, "{mode}: {out}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("blocked ")),
+            "{mode}: {out}"
+        );
+        assert!(out.stdout.contains(&format!("workspace {mode}")), "{out}");
+        assert!(!cage.sessions_dir().exists(), "{mode}: a session was left");
+        assert!(empty(&tmp), "{mode}: left in TMPDIR");
+    }
+}
