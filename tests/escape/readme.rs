@@ -3,7 +3,8 @@
 //! build makes `target/release/cage`, and the last step prints Claude
 //! Code's version from inside a cage. The step is read out of README.md,
 //! so the README and this test cannot drift apart; it runs as written, by
-//! a shell, in a directory holding `target/release/cage`, as the test user.
+//! a shell, in a directory holding `target/release/cage`, as the test user
+//! and (when the tests run as root) as root.
 
 use std::path::{Path, PathBuf};
 
@@ -89,4 +90,31 @@ fn the_readmes_first_command_ends_with_claudes_version_from_a_cage() {
         stdout.contains("(Claude Code)"),
         "{last}\n{stdout}\n{stderr}"
     );
+
+    // And as root, which the first command's `.ci/setup` needs anyway
+    // (in a directory and a home of its own, not /root).
+    if nix::unistd::geteuid().is_root() {
+        let clone = cage.root().join("root-clone");
+        let home = cage.root().join("root-home");
+        std::fs::create_dir_all(clone.join("target/release")).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::copy(&built, clone.join("target/release/cage")).unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &last])
+            .current_dir(&clone)
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running the step as root");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "as root: {last}\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("(Claude Code)"),
+            "as root: {stdout}\n{stderr}"
+        );
+    }
 }
