@@ -751,8 +751,15 @@ fn judge(
                     "write-outside" => "write a file beside the workspace".to_string(),
                     _ => format!("plant {}", rel(path, &plan.workspace.path)),
                 };
+                let granted = || {
+                    // The file's directory: the file itself may not exist.
+                    let dir = path.parent().unwrap_or(path);
+                    crate::plan::explain::explain_path(plan, policy, dir).allowed
+                };
                 let expected = if in_ws {
                     (true, "blocked: protected (mount, guard)".to_string())
+                } else if granted() {
+                    (true, "blocked: guard (kept read-only)".to_string())
                 } else {
                     (true, "blocked: view (not granted)".to_string())
                 };
