@@ -48,6 +48,7 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Trust a project policy file so it may widen access (pins its sha256)')
             [CompletionResult]::new('untrust', 'untrust', [CompletionResultType]::ParameterValue, 'Forget the trust pinned for a project policy file')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
+            [CompletionResult]::new('selftest', 'selftest', [CompletionResultType]::ParameterValue, 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off')
@@ -183,6 +184,27 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'cage;selftest' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Apply a policy file (trusted: you named it). Repeatable')
+            [CompletionResult]::new('--ro', '--ro', [CompletionResultType]::ParameterName, 'Make PATH visible read-only')
+            [CompletionResult]::new('--rw', '--rw', [CompletionResultType]::ParameterName, 'Make PATH visible and writable')
+            [CompletionResult]::new('--hide', '--hide', [CompletionResultType]::ParameterName, 'Hide PATH even when a broader rule grants it')
+            [CompletionResult]::new('--allow-host', '--allow-host', [CompletionResultType]::ParameterName, 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)')
+            [CompletionResult]::new('--net', '--net', [CompletionResultType]::ParameterName, 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Pass NAME from the environment, or set NAME=VALUE')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly')
+            [CompletionResult]::new('--allow-degraded', '--allow-degraded', [CompletionResultType]::ParameterName, 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run')
+            [CompletionResult]::new('--allow-shared-dir', '--allow-shared-dir', [CompletionResultType]::ParameterName, 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one')
+            [CompletionResult]::new('--no-project-policy', '--no-project-policy', [CompletionResultType]::ParameterName, 'Ignore the project''s .cage.toml')
+            [CompletionResult]::new('--no-auto-profile', '--no-auto-profile', [CompletionResultType]::ParameterName, 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the results as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'cage;shell-init' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -245,6 +267,7 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Trust a project policy file so it may widen access (pins its sha256)')
             [CompletionResult]::new('untrust', 'untrust', [CompletionResultType]::ParameterValue, 'Forget the trust pinned for a project policy file')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
+            [CompletionResult]::new('selftest', 'selftest', [CompletionResultType]::ParameterValue, 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off')
@@ -285,6 +308,9 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;help;doctor' {
+            break
+        }
+        'cage;help;selftest' {
             break
         }
         'cage;help;shell-init' {

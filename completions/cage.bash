@@ -52,6 +52,9 @@ _cage() {
             cage,run)
                 cmd="cage__subcmd__run"
                 ;;
+            cage,selftest)
+                cmd="cage__subcmd__selftest"
+                ;;
             cage,sessions)
                 cmd="cage__subcmd__sessions"
                 ;;
@@ -99,6 +102,9 @@ _cage() {
                 ;;
             cage__subcmd__help,run)
                 cmd="cage__subcmd__help__subcmd__run"
+                ;;
+            cage__subcmd__help,selftest)
+                cmd="cage__subcmd__help__subcmd__selftest"
                 ;;
             cage__subcmd__help,sessions)
                 cmd="cage__subcmd__help__subcmd__sessions"
@@ -152,7 +158,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help --version run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help --version run policy explain trust untrust doctor selftest shell-init log sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -362,7 +368,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help)
-            opts="run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help"
+            opts="run policy explain trust untrust doctor selftest shell-init log sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -572,6 +578,20 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__selftest)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -871,6 +891,72 @@ _cage() {
             ;;
         cage__subcmd__run)
             opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ro)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rw)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hide)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --net)
+                    COMPREPLY=($(compgen -W "none proxy host" -- "${cur}"))
+                    return 0
+                    ;;
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -W "direct overlay readonly" -- "${cur}"))
+                    return 0
+                    ;;
+                --allow-degraded)
+                    COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    return 0
+                    ;;
+                --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__selftest)
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -45,6 +45,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand trust 'Trust a project policy file so it may widen access (pins its sha256)'
             cand untrust 'Forget the trust pinned for a project policy file'
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
+            cand selftest 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
             cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
@@ -165,6 +166,26 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'cage;selftest'= {
+            cand -p 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand --profile 'Apply a profile (built-in or ~/.config/cage/profiles/NAME.toml). Repeatable; applied in order'
+            cand -f 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --policy 'Apply a policy file (trusted: you named it). Repeatable'
+            cand --ro 'Make PATH visible read-only'
+            cand --rw 'Make PATH visible and writable'
+            cand --hide 'Hide PATH even when a broader rule grants it'
+            cand --allow-host 'Allow connections to a host: NAME, *.SUFFIX, IP or CIDR, with an optional :PORT or :* (no port means 443 and 80)'
+            cand --net 'Network: none (loopback only), proxy (allowed hosts), host (no network isolation)'
+            cand --env 'Pass NAME from the environment, or set NAME=VALUE'
+            cand --workspace 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly'
+            cand --allow-degraded 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run'
+            cand --allow-shared-dir 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one'
+            cand --no-project-policy 'Ignore the project''s .cage.toml'
+            cand --no-auto-profile 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
+            cand --json 'Print the results as JSON'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'cage;shell-init'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -218,6 +239,7 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand trust 'Trust a project policy file so it may widen access (pins its sha256)'
             cand untrust 'Forget the trust pinned for a project policy file'
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
+            cand selftest 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
             cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
@@ -249,6 +271,8 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;untrust'= {
         }
         &'cage;help;doctor'= {
+        }
+        &'cage;help;selftest'= {
         }
         &'cage;help;shell-init'= {
         }

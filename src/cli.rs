@@ -17,6 +17,8 @@ Examples:
   cage --net none --dry-run -- sh     print what cage would do, run nothing
   cage --rw ~/scratch -- make         also let the command write ~/scratch
   cage explain ~/.ssh/id_ed25519      is this path visible inside, and why?
+  cage selftest                       try to escape the cage a run here gets,
+                                      against decoys; exit 1 if anything got out
   cage policy show                    the effective policy, rule by rule
   cage --net proxy --allow-host api.anthropic.com -- claude
                                       only that host, through cage's proxy
@@ -26,7 +28,8 @@ Examples:
 
 Exit status: the command's own status (128+N when killed by signal N);
 125 when cage itself fails, 126 when COMMAND cannot be executed, 127 when
-COMMAND is not found (on your PATH, or inside the cage).";
+COMMAND is not found (on your PATH, or inside the cage). `cage selftest`:
+0 when every attempt was blocked, 1 when any got through.";
 
 /// A rootless sandbox for AI agent CLIs.
 ///
@@ -66,6 +69,12 @@ pub enum Command {
     /// Report what this host can enforce, what cage does about each gap,
     /// and whether `cage -- true` runs here (exit 1 if it cannot).
     Doctor,
+    /// Try to get out: build the plan a run here would get, against a
+    /// throwaway copy of the workspace's shape and a temporary home with
+    /// planted decoys, run a battery of escape attempts inside it and print
+    /// one line per attempt. Exit 0 when every attempt was blocked, 1 when
+    /// any got through (EXPOSED), 125 when the test could not run.
+    Selftest(SelftestArgs),
     /// Print aliases that run the agents found on PATH caged, for your
     /// shell's rc file: eval "$(cage shell-init bash)".
     ShellInit(ShellInitArgs),
@@ -206,6 +215,19 @@ pub struct ExplainArgs {
     pub target: String,
     /// The command a run would start: without -p, the profile named after
     /// it applies, as in a run (`cage explain api.anthropic.com -- claude`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command a run would start: without -p, the profile named after
+    /// it applies, as in a run (`cage selftest -- claude`). It is not run.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

@@ -22,7 +22,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     if let Some(command) = &cli.command {
         let takes_policy = matches!(
             command,
-            Command::Run(_) | Command::Explain(_) | Command::Policy(PolicyCommand::Show { .. })
+            Command::Run(_)
+                | Command::Explain(_)
+                | Command::Selftest(_)
+                | Command::Policy(PolicyCommand::Show { .. })
         );
         if !takes_policy && (!outer.policy.is_empty() || outer.dry_run || outer.json) {
             return Err(Error::RunOptionsMisplaced);
@@ -54,6 +57,11 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Trust(args)) => trust(args.file, args.yes),
         Some(Command::Untrust(args)) => untrust(args.file),
         Some(Command::Doctor) => Ok(crate::doctor::run()),
+        Some(Command::Selftest(args)) => crate::selftest::run(
+            &merged(&args.policy),
+            args.json,
+            args.command.first().map(String::as_str),
+        ),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
         Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),
@@ -87,7 +95,7 @@ fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
 
 /// What to load for `args`; `command` is argv[0] of the run, whose
 /// profile applies when no `-p` is given.
-fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
+pub(crate) fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
     LoadRequest {
         auto_profile: command
             .filter(|_| !args.no_auto_profile)
@@ -115,10 +123,10 @@ fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
 
 /// A loaded policy, with the request that loaded it (to load it again
 /// without the project file).
-struct Loaded {
-    host: Host,
-    request: LoadRequest,
-    policy: Policy,
+pub(crate) struct Loaded {
+    pub(crate) host: Host,
+    pub(crate) request: LoadRequest,
+    pub(crate) policy: Policy,
 }
 
 /// `preview`: an untrusted project file that widens is applied anyway, so
@@ -129,21 +137,25 @@ fn load(args: &PolicyArgs, command: Option<&str>, preview: bool) -> Result<Loade
     if preview && request.project == ProjectMode::Discover {
         request.project = ProjectMode::Preview;
     }
-    let policy = policy::load(&request, &host)?;
-    Ok(Loaded {
-        host,
-        request,
-        policy,
-    })
+    Loaded::new(host, request)
 }
 
 impl Loaded {
+    pub(crate) fn new(host: Host, request: LoadRequest) -> Result<Loaded, Error> {
+        let policy = policy::load(&request, &host)?;
+        Ok(Loaded {
+            host,
+            request,
+            policy,
+        })
+    }
+
     /// The plan for `argv`, and what an untrusted project file widens: the
     /// policy layer's line-by-line findings (a preview only: a run stopped
     /// at them), then everything the plan with the file allows that the
     /// plan without it does not (`plan::widen`). Outside a preview a
     /// widening is refused.
-    fn plan(
+    pub(crate) fn plan(
         &self,
         argv: &[String],
         session: Option<&str>,
@@ -234,9 +246,13 @@ fn refusal(policy: &Policy, refused: Vec<policy::Widening>) -> Result<i32, Error
     }
 }
 
-/// Where the plan's cgroup limits can be enforced; re-executes cage in a
-/// scope of the user's systemd when that is the way (never returns then).
-fn cgroup_place(policy: &Policy) -> Result<crate::cgroup::Place, Error> {
+/// Where the plan's cgroup limits can be enforced; when that is a scope of
+/// the user's systemd and `may_reexec`, re-executes cage there (and does
+/// not return).
+pub(crate) fn cgroup_place(
+    policy: &Policy,
+    may_reexec: bool,
+) -> Result<crate::cgroup::Place, Error> {
     use crate::cgroup::{self, Place, Wanted};
     let l = &policy.limits;
     let value = |v: &Option<policy::Sourced<u64>>| v.as_ref().map(|v| v.value);
@@ -250,6 +266,10 @@ fn cgroup_place(policy: &Policy) -> Result<crate::cgroup::Place, Error> {
     }
     Ok(match cgroup::locate(&wanted) {
         Ok(Some(base)) => Place::At(base),
+        Ok(None) if !may_reexec => Place::Unavailable(
+            "cage's cgroup holds other processes, and this command does not move into a scope"
+                .into(),
+        ),
         Ok(None) => match cgroup::systemd_run() {
             Some(systemd_run) => {
                 let e = cgroup::reexec_in_scope(&systemd_run);
@@ -287,17 +307,34 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         // A dry run of a run that would be refused fails like the run.
         return refusal(&loaded.policy, refused);
     }
-    let (host, policy) = (loaded.host.clone(), loaded.policy.clone());
     // Before anything of the session exists: a cgroup of cage's own for the
     // cgroup limits, from the user's systemd if need be (which starts this
     // cage again, in a new scope).
-    let place = cgroup_place(&policy)?;
+    let place = cgroup_place(&loaded.policy, true)?;
+    let code = launch(&loaded, &args.command, place)?;
+    // After the run, so it costs the start nothing; a failure to prune
+    // costs the run nothing either.
+    if let Some(rules) = prune_rules(None, None) {
+        let _ = session::prune(&loaded.host, rules);
+    }
+    Ok(code)
+}
+
+/// Reserves a session, builds the plan for it (refusing what an untrusted
+/// project file widens) and runs `argv` caged: the run path after
+/// loading, shared with `cage selftest` (which passes a throwaway host).
+pub(crate) fn launch(
+    loaded: &Loaded,
+    argv: &[String],
+    place: crate::cgroup::Place,
+) -> Result<i32, Error> {
+    let (host, policy) = (&loaded.host, &loaded.policy);
     // Before the plan, so the plan finds cage's state directory and hides
     // it from the view like any existing path, and so an overlay plan can
     // name the session's upper directory.
-    let reserved = session::reserve(&host);
+    let reserved = session::reserve(host);
     let id = reserved.as_ref().ok().map(|r| r.id.clone());
-    let plan = match loaded.plan(&args.command, id.as_deref()) {
+    let plan = match loaded.plan(argv, id.as_deref()) {
         Ok((plan, _)) => plan,
         Err(e) => {
             if let Ok(r) = reserved {
@@ -368,7 +405,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             .map(|n| n.value.clone())
             .collect();
         let started = r.start(&plan, names).map_err(Error::from).and_then(|_| {
-            audit::Session::create(&r.id, &r.dir, &policy, &plan, unenforced.clone())
+            audit::Session::create(&r.id, &r.dir, policy, &plan, unenforced.clone())
                 .map_err(Error::from)
         });
         match started {
@@ -389,13 +426,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         }
         return Err(e.into());
     }
-    let code = supervisor::run(&plan, log.as_ref(), place)?;
-    // After the run, so it costs the start nothing; a failure to prune
-    // costs the run nothing either.
-    if let Some(rules) = prune_rules(None, None) {
-        let _ = session::prune(&host, rules);
-    }
-    Ok(code)
+    Ok(supervisor::run(&plan, log.as_ref(), place)?)
 }
 
 /// The pruning rules: the flags, else CAGE_KEEP_SESSIONS and
@@ -446,7 +477,7 @@ fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Err
 
 /// The profiles a run applies, as the first line of a dry run: which were
 /// asked for and which the command chose.
-fn render_profiles(policy: &Policy) -> String {
+pub(crate) fn render_profiles(policy: &Policy) -> String {
     let names: Vec<String> = policy
         .sources
         .iter()

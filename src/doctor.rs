@@ -54,6 +54,10 @@ pub fn run() -> i32 {
         out.push('\n');
         out.push_str(&apparmor_help());
     }
+    out.push_str(
+        "\nnext: run `cage selftest` in a project to try escaping the cage a run there gets \
+         (against decoys only)\n",
+    );
     // `cage doctor | head -2`: a closed pipe ends the report quietly.
     let _ = crate::term::write_stdout(out.as_bytes());
     if works { 0 } else { 1 }

@@ -81,6 +81,17 @@ pub enum Error {
     RunOptionsMisplaced,
     #[error(transparent)]
     NotFound(#[from] crate::plan::command::NotFound),
+    #[error("selftest: {step}")]
+    Selftest {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "selftest: the probe inside the cage reported nothing (the cage exited with status \
+         {status}); run `cage --dry-run` here to see the plan, and `cage doctor`"
+    )]
+    SelftestProbe { status: i32 },
 }
 
 impl Error {

@@ -9,6 +9,14 @@ use cage::cli::Cli;
 use cage::error::EXIT_CAGE;
 
 fn main() -> ExitCode {
+    // The inside half of `cage selftest`, which runs this binary as the
+    // caged command. Not a clap subcommand: it is no command for people,
+    // so it stays out of --help, the man page and the completions.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == cage::selftest::PROBE_ARG) {
+        let spec = args.next().unwrap_or_default();
+        return ExitCode::from(cage::selftest::probe::run(&spec.to_string_lossy()) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

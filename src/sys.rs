@@ -423,6 +423,59 @@ pub fn seccomp_listener(
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as RawFd) })
 }
 
+/// For `cage selftest`'s probe, which runs inside the cage: runs `child` in
+/// a forked child and returns how it ended (the closure's value is the exit
+/// code), so an attempt that succeeds (a new user namespace, a ptrace
+/// attach) changes nothing in the probe itself.
+pub fn probe_in_child(child: impl FnOnce() -> i32) -> io::Result<nix::sys::wait::WaitStatus> {
+    use nix::unistd::ForkResult;
+    // SAFETY: the probe is single-threaded (it starts no thread), so the
+    // child inherits no lock another thread held. The child leaves through
+    // `_exit`, so no destructor runs twice and nothing unwinds past fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(254);
+            exit_now(code)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            nix::sys::wait::waitpid(child, None).map_err(io::Error::from)
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// For the selftest's probe: syscall `nr` with integer arguments. Callers
+/// pass integers, and 0 (NULL) or -1 where the kernel expects a pointer or
+/// a descriptor, so a call that reaches the kernel fails there (EFAULT,
+/// EBADF, EINVAL) and the errno tells a filter's refusal from the kernel's.
+pub fn probe_syscall(nr: libc::c_long, args: [libc::c_long; 6]) -> Result<libc::c_long, Errno> {
+    // SAFETY: no argument is a valid pointer (see above): the kernel reads
+    // and writes no memory of ours; a call that creates something (a
+    // keyring id, a descriptor) only returns a number.
+    let ret = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+    Errno::result(ret)
+}
+
+/// For the selftest's probe: getpid through the i386 `int 0x80` gate
+/// (eax = 20), which a foreign-ABI seccomp rule kills. Returns eax.
+#[cfg(target_arch = "x86_64")]
+pub fn int80_getpid() -> i32 {
+    const I386_GETPID: i64 = 20;
+    let ret: i64;
+    // SAFETY: getpid reads and writes no memory; `int 0x80` switches to
+    // the kernel stack, and the compat entry may clobber r8-r11, which are
+    // declared.
+    unsafe {
+        core::arch::asm!(
+            "int 0x80",
+            inlateout("rax") I386_GETPID => ret,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack),
+        );
+    }
+    ret as i32
+}
+
 #[cfg(test)]
 pub(crate) mod probe {
     use nix::errno::Errno;

@@ -32,6 +32,9 @@ fn doctor_reports_every_layer_and_the_probe_run() {
         .lines()
         .any(|l| l.starts_with("cage -- true") && l.contains(" runs "));
     assert_eq!(o.status.success(), runs, "{out}");
+    // It ends with where to go next: the selftest.
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.contains("`cage selftest`"), "{out}");
 }
 
 #[test]

@@ -12,6 +12,11 @@ use std::process::Command;
 use crate::harness::Cage;
 
 const PREFIX: &str = "/opt/cage-agents";
+/// A name for gemini that only the nvm layout has: `.ci/setup` links the
+/// agents' own names into /usr/local/bin, which the cage's base PATH
+/// holds, so a test about the one installation it made uses this one.
+const NVM_ONLY: &str = "gemini-from-nvm";
+
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 fn agents_installed() -> bool {
@@ -69,6 +74,7 @@ fn nvm(cage: &Cage) -> String {
             ln -s ../lib/node_modules/@anthropic-ai/claude-code/bin/claude.exe $N/bin/claude
             ln -s ../lib/node_modules/@openai/codex/bin/codex.js $N/bin/codex
             ln -s ../lib/node_modules/@google/gemini-cli/bundle/gemini.js $N/bin/gemini
+            ln -s ../lib/node_modules/@google/gemini-cli/bundle/gemini.js $N/bin/{NVM_ONLY}
             chmod -R a+rX $H/.nvm"
         ),
     );
@@ -168,7 +174,7 @@ fn agents_installed_with_nvm_run_with_no_flag() {
         "--hide",
         "~/.nvm",
         "--",
-        "gemini",
+        NVM_ONLY,
         "--version",
     ]);
     assert_eq!(out.code, 127, "{out}");
@@ -360,7 +366,7 @@ fn a_hidden_installation_is_never_granted() {
     let cage = cage
         .host_env("PATH", &path)
         .args(["--hide", "~/.nvm/versions"]);
-    let out = cage.run(["gemini", "--version"]);
+    let out = cage.run([NVM_ONLY, "--version"]);
     assert_eq!(out.code, 127, "{out}");
     assert!(!out.stdout.contains("0.61.0"), "{out}");
     assert!(out.stderr.contains("is hidden by flag --hide"), "{out}");

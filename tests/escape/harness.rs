@@ -273,6 +273,14 @@ impl Cage {
         &self.root
     }
 
+    /// Makes a directory `name` in this test's private directory (beside
+    /// the home), owned by the test user, and returns its path.
+    pub fn user_dir(&self, name: &str) -> PathBuf {
+        let dir = self.root.join(name);
+        self.make_dir(&dir, 0o700);
+        dir
+    }
+
     /// Adds a file to the host home (parents 0700, file 0600), owned by
     /// the test user, before cage runs.
     pub fn home_file(self, rel: &str, content: &str) -> Self {

@@ -18,6 +18,8 @@
 //! - `state`: agents' state directories by allowlist, host files no grant
 //!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//! - `readme`: the README's first command, run as written
+//! - `selftest`: `cage selftest`, its battery and its cleanup (1-6)
 //! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
 //! - `output`: cage's own output: escaped, and surviving a sabotaged
 //!   terminal (8)
@@ -41,6 +43,8 @@ mod local_authority;
 mod output;
 mod planting;
 mod processes;
+mod readme;
+mod selftest;
 mod shared_dirs;
 mod state;
 mod trust;
