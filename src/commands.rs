@@ -124,7 +124,11 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     if args.dry_run {
         let plan = plan::build(&policy, &host, &args.command)?;
         let text = if args.json {
-            let mut s = serde_json::to_string_pretty(&plan).unwrap_or_default();
+            let dry_run = DryRun {
+                sources: &policy.sources,
+                plan: &plan,
+            };
+            let mut s = serde_json::to_string_pretty(&dry_run).unwrap_or_default();
             s.push('\n');
             s
         } else {
@@ -272,6 +276,16 @@ fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Err
 
 /// The profiles a run applies, as the first line of a dry run: which were
 /// asked for and which the command chose.
+/// `--dry-run --json`: the plan, and the policy sources it came from (each
+/// with `chosen_for` when the command chose it), as the text's first line
+/// says.
+#[derive(serde::Serialize)]
+struct DryRun<'a> {
+    sources: &'a [policy::Source],
+    #[serde(flatten)]
+    plan: &'a Plan,
+}
+
 fn render_profiles(policy: &Policy) -> String {
     let names: Vec<String> = policy
         .sources
@@ -441,6 +455,13 @@ pub fn render_plan(plan: &Plan) -> String {
     if let Some(newest) = &plan.seccomp.newest_known {
         let _ = writeln!(s, "           calls newer than {newest}: ENOSYS");
     }
+    if let Some(source) = &plan.seccomp.nested_userns {
+        let _ = writeln!(
+            s,
+            "           nested user namespaces ALLOWED: unshare, clone with namespace flags, \
+             mount, umount2, pivot_root, chroot (Landlock and the view still hold)  [{source}]"
+        );
+    }
     let _ = writeln!(
         s,
         "network    {:?} [{}]",
@@ -604,6 +625,12 @@ fn render_policy(p: &Policy) -> String {
     let mut proc_rows = Vec::new();
     if let Some(v) = &p.process.allow_ptrace {
         proc_rows.push(format!("allow_ptrace = {}  [{}]", v.value, v.source));
+    }
+    if let Some(v) = &p.process.allow_nested_userns {
+        proc_rows.push(format!(
+            "allow_nested_userns = {}  [{}]",
+            v.value, v.source
+        ));
     }
     section("process", proc_rows);
     section(

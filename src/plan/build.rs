@@ -526,7 +526,13 @@ pub fn build_for_session(
         .as_ref()
         .filter(|p| p.value)
         .map(|p| &p.source);
-    let seccomp = build_seccomp(allow_ptrace);
+    let allow_nested_userns = policy
+        .process
+        .allow_nested_userns
+        .as_ref()
+        .filter(|p| p.value)
+        .map(|p| &p.source);
+    let seccomp = build_seccomp(allow_ptrace, allow_nested_userns);
     let mut env = build_env(policy, host, &mounts, &network);
     finish_env(&mut env, host, &mounts);
     let limits = build_limits(policy);
@@ -1725,7 +1731,7 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
             Mount::Hide { .. } | Mount::Symlink { .. } | Mount::Dir { .. } => {}
         }
     }
-    let devices = DEVICES
+    let mut devices: Vec<PathRule> = DEVICES
         .iter()
         .map(|d| {
             rule(
@@ -1736,6 +1742,23 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
             )
         })
         .collect();
+    // A nested user namespace is usable only once its creator writes
+    // /proc/PID/{uid_map,gid_map,setgroups}: with the switch, files in the
+    // cage's own procfs (its pid namespace: the agent's processes only)
+    // may be opened for writing. Still no directory rights, and DAC keeps
+    // the root-owned files (/proc/sys, sysrq-trigger) out of reach.
+    if let Some(p) = policy
+        .process
+        .allow_nested_userns
+        .as_ref()
+        .filter(|p| p.value)
+    {
+        for m in mounts {
+            if let Mount::Proc { dst } = m {
+                devices.push(rule(dst, &p.source));
+            }
+        }
+    }
     let requirement = match policy
         .security
         .allow_degraded

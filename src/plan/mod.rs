@@ -329,6 +329,11 @@ pub struct SeccompPlan {
     /// Native calls numbered above this one's answer ENOSYS: a call newer
     /// than cage's review fails closed. `None` lets them reach the kernel.
     pub newest_known: Option<String>,
+    /// `[process] allow_nested_userns`: unshare, clone with namespace
+    /// flags and the classic mount calls are not denied, for an inner
+    /// sandbox; the rule that said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_userns: Option<Provenance>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

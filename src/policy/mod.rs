@@ -240,6 +240,9 @@ pub struct LimitsPolicy {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ProcessPolicy {
     pub allow_ptrace: Option<Sourced<bool>>,
+    /// Lets the agent create nested user namespaces (an inner bubblewrap,
+    /// Chromium's sandbox); every other layer stays.
+    pub allow_nested_userns: Option<Sourced<bool>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -276,6 +276,10 @@ impl Converter<'_> {
                 .allow_ptrace
                 .as_ref()
                 .map(|b| self.sourced(b, *b.get_ref()));
+            rules.process.allow_nested_userns = p
+                .allow_nested_userns
+                .as_ref()
+                .map(|b| self.sourced(b, *b.get_ref()));
         }
         if let Some(s) = raw.security {
             for layer in &s.allow_degraded {

@@ -104,6 +104,7 @@ pub(crate) struct Limits {
 #[serde(deny_unknown_fields, expecting = "the [process] table")]
 pub(crate) struct Process {
     pub allow_ptrace: Option<Spanned<bool>>,
+    pub allow_nested_userns: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

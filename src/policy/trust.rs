@@ -460,6 +460,21 @@ pub(crate) fn widenings(
             );
         }
     }
+    if let Some(p) = &rules.process.allow_nested_userns {
+        let below = lower
+            .process
+            .allow_nested_userns
+            .as_ref()
+            .is_some_and(|b| b.value);
+        if p.value && !below {
+            add(
+                &p.source,
+                "process.allow_nested_userns = true lets the agent create user namespaces, \
+                 widening the kernel's attack surface"
+                    .into(),
+            );
+        }
+    }
     for layer in &rules.security.allow_degraded {
         if !lower
             .security

@@ -17,6 +17,7 @@
 //! - `state`: agents' state directories by allowlist, host files no grant
 //!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
+//! - `nested`: `allow_nested_userns`: an inner sandbox cannot undo the cage (2, 3, 5)
 //! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
 //! - `output`: cage's own output: escaped, and surviving a sabotaged
 //!   terminal (8)
@@ -37,6 +38,7 @@ mod hidden;
 mod hygiene;
 mod kernel;
 mod local_authority;
+mod nested;
 mod output;
 mod planting;
 mod processes;
