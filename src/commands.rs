@@ -412,6 +412,20 @@ pub fn render_plan(plan: &Plan) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        for set in &st.settings {
+            let values: Vec<String> = set
+                .values
+                .iter()
+                .map(|(key, value)| format!("{} = {value}", key.join(".")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  the session's copy of {} sets {}  [{}]",
+                st.dir.join(&set.file).display(),
+                values.join(", "),
+                st.source
+            );
+        }
     }
     if !plan.workspace.protected.is_empty() {
         let _ = writeln!(s, "\nprotected (read-only inside the workspace):");

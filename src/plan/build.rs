@@ -1143,6 +1143,7 @@ fn add_state(
             work: layer.join("work"),
             live: Vec::new(),
             files: Vec::new(),
+            settings: entry.value.settings.clone(),
             source: source.clone(),
         };
         for keep in &entry.value.keep {

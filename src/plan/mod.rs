@@ -83,6 +83,10 @@ pub struct StatePlan {
     /// agents save them), so what the session leaves in the upper layer is
     /// copied to the host when it ends, without execute bits.
     pub files: Vec<PathBuf>,
+    /// Settings files the session gets a private copy of, with these values
+    /// set over the host's (written into the upper layer before the run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<crate::policy::StateSettings>,
     pub source: Provenance,
 }
 

@@ -742,6 +742,7 @@ fn state_rule(dir: &Path, keep: &[(&str, bool)]) -> Sourced<policy::StatePolicy>
                 })
                 .collect(),
             about: Some("the agent's state".into()),
+            settings: Vec::new(),
         },
         src("test"),
     )

@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt}
 use std::path::{Path, PathBuf};
 
 use crate::plan::{CreateDir, Plan, StatePlan};
+use crate::policy::{Setting, StateSettings};
 
 /// A write-through file larger than this stays in the session (a login or
 /// a history file is far smaller).
@@ -59,8 +60,122 @@ pub fn prepare(plan: &Plan, home: &Path) -> Result<(), StateError> {
         for d in [&s.upper, &s.work] {
             mkdir(d)?;
         }
+        for set in &s.settings {
+            // Before the overlay exists, so nothing in the session races it.
+            if let Err(why) = write_settings(s, set) {
+                crate::term::emit(&crate::term::escape_text(&format!(
+                    "cage: warning: {} is not changed for the session ({why}); the agent sees \
+                     the host's",
+                    tilde(&s.dir.join(&set.file), home)
+                )));
+            }
+        }
     }
     Ok(())
+}
+
+/// The session's private copy of one settings file: the host's content
+/// (the overlay's lower layer) with the plan's values set, written into the
+/// upper layer, where the overlay shows it instead of the host's. The
+/// host's file is never written; a link is not followed (its target may be
+/// a path the cage hides), and a file that does not parse is left alone.
+fn write_settings(s: &StatePlan, set: &StateSettings) -> Result<(), String> {
+    let host = s.lower.join(&set.file);
+    let text = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&host)
+    {
+        Ok(f) => {
+            let meta = f.metadata().map_err(|e| format!("reading it: {e}"))?;
+            if !meta.is_file() {
+                return Err("it is not a regular file".into());
+            }
+            let mut text = String::new();
+            f.take(MAX_FILE)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading it: {e}"))?;
+            text
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("it is a symbolic link".into());
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("opening it: {e}")),
+    };
+    let is_json = set.file.extension().is_some_and(|e| e == "json");
+    let out = if is_json {
+        let mut doc: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("it is not JSON: {e}"))?
+        };
+        for (key, value) in &set.values {
+            set_json(&mut doc, key, value);
+        }
+        let mut out = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        out.push('\n');
+        out
+    } else {
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| format!("it is not TOML: {}", e.message()))?;
+        for (key, value) in &set.values {
+            set_toml(&mut doc, key, value);
+        }
+        toml::to_string(&doc).map_err(|e| e.to_string())?
+    };
+    let copy = s.upper.join(&set.file);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&copy)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", copy.display()))
+}
+
+fn set_toml(doc: &mut toml::Table, key: &[String], value: &Setting) {
+    let Some((last, parents)) = key.split_last() else {
+        return;
+    };
+    let mut table = doc;
+    for k in parents {
+        let entry = table
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(t) = entry else {
+            return;
+        };
+        table = t;
+    }
+    let v = match value {
+        Setting::Bool(b) => toml::Value::Boolean(*b),
+        Setting::Int(i) => toml::Value::Integer(*i),
+        Setting::Text(s) => toml::Value::String(s.clone()),
+    };
+    table.insert(last.clone(), v);
+}
+
+fn set_json(doc: &mut serde_json::Value, key: &[String], value: &Setting) {
+    let mut node = doc;
+    for k in key {
+        if !node.is_object() {
+            *node = serde_json::Value::Object(Default::default());
+        }
+        let serde_json::Value::Object(map) = node else {
+            return;
+        };
+        node = map.entry(k.clone()).or_insert(serde_json::Value::Null);
+    }
+    *node = match value {
+        Setting::Bool(b) => serde_json::Value::Bool(*b),
+        Setting::Int(i) => serde_json::Value::from(*i),
+        Setting::Text(s) => serde_json::Value::String(s.clone()),
+    };
 }
 
 fn mkdir(path: &Path) -> Result<(), StateError> {
