@@ -362,3 +362,36 @@ fn codex_own_sandbox_cannot_start_inside_the_cage() {
     assert!(out.stdout.contains("bwrap"), "{out}");
     assert!(!out.stdout.contains("RAN-42"), "{out}");
 }
+
+/// Gemini CLI's own sandbox (docker or podman, here from its settings
+/// file) cannot start inside cage; the gemini profile's GEMINI_SANDBOX=false
+/// switches it off, so the CLI goes on to its next step (its folder-trust
+/// check: no model is contacted). The control: the variable set otherwise
+/// by the user, and the CLI tries to start its container.
+#[test]
+fn gemini_own_sandbox_is_switched_off_by_its_profile() {
+    require_userns!();
+    if !agents_installed() {
+        return;
+    }
+    let cage = Cage::new()
+        .home_file(".gemini/settings.json", "{\"tools\": {\"sandbox\": true}}\n")
+        .host_env("GEMINI_API_KEY", "not-a-real-key");
+    let gemini = bin("node_modules/.bin/gemini");
+    let out = cage.cli(["-p", "gemini", "--", &gemini, "-p", "hi"]);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("trusted directory"), "{out}");
+    out.assert_absent("FatalSandboxError");
+    let out = cage.cli([
+        "-p",
+        "gemini",
+        "--env",
+        "GEMINI_SANDBOX=true",
+        "--",
+        &gemini,
+        "-p",
+        "hi",
+    ]);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("FatalSandboxError"), "{out}");
+}
