@@ -165,15 +165,33 @@ impl Drop for Stub {
 /// could not see) travels back to the stand-in and into the final answer.
 #[test]
 fn claude_completes_a_round_trip_with_a_tool_call_inside_the_cage() {
+    claude_round_trip(None);
+}
+
+/// The same round trip when the user's ~/.claude/settings.json turns on
+/// Claude Code's own bubblewrap sandbox and refuses to run without it:
+/// inside cage it cannot start, so the session's copy of settings.json
+/// (the claude profile's `settings`) switches it off; the host's file is
+/// unchanged.
+#[test]
+fn claude_runs_with_its_own_sandbox_configured_on_the_host() {
+    let settings = "{\"sandbox\": {\"enabled\": true, \"failIfUnavailable\": true}}\n";
+    claude_round_trip(Some(settings));
+}
+
+fn claude_round_trip(settings: Option<&str>) {
     require_userns!();
     if !agents_installed() {
         return;
     }
     let probe = "echo WS:$(cat marker.txt); cat ~/.ssh/id_ed25519 2>&1; \
                  echo ENV:${AWS_SECRET_ACCESS_KEY:-none}; echo PID:$$";
-    let cage = Cage::new()
+    let mut cage = Cage::new()
         .workspace_file("marker.txt", "MARKER-IN-WORKSPACE\n")
         .home_file(".ssh/id_ed25519", "SECRET-SSH-KEY\n");
+    if let Some(settings) = settings {
+        cage = cage.home_file(".claude/settings.json", settings);
+    }
     let stub = Stub::start(cage.root(), probe);
     let port = stub.port;
     let cage = cage
@@ -208,6 +226,13 @@ fn claude_completes_a_round_trip_with_a_tool_call_inside_the_cage() {
     let all = serde_json::to_string(&requests).unwrap();
     assert!(all.contains("tool_result") && all.contains("MARKER-IN-WORKSPACE"));
     assert!(!all.contains("SECRET-SSH-KEY") && !all.contains("SECRET-AWS-ENV"));
+    if let Some(settings) = settings {
+        assert_eq!(
+            std::fs::read_to_string(cage.home().join(".claude/settings.json")).unwrap(),
+            settings,
+            "the host's settings.json changed"
+        );
+    }
 }
 
 /// Layer: view. Under the claude profile ~/.claude.json (whose mcpServers
