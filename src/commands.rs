@@ -641,10 +641,7 @@ fn render_policy(p: &Policy) -> String {
         proc_rows.push(format!("allow_ptrace = {}  [{}]", v.value, v.source));
     }
     if let Some(v) = &p.process.allow_nested_userns {
-        proc_rows.push(format!(
-            "allow_nested_userns = {}  [{}]",
-            v.value, v.source
-        ));
+        proc_rows.push(format!("allow_nested_userns = {}  [{}]", v.value, v.source));
     }
     section("process", proc_rows);
     section(

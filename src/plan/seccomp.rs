@@ -122,7 +122,12 @@ pub fn build_seccomp(
     } else {
         &["mount", "umount2", "pivot_root", "chroot"]
     };
-    always(&mut deny, classic_mounts, Errno::EPERM, "seccomp: mount API");
+    always(
+        &mut deny,
+        classic_mounts,
+        Errno::EPERM,
+        "seccomp: mount API",
+    );
     always(
         &mut deny,
         &[

@@ -337,7 +337,10 @@ impl Converter<'_> {
                 let path = state_keep(file).map_err(|reason| bad(file, reason))?;
                 let format_known = [".toml", ".json"].iter().any(|e| file.ends_with(e));
                 if path.dir || !format_known || path.path.components().count() != 1 {
-                    return Err(bad(file, "a settings file is named `NAME.toml` or `NAME.json`, directly in the state directory"));
+                    return Err(bad(
+                        file,
+                        "a settings file is named `NAME.toml` or `NAME.json`, directly in the state directory",
+                    ));
                 }
                 if keep.iter().any(|k| path.path.starts_with(&k.path)) {
                     return Err(bad(

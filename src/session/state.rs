@@ -271,3 +271,116 @@ fn harvest_one(s: &StatePlan, rel: &Path) -> Result<bool, String> {
     })?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::policy::Provenance;
+
+    struct Dirs(PathBuf);
+
+    impl Dirs {
+        fn new(name: &str) -> Dirs {
+            let root =
+                std::env::temp_dir().join(format!("cage-settings-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            for d in ["lower", "upper"] {
+                fs::create_dir_all(root.join(d)).unwrap();
+            }
+            Dirs(root)
+        }
+        fn plan(&self) -> StatePlan {
+            StatePlan {
+                dir: self.0.join("lower"),
+                lower: self.0.join("lower"),
+                upper: self.0.join("upper"),
+                work: self.0.join("work"),
+                live: vec![],
+                files: vec![],
+                settings: vec![],
+                source: Provenance::Default { what: "test" },
+            }
+        }
+    }
+
+    impl Drop for Dirs {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn set(file: &str, key: &[&str], value: Setting) -> StateSettings {
+        StateSettings {
+            file: file.into(),
+            values: vec![(key.iter().map(|k| k.to_string()).collect(), value)],
+        }
+    }
+
+    #[test]
+    fn toml_copy_keeps_the_hosts_values_and_overrides_the_setting() {
+        let d = Dirs::new("toml");
+        let host = "model = \"o9\"\nsandbox_mode = \"workspace-write\"\n[mcp_servers.x]\ncommand = \"y\"\n";
+        fs::write(d.0.join("lower/config.toml"), host).unwrap();
+        let s = set(
+            "config.toml",
+            &["sandbox_mode"],
+            Setting::Text("danger-full-access".into()),
+        );
+        write_settings(&d.plan(), &s).unwrap();
+        let copy: toml::Table = fs::read_to_string(d.0.join("upper/config.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(copy["sandbox_mode"].as_str(), Some("danger-full-access"));
+        assert_eq!(copy["model"].as_str(), Some("o9"));
+        assert_eq!(copy["mcp_servers"]["x"]["command"].as_str(), Some("y"));
+        assert_eq!(
+            fs::read_to_string(d.0.join("lower/config.toml")).unwrap(),
+            host
+        );
+    }
+
+    #[test]
+    fn json_copy_sets_a_nested_key_and_a_missing_file_gets_only_the_settings() {
+        let d = Dirs::new("json");
+        fs::write(
+            d.0.join("lower/settings.json"),
+            "{\"sandbox\": {\"enabled\": true, \"failIfUnavailable\": true}, \"theme\": \"dark\"}",
+        )
+        .unwrap();
+        let s = set(
+            "settings.json",
+            &["sandbox", "enabled"],
+            Setting::Bool(false),
+        );
+        write_settings(&d.plan(), &s).unwrap();
+        let copy: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(d.0.join("upper/settings.json")).unwrap())
+                .unwrap();
+        assert_eq!(copy["sandbox"]["enabled"], false);
+        assert_eq!(copy["sandbox"]["failIfUnavailable"], true);
+        assert_eq!(copy["theme"], "dark");
+        let s = set("new.json", &["a", "b"], Setting::Int(3));
+        write_settings(&d.plan(), &s).unwrap();
+        let copy: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(d.0.join("upper/new.json")).unwrap()).unwrap();
+        assert_eq!(copy, serde_json::json!({"a": {"b": 3}}));
+    }
+
+    #[test]
+    fn links_and_unparsable_files_are_left_alone() {
+        let d = Dirs::new("links");
+        fs::write(d.0.join("secret"), "sandbox_mode = \"x\"\n").unwrap();
+        std::os::unix::fs::symlink(d.0.join("secret"), d.0.join("lower/config.toml")).unwrap();
+        fs::write(d.0.join("lower/bad.toml"), "this is = = not toml").unwrap();
+        let plan = d.plan();
+        let why = write_settings(&plan, &set("config.toml", &["a"], Setting::Bool(true)));
+        assert!(why.unwrap_err().contains("symbolic link"));
+        let why = write_settings(&plan, &set("bad.toml", &["a"], Setting::Bool(true)));
+        assert!(why.unwrap_err().contains("not TOML"));
+        assert!(!d.0.join("upper/config.toml").exists());
+        assert!(!d.0.join("upper/bad.toml").exists());
+    }
+}

@@ -291,7 +291,11 @@ fn claude_settings_written_by_the_agent_stay_in_the_session() {
 /// `codex exec` against the Responses stand-in, under cage with `profile`
 /// (`None`: the profile the command chooses), plus `extra` arguments to
 /// codex. The stand-in's one tool call runs `probe`.
-fn codex_exec(profile: Option<&str>, extra: &[&str], probe: &str) -> (crate::harness::Output, Cage) {
+fn codex_exec(
+    profile: Option<&str>,
+    extra: &[&str],
+    probe: &str,
+) -> (crate::harness::Output, Cage) {
     let cage = Cage::new()
         .workspace_file("marker.txt", "MARKER-IN-WORKSPACE\n")
         .home_file(".ssh/id_ed25519", "SECRET-SSH-KEY\n")
@@ -400,7 +404,10 @@ fn gemini_own_sandbox_is_switched_off_by_its_profile() {
         return;
     }
     let cage = Cage::new()
-        .home_file(".gemini/settings.json", "{\"tools\": {\"sandbox\": true}}\n")
+        .home_file(
+            ".gemini/settings.json",
+            "{\"tools\": {\"sandbox\": true}}\n",
+        )
         .host_env("GEMINI_API_KEY", "not-a-real-key");
     let gemini = bin("node_modules/.bin/gemini");
     let out = cage.cli(["-p", "gemini", "--", &gemini, "-p", "hi"]);

@@ -188,7 +188,8 @@ fn without_the_switch_the_inner_sandbox_is_refused() {
     assert!(!out.stdout.contains("NESTED-USERNS-CREATED"), "{out}");
     assert!(out.value("uid").is_none(), "the attacks ran\n{out}");
     assert!(
-        out.stderr.contains("unshare failed: Operation not permitted"),
+        out.stderr
+            .contains("unshare failed: Operation not permitted"),
         "{out}"
     );
 }
