@@ -56,6 +56,7 @@ hooks = ws + "/.git/hooks"
 call("remount_hooks", lambda: libc.mount(None, hooks.encode(), None, MS_REMOUNT | MS_BIND, None))
 call("umount_hooks", lambda: libc.umount2(hooks.encode(), MNT_DETACH))
 write("write_hook", hooks + "/pre-commit")
+write("write_existing_hook", hooks + "/pre-push")
 # Outside the view: the host's file, directly, through a fresh procfs's
 # view of pid 1's root, and after chroot to /.
 read("outside", outside)
@@ -89,7 +90,8 @@ struct Setup {
 fn setup(with_switch: bool) -> Setup {
     let mut cage = Cage::new()
         .workspace_file("secret.txt", "SECRET-UNDER-A-HIDE\n")
-        .workspace_file("attack.py", ATTACKS);
+        .workspace_file("attack.py", ATTACKS)
+        .workspace_file(".git/hooks/pre-push", "#!/bin/sh\nexit 0\n");
     if with_switch {
         cage = cage.home_file(".config/cage/config.toml", SWITCH);
     }
@@ -146,7 +148,7 @@ fn an_inner_sandbox_cannot_undo_the_cage() {
     // The hide still shows an empty file.
     assert_eq!(out.value("hidden"), Some(""), "{out}");
     assert_eq!(out.value("hidden_via_bind"), Some("ENOENT"), "{out}");
-    for label in ["write_usr", "write_hook"] {
+    for label in ["write_usr", "write_hook", "write_existing_hook"] {
         let v = out.value(label).unwrap_or("missing");
         assert!(v == "EROFS" || v == "EACCES", "{label}={v}\n{out}");
     }
@@ -174,6 +176,11 @@ fn an_inner_sandbox_cannot_undo_the_cage() {
     assert!(
         !s.cage.workspace().join(".git/hooks/pre-commit").exists(),
         "a hook was planted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.cage.workspace().join(".git/hooks/pre-push")).unwrap(),
+        "#!/bin/sh\nexit 0\n",
+        "a hook was changed"
     );
 }
 
