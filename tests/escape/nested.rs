@@ -173,6 +173,13 @@ fn an_inner_sandbox_cannot_undo_the_cage() {
     );
     out.assert_absent("SECRET-UNDER-A-HIDE")
         .assert_absent("SECRET-OUTSIDE-THE-VIEW");
+    // The session's record says the switch was on, and which rule set it.
+    let log = s.cage.cli(["log"]);
+    assert!(
+        log.stdout.contains("nested user namespaces ALLOWED")
+            && log.stdout.contains("config.toml:2"),
+        "{log}"
+    );
     assert!(
         !s.cage.workspace().join(".git/hooks/pre-commit").exists(),
         "a hook was planted"
@@ -199,6 +206,8 @@ fn without_the_switch_the_inner_sandbox_is_refused() {
             .contains("unshare failed: Operation not permitted"),
         "{out}"
     );
+    let log = s.cage.cli(["log"]);
+    assert!(!log.stdout.contains("nested user namespaces"), "{log}");
 }
 
 /// Trust: a project's `.cage.toml` cannot turn the switch on by itself;
