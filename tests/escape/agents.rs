@@ -367,7 +367,9 @@ fn codex_exec_runs_a_shell_command_inside_the_cage() {
         assert!(out.stdout.contains("ENV:none"), "{profile:?}\n{out}");
         out.assert_absent("SECRET-SSH-KEY")
             .assert_absent("SECRET-AWS-ENV")
-            .assert_absent("bwrap");
+            .assert_absent("bwrap")
+            // Its analytics are off too: nothing for the proxy to refuse.
+            .assert_absent("ab.chatgpt.com");
         assert_eq!(
             std::fs::read_to_string(cage.home().join(".codex/config.toml")).unwrap(),
             "sandbox_mode = \"workspace-write\"\n",
