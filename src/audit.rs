@@ -225,6 +225,10 @@ pub struct Enforcement {
     pub seccomp_filters: usize,
     /// Syscall rules in the plan's deny list.
     pub seccomp_denied_calls: usize,
+    /// `[process] allow_nested_userns`: the rule that let the agent create
+    /// user namespaces of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_userns: Option<String>,
     pub foreign_abi_killed: bool,
     /// Every capability set cleared, bounding and ambient included.
     pub capabilities_dropped: bool,
@@ -809,7 +813,7 @@ pub fn render(line: &Line) -> String {
             match &s.enforcement {
                 Some(e) => out.push_str(&format!(
                     "  enforced   namespaces {}; landlock ABI {} {:?}{}; seccomp {} filter(s), \
-                     {} denied calls{}; capabilities {}; no_new_privs {}",
+                     {} denied calls{}{}; capabilities {}; no_new_privs {}",
                     e.namespaces.join(" "),
                     e.landlock.abi,
                     e.landlock.enforced,
@@ -824,6 +828,13 @@ pub fn render(line: &Line) -> String {
                         ", foreign ABIs killed"
                     } else {
                         ""
+                    },
+                    match &e.nested_userns {
+                        Some(rule) => format!(
+                            ", nested user namespaces ALLOWED ({})",
+                            crate::term::escape_text(rule)
+                        ),
+                        None => String::new(),
                     },
                     if e.capabilities_dropped {
                         "dropped"

@@ -290,7 +290,11 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     if args.dry_run {
         let (plan, refused) = loaded.plan(&args.command, None)?;
         let text = if args.json {
-            let mut s = serde_json::to_string_pretty(&plan).unwrap_or_default();
+            let dry_run = DryRun {
+                sources: &loaded.policy.sources,
+                plan: &plan,
+            };
+            let mut s = serde_json::to_string_pretty(&dry_run).unwrap_or_default();
             s.push('\n');
             s
         } else {
@@ -477,6 +481,16 @@ fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Err
 
 /// The profiles a run applies, as the first line of a dry run: which were
 /// asked for and which the command chose.
+/// `--dry-run --json`: the plan, and the policy sources it came from (each
+/// with `chosen_for` when the command chose it), as the text's first line
+/// says.
+#[derive(serde::Serialize)]
+struct DryRun<'a> {
+    sources: &'a [policy::Source],
+    #[serde(flatten)]
+    plan: &'a Plan,
+}
+
 pub(crate) fn render_profiles(policy: &Policy) -> String {
     let names: Vec<String> = policy
         .sources
@@ -603,6 +617,20 @@ pub fn render_plan(plan: &Plan) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        for set in &st.settings {
+            let values: Vec<String> = set
+                .values
+                .iter()
+                .map(|(key, value)| format!("{} = {value}", key.join(".")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  the session's copy of {} sets {}  [{}]",
+                st.dir.join(&set.file).display(),
+                values.join(", "),
+                st.source
+            );
+        }
     }
     if !plan.workspace.protected.is_empty() {
         let _ = writeln!(s, "\nprotected (read-only inside the workspace):");
@@ -645,6 +673,13 @@ pub fn render_plan(plan: &Plan) -> String {
     );
     if let Some(newest) = &plan.seccomp.newest_known {
         let _ = writeln!(s, "           calls newer than {newest}: ENOSYS");
+    }
+    if let Some(source) = &plan.seccomp.nested_userns {
+        let _ = writeln!(
+            s,
+            "           nested user namespaces ALLOWED: unshare, clone with namespace flags, \
+             mount, umount2, pivot_root, chroot (Landlock and the view still hold)  [{source}]"
+        );
     }
     let _ = writeln!(
         s,
@@ -826,6 +861,9 @@ fn render_policy(p: &Policy) -> String {
     let mut proc_rows = Vec::new();
     if let Some(v) = &p.process.allow_ptrace {
         proc_rows.push(format!("allow_ptrace = {}  [{}]", v.value, v.source));
+    }
+    if let Some(v) = &p.process.allow_nested_userns {
+        proc_rows.push(format!("allow_nested_userns = {}  [{}]", v.value, v.source));
     }
     section("process", proc_rows);
     section(

@@ -632,6 +632,7 @@ fn read_setup(
                         landlock,
                         seccomp_filters,
                         seccomp_denied_calls: plan.seccomp.deny.len(),
+                        nested_userns: plan.seccomp.nested_userns.as_ref().map(|p| p.to_string()),
                         foreign_abi_killed: plan.seccomp.kill_foreign_abi && seccomp_filters > 0,
                         capabilities_dropped: capabilities_cleared,
                         no_new_privs,

@@ -102,6 +102,78 @@ fn dry_run_plan_does_not_show_ssh() {
     );
 }
 
+/// `--dry-run --json` says, like the text's first line, which profile
+/// applies and that the command chose it; `-p` and `--no-auto-profile`
+/// say otherwise.
+#[test]
+fn dry_run_json_says_the_profile_was_chosen_for_the_command() {
+    let e = Env::new("dry-json");
+    let sources = |args: &[&str]| {
+        let o = e.cage(args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["mounts"].is_array(), "the plan is still there: {v}");
+        v["sources"].as_array().unwrap().clone()
+    };
+    let chosen = sources(&["--dry-run", "--json", "--", "claude"]);
+    let claude = chosen
+        .iter()
+        .find(|s| s["name"] == "builtin:claude")
+        .unwrap_or_else(|| panic!("no claude profile in {chosen:?}"));
+    assert_eq!(claude["chosen_for"], "claude", "{claude}");
+    let named = sources(&["--dry-run", "--json", "-p", "claude", "--", "claude"]);
+    let claude = named
+        .iter()
+        .find(|s| s["name"] == "builtin:claude")
+        .unwrap();
+    assert!(claude.get("chosen_for").is_none(), "{claude}");
+    let off = sources(&["--no-auto-profile", "--dry-run", "--json", "--", "claude"]);
+    assert!(off.iter().all(|s| s["name"] != "builtin:claude"), "{off:?}");
+}
+
+/// `[process] allow_nested_userns` shows in the dry run with its rule,
+/// and the plan's deny list loses exactly the calls it gives back.
+#[test]
+fn dry_run_shows_nested_user_namespaces_allowed() {
+    let e = Env::new("dry-nested");
+    let o = e.cage(&["--dry-run", "--", "sh"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("nested user namespaces ALLOWED"), "{out}");
+    std::fs::create_dir_all(e.home().join(".config/cage")).unwrap();
+    std::fs::write(
+        e.home().join(".config/cage/config.toml"),
+        "[process]\nallow_nested_userns = true\n",
+    )
+    .unwrap();
+    let o = e.cage(&["--dry-run", "--", "sh"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("nested user namespaces ALLOWED"), "{out}");
+    assert!(out.contains("config.toml:2"), "the rule is named\n{out}");
+    let o = e.cage(&["--dry-run", "--json", "--", "sh"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let denied: Vec<&str> = v["seccomp"]["deny"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for call in ["unshare", "mount", "umount2", "pivot_root", "chroot"] {
+        assert!(!denied.contains(&call), "{call} still denied: {denied:?}");
+    }
+    for call in ["setns", "clone3", "fsopen", "open_tree", "keyctl", "ptrace"] {
+        assert!(
+            denied.contains(&call),
+            "{call} no longer denied: {denied:?}"
+        );
+    }
+    assert!(
+        v["seccomp"]["nested_userns"].is_object(),
+        "{}",
+        v["seccomp"]
+    );
+}
+
 #[test]
 fn explain_says_why_ssh_is_hidden() {
     let e = Env::new("explain");

@@ -378,6 +378,22 @@ fn state_entries_parse_and_bad_ones_name_the_place() {
         ]
     );
     assert_eq!(st.value.about.as_deref(), Some("x"));
+    assert!(st.value.settings.is_empty());
+    // Settings: nested tables become key paths.
+    f.user_config(
+        "[[filesystem.state]]\ndir = \"~/.agent\"\n\
+         settings = { \"c.json\" = { sandbox = { enabled = false }, n = 3, mode = \"off\" } }\n",
+    );
+    let p = f.load_default().unwrap();
+    let set = &p.filesystem.state[0].value.settings;
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].file, Path::new("c.json"));
+    let keys: Vec<String> = set[0]
+        .values
+        .iter()
+        .map(|(k, v)| format!("{}={v}", k.join(".")))
+        .collect();
+    assert_eq!(keys, ["mode=\"off\"", "n=3", "sandbox.enabled=false"]);
     for (text, want) in [
         ("dir = \"?~/.agent\"", "cannot be optional"),
         ("dir = \"/etc/agent\"", "below the home directory"),
@@ -389,6 +405,26 @@ fn state_entries_parse_and_bad_ones_name_the_place() {
         ("dir = \"~/.a\"\nkeep = [\"/\"]", "empty path"),
         ("dir = \"~/.a\"\nwrite = [\"x\"]", "unknown key `write`"),
         ("keep = [\"x\"]", "missing field `dir`"),
+        (
+            "dir = \"~/.a\"\nsettings = { \"x.ini\" = { a = 1 } }",
+            "`NAME.toml` or `NAME.json`",
+        ),
+        (
+            "dir = \"~/.a\"\nsettings = { \"d/x.toml\" = { a = 1 } }",
+            "directly in the state",
+        ),
+        (
+            "dir = \"~/.a\"\nsettings = { \"../x.toml\" = { a = 1 } }",
+            "must not contain",
+        ),
+        (
+            "dir = \"~/.a\"\nkeep = [\"x.toml\"]\nsettings = { \"x.toml\" = { a = 1 } }",
+            "cannot be kept",
+        ),
+        (
+            "dir = \"~/.a\"\nsettings = { \"x.toml\" = { a = [1] } }",
+            "a string, an integer or a boolean",
+        ),
     ] {
         let cfg = f.user_config(&format!("[[filesystem.state]]\n{text}\n"));
         let e = f.err(&LoadRequest::default());
@@ -1105,6 +1141,8 @@ fn untrusted_project_files_may_not_widen() {
             "limits.pids = 200 raises the limit of 100 below it".into()),
         ("", vec![], "[process]\nallow_ptrace = true\n",
             "process.allow_ptrace = true lets the agent trace its own processes".into()),
+        ("", vec![], "[process]\nallow_nested_userns = true\n",
+            "process.allow_nested_userns = true lets the agent create user namespaces, widening the kernel's attack surface".into()),
         ("", vec![], "[security]\nallow_degraded = [\"landlock\"]\n",
             "security.allow_degraded \"landlock\" lets cage run without that layer".into()),
         ("", vec!["git"], "extends = [\"git\", \"claude\"]\n",

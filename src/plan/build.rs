@@ -563,7 +563,13 @@ pub fn build_for_session(
         .as_ref()
         .filter(|p| p.value)
         .map(|p| &p.source);
-    let seccomp = build_seccomp(allow_ptrace);
+    let allow_nested_userns = policy
+        .process
+        .allow_nested_userns
+        .as_ref()
+        .filter(|p| p.value)
+        .map(|p| &p.source);
+    let seccomp = build_seccomp(allow_ptrace, allow_nested_userns);
     let mut env = build_env(policy, host, &mounts, &network);
     finish_env(&mut env, host, &mounts);
     let limits = build_limits(policy);
@@ -1215,6 +1221,7 @@ fn add_state(
             work: layer.join("work"),
             live: Vec::new(),
             files: Vec::new(),
+            settings: entry.value.settings.clone(),
             source: source.clone(),
         };
         for keep in &entry.value.keep {
@@ -1803,7 +1810,7 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
             Mount::Hide { .. } | Mount::Symlink { .. } | Mount::Dir { .. } => {}
         }
     }
-    let devices = DEVICES
+    let mut devices: Vec<PathRule> = DEVICES
         .iter()
         .map(|d| {
             rule(
@@ -1814,6 +1821,23 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
             )
         })
         .collect();
+    // A nested user namespace is usable only once its creator writes
+    // /proc/PID/{uid_map,gid_map,setgroups}: with the switch, files in the
+    // cage's own procfs (its pid namespace: the agent's processes only)
+    // may be opened for writing. Still no directory rights, and DAC keeps
+    // the root-owned files (/proc/sys, sysrq-trigger) out of reach.
+    if let Some(p) = policy
+        .process
+        .allow_nested_userns
+        .as_ref()
+        .filter(|p| p.value)
+    {
+        for m in mounts {
+            if let Mount::Proc { dst } = m {
+                devices.push(rule(dst, &p.source));
+            }
+        }
+    }
     let requirement = match policy
         .security
         .allow_degraded

@@ -84,6 +84,10 @@ pub struct StatePlan {
     /// agents save them), so what the session leaves in the upper layer is
     /// copied to the host when it ends, without execute bits.
     pub files: Vec<PathBuf>,
+    /// Settings files the session gets a private copy of, with these values
+    /// set over the host's (written into the upper layer before the run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<crate::policy::StateSettings>,
     pub source: Provenance,
 }
 
@@ -330,6 +334,11 @@ pub struct SeccompPlan {
     /// Native calls numbered above this one's answer ENOSYS: a call newer
     /// than cage's review fails closed. `None` lets them reach the kernel.
     pub newest_known: Option<String>,
+    /// `[process] allow_nested_userns`: unshare, clone with namespace
+    /// flags and the classic mount calls are not denied, for an inner
+    /// sandbox; the rule that said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_userns: Option<Provenance>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -35,9 +35,28 @@ const HARMLESS_PERSONAS: [u32; 2] = [0, 0xffff_ffff];
 /// above answers ENOSYS. Raise it only after deciding about each new call.
 pub const NEWEST_KNOWN: &str = "file_setattr";
 
-/// Builds the deny list. `allow_ptrace` comes from `[process] allow_ptrace`
-/// with its provenance.
-pub fn build_seccomp(allow_ptrace: Option<&Provenance>) -> SeccompPlan {
+/// The calls `[process] allow_nested_userns` gives back: what an inner
+/// sandbox (bubblewrap, Chromium's namespace sandbox, `unshare -Ur`) needs
+/// to build its own namespaces. Each still needs a capability the agent
+/// only holds inside a user namespace of its own, and what it could do
+/// there is bounded by the layers that stay:
+/// 1. Landlock's domain is inherited by every nested namespace and cannot
+///    be dropped; a Landlock-restricted process may not mount, unmount or
+///    pivot_root at all (landlock(7), "Filesystem topology modification").
+/// 2. The cage's mounts are copied into a nested mount namespace locked
+///    (mount_namespaces(7)): a hide cannot be unmounted, a read-only bind
+///    cannot be remounted writable, a parent cannot be bound elsewhere
+///    without its locked children.
+/// 3. The rest of this list (setns, clone3, the new mount API, keyctl, bpf,
+///    ptrace...) applies inside too; a new network namespace starts empty.
+pub const NESTED_USERNS_CALLS: [&str; 5] = ["unshare", "mount", "umount2", "pivot_root", "chroot"];
+
+/// Builds the deny list. `allow_ptrace` and `allow_nested_userns` come from
+/// `[process]` with their provenance.
+pub fn build_seccomp(
+    allow_ptrace: Option<&Provenance>,
+    allow_nested_userns: Option<&Provenance>,
+) -> SeccompPlan {
     let src = |what| Provenance::Default { what };
     let mut deny = Vec::new();
     let always = |deny: &mut Vec<SyscallRule>, names: &[&str], errno: Errno, what: &'static str| {
@@ -93,13 +112,25 @@ pub fn build_seccomp(allow_ptrace: Option<&Provenance>) -> SeccompPlan {
         "seccomp: kernel attack surface",
     );
     // 4. Reshaping the view: mounts and the new mount API (threat 2, 5).
+    //    With nested user namespaces allowed, the classic calls an inner
+    //    sandbox makes are given back (see NESTED_USERNS_CALLS); the new
+    //    mount API stays denied: fsopen/fsconfig parse options in code that
+    //    has held exploitable bugs (CVE-2022-0185), and bubblewrap and
+    //    Chromium do not need it.
+    let classic_mounts: &[&str] = if allow_nested_userns.is_some() {
+        &[]
+    } else {
+        &["mount", "umount2", "pivot_root", "chroot"]
+    };
+    always(
+        &mut deny,
+        classic_mounts,
+        Errno::EPERM,
+        "seccomp: mount API",
+    );
     always(
         &mut deny,
         &[
-            "mount",
-            "umount2",
-            "pivot_root",
-            "chroot",
             "open_tree",
             "move_mount",
             "fsopen",
@@ -114,24 +145,26 @@ pub fn build_seccomp(allow_ptrace: Option<&Provenance>) -> SeccompPlan {
     );
     // 5. New namespaces: nested user namespaces are the usual first step of
     //    a kernel exploit, and setns could re-enter a wider one (threat 5).
-    always(
-        &mut deny,
-        &["unshare", "setns"],
-        Errno::EPERM,
-        "seccomp: namespaces",
-    );
+    //    `[process] allow_nested_userns` gives back unshare and clone with
+    //    namespace flags, never setns.
+    if allow_nested_userns.is_none() {
+        always(&mut deny, &["unshare"], Errno::EPERM, "seccomp: namespaces");
+    }
+    always(&mut deny, &["setns"], Errno::EPERM, "seccomp: namespaces");
     // clone3 passes its flags in memory, which seccomp cannot read: answer
     // ENOSYS so libc falls back to clone, whose flags we can check.
     always(&mut deny, &["clone3"], Errno::ENOSYS, "seccomp: namespaces");
-    deny.push(SyscallRule {
-        name: "clone".to_string(),
-        errno: Errno::EPERM,
-        when: ArgMatch::AnyBit {
-            arg: 0,
-            mask: CLONE_NAMESPACES,
-        },
-        source: src("seccomp: namespaces"),
-    });
+    if allow_nested_userns.is_none() {
+        deny.push(SyscallRule {
+            name: "clone".to_string(),
+            errno: Errno::EPERM,
+            when: ArgMatch::AnyBit {
+                arg: 0,
+                mask: CLONE_NAMESPACES,
+            },
+            source: src("seccomp: namespaces"),
+        });
+    }
     // 6. The machine itself (threat 5).
     always(
         &mut deny,
@@ -200,5 +233,6 @@ pub fn build_seccomp(allow_ptrace: Option<&Provenance>) -> SeccompPlan {
         // 11. Calls newer than cage (threat 5): nobody reviewed them, so they
         //     fail closed, as on an older kernel, where callers fall back.
         newest_known: Some(NEWEST_KNOWN.to_string()),
+        nested_userns: allow_nested_userns.cloned(),
     }
 }

@@ -344,6 +344,60 @@ fn seccomp_list_drops_ptrace_only_when_allowed() {
 }
 
 #[test]
+fn nested_userns_gives_back_only_what_an_inner_sandbox_needs() {
+    let t = Tree::new("nested");
+    let plan1 = plan(&base(&t), &t);
+    let denied = |p: &Plan, name: &str| p.seccomp.deny.iter().any(|r| r.name == name);
+    for call in crate::plan::seccomp::NESTED_USERNS_CALLS {
+        assert!(denied(&plan1, call), "{call}");
+    }
+    assert!(denied(&plan1, "clone"));
+    assert!(plan1.seccomp.nested_userns.is_none());
+    assert!(
+        !plan1
+            .landlock
+            .devices
+            .iter()
+            .any(|r| r.path == Path::new("/proc"))
+    );
+    let mut p = base(&t);
+    p.process.allow_nested_userns = Some(Sourced::new(true, src("test")));
+    let plan2 = plan(&p, &t);
+    for call in crate::plan::seccomp::NESTED_USERNS_CALLS {
+        assert!(!denied(&plan2, call), "{call}");
+    }
+    // clone is denied only for its namespace flags: that rule goes too.
+    assert!(!denied(&plan2, "clone"));
+    for call in [
+        "setns",
+        "clone3",
+        "fsopen",
+        "fsconfig",
+        "open_tree",
+        "move_mount",
+        "keyctl",
+        "bpf",
+        "ptrace",
+    ] {
+        assert!(denied(&plan2, call), "{call}");
+    }
+    assert!(plan2.seccomp.nested_userns.is_some());
+    // The uid map of a nested namespace is written in the cage's procfs.
+    assert!(
+        plan2
+            .landlock
+            .devices
+            .iter()
+            .any(|r| r.path == Path::new("/proc"))
+    );
+    assert_eq!(plan1.landlock.write.len(), plan2.landlock.write.len());
+    // false is the same as unset.
+    let mut p = base(&t);
+    p.process.allow_nested_userns = Some(Sourced::new(false, src("test")));
+    assert!(denied(&plan(&p, &t), "unshare"));
+}
+
+#[test]
 fn network_defaults_to_none() {
     let t = Tree::new("net");
     assert_eq!(plan(&base(&t), &t).network.mode, NetMode::None);
@@ -764,6 +818,7 @@ fn state_rule(dir: &Path, keep: &[(&str, bool)]) -> Sourced<policy::StatePolicy>
                 })
                 .collect(),
             about: Some("the agent's state".into()),
+            settings: Vec::new(),
         },
         src("test"),
     )

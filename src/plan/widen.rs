@@ -470,7 +470,14 @@ fn compare_seccomp(out: &mut Findings, without: &SeccompPlan, with: &SeccompPlan
         deny,
         kill_foreign_abi,
         newest_known,
+        nested_userns,
     } = with;
+    if let (Some(source), None) = (nested_userns, &without.nested_userns) {
+        out.add(
+            Some(source),
+            "the agent may create user namespaces (nested sandboxes)".into(),
+        );
+    }
     for r in &without.deny {
         let kept = deny
             .iter()

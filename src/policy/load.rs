@@ -633,6 +633,10 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
     last(&mut l.required, limits.required);
 
     last(&mut into.process.allow_ptrace, process.allow_ptrace);
+    last(
+        &mut into.process.allow_nested_userns,
+        process.allow_nested_userns,
+    );
     union(&mut into.security.allow_degraded, security.allow_degraded);
     union(
         &mut into.security.allow_shared_dir,

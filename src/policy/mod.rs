@@ -209,6 +209,39 @@ pub struct StatePolicy {
     pub keep: Vec<StateKeep>,
     /// What the directory is for, said when cage creates it.
     pub about: Option<String>,
+    /// Settings files of which the session gets a private copy with these
+    /// values set (the agent's own sandbox switched off, say).
+    pub settings: Vec<StateSettings>,
+}
+
+/// One settings file in a state directory and the values its session copy
+/// gets over the host's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateSettings {
+    /// Relative to the state directory; `.toml` or `.json`, never a `keep`
+    /// path (the copy must not reach the host).
+    pub file: PathBuf,
+    /// Each value with its key path (`["sandbox", "enabled"]`).
+    pub values: Vec<(Vec<String>, Setting)>,
+}
+
+/// A scalar setting value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Setting {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Bool(b) => write!(f, "{b}"),
+            Setting::Int(i) => write!(f, "{i}"),
+            Setting::Text(s) => write!(f, "{s:?}"),
+        }
+    }
 }
 
 /// A write-through path in a state directory.
@@ -255,6 +288,9 @@ pub struct LimitsPolicy {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ProcessPolicy {
     pub allow_ptrace: Option<Sourced<bool>>,
+    /// Lets the agent create nested user namespaces (an inner bubblewrap,
+    /// Chromium's sandbox); every other layer stays.
+    pub allow_nested_userns: Option<Sourced<bool>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -277,6 +277,10 @@ impl Converter<'_> {
                 .allow_ptrace
                 .as_ref()
                 .map(|b| self.sourced(b, *b.get_ref()));
+            rules.process.allow_nested_userns = p
+                .allow_nested_userns
+                .as_ref()
+                .map(|b| self.sourced(b, *b.get_ref()));
         }
         if let Some(s) = raw.security {
             for layer in &s.allow_degraded {
@@ -323,10 +327,42 @@ impl Converter<'_> {
                 keep.push(item);
             }
         }
+        let mut settings = Vec::new();
+        if let Some(raw_settings) = &raw.settings {
+            let bad = |file: &str, reason| PolicyError::Path {
+                at: self.at(raw_settings),
+                path: file.to_string(),
+                reason,
+            };
+            for (file, table) in raw_settings.get_ref() {
+                let path = state_keep(file).map_err(|reason| bad(file, reason))?;
+                let format_known = [".toml", ".json"].iter().any(|e| file.ends_with(e));
+                if path.dir || !format_known || path.path.components().count() != 1 {
+                    return Err(bad(
+                        file,
+                        "a settings file is named `NAME.toml` or `NAME.json`, directly in the state directory",
+                    ));
+                }
+                if keep.iter().any(|k| path.path.starts_with(&k.path)) {
+                    return Err(bad(
+                        file,
+                        "a settings file cannot be kept: its copy would reach the host",
+                    ));
+                }
+                let mut values = Vec::new();
+                flatten_settings(table, &mut Vec::new(), &mut values)
+                    .map_err(|reason| bad(file, reason))?;
+                settings.push(super::StateSettings {
+                    file: path.path,
+                    values,
+                });
+            }
+        }
         Ok(super::StatePolicy {
             dir,
             keep,
             about: raw.about.as_ref().map(|a| a.get_ref().clone()),
+            settings,
         })
     }
 
@@ -434,6 +470,33 @@ pub(crate) fn normalise(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// A settings table as (key path, scalar) pairs; nested tables are key
+/// paths, anything but a string, integer or boolean is refused.
+fn flatten_settings(
+    table: &toml::Table,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, super::Setting)>,
+) -> Result<(), &'static str> {
+    for (key, value) in table {
+        prefix.push(key.clone());
+        let scalar = match value {
+            toml::Value::Table(t) => {
+                flatten_settings(t, prefix, out)?;
+                None
+            }
+            toml::Value::String(s) => Some(super::Setting::Text(s.clone())),
+            toml::Value::Integer(i) => Some(super::Setting::Int(*i)),
+            toml::Value::Boolean(b) => Some(super::Setting::Bool(*b)),
+            _ => return Err("a setting is a string, an integer or a boolean"),
+        };
+        if let Some(scalar) = scalar {
+            out.push((prefix.clone(), scalar));
+        }
+        prefix.pop();
+    }
+    Ok(())
 }
 
 /// A `keep` entry: a relative path below the state directory, a trailing

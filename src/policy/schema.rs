@@ -67,6 +67,10 @@ pub(crate) struct StateDir {
     #[serde(default)]
     pub keep: Vec<Spanned<String>>,
     pub about: Option<Spanned<String>>,
+    /// Values the session's private copy of a settings file in the
+    /// directory gets: `{ "config.toml" = { sandbox_mode = "..." } }`.
+    #[serde(default)]
+    pub settings: Option<Spanned<std::collections::BTreeMap<String, toml::Table>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +109,7 @@ pub(crate) struct Limits {
 #[serde(deny_unknown_fields, expecting = "the [process] table")]
 pub(crate) struct Process {
     pub allow_ptrace: Option<Spanned<bool>>,
+    pub allow_nested_userns: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -449,7 +449,11 @@ pub(crate) fn widenings(
                 cpu,
                 required,
             },
-        process: ProcessPolicy { allow_ptrace },
+        process:
+            ProcessPolicy {
+                allow_ptrace,
+                allow_nested_userns,
+            },
         security:
             SecurityPolicy {
                 allow_degraded,
@@ -633,6 +637,21 @@ pub(crate) fn widenings(
             add(
                 &p.source,
                 "process.allow_ptrace = true lets the agent trace its own processes".into(),
+            );
+        }
+    }
+    if let Some(p) = allow_nested_userns {
+        let below = lower
+            .process
+            .allow_nested_userns
+            .as_ref()
+            .is_some_and(|b| b.value);
+        if p.value && !below {
+            add(
+                &p.source,
+                "process.allow_nested_userns = true lets the agent create user namespaces, \
+                 widening the kernel's attack surface"
+                    .into(),
             );
         }
     }

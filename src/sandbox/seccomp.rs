@@ -434,7 +434,7 @@ mod tests {
     use crate::sys::probe::{Outcome, syscall_in_child};
 
     fn default_plan() -> SeccompPlan {
-        build_seccomp(None)
+        build_seccomp(None, None)
     }
 
     /// The default plan minus every rule for `name`: what the kernel says
@@ -463,6 +463,7 @@ mod tests {
             deny,
             kill_foreign_abi: false,
             newest_known: None,
+            nested_userns: None,
         }
     }
 
@@ -484,7 +485,11 @@ mod tests {
     #[test]
     fn every_planned_syscall_has_a_number() {
         let allowed = Provenance::flag("--allow-ptrace");
-        for plan in [build_seccomp(None), build_seccomp(Some(&allowed))] {
+        for plan in [
+            build_seccomp(None, None),
+            build_seccomp(Some(&allowed), None),
+            build_seccomp(None, Some(&allowed)),
+        ] {
             for r in &plan.deny {
                 assert!(
                     matches!(syscall_number(&r.name), Ok(Some(_)))

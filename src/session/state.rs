@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt}
 use std::path::{Path, PathBuf};
 
 use crate::plan::{CreateDir, Plan, StatePlan};
+use crate::policy::{Setting, StateSettings};
 
 /// A write-through file larger than this stays in the session (a login or
 /// a history file is far smaller).
@@ -59,8 +60,122 @@ pub fn prepare(plan: &Plan, home: &Path) -> Result<(), StateError> {
         for d in [&s.upper, &s.work] {
             mkdir(d)?;
         }
+        for set in &s.settings {
+            // Before the overlay exists, so nothing in the session races it.
+            if let Err(why) = write_settings(s, set) {
+                crate::term::emit(&crate::term::escape_text(&format!(
+                    "cage: warning: {} is not changed for the session ({why}); the agent sees \
+                     the host's",
+                    tilde(&s.dir.join(&set.file), home)
+                )));
+            }
+        }
     }
     Ok(())
+}
+
+/// The session's private copy of one settings file: the host's content
+/// (the overlay's lower layer) with the plan's values set, written into the
+/// upper layer, where the overlay shows it instead of the host's. The
+/// host's file is never written; a link is not followed (its target may be
+/// a path the cage hides), and a file that does not parse is left alone.
+fn write_settings(s: &StatePlan, set: &StateSettings) -> Result<(), String> {
+    let host = s.lower.join(&set.file);
+    let text = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&host)
+    {
+        Ok(f) => {
+            let meta = f.metadata().map_err(|e| format!("reading it: {e}"))?;
+            if !meta.is_file() {
+                return Err("it is not a regular file".into());
+            }
+            let mut text = String::new();
+            f.take(MAX_FILE)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading it: {e}"))?;
+            text
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("it is a symbolic link".into());
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("opening it: {e}")),
+    };
+    let is_json = set.file.extension().is_some_and(|e| e == "json");
+    let out = if is_json {
+        let mut doc: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("it is not JSON: {e}"))?
+        };
+        for (key, value) in &set.values {
+            set_json(&mut doc, key, value);
+        }
+        let mut out = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        out.push('\n');
+        out
+    } else {
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| format!("it is not TOML: {}", e.message()))?;
+        for (key, value) in &set.values {
+            set_toml(&mut doc, key, value);
+        }
+        toml::to_string(&doc).map_err(|e| e.to_string())?
+    };
+    let copy = s.upper.join(&set.file);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&copy)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", copy.display()))
+}
+
+fn set_toml(doc: &mut toml::Table, key: &[String], value: &Setting) {
+    let Some((last, parents)) = key.split_last() else {
+        return;
+    };
+    let mut table = doc;
+    for k in parents {
+        let entry = table
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(t) = entry else {
+            return;
+        };
+        table = t;
+    }
+    let v = match value {
+        Setting::Bool(b) => toml::Value::Boolean(*b),
+        Setting::Int(i) => toml::Value::Integer(*i),
+        Setting::Text(s) => toml::Value::String(s.clone()),
+    };
+    table.insert(last.clone(), v);
+}
+
+fn set_json(doc: &mut serde_json::Value, key: &[String], value: &Setting) {
+    let mut node = doc;
+    for k in key {
+        if !node.is_object() {
+            *node = serde_json::Value::Object(Default::default());
+        }
+        let serde_json::Value::Object(map) = node else {
+            return;
+        };
+        node = map.entry(k.clone()).or_insert(serde_json::Value::Null);
+    }
+    *node = match value {
+        Setting::Bool(b) => serde_json::Value::Bool(*b),
+        Setting::Int(i) => serde_json::Value::from(*i),
+        Setting::Text(s) => serde_json::Value::String(s.clone()),
+    };
 }
 
 fn mkdir(path: &Path) -> Result<(), StateError> {
@@ -155,4 +270,117 @@ fn harvest_one(s: &StatePlan, rel: &Path) -> Result<bool, String> {
         format!("writing {}: {e}", dst.display())
     })?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::policy::Provenance;
+
+    struct Dirs(PathBuf);
+
+    impl Dirs {
+        fn new(name: &str) -> Dirs {
+            let root =
+                std::env::temp_dir().join(format!("cage-settings-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            for d in ["lower", "upper"] {
+                fs::create_dir_all(root.join(d)).unwrap();
+            }
+            Dirs(root)
+        }
+        fn plan(&self) -> StatePlan {
+            StatePlan {
+                dir: self.0.join("lower"),
+                lower: self.0.join("lower"),
+                upper: self.0.join("upper"),
+                work: self.0.join("work"),
+                live: vec![],
+                files: vec![],
+                settings: vec![],
+                source: Provenance::Default { what: "test" },
+            }
+        }
+    }
+
+    impl Drop for Dirs {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn set(file: &str, key: &[&str], value: Setting) -> StateSettings {
+        StateSettings {
+            file: file.into(),
+            values: vec![(key.iter().map(|k| k.to_string()).collect(), value)],
+        }
+    }
+
+    #[test]
+    fn toml_copy_keeps_the_hosts_values_and_overrides_the_setting() {
+        let d = Dirs::new("toml");
+        let host = "model = \"o9\"\nsandbox_mode = \"workspace-write\"\n[mcp_servers.x]\ncommand = \"y\"\n";
+        fs::write(d.0.join("lower/config.toml"), host).unwrap();
+        let s = set(
+            "config.toml",
+            &["sandbox_mode"],
+            Setting::Text("danger-full-access".into()),
+        );
+        write_settings(&d.plan(), &s).unwrap();
+        let copy: toml::Table = fs::read_to_string(d.0.join("upper/config.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(copy["sandbox_mode"].as_str(), Some("danger-full-access"));
+        assert_eq!(copy["model"].as_str(), Some("o9"));
+        assert_eq!(copy["mcp_servers"]["x"]["command"].as_str(), Some("y"));
+        assert_eq!(
+            fs::read_to_string(d.0.join("lower/config.toml")).unwrap(),
+            host
+        );
+    }
+
+    #[test]
+    fn json_copy_sets_a_nested_key_and_a_missing_file_gets_only_the_settings() {
+        let d = Dirs::new("json");
+        fs::write(
+            d.0.join("lower/settings.json"),
+            "{\"sandbox\": {\"enabled\": true, \"failIfUnavailable\": true}, \"theme\": \"dark\"}",
+        )
+        .unwrap();
+        let s = set(
+            "settings.json",
+            &["sandbox", "enabled"],
+            Setting::Bool(false),
+        );
+        write_settings(&d.plan(), &s).unwrap();
+        let copy: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(d.0.join("upper/settings.json")).unwrap())
+                .unwrap();
+        assert_eq!(copy["sandbox"]["enabled"], false);
+        assert_eq!(copy["sandbox"]["failIfUnavailable"], true);
+        assert_eq!(copy["theme"], "dark");
+        let s = set("new.json", &["a", "b"], Setting::Int(3));
+        write_settings(&d.plan(), &s).unwrap();
+        let copy: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(d.0.join("upper/new.json")).unwrap()).unwrap();
+        assert_eq!(copy, serde_json::json!({"a": {"b": 3}}));
+    }
+
+    #[test]
+    fn links_and_unparsable_files_are_left_alone() {
+        let d = Dirs::new("links");
+        fs::write(d.0.join("secret"), "sandbox_mode = \"x\"\n").unwrap();
+        std::os::unix::fs::symlink(d.0.join("secret"), d.0.join("lower/config.toml")).unwrap();
+        fs::write(d.0.join("lower/bad.toml"), "this is = = not toml").unwrap();
+        let plan = d.plan();
+        let why = write_settings(&plan, &set("config.toml", &["a"], Setting::Bool(true)));
+        assert!(why.unwrap_err().contains("symbolic link"));
+        let why = write_settings(&plan, &set("bad.toml", &["a"], Setting::Bool(true)));
+        assert!(why.unwrap_err().contains("not TOML"));
+        assert!(!d.0.join("upper/config.toml").exists());
+        assert!(!d.0.join("upper/bad.toml").exists());
+    }
 }

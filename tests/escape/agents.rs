@@ -3,7 +3,9 @@
 //! at pinned versions under /opt/cage-agents by `.ci/setup`. No real
 //! service is contacted: Claude Code's round trip talks to a stand-in for
 //! the Messages API on the host's loopback (tests/support/anthropic_stub.py),
-//! reached through the proxy's forward of an explicitly allowed port.
+//! reached through the proxy's forward of an explicitly allowed port;
+//! Codex's `exec` talks to a stand-in for the Responses API
+//! (tests/support/responses_stub.py) the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -112,9 +114,17 @@ struct Stub {
 
 impl Stub {
     fn start(dir: &Path, command: &str) -> Stub {
+        Stub::start_script(dir, command, "anthropic_stub.py")
+    }
+
+    /// `script` in tests/support: anthropic_stub.py (the Messages API) or
+    /// responses_stub.py (OpenAI's Responses API, as Codex speaks it).
+    fn start_script(dir: &Path, command: &str, script: &str) -> Stub {
         let port_file = dir.join("stub.port");
         let log = dir.join("stub.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/anthropic_stub.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/support")
+            .join(script);
         let child = Command::new("python3")
             .arg(script)
             .arg(&port_file)
@@ -155,15 +165,33 @@ impl Drop for Stub {
 /// could not see) travels back to the stand-in and into the final answer.
 #[test]
 fn claude_completes_a_round_trip_with_a_tool_call_inside_the_cage() {
+    claude_round_trip(None);
+}
+
+/// The same round trip when the user's ~/.claude/settings.json turns on
+/// Claude Code's own bubblewrap sandbox and refuses to run without it:
+/// inside cage it cannot start, so the session's copy of settings.json
+/// (the claude profile's `settings`) switches it off; the host's file is
+/// unchanged.
+#[test]
+fn claude_runs_with_its_own_sandbox_configured_on_the_host() {
+    let settings = "{\"sandbox\": {\"enabled\": true, \"failIfUnavailable\": true}}\n";
+    claude_round_trip(Some(settings));
+}
+
+fn claude_round_trip(settings: Option<&str>) {
     require_userns!();
     if !agents_installed() {
         return;
     }
     let probe = "echo WS:$(cat marker.txt); cat ~/.ssh/id_ed25519 2>&1; \
                  echo ENV:${AWS_SECRET_ACCESS_KEY:-none}; echo PID:$$";
-    let cage = Cage::new()
+    let mut cage = Cage::new()
         .workspace_file("marker.txt", "MARKER-IN-WORKSPACE\n")
         .home_file(".ssh/id_ed25519", "SECRET-SSH-KEY\n");
+    if let Some(settings) = settings {
+        cage = cage.home_file(".claude/settings.json", settings);
+    }
     let stub = Stub::start(cage.root(), probe);
     let port = stub.port;
     let cage = cage
@@ -198,6 +226,13 @@ fn claude_completes_a_round_trip_with_a_tool_call_inside_the_cage() {
     let all = serde_json::to_string(&requests).unwrap();
     assert!(all.contains("tool_result") && all.contains("MARKER-IN-WORKSPACE"));
     assert!(!all.contains("SECRET-SSH-KEY") && !all.contains("SECRET-AWS-ENV"));
+    if let Some(settings) = settings {
+        assert_eq!(
+            std::fs::read_to_string(cage.home().join(".claude/settings.json")).unwrap(),
+            settings,
+            "the host's settings.json changed"
+        );
+    }
 }
 
 /// Layer: view. Under the claude profile ~/.claude.json (whose mcpServers
@@ -251,4 +286,146 @@ fn claude_settings_written_by_the_agent_stay_in_the_session() {
             "the agent's settings reached the host\n{out}"
         );
     }
+}
+
+/// `codex exec` against the Responses stand-in, under cage with `profile`
+/// (`None`: the profile the command chooses), plus `extra` arguments to
+/// codex. The stand-in's one tool call runs `probe`.
+fn codex_exec(
+    profile: Option<&str>,
+    extra: &[&str],
+    probe: &str,
+) -> (crate::harness::Output, Cage) {
+    let cage = Cage::new()
+        .workspace_file("marker.txt", "MARKER-IN-WORKSPACE\n")
+        .home_file(".ssh/id_ed25519", "SECRET-SSH-KEY\n")
+        // The user's own choice, which cannot work inside cage.
+        .home_file(".codex/config.toml", "sandbox_mode = \"workspace-write\"\n");
+    let stub = Stub::start_script(cage.root(), probe, "responses_stub.py");
+    let port = stub.port;
+    let mut args = vec!["--allow-host".to_string(), format!("127.0.0.1:{port}")];
+    if let Some(p) = profile {
+        args.extend(["-p".to_string(), p.to_string()]);
+    }
+    let cage = cage
+        .host_env("OPENAI_API_KEY", "sk-test-not-real")
+        .host_env("AWS_SECRET_ACCESS_KEY", "SECRET-AWS-ENV")
+        .args(args);
+    let provider = format!(
+        "model_providers.stub={{name=\"stub\",base_url=\"http://127.0.0.1:{port}/v1\",\
+         env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}}"
+    );
+    let mut argv = vec![
+        bin("node_modules/.bin/codex"),
+        "exec".to_string(),
+        "--skip-git-repo-check".to_string(),
+        // A model Codex has no metadata for gets plain function tools
+        // (exec_command), which the stand-in answers.
+        "-m".to_string(),
+        "stub-model".to_string(),
+        "-c".to_string(),
+        "model_provider=stub".to_string(),
+        "-c".to_string(),
+        provider,
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv.push("run the probe".to_string());
+    let out = cage.run(argv);
+    let requests = stub.requests();
+    let all = serde_json::to_string(&requests).unwrap();
+    assert!(
+        !all.contains("SECRET-SSH-KEY") && !all.contains("SECRET-AWS-ENV"),
+        "a secret reached the stand-in"
+    );
+    drop(stub);
+    (out, cage)
+}
+
+/// Layers: all of them, with Codex doing real work. `codex exec` under the
+/// codex profile, named with -p and chosen by the command's name: the
+/// model's shell tool call runs inside the cage (it sees the workspace,
+/// not ~/.ssh) and its output comes back, although the user's config asks
+/// for Codex's own sandbox, which cannot start inside cage: the session's
+/// copy of ~/.codex/config.toml switches it off, the host's is unchanged.
+#[test]
+fn codex_exec_runs_a_shell_command_inside_the_cage() {
+    require_userns!();
+    if !agents_installed() {
+        return;
+    }
+    let probe = "echo WS:$(cat marker.txt); cat ~/.ssh/id_ed25519 2>&1; \
+                 echo ENV:${AWS_SECRET_ACCESS_KEY:-none}";
+    for profile in [Some("codex"), None] {
+        let (out, cage) = codex_exec(profile, &[], probe);
+        assert_eq!(out.code, 0, "{profile:?}\n{out}");
+        assert!(out.stdout.contains("STUB-FINAL"), "{profile:?}\n{out}");
+        assert!(
+            out.stdout.contains("WS:MARKER-IN-WORKSPACE"),
+            "{profile:?}: the command did not run in the workspace\n{out}"
+        );
+        assert!(out.stdout.contains("No such file"), "{profile:?}\n{out}");
+        assert!(out.stdout.contains("ENV:none"), "{profile:?}\n{out}");
+        out.assert_absent("SECRET-SSH-KEY")
+            .assert_absent("SECRET-AWS-ENV")
+            .assert_absent("bwrap")
+            // Its analytics are off too: nothing for the proxy to refuse.
+            .assert_absent("ab.chatgpt.com");
+        assert_eq!(
+            std::fs::read_to_string(cage.home().join(".codex/config.toml")).unwrap(),
+            "sandbox_mode = \"workspace-write\"\n",
+            "the host's config.toml changed"
+        );
+    }
+}
+
+/// The control: asked explicitly for its own sandbox (`-s read-only`, which
+/// the profile's setting does not override), Codex's bubblewrap cannot
+/// start inside cage and the same shell command does not run. So it is the
+/// profile's setting that makes the test above pass.
+#[test]
+fn codex_own_sandbox_cannot_start_inside_the_cage() {
+    require_userns!();
+    if !agents_installed() {
+        return;
+    }
+    let (out, _cage) = codex_exec(Some("codex"), &["-s", "read-only"], "echo RAN-$((6*7))");
+    assert!(out.stdout.contains("STUB-FINAL"), "{out}");
+    assert!(out.stdout.contains("bwrap"), "{out}");
+    assert!(!out.stdout.contains("RAN-42"), "{out}");
+}
+
+/// Gemini CLI's own sandbox (docker or podman, here from its settings
+/// file) cannot start inside cage; the gemini profile's GEMINI_SANDBOX=false
+/// switches it off, so the CLI goes on to its next step (its folder-trust
+/// check: no model is contacted). The control: the variable set otherwise
+/// by the user, and the CLI tries to start its container.
+#[test]
+fn gemini_own_sandbox_is_switched_off_by_its_profile() {
+    require_userns!();
+    if !agents_installed() {
+        return;
+    }
+    let cage = Cage::new()
+        .home_file(
+            ".gemini/settings.json",
+            "{\"tools\": {\"sandbox\": true}}\n",
+        )
+        .host_env("GEMINI_API_KEY", "not-a-real-key");
+    let gemini = bin("node_modules/.bin/gemini");
+    let out = cage.cli(["-p", "gemini", "--", &gemini, "-p", "hi"]);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("trusted directory"), "{out}");
+    out.assert_absent("FatalSandboxError");
+    let out = cage.cli([
+        "-p",
+        "gemini",
+        "--env",
+        "GEMINI_SANDBOX=true",
+        "--",
+        &gemini,
+        "-p",
+        "hi",
+    ]);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("FatalSandboxError"), "{out}");
 }

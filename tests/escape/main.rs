@@ -20,6 +20,7 @@
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
 //! - `readme`: the README's first command, run as written
 //! - `selftest`: `cage selftest`, its battery and its cleanup (1-6)
+//! - `nested`: `allow_nested_userns`: an inner sandbox cannot undo the cage (2, 3, 5)
 //! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
 //! - `output`: cage's own output: escaped, and surviving a sabotaged
 //!   terminal (8)
@@ -40,6 +41,7 @@ mod hidden;
 mod hygiene;
 mod kernel;
 mod local_authority;
+mod nested;
 mod output;
 mod planting;
 mod processes;
