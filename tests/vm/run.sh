@@ -4,11 +4,12 @@
 # `tester`, one guest at a time. Exits non-zero when any assertion failed
 # or a guest did not finish. About 10 minutes on 2 cores under TCG.
 #
-#   bookworm 6.12   limits.sh, userns.sh   cgroup v2 limits; userns refused by sysctl
-#   bookworm 6.1    landlock.sh            Landlock ABI 2
-#   bookworm 6.12   landlock.sh            booted without Landlock
-#   trixie 6.12     apparmor.sh, limits.sh AppArmor 4: userns denied, shipped profile
-#   bookworm 6.12   apparmor.sh            AppArmor 3.0: profile unsupported, documented
+#   bookworm 6.12   limits, userns, apparmor   cgroup v2 limits; userns refused by
+#                                              sysctl; AppArmor 3.0 and the profile
+#   bookworm 6.1    landlock                   Landlock ABI 2
+#   bookworm 6.12   landlock                   booted without Landlock
+#   trixie 6.12     apparmor, limits           AppArmor 4: userns denied, shipped profile
+#   every guest     selftest                   cage selftest's table on that kernel
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -48,8 +49,8 @@ guest() { # NAME SUITE KERNEL APPEND CASES...
         failed=1
     fi
 }
-guest bookworm-6.12 bookworm newest "" limits.sh userns.sh apparmor.sh
-guest bookworm-6.1 bookworm oldest "" landlock.sh
-guest no-landlock bookworm newest "$nolandlock" landlock.sh
-guest trixie trixie newest "" apparmor.sh limits.sh
+guest bookworm-6.12 bookworm newest "" limits.sh userns.sh apparmor.sh selftest.sh
+guest bookworm-6.1 bookworm oldest "" landlock.sh selftest.sh
+guest no-landlock bookworm newest "$nolandlock" landlock.sh selftest.sh
+guest trixie trixie newest "" apparmor.sh limits.sh selftest.sh
 exit $failed
