@@ -109,6 +109,7 @@ fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
             workspace: args.workspace.map(Into::into),
             allow_degraded: args.allow_degraded.iter().map(|l| (*l).into()).collect(),
             allow_shared_dir: args.allow_shared_dir.clone(),
+            secret: args.secret.clone(),
         },
     }
 }
@@ -215,7 +216,19 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         }
         return Err(e.into());
     }
-    let code = supervisor::run(&plan, log.as_ref())?;
+    // Last before the run: the real values live from here on, in this
+    // process only.
+    let mut plan = plan;
+    let vault = match crate::secrets::prepare(&mut plan, &host) {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(r) = reserved {
+                r.release();
+            }
+            return Err(e.into());
+        }
+    };
+    let code = supervisor::run(&plan, log.as_ref(), vault)?;
     // After the run, so it costs the start nothing; a failure to prune
     // costs the run nothing either.
     if let Some(rules) = prune_rules(None, None) {
@@ -585,6 +598,28 @@ fn render_policy(p: &Policy) -> String {
             .map(|r| format!("set {}={}  [{}]", r.value.0, r.value.1, r.source)),
     );
     section("env", env);
+    section(
+        "secrets",
+        p.secrets
+            .iter()
+            .map(|r| {
+                let s = &r.value;
+                let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
+                format!(
+                    "{} from {}{}, only to {}{}  [{}]",
+                    s.name,
+                    s.from,
+                    s.env
+                        .as_ref()
+                        .map(|e| format!(", placeholder in {e}"))
+                        .unwrap_or_default(),
+                    hosts.join(", "),
+                    if s.optional { " (optional)" } else { "" },
+                    r.source
+                )
+            })
+            .collect(),
+    );
     let l = &p.limits;
     let lim: Vec<String> = [
         ("nofile", &l.nofile),

@@ -63,6 +63,8 @@ pub enum Error {
     RunOptionsMisplaced,
     #[error(transparent)]
     NotFound(#[from] crate::plan::command::NotFound),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
 }
 
 impl Error {

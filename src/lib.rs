@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod proxy;
 pub mod sandbox;
+pub mod secrets;
 pub mod session;
 pub mod supervisor;
 pub mod sys;

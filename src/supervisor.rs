@@ -8,6 +8,7 @@
 //! a copy of one thread. The proxy's threads start after clone.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
@@ -22,6 +23,7 @@ use crate::proxy::{self, Proxy, Rules};
 use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
 use crate::sandbox::protocol::{Channel, Incoming, Report};
 use crate::sandbox::{self, init, seccomp};
+use crate::secrets::Vault;
 use crate::{sys, term};
 
 /// How long open proxy connections get to finish, and write their end
@@ -100,7 +102,11 @@ impl SupervisorError {
 /// 6. Forward signals that were sent to us until init exits.
 /// 7. Turn the end of init, or a report from the cage, into a status; close
 ///    the session's record; tell the user what was denied.
-pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
+pub fn run(
+    plan: &Plan,
+    session: Option<&Session>,
+    vault: Option<Arc<Vault>>,
+) -> Result<i32, SupervisorError> {
     if plan.network.proxy.is_some() && session.is_none() {
         return Err(SupervisorError::NoAuditLog {
             rule: plan.network.source.to_string(),
@@ -115,7 +121,7 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     // just before is the safe side.
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let stdio = term::Stdio::now();
-    let result = run_cage(plan, session);
+    let result = run_cage(plan, session, vault);
     // The agent shared stdio; what it set on them is not the user's.
     stdio.restore();
     // Every record is written before anything is printed: the agent may
@@ -141,6 +147,7 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
         };
         let _ = session.ended(status, error);
         let _ = crate::session::record_end(&session.dir, status);
+        lines.extend(session.secrets_summary());
         lines.extend(session.denied_summary());
     }
     for line in &lines {
@@ -349,7 +356,11 @@ fn report_overlay(
     lines
 }
 
-fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
+fn run_cage(
+    plan: &Plan,
+    session: Option<&Session>,
+    vault: Option<Arc<Vault>>,
+) -> Result<i32, SupervisorError> {
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
     let guard_program = plan
@@ -392,7 +403,7 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, guard, failure) = match read_setup(&ours, plan, session) {
+    let (proxy, guard, failure) = match read_setup(&ours, plan, session, vault) {
         Ok(x) => x,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
@@ -486,6 +497,7 @@ fn read_setup(
     channel: &Channel,
     plan: &Plan,
     session: Option<&Session>,
+    vault: Option<Arc<Vault>>,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
     let mut guard = None;
@@ -508,8 +520,15 @@ fn read_setup(
                     .flat_map(|p| p.forwards.iter().map(|f| f.addr))
                     .collect();
                 proxy = Some(
-                    Proxy::start(listeners, &forwards, rules, session.log.clone(), config)
-                        .map_err(SupervisorError::Proxy)?,
+                    Proxy::start(
+                        listeners,
+                        &forwards,
+                        rules,
+                        session.log.clone(),
+                        config,
+                        vault.clone(),
+                    )
+                    .map_err(SupervisorError::Proxy)?,
                 );
             }
             Incoming::Guard(listener) => {

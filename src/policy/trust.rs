@@ -420,6 +420,29 @@ pub(crate) fn widenings(
         }
     }
 
+    // A secret's value is read on the host (a `cmd:` runs there) and sent
+    // to its hosts: an untrusted file may drop hosts from a secret below
+    // it, never add a secret or a host.
+    for sec in &rules.secrets {
+        let s = &sec.value;
+        let below = lower.secrets.iter().find(|x| x.value.name == s.name);
+        let narrows = below.is_some_and(|b| {
+            b.value.from == s.from
+                && b.value.env == s.env
+                && s.hosts.iter().all(|h| b.value.hosts.contains(h))
+        });
+        if !narrows {
+            add(
+                &sec.source,
+                format!(
+                    "secrets.{} reads a secret on the host ({}) or sends one to a host not \
+                     already allowed for it",
+                    s.name, s.from
+                ),
+            );
+        }
+    }
+
     let l = &rules.limits;
     let b = &lower.limits;
     for (key, mine, below) in [

@@ -22,6 +22,7 @@ pub mod http;
 mod relay;
 pub mod rules;
 pub mod socks;
+mod tls;
 
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -71,6 +72,8 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     dns_active: AtomicUsize,
     next_id: AtomicU64,
+    /// The run's secrets: connections to their hosts are terminated.
+    vault: Option<Arc<crate::secrets::Vault>>,
 }
 
 /// A running proxy; the threads live as long as the process.
@@ -90,11 +93,13 @@ impl Proxy {
         rules: Rules,
         log: Arc<Log>,
         config: Config,
+        vault: Option<Arc<crate::secrets::Vault>>,
     ) -> io::Result<Proxy> {
         let shared = Arc::new(Shared {
             rules,
             log,
             config,
+            vault,
             active: AtomicUsize::new(0),
             dns_active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),

@@ -1,0 +1,532 @@
+//! A terminated connection: for a host some secret may go to, the proxy
+//! is the TLS server the cage talks to (a leaf from the session CA) and a
+//! verifying TLS client to the real host, so it can swap placeholders for
+//! real values in the request head.
+//!
+//! 1. TLS handshake with the cage; read one request head under the head
+//!    deadline.
+//! 2. A placeholder of a secret this host may not receive (anywhere in the
+//!    head), or of any secret in the request line: refused with a 403, and
+//!    recorded. Placeholders of this host's secrets in header values become
+//!    the real values, each swap recorded. The upstream request asks for an
+//!    uncompressed response (so it can be scanned) and `Connection: close`
+//!    (so every request on a connection is this one: a pipelined second
+//!    one reaches the server with its placeholders, never swapped).
+//! 3. TLS handshake upstream, verified against the host's trust store for
+//!    the name the rules decided on; a failure is a 502 naming it.
+//! 4. Relay both ways on one thread (poll(2) over both sockets, rustls
+//!    driven by hand), until the server ends its response. The response is
+//!    scanned for every real value, which is replaced by its placeholder
+//!    (the same length, so framing holds) and recorded.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use rustls::{ClientConnection, ServerConnection};
+use rustls_pki_types::ServerName;
+
+use crate::audit::{Record, SecretUse, SecretUseKind};
+use crate::secrets::Vault;
+
+use super::Shared;
+use super::http;
+
+/// Plaintext moved per step; also the most either side buffers before the
+/// other has taken it (backpressure).
+const CHUNK: usize = 16 * 1024;
+
+/// Serves one terminated connection; returns (bytes up, bytes down) of
+/// plaintext.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn serve(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    early: &[u8],
+    shared: &Shared,
+    vault: &Arc<Vault>,
+    id: u64,
+    host: &str,
+    port: u16,
+) -> (u64, u64) {
+    let record = |kind: SecretUseKind, secret: &str, reason: Option<String>| {
+        let _ = shared.log.write(Record::Secret(SecretUse {
+            id,
+            kind,
+            secret: secret.to_string(),
+            host: host.to_string(),
+            port,
+            reason,
+        }));
+    };
+    // 1.
+    let Ok(config) = vault.ca.server_config(host) else {
+        return (0, 0);
+    };
+    let Ok(mut server) = ServerConnection::new(config) else {
+        return (0, 0);
+    };
+    if !early.is_empty() && server.read_tls(&mut &early[..]).is_err() {
+        return (0, 0);
+    }
+    let until = Instant::now() + shared.config.header_timeout;
+    let mut sock = Timed {
+        stream: client,
+        until,
+    };
+    let head = {
+        let mut tls = rustls::Stream::new(&mut server, &mut sock);
+        http::read_head(&mut tls, shared.config.max_head)
+    };
+    let Ok((head, rest)) = head else {
+        return (0, 0);
+    };
+    // 2.
+    let reply = |server: &mut ServerConnection, status: u16, body: &str| {
+        let mut sock = Timed {
+            stream: client,
+            until: Instant::now() + shared.config.header_timeout,
+        };
+        let mut tls = rustls::Stream::new(server, &mut sock);
+        let _ = tls.write_all(&http::response(status, body));
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    };
+    let request = match http::parse_request(&head) {
+        Ok(r) if r.method != "CONNECT" && r.target.starts_with('/') => r,
+        Ok(_) => {
+            reply(&mut server, 400, "cage: send origin-form requests here");
+            return (0, 0);
+        }
+        Err(why) => {
+            reply(&mut server, 400, &format!("cage: {why}"));
+            return (0, 0);
+        }
+    };
+    let rewritten = match swap(&request, vault, host, port) {
+        Ok((head, swapped)) => {
+            for name in swapped {
+                record(SecretUseKind::Swapped, &name, None);
+            }
+            head
+        }
+        Err(refusal) => {
+            record(
+                SecretUseKind::Refused,
+                &refusal.secret,
+                Some(refusal.why.to_string()),
+            );
+            let body = format!(
+                "cage: refused: this request carries the placeholder of the secret {}, which {}",
+                refusal.secret, refusal.why
+            );
+            reply(&mut server, 403, &body);
+            return (0, 0);
+        }
+    };
+    // 3.
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(name) = ServerName::try_from(name.to_string()) else {
+        reply(&mut server, 502, "cage: not a TLS server name");
+        return (0, 0);
+    };
+    let Ok(mut up) = ClientConnection::new(Arc::clone(&vault.upstream), name) else {
+        reply(&mut server, 502, "cage: cannot start TLS upstream");
+        return (0, 0);
+    };
+    let mut first = rewritten;
+    first.extend_from_slice(&rest);
+    let handshake = {
+        let mut usock = Timed {
+            stream: upstream,
+            until: Instant::now() + shared.config.connect_timeout,
+        };
+        let mut tls = rustls::Stream::new(&mut up, &mut usock);
+        tls.write_all(&first).and_then(|()| tls.flush())
+    };
+    if let Err(e) = handshake {
+        reply(
+            &mut server,
+            502,
+            &format!("cage: TLS to {host}:{port} failed: {e}"),
+        );
+        return (first.len() as u64, 0);
+    }
+    // 4.
+    let mut scan = Scanner::new(vault);
+    let down = relay(client, upstream, &mut server, &mut up, &mut scan);
+    for name in scan.found() {
+        record(
+            SecretUseKind::Scrubbed,
+            &name,
+            Some("the response held the real value; the cage got the placeholder".into()),
+        );
+    }
+    (first.len() as u64 + down.0, down.1)
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub secret: String,
+    pub why: &'static str,
+}
+
+/// Step 2: the head to send upstream, and the secrets swapped into it.
+pub(super) fn swap(
+    request: &http::Request,
+    vault: &Vault,
+    host: &str,
+    port: u16,
+) -> Result<(Vec<u8>, Vec<String>), Refusal> {
+    for s in &vault.secrets {
+        let p = s.placeholder();
+        if !s.allowed_for(host, port) && head_contains(request, p) {
+            return Err(Refusal {
+                secret: s.name.clone(),
+                why: "may not go to this host",
+            });
+        }
+        if contains(request.target.as_bytes(), p) {
+            return Err(Refusal {
+                secret: s.name.clone(),
+                why: "is swapped in header values only, not in the URL",
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(
+        format!(
+            "{} {} {}\r\n",
+            request.method, request.target, request.version
+        )
+        .as_bytes(),
+    );
+    let mut hop: Vec<String> = [
+        "connection",
+        "keep-alive",
+        "accept-encoding",
+        "te",
+        "upgrade",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for h in request.headers.iter().filter(|h| h.name == "connection") {
+        for token in String::from_utf8_lossy(&h.value).split(',') {
+            let token = token.trim().to_ascii_lowercase();
+            if !token.is_empty() {
+                hop.push(token);
+            }
+        }
+    }
+    let mut swapped = Vec::new();
+    for h in &request.headers {
+        if hop.contains(&h.name) {
+            continue;
+        }
+        let mut line = h.raw.clone();
+        for s in vault.secrets.iter().filter(|s| s.allowed_for(host, port)) {
+            if contains(&line, s.placeholder()) {
+                line = replace(&line, s.placeholder(), s.value());
+                if !swapped.contains(&s.name) {
+                    swapped.push(s.name.clone());
+                }
+            }
+        }
+        out.extend_from_slice(&line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Accept-Encoding: identity\r\nConnection: close\r\n\r\n");
+    Ok((out, swapped))
+}
+
+fn head_contains(request: &http::Request, needle: &[u8]) -> bool {
+    contains(request.target.as_bytes(), needle)
+        || request.headers.iter().any(|h| contains(&h.raw, needle))
+}
+
+pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Replaces real values with their placeholders in a stream, across chunk
+/// boundaries: it holds back only a tail that could still begin a value.
+pub(super) struct Scanner<'a> {
+    vault: &'a Vault,
+    held: Vec<u8>,
+    found: Vec<String>,
+}
+
+impl<'a> Scanner<'a> {
+    pub(super) fn new(vault: &'a Vault) -> Self {
+        Scanner {
+            vault,
+            held: Vec::new(),
+            found: Vec::new(),
+        }
+    }
+
+    /// The bytes safe to pass on after `chunk`.
+    pub(super) fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.held);
+        buf.extend_from_slice(chunk);
+        for s in &self.vault.secrets {
+            if contains(&buf, s.value()) {
+                buf = replace(&buf, s.value(), s.placeholder());
+                if !self.found.contains(&s.name) {
+                    self.found.push(s.name.clone());
+                }
+            }
+        }
+        // The longest tail that is a proper prefix of some value.
+        let keep = self
+            .vault
+            .secrets
+            .iter()
+            .map(|s| {
+                let v = s.value();
+                (1..v.len().min(buf.len() + 1))
+                    .rev()
+                    .find(|&n| buf.ends_with(&v[..n]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        self.held = buf.split_off(buf.len() - keep);
+        buf
+    }
+
+    /// What is still held at the end of the stream.
+    pub(super) fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
+    pub(super) fn found(&self) -> Vec<String> {
+        self.found.clone()
+    }
+}
+
+/// Step 4. Returns plaintext (up, down) moved after the first request.
+fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    server: &mut ServerConnection,
+    up: &mut ClientConnection,
+    scan: &mut Scanner,
+) -> (u64, u64) {
+    let (mut n_up, mut n_down) = (0u64, 0u64);
+    // Tunnels have no deadline: a model API may stream for minutes.
+    for s in [client, upstream] {
+        let _ = s.set_read_timeout(None);
+        let _ = s.set_write_timeout(None);
+        if s.set_nonblocking(true).is_err() {
+            return (0, 0);
+        }
+    }
+    server.set_buffer_limit(None);
+    up.set_buffer_limit(None);
+    let mut buf = vec![0u8; CHUNK];
+    let (mut client_done, mut upstream_done) = (false, false);
+    let mut client_tcp_eof = false;
+    let mut upstream_tcp_eof = false;
+    loop {
+        // Plaintext across, only once the other side has sent what it had.
+        if !client_done && !up.wants_write() {
+            match server.reader().read(&mut buf) {
+                Ok(0) => {
+                    client_done = true;
+                    up.send_close_notify();
+                }
+                Ok(n) => {
+                    n_up += n as u64;
+                    if up.writer().write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if client_tcp_eof {
+                        client_done = true;
+                        up.send_close_notify();
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if !upstream_done && !server.wants_write() {
+            match up.reader().read(&mut buf) {
+                Ok(0) => upstream_done = true,
+                Ok(n) => {
+                    let out = scan.feed(&buf[..n]);
+                    n_down += out.len() as u64;
+                    if server.writer().write_all(&out).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if upstream_tcp_eof {
+                        upstream_done = true;
+                    }
+                }
+                Err(_) => break,
+            }
+            if upstream_done {
+                let tail = scan.finish();
+                n_down += tail.len() as u64;
+                let _ = server.writer().write_all(&tail);
+                server.send_close_notify();
+            }
+        }
+        // Ciphertext out.
+        if flush(server, client).is_err() || flush(up, upstream).is_err() {
+            break;
+        }
+        // The response is over and delivered: done (Connection: close).
+        if upstream_done && !server.wants_write() {
+            break;
+        }
+        let mut cf = PollFlags::empty();
+        if !client_tcp_eof && server.wants_read() && !up.wants_write() {
+            cf |= PollFlags::POLLIN;
+        }
+        if server.wants_write() {
+            cf |= PollFlags::POLLOUT;
+        }
+        let mut uf = PollFlags::empty();
+        if !upstream_tcp_eof && up.wants_read() && !server.wants_write() {
+            uf |= PollFlags::POLLIN;
+        }
+        if up.wants_write() {
+            uf |= PollFlags::POLLOUT;
+        }
+        if cf.is_empty() && uf.is_empty() {
+            // Nothing to wait for: both sides idle with nothing pending.
+            if client_done || upstream_done {
+                break;
+            }
+            cf |= PollFlags::POLLIN;
+            uf |= PollFlags::POLLIN;
+        }
+        let mut fds = [
+            PollFd::new(client.as_fd(), cf),
+            PollFd::new(upstream.as_fd(), uf),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let ready = |f: &PollFd| {
+            f.revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            })
+        };
+        let (c_ready, u_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if c_ready && !client_tcp_eof {
+            match take_tls(server, client) {
+                Ok(true) => {}
+                Ok(false) => client_tcp_eof = true,
+                Err(_) => break,
+            }
+        }
+        if u_ready && !upstream_tcp_eof {
+            match take_tls(up, upstream) {
+                Ok(true) => {}
+                Ok(false) => upstream_tcp_eof = true,
+                Err(_) => break,
+            }
+        }
+    }
+    for s in [client, upstream] {
+        let _ = s.set_nonblocking(false);
+    }
+    let _ = upstream.shutdown(std::net::Shutdown::Both);
+    (n_up, n_down)
+}
+
+/// Reads ciphertext and processes it; false at the peer's TCP EOF.
+fn take_tls<D>(conn: &mut rustls::ConnectionCommon<D>, sock: &TcpStream) -> io::Result<bool> {
+    match conn.read_tls(&mut &*sock) {
+        Ok(0) => Ok(false),
+        Ok(_) => {
+            conn.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes what ciphertext the socket takes now.
+fn flush<D>(conn: &mut rustls::ConnectionCommon<D>, sock: &TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(&mut &*sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A socket whose reads and writes share one deadline (the handshake and
+/// the request head).
+struct Timed<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Timed<'_> {
+    fn left(&self) -> io::Result<std::time::Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&*self.stream).read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::ErrorKind::TimedOut.into()
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&*self.stream).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
