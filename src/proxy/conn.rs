@@ -293,6 +293,27 @@ pub(super) fn forward(client: TcpStream, target: SocketAddr, shared: &Shared) {
     let started = Instant::now();
     let host = target.ip().to_string();
     if let Opened::Connected { upstream, id } = open(shared, Proto::Forward, &host, target.port()) {
+        // A forwarded port that a secret may go to is terminated too: a
+        // program that skips the proxy for loopback still gets the swap.
+        if let Some(vault) = shared
+            .vault
+            .as_ref()
+            .filter(|v| v.terminates(&host, target.port()))
+        {
+            let port = target.port();
+            terminated(
+                &client,
+                upstream,
+                &[],
+                shared,
+                vault,
+                id,
+                &host,
+                port,
+                started,
+            );
+            return;
+        }
         tunnel(
             &client,
             upstream,
