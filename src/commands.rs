@@ -472,6 +472,38 @@ pub fn render_plan(plan: &Plan) -> String {
     for r in &plan.network.deny {
         let _ = writeln!(s, "  deny  {}  [{}]", r.pattern, r.source);
     }
+    if let Some(sp) = &plan.secrets {
+        let _ = writeln!(
+            s,
+            "\nsecrets (read on the host at start, held by cage; the cage sees placeholders):"
+        );
+        for sec in &sp.secrets {
+            let hosts: Vec<String> = sec.hosts.iter().map(|h| h.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}  [{}]",
+                sec.name,
+                sec.from,
+                if sec.env.is_empty() {
+                    "no variable".to_string()
+                } else {
+                    sec.env.join(", ")
+                },
+                if hosts.is_empty() {
+                    "no host".to_string()
+                } else {
+                    hosts.join(", ")
+                },
+                sec.source
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  the proxy terminates TLS for those hosts with a session CA, trusted inside \
+             through {}; every other host stays an end-to-end tunnel",
+            sp.bundle.display()
+        );
+    }
     let _ = writeln!(s, "\nenvironment (nothing else is passed):");
     for v in &plan.env {
         let _ = writeln!(s, "  {}={}  [{}]", v.name, v.value, v.source);

@@ -898,8 +898,14 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
         .unwrap_or_default();
     assert_eq!(key.len(), REAL_KEY.len(), "{stdout}");
     assert!(key.starts_with("sk-real-") && key != REAL_KEY, "{stdout}");
-    assert!(stdout.contains("grep exit 1"), "the value is readable inside: {stdout}");
-    assert!(!stdout.contains(REAL_KEY), "the cage saw the value: {stdout}");
+    assert!(
+        stdout.contains("grep exit 1"),
+        "the value is readable inside: {stdout}"
+    );
+    assert!(
+        !stdout.contains(REAL_KEY),
+        "the cage saw the value: {stdout}"
+    );
     assert!(!run.stderr().contains(REAL_KEY), "{}", run.stderr());
     // The secret's host got the real value, both ways in; the echo came
     // back with the placeholder.
@@ -931,17 +937,31 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
     let end = records(&audit, "session_end");
     assert_eq!(end[0]["secret_requests"]["TEST_KEY"], 2, "{end:?}");
     let sessions = sb.home.join(".local/state/cage/sessions");
-    let log = std::fs::read_dir(&sessions).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_dir(&sessions)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     for entry in std::fs::read_dir(&log).unwrap().flatten() {
         if entry.path().is_file() {
             let text = std::fs::read(entry.path()).unwrap();
             let text = String::from_utf8_lossy(&text);
-            assert!(!text.contains(REAL_KEY), "{} holds the value", entry.path().display());
-            assert!(!text.contains(OTHER_KEY), "{} holds the value", entry.path().display());
+            assert!(
+                !text.contains(REAL_KEY),
+                "{} holds the value",
+                entry.path().display()
+            );
+            assert!(
+                !text.contains(OTHER_KEY),
+                "{} holds the value",
+                entry.path().display()
+            );
         }
     }
     assert!(
-        run.stderr().contains("cage: secrets: TEST_KEY sent in 2 request(s)"),
+        run.stderr()
+            .contains("cage: secrets: TEST_KEY sent in 2 request(s)"),
         "{}",
         run.stderr()
     );
@@ -976,7 +996,11 @@ fn an_upstream_the_host_does_not_trust_gets_no_secret() {
         .unwrap();
     let run = Run(out);
     run.assert_ok();
-    assert!(run.stdout().contains("TLS to 127.0.0.1"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("TLS to 127.0.0.1"),
+        "{}",
+        run.stdout()
+    );
     assert!(
         server.heads().iter().all(|h| !h.contains(REAL_KEY)),
         "{:?}",

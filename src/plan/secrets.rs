@@ -133,10 +133,18 @@ pub fn build(
         }
         if mode != NetMode::Proxy {
             if p.optional {
-                notes.push(format!(
-                    "the secret {} ({prov}) is not held back: it needs network mode proxy",
-                    p.name
-                ));
+                // Only worth saying when the policy passes the value itself.
+                let passed = p.env.iter().chain(match &p.from {
+                    SecretSource::Env(v) => Some(v),
+                    _ => None,
+                });
+                if passed.into_iter().any(|v| passes(policy, v)) {
+                    notes.push(format!(
+                        "the secret {} ({prov}) is passed as it is: holding it back needs \
+                         network mode proxy",
+                        p.name
+                    ));
+                }
                 continue;
             }
             return Err(SecretsError::NeedsProxy {
@@ -151,11 +159,29 @@ pub fn build(
         {
             env.push(var.clone());
         }
+        let mut hosts = p.hosts.clone();
+        for var in &p.host_vars {
+            match host.var(var).map(url_host) {
+                Some(Ok(h)) if !hosts.contains(&h) => hosts.push(h),
+                Some(Err(why)) => notes.push(format!(
+                    "the secret {} ({prov}) does not go to the host in ${var}: {why}",
+                    p.name
+                )),
+                _ => {}
+            }
+        }
+        if hosts.is_empty() {
+            notes.push(format!(
+                "the secret {} ({prov}) has no host to go to: the cage gets its placeholder, \
+                 which works nowhere",
+                p.name
+            ));
+        }
         secrets.push(SecretPlan {
             name: p.name.clone(),
             from: p.from.clone(),
             env,
-            hosts: p.hosts.clone(),
+            hosts,
             source: prov.clone(),
         });
     }
@@ -206,6 +232,35 @@ pub fn build(
         bundle_roots,
         upstream_roots,
     }))
+}
+
+/// The host and port of an `https://` URL, as a pattern for that port.
+fn url_host(url: &str) -> Result<HostPattern, &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or("it is not an https:// URL (secrets go over TLS only)")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("the URL holds user information");
+    }
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:443")
+    } else {
+        authority.to_string()
+    };
+    HostPattern::parse(&with_port).map_err(|_| "its host is not a host name or address")
+}
+
+/// Whether the policy passes the host's variable `name` into the cage.
+fn passes(policy: &Policy, name: &str) -> bool {
+    policy
+        .env
+        .pass
+        .iter()
+        .any(|p| match p.value.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p.value == name,
+        })
 }
 
 /// Whether a source can be read at all (a `cmd:` is run only at start).

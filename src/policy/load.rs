@@ -574,6 +574,7 @@ fn flag_secret(v: &str) -> Result<super::SecretPolicy, String> {
         from: super::SecretSource::Env(var.to_string()),
         env: Some(var.to_string()),
         hosts: patterns,
+        host_vars: Vec::new(),
         optional: false,
     })
 }

@@ -25,6 +25,7 @@ pub use error::{Location, PolicyError};
 pub use hosts::{HostPattern, HostPatternError, HostSpec, PortSpec};
 pub use load::{FlagRules, LoadRequest, ProjectMode, check_file, find_project_file, load};
 pub use provenance::{Provenance, Sourced};
+
 pub use trust::{TrustReport, Widening, is_trusted, store_path, trust, untrust};
 
 /// How the agent sees the workspace.
@@ -264,6 +265,9 @@ pub struct SecretPolicy {
     /// The variable inside that holds the placeholder.
     pub env: Option<String>,
     pub hosts: Vec<HostPattern>,
+    /// Host variables (`$ANTHROPIC_BASE_URL` in `hosts`): the host and port
+    /// of the `https://` URL cage's own environment holds there, if any.
+    pub host_vars: Vec<String>,
     /// Skipped when the source does not exist.
     pub optional: bool,
 }

@@ -321,14 +321,22 @@ impl Converter<'_> {
             None => None,
         };
         let mut hosts = Vec::new();
+        let mut host_vars = Vec::new();
         for h in &raw.hosts {
+            if let Some(var) = h.get_ref().strip_prefix('$') {
+                check_env_name(var, false).map_err(|reason| bad(self.at(h), reason.into()))?;
+                if !host_vars.iter().any(|v| v == var) {
+                    host_vars.push(var.to_string());
+                }
+                continue;
+            }
             let pattern = HostPattern::parse(h.get_ref())
                 .map_err(|reason| bad(self.at(h), format!("host `{}`: {reason}", h.get_ref())))?;
             if !hosts.contains(&pattern) {
                 hosts.push(pattern);
             }
         }
-        if hosts.is_empty() {
+        if hosts.is_empty() && host_vars.is_empty() {
             return Err(bad(
                 self.at(name),
                 "name the hosts it may go to: hosts = [\"api.example.com\"]".into(),
@@ -339,6 +347,7 @@ impl Converter<'_> {
             from,
             env,
             hosts,
+            host_vars,
             optional: raw.optional.as_ref().is_some_and(|o| *o.get_ref()),
         })
     }

@@ -430,6 +430,7 @@ pub(crate) fn widenings(
             b.value.from == s.from
                 && b.value.env == s.env
                 && s.hosts.iter().all(|h| b.value.hosts.contains(h))
+                && s.host_vars.iter().all(|h| b.value.host_vars.contains(h))
         });
         if !narrows {
             add(
