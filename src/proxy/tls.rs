@@ -362,12 +362,14 @@ fn relay(
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if client_tcp_eof {
-                        client_done = true;
-                        up.send_close_notify();
-                    }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock && client_tcp_eof
+                        || e.kind() == io::ErrorKind::UnexpectedEof =>
+                {
+                    client_done = true;
+                    up.send_close_notify();
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => break,
             }
         }
@@ -386,6 +388,9 @@ fn relay(
                         upstream_done = true;
                     }
                 }
+                // A server that closes without close_notify (many do, with
+                // Connection: close): the response is still delivered.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => upstream_done = true,
                 Err(_) => break,
             }
             if upstream_done {
