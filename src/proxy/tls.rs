@@ -349,6 +349,10 @@ fn relay(
     let mut client_tcp_eof = false;
     let mut upstream_tcp_eof = false;
     loop {
+        // Whether this round moved plaintext: then there may be more
+        // buffered in rustls, which poll(2) cannot see, so go round again
+        // before waiting.
+        let mut moved = false;
         // Plaintext across, only once the other side has sent what it had.
         if !client_done && !up.wants_write() {
             match server.reader().read(&mut buf) {
@@ -357,6 +361,7 @@ fn relay(
                     up.send_close_notify();
                 }
                 Ok(n) => {
+                    moved = true;
                     n_up += n as u64;
                     if up.writer().write_all(&buf[..n]).is_err() {
                         break;
@@ -377,6 +382,7 @@ fn relay(
             match up.reader().read(&mut buf) {
                 Ok(0) => upstream_done = true,
                 Ok(n) => {
+                    moved = true;
                     let out = scan.feed(&buf[..n]);
                     n_down += out.len() as u64;
                     if server.writer().write_all(&out).is_err() {
@@ -407,6 +413,9 @@ fn relay(
         // The response is over and delivered: done (Connection: close).
         if upstream_done && !server.wants_write() {
             break;
+        }
+        if moved {
+            continue;
         }
         let mut cf = PollFlags::empty();
         if !client_tcp_eof && server.wants_read() && !up.wants_write() {
