@@ -856,6 +856,25 @@ impl TlsServer {
     }
 }
 
+/// Standard base64, for Basic credentials.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
 const REAL_KEY: &str = "sk-real-7hQ2xVb9Lm4Kp8Zr3Tn6Wc1Yd5Fg0Js";
 const OTHER_KEY: &str = "ghp_realOtherToken0123456789abcdefABCD";
 
@@ -880,6 +899,8 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
              2>/dev/null; echo \"grep exit $?\"; \
          {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/good; \
          echo; curl -sS --max-time 20 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/direct; \
+         echo; {CURL} -x http://127.0.0.1:3128 -u \"x-access-token:$TEST_KEY\" \
+             https://127.0.0.1:{a}/basic; \
          echo; {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
              https://127.0.0.1:{b}/other; \
          echo; {CURL} -H \"x-api-key: $TEST_KEY\" http://127.0.0.1:{p}/plain -x http://127.0.0.1:3128; \
@@ -926,12 +947,25 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
     // The secret's host got the real value, both ways in; the echo came
     // back with the placeholder.
     let heads = good.heads();
-    assert_eq!(heads.len(), 2, "{heads:?}");
-    for h in &heads {
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    for h in &heads[..2] {
         assert!(h.contains(&format!("x-api-key: {REAL_KEY}")), "{h}");
         assert!(!h.contains(key), "{h}");
     }
     assert!(stdout.contains(&format!("x-api-key: {key}")), "{stdout}");
+    // In Basic credentials too (git's HTTPS authentication), and their
+    // echo comes back with the placeholder's.
+    let basic = |k: &str| base64(format!("x-access-token:{k}").as_bytes());
+    assert!(
+        heads[2].to_ascii_lowercase().contains(&format!(
+            "authorization: basic {}",
+            basic(REAL_KEY).to_ascii_lowercase()
+        )),
+        "{}",
+        heads[2]
+    );
+    assert!(stdout.contains(&basic(key)), "{stdout}");
+    assert!(!stdout.contains(&basic(REAL_KEY)), "{stdout}");
     // The other secret's host, and plain HTTP, got nothing.
     assert!(other.heads().is_empty(), "{:?}", other.heads());
     assert_eq!(plain.hits(), 0);
@@ -946,12 +980,12 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
             .filter(|r| r["kind"] == kind && r["port"] == port && r["secret"] == "TEST_KEY")
             .count()
     };
-    assert_eq!(kinds("swapped", a), 2, "{uses:?}");
-    assert_eq!(kinds("scrubbed", a), 2, "{uses:?}");
+    assert_eq!(kinds("swapped", a), 3, "{uses:?}");
+    assert_eq!(kinds("scrubbed", a), 3, "{uses:?}");
     assert_eq!(kinds("refused", b), 1, "{uses:?}");
     assert_eq!(kinds("refused", p), 1, "{uses:?}");
     let end = records(&audit, "session_end");
-    assert_eq!(end[0]["secret_requests"]["TEST_KEY"], 2, "{end:?}");
+    assert_eq!(end[0]["secret_requests"]["TEST_KEY"], 3, "{end:?}");
     let sessions = sb.home.join(".local/state/cage/sessions");
     let log = std::fs::read_dir(&sessions)
         .unwrap()
@@ -977,7 +1011,7 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
     }
     assert!(
         run.stderr()
-            .contains("cage: secrets: TEST_KEY sent in 2 request(s)"),
+            .contains("cage: secrets: TEST_KEY sent in 3 request(s)"),
         "{}",
         run.stderr()
     );

@@ -31,6 +31,7 @@ use rustls_pki_types::ServerName;
 
 use crate::audit::{Record, SecretUse, SecretUseKind};
 use crate::secrets::Vault;
+use zeroize::Zeroizing;
 
 use super::Shared;
 use super::http;
@@ -106,12 +107,12 @@ pub(super) fn serve(
             return (0, 0);
         }
     };
-    let rewritten = match swap(&request, vault, host, port) {
-        Ok((head, swapped)) => {
+    let (rewritten, forms) = match swap(&request, vault, host, port) {
+        Ok((head, swapped, forms)) => {
             for name in swapped {
                 record(SecretUseKind::Swapped, &name, None);
             }
-            head
+            (head, forms)
         }
         Err(refusal) => {
             record(
@@ -156,7 +157,7 @@ pub(super) fn serve(
         return (first.len() as u64, 0);
     }
     // 4.
-    let mut scan = Scanner::new(vault);
+    let mut scan = Scanner::new(vault, forms);
     let down = relay(client, upstream, &mut server, &mut up, &mut scan);
     for name in scan.found() {
         record(
@@ -176,12 +177,15 @@ pub(super) struct Refusal {
 }
 
 /// Step 2: the head to send upstream, and the secrets swapped into it.
+/// The forms of a secret a request carried besides its value.
+type Forms = Vec<(Zeroizing<Vec<u8>>, Vec<u8>, String)>;
+
 pub(super) fn swap(
     request: &http::Request,
     vault: &Vault,
     host: &str,
     port: u16,
-) -> Result<(Vec<u8>, Vec<String>), Refusal> {
+) -> Result<(Vec<u8>, Vec<String>, Forms), Refusal> {
     for s in &vault.secrets {
         let p = s.placeholder();
         if !s.allowed_for(host, port) && head_contains(request, p) {
@@ -224,11 +228,33 @@ pub(super) fn swap(
         }
     }
     let mut swapped = Vec::new();
+    let mut forms: Forms = Vec::new();
     for h in &request.headers {
         if hop.contains(&h.name) {
             continue;
         }
         let mut line = h.raw.clone();
+        if let Some(mut creds) = basic(h) {
+            let before = creds.clone();
+            for s in vault.secrets.iter().filter(|s| s.allowed_for(host, port)) {
+                if contains(&creds, s.placeholder()) {
+                    creds = replace(&creds, s.placeholder(), s.value());
+                    if !swapped.contains(&s.name) {
+                        swapped.push(s.name.clone());
+                    }
+                }
+            }
+            if creds != before {
+                let real = base64_encode(&creds);
+                line = format!("Authorization: Basic {real}").into_bytes();
+                let name = swapped.last().cloned().unwrap_or_default();
+                forms.push((
+                    Zeroizing::new(real.into_bytes()),
+                    base64_encode(&before).into_bytes(),
+                    name,
+                ));
+            }
+        }
         for s in vault.secrets.iter().filter(|s| s.allowed_for(host, port)) {
             if contains(&line, s.placeholder()) {
                 line = replace(&line, s.placeholder(), s.value());
@@ -241,12 +267,74 @@ pub(super) fn swap(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Accept-Encoding: identity\r\nConnection: close\r\n\r\n");
-    Ok((out, swapped))
+    Ok((out, swapped, forms))
 }
 
 fn head_contains(request: &http::Request, needle: &[u8]) -> bool {
     contains(request.target.as_bytes(), needle)
-        || request.headers.iter().any(|h| contains(&h.raw, needle))
+        || request
+            .headers
+            .iter()
+            .any(|h| contains(&h.raw, needle) || basic(h).is_some_and(|c| contains(&c, needle)))
+}
+
+/// The decoded credentials of an `Authorization: Basic` header (git and
+/// other HTTP clients send a token as its password).
+fn basic(h: &http::Header) -> Option<Vec<u8>> {
+    if h.name != "authorization" {
+        return None;
+    }
+    let (scheme, value) = h.value.split_at(h.value.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    base64_decode(value.trim_ascii())
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding; `None` if `text` is not that.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for quad in text.chunks(4) {
+        let mut n = 0u32;
+        let mut pad = 0;
+        for (i, &c) in quad.iter().enumerate() {
+            let v = match c {
+                b'=' if i >= 2 => {
+                    pad += 1;
+                    0
+                }
+                _ if pad > 0 => return None,
+                _ => B64.iter().position(|&x| x == c)? as u32,
+            };
+            n = n << 6 | v;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -270,16 +358,31 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 /// Replaces real values with their placeholders in a stream, across chunk
 /// boundaries: it holds back only a tail that could still begin a value.
-pub(super) struct Scanner<'a> {
-    vault: &'a Vault,
+pub(super) struct Scanner {
+    /// (real form, placeholder form of the same length, secret).
+    pairs: Vec<(Zeroizing<Vec<u8>>, Vec<u8>, String)>,
     held: Vec<u8>,
     found: Vec<String>,
 }
 
-impl<'a> Scanner<'a> {
-    pub(super) fn new(vault: &'a Vault) -> Self {
+impl Scanner {
+    /// Every secret's value, and `extra` forms this connection sent (the
+    /// base64 credentials of a swapped `Basic` header).
+    pub(super) fn new(vault: &Vault, extra: Vec<(Zeroizing<Vec<u8>>, Vec<u8>, String)>) -> Self {
+        let mut pairs: Vec<_> = vault
+            .secrets
+            .iter()
+            .map(|s| {
+                (
+                    Zeroizing::new(s.value().to_vec()),
+                    s.placeholder().to_vec(),
+                    s.name.clone(),
+                )
+            })
+            .collect();
+        pairs.extend(extra);
         Scanner {
-            vault,
+            pairs,
             held: Vec::new(),
             found: Vec::new(),
         }
@@ -289,21 +392,19 @@ impl<'a> Scanner<'a> {
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.held);
         buf.extend_from_slice(chunk);
-        for s in &self.vault.secrets {
-            if contains(&buf, s.value()) {
-                buf = replace(&buf, s.value(), s.placeholder());
-                if !self.found.contains(&s.name) {
-                    self.found.push(s.name.clone());
+        for (real, placeholder, name) in &self.pairs {
+            if contains(&buf, real) {
+                buf = replace(&buf, real, placeholder);
+                if !self.found.contains(name) {
+                    self.found.push(name.clone());
                 }
             }
         }
         // The longest tail that is a proper prefix of some value.
         let keep = self
-            .vault
-            .secrets
+            .pairs
             .iter()
-            .map(|s| {
-                let v = s.value();
+            .map(|(v, _, _)| {
                 (1..v.len().min(buf.len() + 1))
                     .rev()
                     .find(|&n| buf.ends_with(&v[..n]))
@@ -542,5 +643,33 @@ impl Write for Timed<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_and_refuses_what_is_not() {
+        for text in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "x-access-token:ghp_0123456789",
+            "\u{0}\u{ff}",
+        ] {
+            let enc = base64_encode(text.as_bytes());
+            assert_eq!(
+                base64_decode(enc.as_bytes()).unwrap(),
+                text.as_bytes(),
+                "{text}"
+            );
+        }
+        assert_eq!(base64_encode(b"user:pw"), "dXNlcjpwdw==");
+        assert!(base64_decode(b"dXNlcjpwdw=").is_none());
+        assert!(base64_decode(b"dX=lcjpw").is_none());
+        assert!(base64_decode(b"dXNl*jpw").is_none());
     }
 }
