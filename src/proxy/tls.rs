@@ -649,6 +649,114 @@ impl Write for Timed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::Secret;
+
+    fn vault() -> Vault {
+        let upstream = rustls::ClientConfig::builder_with_provider(crate::secrets::ca::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Vault {
+            secrets: vec![
+                Secret::new(
+                    "a",
+                    &["api.a.example"],
+                    b"sk-REALVALUEaaaa",
+                    b"sk-PLACEHOLDaaaa",
+                ),
+                Secret::new(
+                    "b",
+                    &["api.b.example"],
+                    b"gh-REALVALUEbbbb",
+                    b"gh-PLACEHOLDbbbb",
+                ),
+            ],
+            ca: crate::secrets::ca::SessionCa::new().unwrap(),
+            upstream: Arc::new(upstream),
+        }
+    }
+
+    fn request(text: &str) -> http::Request {
+        http::parse_request(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn placeholders_become_values_in_headers_for_their_hosts_only() {
+        let v = vault();
+        let r = request(
+            "POST /v1/x HTTP/1.1\r\nHost: api.a.example\r\nx-api-key: sk-PLACEHOLDaaaa\r\n\
+             Accept-Encoding: gzip\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+        );
+        let (head, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
+        let head = String::from_utf8(head).unwrap();
+        assert_eq!(
+            head,
+            "POST /v1/x HTTP/1.1\r\nHost: api.a.example\r\nx-api-key: sk-REALVALUEaaaa\r\n\
+             Content-Length: 2\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(swapped, ["a"]);
+        // The same request to b's host: refused, naming a.
+        assert_eq!(
+            swap(&r, &v, "api.b.example", 443).unwrap_err().secret,
+            "a".to_string()
+        );
+        // Not in a URL, even for its own host.
+        let r = request("GET /?key=sk-PLACEHOLDaaaa HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
+        assert!(swap(&r, &v, "api.a.example", 443).is_err());
+        // Nothing to swap: passed on as it is, plus the two headers.
+        let r = request("GET / HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
+        let (_, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
+        assert!(swapped.is_empty());
+    }
+
+    #[test]
+    fn basic_credentials_are_swapped_and_their_echo_scrubbed() {
+        let v = vault();
+        let sent = base64_encode(b"x-access-token:sk-PLACEHOLDaaaa");
+        let r = request(&format!(
+            "GET / HTTP/1.1\r\nHost: api.a.example\r\nAuthorization: Basic {sent}\r\n\r\n"
+        ));
+        let (head, swapped, forms) = swap(&r, &v, "api.a.example", 443).unwrap();
+        let real = base64_encode(b"x-access-token:sk-REALVALUEaaaa");
+        assert!(
+            String::from_utf8(head)
+                .unwrap()
+                .contains(&format!("Authorization: Basic {real}"))
+        );
+        assert_eq!(swapped, ["a"]);
+        let mut scan = Scanner::new(&v, forms);
+        let mut out = scan.feed(format!("echo: {real}").as_bytes());
+        out.extend(scan.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), format!("echo: {sent}"));
+        // To another host: refused.
+        assert!(swap(&r, &v, "api.b.example", 443).is_err());
+    }
+
+    #[test]
+    fn the_scan_replaces_values_split_across_chunks_and_holds_back_little() {
+        let v = vault();
+        let mut scan = Scanner::new(&v, Vec::new());
+        let mut out = Vec::new();
+        // A value split at every position, between two chunks.
+        for cut in 0..=16 {
+            let text = b"before sk-REALVALUEaaaa after";
+            let (x, y) = text.split_at(7 + cut);
+            out.extend(scan.feed(x));
+            out.extend(scan.feed(y));
+        }
+        out.extend(scan.finish());
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("REALVALUE"), "{out}");
+        assert_eq!(out.matches("sk-PLACEHOLDaaaa").count(), 17, "{out}");
+        assert_eq!(scan.found(), ["a"]);
+        // Text that cannot begin a value passes at once (streams stay live).
+        let mut scan = Scanner::new(&v, Vec::new());
+        assert_eq!(scan.feed(b"data: {}\n\n"), b"data: {}\n\n");
+        // A tail that could is held until the next chunk says otherwise.
+        assert_eq!(scan.feed(b"x sk-RE"), b"x ");
+        assert_eq!(scan.feed(b"D"), b"sk-RED");
+    }
 
     #[test]
     fn base64_round_trips_and_refuses_what_is_not() {

@@ -79,6 +79,20 @@ pub struct Secret {
 }
 
 impl Secret {
+    /// A secret as `prepare` makes it (tests build their own).
+    #[cfg(test)]
+    pub(crate) fn new(name: &str, hosts: &[&str], value: &[u8], placeholder: &[u8]) -> Secret {
+        Secret {
+            name: name.to_string(),
+            hosts: hosts
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .collect(),
+            value: Zeroizing::new(value.to_vec()),
+            placeholder: placeholder.to_vec(),
+        }
+    }
+
     /// The real value: for the proxy's swap and scan only.
     pub(crate) fn value(&self) -> &[u8] {
         &self.value
