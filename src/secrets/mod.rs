@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::host::Host;
 use crate::plan::{Mount, Plan, secrets::marker};
-use crate::policy::{HostPattern, SecretSource};
+use crate::policy::{HostPattern, PortSpec, SecretSource};
 
 /// The shortest value held back: shorter ones make placeholders that could
 /// turn up in traffic by chance.
@@ -102,9 +102,12 @@ impl Secret {
         &self.placeholder
     }
 
-    /// Whether the secret may go to `host:port`.
+    /// Whether the secret may go to `host:port`. A pattern without a port
+    /// means 443 here: secrets go over TLS only.
     pub fn allowed_for(&self, host: &str, port: u16) -> bool {
-        self.hosts.iter().any(|h| h.matches(host, port))
+        self.hosts
+            .iter()
+            .any(|h| h.matches(host, port) && (h.port != PortSpec::Web || port == 443))
     }
 }
 
