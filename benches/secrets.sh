@@ -42,7 +42,9 @@ chmod 755 "$ws"
 cd "$ws"
 server_pid=
 cleanup() {
+    status=$?
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+    [ "$status" = 0 ] || cat "$ws/cage.log" >&2 2>/dev/null
     rm -rf "$ws"
 }
 trap cleanup EXIT
@@ -130,10 +132,16 @@ for _ in $(seq 50); do [ -s port.txt ] && break; sleep 0.1; done
 port=$(cat port.txt)
 key=sk-bench-0123456789abcdefghijklmnopqrstuv
 # Tunnel: the host allowed, no secret for it; the cage trusts the test CA.
-tunnel=(--allow-host "127.0.0.1:$port" --env SSL_CERT_FILE --env BENCH_KEY)
+tunnel=(--allow-host "127.0.0.1:$port" --env BENCH_KEY)
 # Terminated: a secret for the host; the cage trusts the bundle cage makes.
+# (cage passes the CA variables below into a tunnel's cage as they are.)
 terminated=(--secret "BENCH_KEY@127.0.0.1:$port")
-caged() { SSL_CERT_FILE="$ws/ca.pem" BENCH_KEY=$key "$cage" --no-project-policy --net proxy "$@"; }
+# cage's own lines (the secrets tally) go to a log, not the tables.
+caged() {
+    SSL_CERT_FILE="$ws/ca.pem" CURL_CA_BUNDLE="$ws/ca.pem" BENCH_KEY=$key \
+        "$cage" --no-project-policy --net proxy "$@" \
+        2>>"$ws/cage.log"
+}
 # `within MODE -- COMMAND...`: a cage for the mode.
 within() {
     local mode=$1
@@ -145,7 +153,7 @@ mb() { awk '{ printf "%.0f", $1 / 1048576 }'; }
 
 size=$((256 << 20))
 url="https://127.0.0.1:$port/bytes/$size"
-curl_speed="curl -s -p -o /dev/null -w '%{speed_download}\n' --noproxy '' -x http://127.0.0.1:3128"
+curl_speed="curl -sS -p -o /dev/null -w '%{speed_download}\n' --noproxy '' -x http://127.0.0.1:3128"
 
 echo "== $(uname -r), $(nproc) cores; $runs runs each, best kept =="
 echo

@@ -115,6 +115,8 @@ pub enum SecretUseKind {
     Refused,
     /// A response held the real value: the cage got the placeholder.
     Scrubbed,
+    /// TLS with the cage or upstream failed: nothing was sent.
+    TlsFailed,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -350,7 +352,7 @@ struct Tally {
     more_refused: usize,
     /// Per secret: requests that carried it, placeholders refused,
     /// responses scrubbed.
-    secrets: std::collections::BTreeMap<String, [usize; 3]>,
+    secrets: std::collections::BTreeMap<String, [usize; 4]>,
 }
 
 impl Log {
@@ -471,13 +473,16 @@ impl Log {
         let parts: Vec<String> = t
             .secrets
             .iter()
-            .map(|(name, [swapped, refused, scrubbed])| {
+            .map(|(name, [swapped, refused, scrubbed, failed])| {
                 let mut s = format!("{} sent in {swapped} request(s)", term::escape(name));
                 if *refused > 0 {
                     s.push_str(&format!(", its placeholder refused {refused} time(s)"));
                 }
                 if *scrubbed > 0 {
                     s.push_str(&format!(", scrubbed from {scrubbed} response(s)"));
+                }
+                if *failed > 0 {
+                    s.push_str(&format!(", {failed} TLS failure(s)"));
                 }
                 s
             })
@@ -926,6 +931,7 @@ pub fn render(line: &Line) -> String {
                 SecretUseKind::Swapped => "swapped in",
                 SecretUseKind::Refused => "REFUSED",
                 SecretUseKind::Scrubbed => "scrubbed from the response",
+                SecretUseKind::TlsFailed => "not sent (TLS failed)",
             };
             let mut s = format!(
                 "{clock}  secret {} {what}  {}",

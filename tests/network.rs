@@ -1038,7 +1038,11 @@ fn an_upstream_the_host_does_not_trust_gets_no_secret() {
             "--",
             "sh",
             "-c",
-            &format!("{CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/; echo; echo done"),
+            &format!(
+                "{CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/; \
+                 echo; {CURL} -x http://127.0.0.1:3128 --cacert /etc/ssl/certs/ca-certificates.crt \
+                 https://127.0.0.1:{a}/pinned; echo \"pinned exit $?\"; echo done"
+            ),
         ])
         .env("TEST_KEY", REAL_KEY)
         .stdin(Stdio::null())
@@ -1056,6 +1060,18 @@ fn an_upstream_the_host_does_not_trust_gets_no_secret() {
         "{:?}",
         server.heads()
     );
+    // A client that does not trust the bundle (as one that pins would)
+    // fails its handshake; both failures are recorded.
+    assert!(run.stdout().contains("pinned exit 60"), "{}", run.stdout());
+    let audit = sb.audit();
+    let failed: Vec<String> = records(&audit, "secret")
+        .iter()
+        .filter(|r| r["kind"] == "tlsfailed")
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[0].contains("TLS to 127.0.0.1"), "{failed:?}");
+    assert!(failed[1].contains("pins certificates"), "{failed:?}");
 }
 
 #[test]

@@ -38,7 +38,7 @@ use super::http;
 
 /// Plaintext moved per step; also the most either side buffers before the
 /// other has taken it (backpressure).
-const CHUNK: usize = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Serves one terminated connection; returns (bytes up, bytes down) of
 /// plaintext.
@@ -82,8 +82,32 @@ pub(super) fn serve(
         let mut tls = rustls::Stream::new(&mut server, &mut sock);
         http::read_head(&mut tls, shared.config.max_head)
     };
-    let Ok((head, rest)) = head else {
-        return (0, 0);
+    let names: Vec<&str> = vault
+        .secrets
+        .iter()
+        .filter(|s| s.allowed_for(host, port))
+        .map(|s| s.name.as_str())
+        .collect();
+    let names = names.join(",");
+    let (head, rest) = match head {
+        Ok(x) => x,
+        Err(http::HeadError::Io(e)) if server.is_handshaking() => {
+            // Say why to the client (an alert: unknown CA, bad
+            // certificate) and in the log: a client that pins
+            // certificates, or one that ignores the bundle.
+            let _ = server.write_tls(&mut &*client);
+            record(
+                SecretUseKind::TlsFailed,
+                &names,
+                Some(format!(
+                    "the cage's TLS handshake with cage's proxy failed ({e}): a client that \
+                     pins certificates or does not read the CA bundle; leave this host out of \
+                     the secret's hosts for it"
+                )),
+            );
+            return (0, 0);
+        }
+        Err(_) => return (0, 0),
     };
     // 2.
     let reply = |server: &mut ServerConnection, status: u16, body: &str| {
@@ -149,6 +173,13 @@ pub(super) fn serve(
         tls.write_all(&first).and_then(|()| tls.flush())
     };
     if let Err(e) = handshake {
+        record(
+            SecretUseKind::TlsFailed,
+            &names,
+            Some(format!(
+                "TLS to {host}:{port} failed: {e}; nothing was sent"
+            )),
+        );
         reply(
             &mut server,
             502,
@@ -338,21 +369,35 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    find(hay, needle, 0).is_some()
+}
+
+/// The first `needle` in `hay` at or after `from`: a scan for its first
+/// byte, then a compare (the response scan runs over every byte).
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let mut i = from;
+    while i + needle.len() <= hay.len() {
+        let at = i + hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)?;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
 }
 
 fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hay.len());
     let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
+    while let Some(at) = find(hay, from, i) {
+        out.extend_from_slice(&hay[i..at]);
+        out.extend_from_slice(to);
+        i = at + from.len();
     }
+    out.extend_from_slice(&hay[i..]);
     out
 }
 
