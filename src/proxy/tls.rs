@@ -561,6 +561,22 @@ fn relay(
             break;
         }
         if moved {
+            // While data flows, read what the sockets hold without a
+            // poll(2) per record (a read that would block costs one call).
+            if !upstream_tcp_eof && up.wants_read() && !server.wants_write() {
+                match take_tls(up, upstream) {
+                    Ok(true) => {}
+                    Ok(false) => upstream_tcp_eof = true,
+                    Err(_) => break,
+                }
+            }
+            if !client_tcp_eof && server.wants_read() && !up.wants_write() {
+                match take_tls(server, client) {
+                    Ok(true) => {}
+                    Ok(false) => client_tcp_eof = true,
+                    Err(_) => break,
+                }
+            }
             continue;
         }
         let mut cf = PollFlags::empty();
