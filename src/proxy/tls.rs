@@ -54,14 +54,17 @@ pub(super) fn serve(
     port: u16,
 ) -> (u64, u64) {
     let record = |kind: SecretUseKind, secret: &str, reason: Option<String>| {
-        let _ = shared.log.write(Record::Secret(SecretUse {
-            id,
-            kind,
-            secret: secret.to_string(),
-            host: host.to_string(),
-            port,
-            reason,
-        }));
+        shared
+            .log
+            .write(Record::Secret(SecretUse {
+                id,
+                kind,
+                secret: secret.to_string(),
+                host: host.to_string(),
+                port,
+                reason,
+            }))
+            .is_ok()
     };
     // 1.
     let Ok(config) = vault.ca.server_config(host) else {
@@ -96,7 +99,7 @@ pub(super) fn serve(
             // certificate) and in the log: a client that pins
             // certificates, or one that ignores the bundle.
             let _ = server.write_tls(&mut &*client);
-            record(
+            let _ = record(
                 SecretUseKind::TlsFailed,
                 &names,
                 Some(format!(
@@ -133,13 +136,18 @@ pub(super) fn serve(
     };
     let (rewritten, forms) = match swap(&request, vault, host, port) {
         Ok((head, swapped, forms)) => {
-            for name in swapped {
-                record(SecretUseKind::Swapped, &name, None);
+            // Fail closed: a swap the log does not show is not sent.
+            let logged = swapped
+                .iter()
+                .all(|name| record(SecretUseKind::Swapped, name, None));
+            if !logged {
+                reply(&mut server, 503, "cage: cage cannot write its audit log");
+                return (0, 0);
             }
             (head, forms)
         }
         Err(refusal) => {
-            record(
+            let _ = record(
                 SecretUseKind::Refused,
                 &refusal.secret,
                 Some(refusal.why.to_string()),
@@ -173,7 +181,7 @@ pub(super) fn serve(
         tls.write_all(&first).and_then(|()| tls.flush())
     };
     if let Err(e) = handshake {
-        record(
+        let _ = record(
             SecretUseKind::TlsFailed,
             &names,
             Some(format!(
@@ -191,7 +199,7 @@ pub(super) fn serve(
     let mut scan = Scanner::new(vault, forms);
     let down = relay(client, upstream, &mut server, &mut up, &mut scan);
     for name in scan.found() {
-        record(
+        let _ = record(
             SecretUseKind::Scrubbed,
             &name,
             Some("the response held the real value; the cage got the placeholder".into()),
