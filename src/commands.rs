@@ -636,7 +636,16 @@ fn render_policy(p: &Policy) -> String {
             .iter()
             .map(|r| {
                 let s = &r.value;
-                let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
+                let hosts: Vec<String> = s
+                    .hosts
+                    .iter()
+                    .map(|h| h.to_string())
+                    .chain(
+                        s.host_vars
+                            .iter()
+                            .map(|v| format!("the https host in ${v}")),
+                    )
+                    .collect();
                 format!(
                     "{} from {}{}, only to {}{}  [{}]",
                     s.name,

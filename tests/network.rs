@@ -1113,3 +1113,42 @@ fn a_large_request_body_goes_through_a_terminated_connection_whole() {
         run.stdout()
     );
 }
+
+#[test]
+fn a_secret_is_swapped_through_socks5_too() {
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca);
+    let sb = Sandbox::new("secrets-socks");
+    let ca_file = ca.write(&sb.root);
+    let a = server.port;
+    let out = sb
+        .command(&[
+            "--secret",
+            &format!("TEST_KEY@127.0.0.1:{a}"),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "{CURL} --proxy socks5://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
+                 https://127.0.0.1:{a}/socks"
+            ),
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    let heads = server.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].contains(&format!("x-api-key: {REAL_KEY}")),
+        "{}",
+        heads[0]
+    );
+    assert!(!run.stdout().contains(REAL_KEY), "{}", run.stdout());
+    let audit = sb.audit();
+    assert_eq!(records(&audit, "net")[0]["proto"], "socks5");
+    assert_eq!(records(&audit, "secret")[0]["kind"], "swapped");
+}

@@ -12,9 +12,15 @@
 //! exhausting the supervisor, and writing every decision to the audit log.
 //! What is allowed is the plan's rules, applied by [`rules`].
 //!
+//! Connections to a host some secret may go to are terminated instead of
+//! tunnelled ([`tls`]): the proxy swaps the secret's placeholder for its
+//! value in the request head, with the run's [`crate::secrets::Vault`].
+//!
 //! Threads with blocking I/O: the supervisor is past clone when this
-//! starts. Each connection gets one thread (two once it is a tunnel), with
-//! small stacks; a cap on concurrent connections bounds them.
+//! starts. Each connection gets one thread (two once it is a tunnel; one
+//! for a terminated connection, which drives both TLS sessions with
+//! poll(2)), with small stacks; a cap on concurrent connections bounds
+//! them.
 
 mod conn;
 pub mod dns;
