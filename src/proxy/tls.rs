@@ -240,6 +240,22 @@ pub(super) fn swap(
             });
         }
     }
+    // The name the rules decided on and the certificate was checked for is
+    // the name the request is for: a Host header naming another (domain
+    // fronting on a shared front end) gets no secret.
+    let for_host = |value: &[u8]| {
+        let v = String::from_utf8_lossy(value);
+        let Ok((name, _)) = http::split_authority(&v) else {
+            return false;
+        };
+        let want = host.trim_start_matches('[').trim_end_matches(']');
+        name.trim_end_matches('.')
+            .eq_ignore_ascii_case(want.trim_end_matches('.'))
+    };
+    let fronted = request
+        .headers
+        .iter()
+        .any(|h| h.name == "host" && !for_host(&h.value));
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(
         format!(
@@ -306,6 +322,12 @@ pub(super) fn swap(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Accept-Encoding: identity\r\nConnection: close\r\n\r\n");
+    if fronted && let Some(name) = swapped.first() {
+        return Err(Refusal {
+            secret: name.clone(),
+            why: "goes to the host the connection was made for, and the Host header names another",
+        });
+    }
     Ok((out, swapped, forms))
 }
 
@@ -773,6 +795,14 @@ mod tests {
         // Not in a URL, even for its own host.
         let r = request("GET /?key=sk-PLACEHOLDaaaa HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
         assert!(swap(&r, &v, "api.a.example", 443).is_err());
+        // A Host header naming another host gets no secret.
+        let r =
+            request("GET / HTTP/1.1\r\nHost: evil.example\r\nx-api-key: sk-PLACEHOLDaaaa\r\n\r\n");
+        assert!(swap(&r, &v, "api.a.example", 443).is_err());
+        let r = request(
+            "GET / HTTP/1.1\r\nHost: API.A.example:443\r\nx-api-key: sk-PLACEHOLDaaaa\r\n\r\n",
+        );
+        assert!(swap(&r, &v, "api.a.example", 443).is_ok());
         // Nothing to swap: passed on as it is, plus the two headers.
         let r = request("GET / HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
         let (_, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
