@@ -158,7 +158,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help --version run policy explain trust untrust doctor selftest shell-init log sessions diff apply discard restore completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --dry-run --json --help --version run policy explain trust untrust doctor selftest shell-init log sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,6 +213,10 @@ _cage() {
                     return 0
                     ;;
                 --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -302,7 +306,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__explain)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -357,6 +361,10 @@ _cage() {
                     return 0
                     ;;
                 --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -810,7 +818,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__policy__subcmd__show)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --json --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -868,6 +876,10 @@ _cage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -890,7 +902,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__run)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --dry-run --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -945,6 +957,10 @@ _cage() {
                     return 0
                     ;;
                 --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -956,7 +972,7 @@ _cage() {
             return 0
             ;;
         cage__subcmd__selftest)
-            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --json --help"
+            opts="-p -f -h --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1011,6 +1027,10 @@ _cage() {
                     return 0
                     ;;
                 --allow-shared-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cage_global_optspecs
-    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy no-auto-profile allow-degraded= allow-shared-dir= dry-run json h/help V/version
+    string join \n p/profile= f/policy= ro= rw= hide= allow-host= net= env= workspace= no-project-policy no-auto-profile allow-degraded= allow-shared-dir= secret= dry-run json h/help V/version
 end
 
 function __fish_cage_needs_command
@@ -39,6 +39,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
+complete -c cage -n "__fish_cage_needs_command" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
 complete -c cage -n "__fish_cage_needs_command" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_needs_command" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_needs_command" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
@@ -77,6 +78,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
+complete -c cage -n "__fish_cage_using_subcommand run" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
 complete -c cage -n "__fish_cage_using_subcommand run" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand run" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand run" -l dry-run -d 'Print the plan (what cage would do) and exit without running'
@@ -102,6 +104,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of text'
@@ -129,6 +132,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
+complete -c cage -n "__fish_cage_using_subcommand explain" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
 complete -c cage -n "__fish_cage_using_subcommand explain" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand explain" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand explain" -s h -l help -d 'Print help'
@@ -152,6 +156,7 @@ overlay\t''
 readonly\t''"
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER (only: landlock). cage says so on every run' -r -f -a "landlock\t''"
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
+complete -c cage -n "__fish_cage_using_subcommand selftest" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l no-project-policy -d 'Ignore the project\'s .cage.toml'
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l no-auto-profile -d 'Without -p, do not apply the profile named after the command (`cage -- claude` otherwise applies the claude profile)'
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l json -d 'Print the results as JSON'

@@ -89,6 +89,9 @@ pub enum Record {
     HiddenChanges(HiddenChanges),
     /// The cgroup limits that were enforced, and what they did.
     Limits(LimitsOutcome),
+    /// The proxy swapped a secret in, refused a placeholder, or scrubbed a
+    /// real value from a response. Names the secret, never its value.
+    Secret(SecretUse),
     SessionEnd(SessionEnd),
 }
 
@@ -102,6 +105,32 @@ pub struct LimitsOutcome {
     pub pids_refused: u64,
     /// Periods the CPU quota held the agent back.
     pub cpu_throttled: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecretUse {
+    /// The connection (its `net` record).
+    pub id: u64,
+    pub kind: SecretUseKind,
+    pub secret: String,
+    pub host: String,
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretUseKind {
+    /// A request to one of the secret's hosts carried its placeholder,
+    /// replaced by the real value.
+    Swapped,
+    /// A request carried the placeholder where it may not go: refused.
+    Refused,
+    /// A response held the real value: the cage got the placeholder.
+    Scrubbed,
+    /// TLS with the cage or upstream failed: nothing was sent.
+    TlsFailed,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -310,6 +339,9 @@ pub struct SessionEnd {
     pub error: Option<String>,
     pub denied_connections: usize,
     pub refused_dns: usize,
+    /// Per secret: how many requests carried it (swapped in).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secret_requests: std::collections::BTreeMap<String, usize>,
 }
 
 /// The open log file and the running tally of denials.
@@ -336,6 +368,9 @@ struct Tally {
     /// Distinct denied targets and refused names beyond MAX_TALLY.
     more_denied: usize,
     more_refused: usize,
+    /// Per secret: requests that carried it, placeholders refused,
+    /// responses scrubbed.
+    secrets: std::collections::BTreeMap<String, [usize; 4]>,
 }
 
 impl Log {
@@ -369,7 +404,10 @@ impl Log {
     /// cap; past it they are refused, once marked with a `log_full` record,
     /// and callers act on the refusal by refusing the connection or answer.
     pub fn write(&self, record: Record) -> io::Result<()> {
-        let provoked = matches!(record, Record::Net(_) | Record::NetEnd(_) | Record::Dns(_));
+        let provoked = matches!(
+            record,
+            Record::Net(_) | Record::NetEnd(_) | Record::Dns(_) | Record::Secret(_)
+        );
         self.count(&record);
         let bytes = Self::encode(record)?;
         let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -415,6 +453,11 @@ impl Log {
                     }
                 }
             }
+            Record::Secret(u) => {
+                // Names come from the plan, so the map stays small.
+                let counts = t.secrets.entry(u.secret.clone()).or_default();
+                counts[u.kind as usize] += 1;
+            }
             Record::Dns(d) if d.decision == Decision::Deny => {
                 if t.refused_dns.len() < MAX_TALLY {
                     t.refused_dns.insert(d.name.clone());
@@ -431,6 +474,41 @@ impl Log {
     pub fn beyond_tally(&self) -> (usize, usize) {
         let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         (t.more_denied, t.more_refused)
+    }
+
+    /// Per secret, the requests that carried it.
+    pub fn secret_requests(&self) -> std::collections::BTreeMap<String, usize> {
+        let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.secrets.iter().map(|(k, v)| (k.clone(), v[0])).collect()
+    }
+
+    /// The end-of-session line for secrets, when any was used.
+    pub fn secrets_summary(&self) -> Option<String> {
+        let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        if t.secrets.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = t
+            .secrets
+            .iter()
+            .map(|(name, [swapped, refused, scrubbed, failed])| {
+                let mut s = format!("{} sent in {swapped} request(s)", term::escape(name));
+                if *refused > 0 {
+                    s.push_str(&format!(", its placeholder refused {refused} time(s)"));
+                }
+                if *scrubbed > 0 {
+                    s.push_str(&format!(", scrubbed from {scrubbed} response(s)"));
+                }
+                if *failed > 0 {
+                    s.push_str(&format!(", {failed} TLS failure(s)"));
+                }
+                s
+            })
+            .collect();
+        Some(format!(
+            "cage: secrets: {} (details: cage log)",
+            parts.join("; ")
+        ))
     }
 
     /// Distinct denied `host:port` targets, in order, and refused names.
@@ -548,7 +626,13 @@ impl Session {
             error,
             denied_connections: denied.len() + self.log.beyond_tally().0,
             refused_dns: refused.len() + self.log.beyond_tally().1,
+            secret_requests: self.log.secret_requests(),
         }))
+    }
+
+    /// The end-of-session line for secrets, when any was used.
+    pub fn secrets_summary(&self) -> Option<String> {
+        self.log.secrets_summary()
     }
 
     /// The end-of-session line for stderr, when anything was denied.
@@ -868,6 +952,24 @@ pub fn render(line: &Line) -> String {
             s.push_str(&format!("  #{}", n.id));
             s
         }
+        Record::Secret(u) => {
+            let what = match u.kind {
+                SecretUseKind::Swapped => "swapped in",
+                SecretUseKind::Refused => "REFUSED",
+                SecretUseKind::Scrubbed => "scrubbed from the response",
+                SecretUseKind::TlsFailed => "not sent (TLS failed)",
+            };
+            let mut s = format!(
+                "{clock}  secret {} {what}  {}",
+                e(&u.secret),
+                e(&format_target(&u.host, u.port))
+            );
+            if let Some(r) = &u.reason {
+                s.push_str(&format!(": {}", e(r)));
+            }
+            s.push_str(&format!("  #{}", u.id));
+            s
+        }
         Record::NetEnd(e) => format!(
             "{clock}  close  #{} {}  up {} B, down {} B, {} ms",
             e.id,
@@ -984,6 +1086,12 @@ pub fn render(line: &Line) -> String {
                 e.denied_connections,
                 e.refused_dns
             );
+            for (name, n) in &e.secret_requests {
+                s.push_str(&format!(
+                    "; secret {} sent in {n} request(s)",
+                    term::escape(name)
+                ));
+            }
             if let Some(err) = &e.error {
                 s.push_str(&format!("; cage error: {}", term::escape(err)));
             }
@@ -1102,6 +1210,7 @@ mod cap_tests {
             error: None,
             denied_connections: 0,
             refused_dns: 0,
+            secret_requests: Default::default(),
         }))
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -190,6 +190,11 @@ pub struct PolicyArgs {
     /// /run, $XDG_RUNTIME_DIR) or a parent of one.
     #[arg(long, value_name = "PATH")]
     pub allow_shared_dir: Vec<std::path::PathBuf>,
+    /// Keep the host's VAR out of the cage: inside, VAR holds a random
+    /// placeholder of the same shape, and cage's proxy swaps the real value
+    /// in only on HTTPS requests to HOST (which this also allows).
+    #[arg(long, value_name = "VAR@HOST[,HOST]")]
+    pub secret: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Args)]
@@ -369,6 +374,7 @@ impl PolicyArgs {
             && !self.no_auto_profile
             && self.allow_degraded.is_empty()
             && self.allow_shared_dir.is_empty()
+            && self.secret.is_empty()
     }
 
     /// Options given before a subcommand (`outer`, as in
@@ -390,6 +396,7 @@ impl PolicyArgs {
             no_auto_profile: outer.no_auto_profile || inner.no_auto_profile,
             allow_degraded: [&outer.allow_degraded[..], &inner.allow_degraded[..]].concat(),
             allow_shared_dir: [&outer.allow_shared_dir[..], &inner.allow_shared_dir[..]].concat(),
+            secret: cat(&outer.secret, &inner.secret),
         }
     }
 }

@@ -117,6 +117,7 @@ pub(crate) fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
             workspace: args.workspace.map(Into::into),
             allow_degraded: args.allow_degraded.iter().map(|l| (*l).into()).collect(),
             allow_shared_dir: args.allow_shared_dir.clone(),
+            secret: args.secret.clone(),
         },
     }
 }
@@ -430,7 +431,19 @@ pub(crate) fn launch(
         }
         return Err(e.into());
     }
-    Ok(supervisor::run(&plan, log.as_ref(), place)?)
+    // Last before the run: the real values live from here on, in this
+    // process only.
+    let mut plan = plan;
+    let vault = match crate::secrets::prepare(&mut plan, host) {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(r) = reserved {
+                r.release();
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(supervisor::run(&plan, log.as_ref(), place, vault)?)
 }
 
 /// The pruning rules: the flags, else CAGE_KEEP_SESSIONS and
@@ -699,6 +712,38 @@ pub fn render_plan(plan: &Plan) -> String {
     for r in &plan.network.deny {
         let _ = writeln!(s, "  deny  {}  [{}]", r.pattern, r.source);
     }
+    if let Some(sp) = &plan.secrets {
+        let _ = writeln!(
+            s,
+            "\nsecrets (read on the host at start, held by cage; the cage sees placeholders):"
+        );
+        for sec in &sp.secrets {
+            let hosts: Vec<String> = sec.hosts.iter().map(|h| h.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}  [{}]",
+                sec.name,
+                sec.from,
+                if sec.env.is_empty() {
+                    "no variable".to_string()
+                } else {
+                    sec.env.join(", ")
+                },
+                if hosts.is_empty() {
+                    "no host".to_string()
+                } else {
+                    hosts.join(", ")
+                },
+                sec.source
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  the proxy terminates TLS for those hosts with a session CA, trusted inside \
+             through {}; every other host stays an end-to-end tunnel",
+            sp.bundle.display()
+        );
+    }
     let _ = writeln!(s, "\nenvironment (nothing else is passed):");
     for v in &plan.env {
         let _ = writeln!(s, "  {}={}  [{}]", v.name, v.value, v.source);
@@ -842,6 +887,37 @@ fn render_policy(p: &Policy) -> String {
             .map(|r| format!("set {}={}  [{}]", r.value.0, r.value.1, r.source)),
     );
     section("env", env);
+    section(
+        "secrets",
+        p.secrets
+            .iter()
+            .map(|r| {
+                let s = &r.value;
+                let hosts: Vec<String> = s
+                    .hosts
+                    .iter()
+                    .map(|h| h.to_string())
+                    .chain(
+                        s.host_vars
+                            .iter()
+                            .map(|v| format!("the https host in ${v}")),
+                    )
+                    .collect();
+                format!(
+                    "{} from {}{}, only to {}{}  [{}]",
+                    s.name,
+                    s.from,
+                    s.env
+                        .as_ref()
+                        .map(|e| format!(", placeholder in {e}"))
+                        .unwrap_or_default(),
+                    hosts.join(", "),
+                    if s.optional { " (optional)" } else { "" },
+                    r.source
+                )
+            })
+            .collect(),
+    );
     let l = &p.limits;
     let lim: Vec<String> = [
         ("nofile", &l.nofile),

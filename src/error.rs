@@ -92,6 +92,8 @@ pub enum Error {
          {status}); run `cage --dry-run` here to see the plan, and `cage doctor`"
     )]
     SelftestProbe { status: i32 },
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
 }
 
 impl Error {

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod policy;
 pub mod proxy;
 pub mod sandbox;
+pub mod secrets;
 pub mod selftest;
 pub mod session;
 pub mod supervisor;

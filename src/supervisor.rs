@@ -8,6 +8,7 @@
 //! a copy of one thread. The proxy's threads start after clone.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
@@ -22,6 +23,7 @@ use crate::proxy::{self, Proxy, Rules};
 use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
 use crate::sandbox::protocol::{Channel, Incoming, Report};
 use crate::sandbox::{self, init, seccomp};
+use crate::secrets::Vault;
 use crate::{sys, term};
 
 /// How long open proxy connections get to finish, and write their end
@@ -110,6 +112,7 @@ pub fn run(
     plan: &Plan,
     session: Option<&Session>,
     cgroup: crate::cgroup::Place,
+    vault: Option<Arc<Vault>>,
 ) -> Result<i32, SupervisorError> {
     if plan.network.proxy.is_some() && session.is_none() {
         return Err(SupervisorError::NoAuditLog {
@@ -125,7 +128,7 @@ pub fn run(
     // just before is the safe side.
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let stdio = term::Stdio::now();
-    let result = run_cage(plan, session, cgroup);
+    let result = run_cage(plan, session, cgroup, vault);
     // The agent shared stdio; what it set on them is not the user's.
     stdio.restore();
     // Every record is written before anything is printed: the agent may
@@ -150,6 +153,7 @@ pub fn run(
         };
         let _ = session.ended(status, error);
         let _ = crate::session::record_end(&session.dir, status);
+        lines.extend(session.secrets_summary());
         lines.extend(session.denied_summary());
     }
     for line in &lines {
@@ -423,12 +427,13 @@ fn run_cage(
     plan: &Plan,
     session: Option<&Session>,
     place: crate::cgroup::Place,
+    vault: Option<Arc<Vault>>,
 ) -> Result<i32, SupervisorError> {
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
     // 2b. While cage is single-threaded: a cgroup moves whole processes.
     let cgroup = make_cgroup(plan, place)?;
-    let result = run_in(plan, session, filters, cgroup.as_ref());
+    let result = run_in(plan, session, filters, cgroup.as_ref(), vault);
     if let Some(cg) = cgroup {
         finish_cgroup(cg, session);
     }
@@ -440,6 +445,7 @@ fn run_in(
     session: Option<&Session>,
     filters: Vec<seccompiler::BpfProgram>,
     cgroup: Option<&crate::cgroup::SessionCgroup>,
+    vault: Option<Arc<Vault>>,
 ) -> Result<i32, SupervisorError> {
     let guard_program = plan
         .guard
@@ -493,7 +499,7 @@ fn run_in(
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, guard, failure) = match read_setup(&ours, plan, session) {
+    let (proxy, guard, failure) = match read_setup(&ours, plan, session, vault) {
         Ok(x) => x,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
@@ -587,6 +593,7 @@ fn read_setup(
     channel: &Channel,
     plan: &Plan,
     session: Option<&Session>,
+    vault: Option<Arc<Vault>>,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
     let mut guard = None;
@@ -609,8 +616,15 @@ fn read_setup(
                     .flat_map(|p| p.forwards.iter().map(|f| f.addr))
                     .collect();
                 proxy = Some(
-                    Proxy::start(listeners, &forwards, rules, session.log.clone(), config)
-                        .map_err(SupervisorError::Proxy)?,
+                    Proxy::start(
+                        listeners,
+                        &forwards,
+                        rules,
+                        session.log.clone(),
+                        config,
+                        vault.clone(),
+                    )
+                    .map_err(SupervisorError::Proxy)?,
                 );
             }
             Incoming::Guard(listener) => {

@@ -313,3 +313,42 @@ fn policy_init_writes_a_file_that_checks() {
         "refuses to overwrite"
     );
 }
+
+#[test]
+fn explain_and_dry_run_say_where_each_secret_may_go_and_never_show_it() {
+    let e = Env::new("secrets");
+    let with_key = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cage"))
+            .args(args)
+            .current_dir(e.proj())
+            .env_clear()
+            .env("HOME", e.home())
+            .env("PATH", "/usr/bin:/bin")
+            .env("ANTHROPIC_API_KEY", "sk-ant-api03-NOTSHOWNanywhere0123")
+            .output()
+            .unwrap()
+    };
+    let o = with_key(&["explain", "-p", "claude", "api.anthropic.com"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("secret anthropic: swapped in here over HTTPS"),
+        "{t}"
+    );
+    let o = with_key(&["explain", "-p", "claude", "claude.ai"]);
+    let t = text(&o);
+    assert!(t.contains("secret anthropic: never sent here"), "{t}");
+    assert!(t.contains("it goes only to api.anthropic.com"), "{t}");
+    for json in [false, true] {
+        let mut args = vec!["-p", "claude", "--dry-run"];
+        if json {
+            args.push("--json");
+        }
+        args.extend(["--", "true"]);
+        let o = with_key(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{t}");
+        assert!(!t.contains("NOTSHOWN"), "the value is printed: {t}");
+        assert!(t.contains("<secret anthropic>"), "{t}");
+    }
+}

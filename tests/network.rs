@@ -741,3 +741,414 @@ for atyp, addr in [(1, bytes([127, 0, 0, 1])), (4, bytes(15) + b"\x01"),
     }
     assert_eq!(server.hits(), 0, "nothing reached the host's loopback");
 }
+
+// ---- secrets (issue 13) ----
+
+/// A test CA, made now, and a TLS server on the host's 127.0.0.1 with a
+/// leaf from it. Each connection: one request head, recorded; the answer
+/// echoes the head back (a host that echoes must not hand a secret back).
+struct TlsServer {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cage test CA");
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// The CA's PEM in a file the test user can read.
+    fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("test-ca.pem");
+        std::fs::write(&path, &self.pem).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+}
+
+impl TlsServer {
+    fn start(ca: &TestCa) -> TlsServer {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::from(
+            rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap(),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let h = Arc::clone(&heads);
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let (h, config) = (Arc::clone(&h), Arc::clone(&config));
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, s);
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    let mut body_len = got.len() - end;
+                    while body_len < length {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => body_len += n,
+                        }
+                    }
+                    h.lock().unwrap().push(head.clone());
+                    let body = format!("you sent {body_len} bytes of body and:\n{head}");
+                    let _ = write!(
+                        tls,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsServer { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// Standard base64, for Basic credentials.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+const REAL_KEY: &str = "sk-real-7hQ2xVb9Lm4Kp8Zr3Tn6Wc1Yd5Fg0Js";
+const OTHER_KEY: &str = "ghp_realOtherToken0123456789abcdefABCD";
+
+#[test]
+fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
+    let ca = TestCa::new();
+    let good = TlsServer::start(&ca);
+    let other = TlsServer::start(&ca);
+    let plain = HostServer::start();
+    let sb = Sandbox::new("secrets");
+    let ca_file = ca.write(&sb.root);
+    let (a, b, p) = (good.port, other.port, plain.port);
+    // Through the proxy (HTTPS_PROXY) for each server, and directly to a
+    // forwarded port (programs skip the proxy for loopback).
+    // The value is searched for in two halves joined at run time, so the
+    // script's own command line does not hold it.
+    let (k1, k2) = REAL_KEY.split_at(10);
+    let script = format!(
+        "echo \"key=$TEST_KEY\"; K1='{k1}'; K2='{k2}'; \
+         cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' > /tmp/procs; \
+         grep -rl -- \"$K1$K2\" /tmp /run \"$HOME\" /proc/self/environ /etc/hosts \
+             2>/dev/null; echo \"grep exit $?\"; \
+         {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/good; \
+         echo; curl -sS --max-time 20 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/direct; \
+         echo; {CURL} -x http://127.0.0.1:3128 -u \"x-access-token:$TEST_KEY\" \
+             https://127.0.0.1:{a}/basic; \
+         echo; {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
+             https://127.0.0.1:{b}/other; \
+         echo; {CURL} -H \"x-api-key: $TEST_KEY\" http://127.0.0.1:{p}/plain -x http://127.0.0.1:3128; \
+         echo; echo done"
+    );
+    let out = sb
+        .command(&[
+            "--secret",
+            &format!("TEST_KEY@127.0.0.1:{a}"),
+            "--secret",
+            &format!("OTHER_KEY@127.0.0.1:{b}"),
+            "--allow-host",
+            &format!("127.0.0.1:{p}"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("OTHER_KEY", OTHER_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    let stdout = run.stdout();
+    // Inside: a placeholder of the same shape, and the value nowhere.
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key="))
+        .unwrap_or_default();
+    assert_eq!(key.len(), REAL_KEY.len(), "{stdout}");
+    assert!(key.starts_with("sk-real-") && key != REAL_KEY, "{stdout}");
+    assert!(
+        stdout.contains("grep exit 1"),
+        "the value is readable inside: {stdout}"
+    );
+    assert!(
+        !stdout.contains(REAL_KEY),
+        "the cage saw the value: {stdout}"
+    );
+    assert!(!run.stderr().contains(REAL_KEY), "{}", run.stderr());
+    // The secret's host got the real value, both ways in; the echo came
+    // back with the placeholder.
+    let heads = good.heads();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    for h in &heads[..2] {
+        assert!(h.contains(&format!("x-api-key: {REAL_KEY}")), "{h}");
+        assert!(!h.contains(key), "{h}");
+    }
+    assert!(stdout.contains(&format!("x-api-key: {key}")), "{stdout}");
+    // In Basic credentials too (git's HTTPS authentication), and their
+    // echo comes back with the placeholder's.
+    let basic = |k: &str| base64(format!("x-access-token:{k}").as_bytes());
+    assert!(
+        heads[2].to_ascii_lowercase().contains(&format!(
+            "authorization: basic {}",
+            basic(REAL_KEY).to_ascii_lowercase()
+        )),
+        "{}",
+        heads[2]
+    );
+    assert!(stdout.contains(&basic(key)), "{stdout}");
+    assert!(!stdout.contains(&basic(REAL_KEY)), "{stdout}");
+    // The other secret's host, and plain HTTP, got nothing.
+    assert!(other.heads().is_empty(), "{:?}", other.heads());
+    assert_eq!(plain.hits(), 0);
+    assert!(stdout.contains("may not go to this host"), "{stdout}");
+    assert!(stdout.contains("over HTTPS only"), "{stdout}");
+    assert!(stdout.contains("done"), "{stdout}");
+    // Recorded: two swaps, two refusals, scrubbed echoes; never a value.
+    let audit = sb.audit();
+    let uses = records(&audit, "secret");
+    let kinds = |kind: &str, port: u16| {
+        uses.iter()
+            .filter(|r| r["kind"] == kind && r["port"] == port && r["secret"] == "TEST_KEY")
+            .count()
+    };
+    assert_eq!(kinds("swapped", a), 3, "{uses:?}");
+    assert_eq!(kinds("scrubbed", a), 3, "{uses:?}");
+    assert_eq!(kinds("refused", b), 1, "{uses:?}");
+    assert_eq!(kinds("refused", p), 1, "{uses:?}");
+    let end = records(&audit, "session_end");
+    assert_eq!(end[0]["secret_requests"]["TEST_KEY"], 3, "{end:?}");
+    let sessions = sb.home.join(".local/state/cage/sessions");
+    let log = std::fs::read_dir(&sessions)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for entry in std::fs::read_dir(&log).unwrap().flatten() {
+        if entry.path().is_file() {
+            let text = std::fs::read(entry.path()).unwrap();
+            let text = String::from_utf8_lossy(&text);
+            assert!(
+                !text.contains(REAL_KEY),
+                "{} holds the value",
+                entry.path().display()
+            );
+            assert!(
+                !text.contains(OTHER_KEY),
+                "{} holds the value",
+                entry.path().display()
+            );
+        }
+    }
+    assert!(
+        run.stderr()
+            .contains("cage: secrets: TEST_KEY sent in 3 request(s)"),
+        "{}",
+        run.stderr()
+    );
+    // `cage log` shows the swap.
+    let log = sb.command(&["log"]).output().unwrap();
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert!(text.contains("secret TEST_KEY swapped in"), "{text}");
+    assert!(text.contains("secret TEST_KEY REFUSED"), "{text}");
+    assert!(!text.contains(REAL_KEY));
+}
+
+#[test]
+fn an_upstream_the_host_does_not_trust_gets_no_secret() {
+    // Without SSL_CERT_FILE naming the test CA, the proxy's upstream check
+    // fails: the request is answered 502 and the server sees no value.
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca);
+    let sb = Sandbox::new("secrets-untrusted");
+    let a = server.port;
+    let out = sb
+        .command(&[
+            "--secret",
+            &format!("TEST_KEY@127.0.0.1:{a}"),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "{CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/; \
+                 echo; {CURL} -x http://127.0.0.1:3128 --cacert /etc/ssl/certs/ca-certificates.crt \
+                 https://127.0.0.1:{a}/pinned; echo \"pinned exit $?\"; echo done"
+            ),
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    assert!(
+        run.stdout().contains("TLS to 127.0.0.1"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        server.heads().iter().all(|h| !h.contains(REAL_KEY)),
+        "{:?}",
+        server.heads()
+    );
+    // A client that does not trust the bundle (as one that pins would)
+    // fails its handshake; both failures are recorded.
+    assert!(run.stdout().contains("pinned exit 60"), "{}", run.stdout());
+    let audit = sb.audit();
+    let failed: Vec<String> = records(&audit, "secret")
+        .iter()
+        .filter(|r| r["kind"] == "tlsfailed")
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[0].contains("TLS to 127.0.0.1"), "{failed:?}");
+    assert!(failed[1].contains("pins certificates"), "{failed:?}");
+}
+
+#[test]
+fn a_large_request_body_goes_through_a_terminated_connection_whole() {
+    // The body arrives faster than the proxy forwards it, so rustls holds
+    // more than one read of plaintext: all of it must reach the server.
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca);
+    let sb = Sandbox::new("secrets-body");
+    let ca_file = ca.write(&sb.root);
+    let a = server.port;
+    let script = format!(
+        "head -c 3000000 /dev/zero | tr '\\0' 'x' > /tmp/body; \
+         for i in 1 2 3; do {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
+             --data-binary @/tmp/body https://127.0.0.1:{a}/up | head -1; done"
+    );
+    let out = sb
+        .command(&[
+            "--secret",
+            &format!("TEST_KEY@127.0.0.1:{a}"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    assert_eq!(
+        run.stdout()
+            .matches("you sent 3000000 bytes of body")
+            .count(),
+        3,
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn a_secret_is_swapped_through_socks5_too() {
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca);
+    let sb = Sandbox::new("secrets-socks");
+    let ca_file = ca.write(&sb.root);
+    let a = server.port;
+    let out = sb
+        .command(&[
+            "--secret",
+            &format!("TEST_KEY@127.0.0.1:{a}"),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "{CURL} --proxy socks5://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
+                 https://127.0.0.1:{a}/socks"
+            ),
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    let heads = server.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].contains(&format!("x-api-key: {REAL_KEY}")),
+        "{}",
+        heads[0]
+    );
+    assert!(!run.stdout().contains(REAL_KEY), "{}", run.stdout());
+    let audit = sb.audit();
+    assert_eq!(records(&audit, "net")[0]["proto"], "socks5");
+    assert_eq!(records(&audit, "secret")[0]["kind"], "swapped");
+}

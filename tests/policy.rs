@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cage::host::{Host, env_from};
 use cage::policy::{
     self, FlagRules, HostPattern, Layer, LoadRequest, NetMode, Policy, PolicyError, ProjectMode,
-    Provenance, SourceKind, WorkspaceMode,
+    Provenance, SecretSource, SourceKind, WorkspaceMode,
 };
 
 /// A home, a config dir and a git repository under a fresh temporary
@@ -721,7 +721,7 @@ fn misspelled_key_names_the_place_and_the_valid_keys() {
         f.err(&LoadRequest::default()),
         format!(
             "{}:1:2: unknown key `netwrk` (did you mean `network`?); valid keys here: \
-             extends, workspace, filesystem, network, env, limits, process, security",
+             extends, workspace, filesystem, network, env, limits, process, security, secrets",
             path.display()
         )
     );
@@ -1435,4 +1435,106 @@ fn oversized_policy_files_are_refused() {
             big.display()
         )
     );
+}
+
+// ----------------------------------------------------------------- secrets
+
+#[test]
+fn secrets_parse_merge_by_name_and_bad_ones_name_the_place() {
+    let f = Fixture::new();
+    let cfg = f.user_config(
+        "[secrets.anthropic]\nfrom = \"env:ANTHROPIC_API_KEY\"\nenv = \"ANTHROPIC_API_KEY\"\n\
+         hosts = [\"api.anthropic.com\"]\n\n[secrets.gh]\nfrom = \"file:~/.gh-token\"\n\
+         hosts = [\"github.com\", \"api.github.com\"]\noptional = true\n",
+    );
+    let p = f.load_default().unwrap();
+    let names: Vec<&str> = p.secrets.iter().map(|s| s.value.name.as_str()).collect();
+    assert_eq!(names, ["anthropic", "gh"]);
+    let a = &p.secrets[0];
+    assert_eq!(a.value.from, SecretSource::Env("ANTHROPIC_API_KEY".into()));
+    assert_eq!(a.value.env.as_deref(), Some("ANTHROPIC_API_KEY"));
+    assert_eq!(a.source, file_line(&cfg, 1));
+    let gh = &p.secrets[1].value;
+    assert_eq!(gh.from, SecretSource::File(f.path("home/.gh-token")));
+    assert!(gh.optional && gh.env.is_none() && gh.hosts.len() == 2);
+    // A later source replaces a secret of the same name.
+    let req = LoadRequest {
+        flags: FlagRules {
+            secret: vec!["anthropic@127.0.0.1:8443".into()],
+            ..FlagRules::default()
+        },
+        ..LoadRequest::default()
+    };
+    let p = f.load(&req).unwrap();
+    let a = p
+        .secrets
+        .iter()
+        .find(|s| s.value.name == "anthropic")
+        .unwrap();
+    assert_eq!(a.value.from, SecretSource::Env("anthropic".into()));
+    assert_eq!(a.source.to_string(), "flag --secret");
+    // --secret allows its hosts and asks for the proxy.
+    assert!(
+        p.network
+            .allow
+            .iter()
+            .any(|r| r.value.to_string() == "127.0.0.1:8443")
+    );
+    assert_eq!(p.network.mode.unwrap().value, NetMode::Proxy);
+
+    for (text, want) in [
+        (
+            "[secrets.x]\nfrom = \"vault:x\"\nhosts = [\"a.example\"]\n",
+            "`from` is `env:VAR`",
+        ),
+        ("[secrets.x]\nfrom = \"env:X\"\n", "name the hosts"),
+        (
+            "[secrets.x]\nfrom = \"env:X\"\nhosts = [\"*\"]\n",
+            "host `*`",
+        ),
+        (
+            "[secrets.x]\nfrom = \"env:A-B\"\nhosts = [\"a.example\"]\n",
+            "use letters",
+        ),
+        (
+            "[secrets.x]\nfrom = \"cmd:\"\nhosts = [\"a.example\"]\n",
+            "needs a command",
+        ),
+        (
+            "[secrets.x]\nfrom = \"env:X\"\nhosts = [\"a.example\"]\nvalue = \"sk\"\n",
+            "value",
+        ),
+    ] {
+        f.user_config(text);
+        let e = f.err(&LoadRequest::default());
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(e.contains("config.toml"), "{text}: {e}");
+    }
+}
+
+#[test]
+fn untrusted_project_files_may_not_add_a_secret_or_a_host() {
+    let f = Fixture::new();
+    f.user_config(
+        "[secrets.gh]\nfrom = \"env:GH_TOKEN\"\nhosts = [\"github.com\", \"api.github.com\"]\n",
+    );
+    for text in [
+        // A new secret: a value read on the host...
+        "[secrets.k]\nfrom = \"file:~/.ssh/id_ed25519\"\nhosts = [\"gist.github.com\"]\n",
+        // ...or a command run there.
+        "[secrets.k]\nfrom = \"cmd:sh -c id\"\nhosts = [\"a.example\"]\n",
+        // A host added to a secret below.
+        "[secrets.gh]\nfrom = \"env:GH_TOKEN\"\nhosts = [\"github.com\", \"gist.example\"]\n",
+        // The same name, another source.
+        "[secrets.gh]\nfrom = \"env:OTHER\"\nhosts = [\"github.com\"]\n",
+    ] {
+        f.project(text);
+        let w = widenings_of(&f, &LoadRequest::default());
+        assert_eq!(w.len(), 1, "{text}: {w:?}");
+        assert!(w[0].contains("secrets."), "{w:?}");
+    }
+    // Dropping a host narrows.
+    f.project("[secrets.gh]\nfrom = \"env:GH_TOKEN\"\nhosts = [\"api.github.com\"]\n");
+    let p = f.load_default().unwrap();
+    assert_eq!(p.secrets[0].value.hosts.len(), 1);
 }

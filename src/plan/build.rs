@@ -117,6 +117,8 @@ pub enum BuildError {
          `cp --remove-destination \"$(readlink -f {path})\" {path}` on a copy) and run cage again"
     )]
     HardLinked { path: PathBuf, links: u64 },
+    #[error(transparent)]
+    Secrets(#[from] super::secrets::SecretsError),
     #[error("{0}")]
     TrustedRelinked(Box<Relinked>),
 }
@@ -224,6 +226,7 @@ pub fn build_for_session(
 
     // 2. The view.
     let network = build_network(policy);
+    let secrets = super::secrets::build(policy, host, network.mode, &mut notes)?;
     let mut view = View::default();
     view.push(Mount::Tmpfs {
         dst: host.home.clone(),
@@ -523,7 +526,13 @@ pub fn build_for_session(
             what: "the cage's hostname, cage, resolves",
         },
     });
+    if secrets.is_some() {
+        view.push(super::secrets::bundle_mount());
+    }
     let mounts = view.finish();
+    if secrets.is_some() {
+        super::secrets::check_bundle(&mounts)?;
+    }
     let guard = build_guard(
         policy,
         host,
@@ -572,6 +581,9 @@ pub fn build_for_session(
     let seccomp = build_seccomp(allow_ptrace, allow_nested_userns);
     let mut env = build_env(policy, host, &mounts, &network);
     finish_env(&mut env, host, &mounts);
+    if let Some(secrets) = &secrets {
+        super::secrets::apply_env(&mut env, secrets);
+    }
     let limits = build_limits(policy);
 
     // 5. The command.
@@ -627,6 +639,7 @@ pub fn build_for_session(
         guard,
         state,
         create,
+        secrets,
     })
 }
 
@@ -1045,7 +1058,14 @@ fn resolve_hides(
             },
         )
     });
-    for rule in policy.filesystem.hide.iter().chain(defaults.iter()) {
+    let secret_files = super::secrets::hides(policy);
+    for rule in policy
+        .filesystem
+        .hide
+        .iter()
+        .chain(defaults.iter())
+        .chain(secret_files.iter())
+    {
         let Some((path, kind)) = existing(&rule.value.path, &rule.source)? else {
             continue;
         };

@@ -179,6 +179,9 @@ pub fn explain_host(plan: &Plan, host: &str, port: u16) -> Explanation {
             true
         }
         NetMode::Proxy => {
+            for line in secret_lines(plan, host, port) {
+                lines.push(line);
+            }
             if let Some(d) = net.deny.iter().find(|r| r.pattern.matches(host, port)) {
                 lines.push(format!("denied by {} ({})", d.pattern, d.source));
                 false
@@ -206,6 +209,46 @@ pub fn explain_host(plan: &Plan, host: &str, port: u16) -> Explanation {
         }
     };
     Explanation { allowed, lines }
+}
+
+/// A secret's host pattern, as the proxy reads it: no port means 443.
+fn covers(h: &crate::policy::HostPattern, host: &str, port: u16) -> bool {
+    h.matches(host, port) && (h.port != crate::policy::PortSpec::Web || port == 443)
+}
+
+/// Which secrets may go to `host:port`, and where each other one may.
+fn secret_lines(plan: &Plan, host: &str, port: u16) -> Vec<String> {
+    let Some(sp) = &plan.secrets else {
+        return Vec::new();
+    };
+    let terminated = sp
+        .secrets
+        .iter()
+        .any(|s| s.hosts.iter().any(|h| covers(h, host, port)));
+    let mut lines = Vec::new();
+    for s in &sp.secrets {
+        let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
+        if s.hosts.iter().any(|h| covers(h, host, port)) {
+            lines.push(format!(
+                "secret {}: swapped in here over HTTPS (the proxy terminates TLS for this host) \
+                 ({})",
+                s.name, s.source
+            ));
+        } else {
+            let here = if terminated {
+                "a request here carrying its placeholder is refused"
+            } else {
+                "this host stays an end-to-end tunnel, where the placeholder is worthless"
+            };
+            lines.push(format!(
+                "secret {}: never sent here ({here}); it goes only to {} ({})",
+                s.name,
+                hosts.join(", "),
+                s.source
+            ));
+        }
+    }
+    lines
 }
 
 /// Splits `HOST[:PORT]` (`[v6]:PORT` for IPv6); no port means 443.

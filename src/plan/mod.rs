@@ -12,6 +12,7 @@ pub mod command;
 pub mod explain;
 mod protect;
 pub mod seccomp;
+pub mod secrets;
 pub mod widen;
 
 use std::net::SocketAddrV4;
@@ -26,6 +27,7 @@ pub use build::{
     normalize as normalize_path,
 };
 pub use protect::{BUILTIN_PROTECTED, Created, GuardPlan, created_protected, is_protected};
+pub use secrets::{SecretPlan, SecretsPlan};
 
 /// Everything the sandbox needs, in the order it needs it.
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +66,8 @@ pub struct Plan {
     /// it, and cage's own config directory when a writable grant holds
     /// its place (so it can be hidden rather than created by the agent).
     pub create: Vec<CreateDir>,
+    /// Secrets held back from the cage and swapped in by the proxy.
+    pub secrets: Option<SecretsPlan>,
 }
 
 /// One agent state directory, resolved.

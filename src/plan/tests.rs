@@ -1056,3 +1056,122 @@ fn the_command_is_granted_where_the_users_path_finds_it() {
     let why = plan.command.not_found.expect("a reason").to_string();
     assert!(why.contains("command not found on your PATH"), "{why}");
 }
+
+fn secret(
+    name: &str,
+    from: policy::SecretSource,
+    env: &str,
+    optional: bool,
+) -> Sourced<policy::SecretPolicy> {
+    Sourced::new(
+        policy::SecretPolicy {
+            name: name.into(),
+            from,
+            env: Some(env.into()),
+            hosts: vec![policy::HostPattern::parse("api.example.com").unwrap()],
+            host_vars: vec!["API_BASE".into()],
+            optional,
+        },
+        src("test"),
+    )
+}
+
+#[test]
+fn secrets_hold_markers_in_the_plan_and_hide_their_files() {
+    let t = Tree::new("secrets");
+    std::fs::write(t.ws().join("token.txt"), "sk-file-0123456789\n").unwrap();
+    let mut host = t.host();
+    host.env
+        .push(("API_KEY".into(), "sk-real-0123456789abcdef".into()));
+    host.env
+        .push(("API_BASE".into(), "https://gw.example:8443/v1".into()));
+    let mut p = base(&t);
+    p.network.mode = Some(Sourced::new(NetMode::Proxy, src("test")));
+    p.env.pass.push(Sourced::new("API_*".into(), src("test")));
+    p.secrets = vec![
+        secret(
+            "key",
+            policy::SecretSource::Env("API_KEY".into()),
+            "API_KEY",
+            false,
+        ),
+        secret(
+            "file",
+            policy::SecretSource::File(t.ws().join("token.txt")),
+            "TOKEN",
+            false,
+        ),
+        // Optional, and its variable is unset: skipped.
+        secret(
+            "gone",
+            policy::SecretSource::Env("UNSET".into()),
+            "UNSET",
+            true,
+        ),
+    ];
+    let plan = build(&p, &host, &["true".to_string()]).unwrap();
+    let var = |n: &str| {
+        plan.env
+            .iter()
+            .find(|v| v.name == n)
+            .map(|v| v.value.clone())
+    };
+    assert_eq!(var("API_KEY").as_deref(), Some("<secret key>"));
+    assert_eq!(var("TOKEN").as_deref(), Some("<secret file>"));
+    assert_eq!(var("UNSET"), None);
+    assert_eq!(
+        var("NODE_EXTRA_CA_CERTS").as_deref(),
+        Some(super::secrets::BUNDLE)
+    );
+    let json = serde_json::to_string(&plan).unwrap();
+    assert!(
+        !json.contains("sk-real-0123456789abcdef"),
+        "the value is in the plan"
+    );
+    let sp = plan.secrets.as_ref().unwrap();
+    assert_eq!(sp.secrets.len(), 2);
+    // The host a variable names joins the secret's hosts, with its port.
+    let hosts: Vec<String> = sp.secrets[0].hosts.iter().map(|h| h.to_string()).collect();
+    assert_eq!(hosts, ["api.example.com", "gw.example:8443"]);
+    // The file source is hidden though the workspace shows its directory.
+    assert!(
+        plan.mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Hide { dst, .. } if *dst == t.ws().join("token.txt")))
+    );
+    assert!(
+        plan.mounts.iter().any(
+            |m| matches!(m, Mount::File { dst, .. } if dst == Path::new(super::secrets::BUNDLE))
+        )
+    );
+}
+
+#[test]
+fn a_secret_without_the_proxy_or_its_source_refuses_to_run() {
+    let t = Tree::new("secrets-refuse");
+    let mut host = t.host();
+    host.env
+        .push(("API_KEY".into(), "sk-real-0123456789abcdef".into()));
+    let mut p = base(&t);
+    p.secrets = vec![secret(
+        "key",
+        policy::SecretSource::Env("API_KEY".into()),
+        "API_KEY",
+        false,
+    )];
+    let e = build(&p, &host, &["true".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs network mode proxy"), "{e}");
+    p.network.mode = Some(Sourced::new(NetMode::Proxy, src("test")));
+    p.secrets = vec![secret(
+        "key",
+        policy::SecretSource::Env("NOPE".into()),
+        "API_KEY",
+        false,
+    )];
+    let e = build(&p, &host, &["true".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reads env:NOPE, which does not exist"), "{e}");
+}

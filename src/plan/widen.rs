@@ -78,6 +78,7 @@ pub fn widenings(
         guard,
         state,
         create,
+        secrets,
     } = with;
     if (*uid, *gid) != (without.uid, without.gid) {
         out.add(None, "runs the agent under other ids".into());
@@ -123,6 +124,7 @@ pub fn widenings(
             }
         }
     }
+    compare_secrets(&mut out, without.secrets.as_ref(), secrets.as_ref());
     for c in create {
         if !without.create.iter().any(|x| x.path == c.path) {
             out.add(
@@ -566,6 +568,60 @@ fn compare_network(out: &mut Findings, without: &NetworkPlan, with: &NetworkPlan
                     format!("forwards the host's {} into the cage", f.addr),
                 );
             }
+        }
+    }
+}
+
+/// A secret is read on the host and sent to its hosts: the wider plan may
+/// hold no secret, source, variable or host the narrower does not, nor
+/// trust another root upstream or show another host file in the bundle.
+fn compare_secrets(
+    out: &mut Findings,
+    without: Option<&super::secrets::SecretsPlan>,
+    with: Option<&super::secrets::SecretsPlan>,
+) {
+    let Some(super::secrets::SecretsPlan {
+        secrets,
+        bundle: _, // a fixed place inside
+        bundle_roots,
+        upstream_roots,
+    }) = with
+    else {
+        return;
+    };
+    let empty = Vec::new();
+    let below = without.map_or(&empty, |w| &w.secrets);
+    for s in secrets {
+        let known = below.iter().find(|b| b.name == s.name);
+        let same = known.is_some_and(|b| {
+            b.from == s.from
+                && s.env.iter().all(|e| b.env.contains(e))
+                && s.hosts.iter().all(|h| b.hosts.contains(h))
+        });
+        if !same {
+            out.add(
+                Some(&s.source),
+                format!(
+                    "the secret {} is read on the host or sent to a host it was not",
+                    s.name
+                ),
+            );
+        }
+    }
+    let none: Vec<PathBuf> = Vec::new();
+    let (roots, upstream) =
+        without.map_or((&none, &none), |w| (&w.bundle_roots, &w.upstream_roots));
+    for r in bundle_roots {
+        if !roots.contains(r) {
+            out.add(None, format!("{} is shown in the CA bundle", r.display()));
+        }
+    }
+    for r in upstream_roots {
+        if !upstream.contains(r) {
+            out.add(
+                None,
+                format!("the proxy trusts {} for upstream TLS", r.display()),
+            );
         }
     }
 }

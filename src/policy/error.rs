@@ -103,6 +103,13 @@ pub enum PolicyError {
         reason: &'static str,
     },
 
+    #[error("{at}: bad secret `{name}`: {reason}")]
+    Secret {
+        at: Location,
+        name: String,
+        reason: String,
+    },
+
     #[error("{at}: the value of `{name}` contains a NUL byte")]
     EnvValue { at: Location, name: String },
 

@@ -75,6 +75,10 @@ pub struct FlagRules {
     pub allow_degraded: Vec<Layer>,
     /// `--allow-shared-dir`: only a flag, never a file, can accept these.
     pub allow_shared_dir: Vec<PathBuf>,
+    /// `--secret VAR@HOST[,HOST...]`: the host's VAR becomes a secret of
+    /// that name, its placeholder in VAR inside, swapped in for the hosts
+    /// (which it also allows).
+    pub secret: Vec<String>,
 }
 
 /// Reads every source the request names and merges them into one policy.
@@ -468,9 +472,9 @@ impl<'a> Loader<'a> {
             chosen_for: None,
         });
         // An allowed host means nothing without the proxy: unless --net says
-        // otherwise, --allow-host asks for it.
+        // otherwise, --allow-host (and --secret) asks for it.
         if flags.net.is_none()
-            && !flags.allow_host.is_empty()
+            && !(flags.allow_host.is_empty() && flags.secret.is_empty())
             && self.policy.network.mode.as_ref().map(|m| m.value) != Some(NetMode::Proxy)
         {
             self.policy.network.mode = Some(Sourced::new(
@@ -566,7 +570,52 @@ fn flag_rules(flags: &FlagRules, host: &Host) -> Result<FlagPolicy, PolicyError>
         );
         count += 1;
     }
+    for v in &flags.secret {
+        let secret = flag_secret(v).map_err(|reason| bad("--secret", v, reason))?;
+        for h in &secret.hosts {
+            push_unique(
+                &mut p.network.allow,
+                Sourced::new(h.clone(), Provenance::flag("--secret")),
+            );
+        }
+        set_secret(
+            &mut p.secrets,
+            Sourced::new(secret, Provenance::flag("--secret")),
+        );
+        count += 1;
+    }
     Ok(FlagPolicy { policy: p, count })
+}
+
+/// `VAR@HOST[,HOST...]`.
+fn flag_secret(v: &str) -> Result<super::SecretPolicy, String> {
+    let (var, hosts) = v
+        .split_once('@')
+        .ok_or("write VAR@HOST[,HOST...], as in ANTHROPIC_API_KEY@api.anthropic.com")?;
+    parse::check_env_name(var, false).map_err(str::to_string)?;
+    let mut patterns = Vec::new();
+    for h in hosts.split(',') {
+        let pattern = HostPattern::parse(h).map_err(|e| format!("host `{h}`: {e}"))?;
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    Ok(super::SecretPolicy {
+        name: var.to_string(),
+        from: super::SecretSource::Env(var.to_string()),
+        env: Some(var.to_string()),
+        hosts: patterns,
+        host_vars: Vec::new(),
+        optional: false,
+    })
+}
+
+/// A later secret of the same name replaces the earlier one, in place.
+fn set_secret(list: &mut Vec<Sourced<super::SecretPolicy>>, item: Sourced<super::SecretPolicy>) {
+    match list.iter_mut().find(|x| x.value.name == item.value.name) {
+        Some(existing) => *existing = item,
+        None => list.push(item),
+    }
 }
 
 /// Later `set` entries replace earlier ones of the same name, in place.
@@ -602,6 +651,7 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
         limits,
         process,
         security,
+        secrets,
     } = from;
     last(&mut into.workspace.path, workspace.path);
     last(&mut into.workspace.mode, workspace.mode);
@@ -642,6 +692,9 @@ pub(crate) fn merge(into: &mut Policy, from: Policy) {
         &mut into.security.allow_shared_dir,
         security.allow_shared_dir,
     );
+    for item in secrets {
+        set_secret(&mut into.secrets, item);
+    }
 }
 
 /// Where the user's profile NAME lives: `~/.config/cage/profiles/NAME.toml`.

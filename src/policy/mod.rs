@@ -89,6 +89,9 @@ pub struct Policy {
     pub limits: LimitsPolicy,
     pub process: ProcessPolicy,
     pub security: SecurityPolicy,
+    /// `[secrets.NAME]`: values read on the host, held by the supervisor;
+    /// later sources replace earlier ones of the same name.
+    pub secrets: Vec<Sourced<SecretPolicy>>,
     /// The project file that was applied, if any.
     pub project: Option<ProjectPolicy>,
 }
@@ -300,4 +303,44 @@ pub struct SecurityPolicy {
     /// Shared directories (`/tmp`, `/run`...) the user accepts as the
     /// workspace or a grant. Set by `--allow-shared-dir` only.
     pub allow_shared_dir: Vec<Sourced<PathBuf>>,
+}
+
+/// One secret: where its value comes from on the host, the variable that
+/// holds its placeholder inside, and the only hosts the proxy swaps the
+/// real value in for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretPolicy {
+    pub name: String,
+    pub from: SecretSource,
+    /// The variable inside that holds the placeholder.
+    pub env: Option<String>,
+    pub hosts: Vec<HostPattern>,
+    /// Host variables (`$ANTHROPIC_BASE_URL` in `hosts`): the host and port
+    /// of the `https://` URL cage's own environment holds there, if any.
+    pub host_vars: Vec<String>,
+    /// Skipped when the source does not exist.
+    pub optional: bool,
+}
+
+/// Where a secret's real value is read, on the host, by the supervisor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum SecretSource {
+    /// `env:VAR`: cage's own environment.
+    Env(String),
+    /// `file:PATH`: the file's contents, one trailing newline removed.
+    File(PathBuf),
+    /// `cmd:COMMAND ARGS`: the command's standard output (split on
+    /// whitespace, no shell), run on the host before the cage starts.
+    Cmd(Vec<String>),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::File(p) => write!(f, "file:{}", p.display()),
+            SecretSource::Cmd(argv) => write!(f, "cmd:{}", argv.join(" ")),
+        }
+    }
 }

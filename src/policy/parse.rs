@@ -290,7 +290,71 @@ impl Converter<'_> {
                 );
             }
         }
+        let mut secrets: Vec<_> = raw.secrets.iter().collect();
+        secrets.sort_by_key(|(k, _)| k.span().start);
+        for (k, v) in secrets {
+            let secret = self.secret(k, v.get_ref())?;
+            rules.secrets.push(self.sourced(k, secret));
+        }
         Ok(Fragment { extends, rules })
+    }
+
+    fn secret(
+        &self,
+        name: &Spanned<String>,
+        raw: &schema::Secret,
+    ) -> Result<super::SecretPolicy, PolicyError> {
+        let bad = |at: Location, reason: String| PolicyError::Secret {
+            at,
+            name: name.get_ref().clone(),
+            reason,
+        };
+        if !valid_profile_name(name.get_ref()) {
+            return Err(bad(
+                self.at(name),
+                "a secret's name uses letters, digits, `-` and `_`".into(),
+            ));
+        }
+        let from = parse_secret_source(raw.from.get_ref(), self.base, self.host)
+            .map_err(|reason| bad(self.at(&raw.from), reason.into()))?;
+        let env = match &raw.env {
+            Some(e) => {
+                check_env_name(e.get_ref(), false)
+                    .map_err(|reason| bad(self.at(e), reason.into()))?;
+                Some(e.get_ref().clone())
+            }
+            None => None,
+        };
+        let mut hosts = Vec::new();
+        let mut host_vars = Vec::new();
+        for h in &raw.hosts {
+            if let Some(var) = h.get_ref().strip_prefix('$') {
+                check_env_name(var, false).map_err(|reason| bad(self.at(h), reason.into()))?;
+                if !host_vars.iter().any(|v| v == var) {
+                    host_vars.push(var.to_string());
+                }
+                continue;
+            }
+            let pattern = HostPattern::parse(h.get_ref())
+                .map_err(|reason| bad(self.at(h), format!("host `{}`: {reason}", h.get_ref())))?;
+            if !hosts.contains(&pattern) {
+                hosts.push(pattern);
+            }
+        }
+        if hosts.is_empty() && host_vars.is_empty() {
+            return Err(bad(
+                self.at(name),
+                "name the hosts it may go to: hosts = [\"api.example.com\"]".into(),
+            ));
+        }
+        Ok(super::SecretPolicy {
+            name: name.get_ref().clone(),
+            from,
+            env,
+            hosts,
+            host_vars,
+            optional: raw.optional.as_ref().is_some_and(|o| *o.get_ref()),
+        })
     }
 
     fn path(&self, s: &Spanned<String>) -> Result<PathRule, PolicyError> {
@@ -551,6 +615,37 @@ fn protect_name(s: &str) -> Result<String, &'static str> {
 
 /// Environment names: letters, digits and `_`, not starting with a digit.
 /// In `pass`, a trailing `*` makes a prefix pattern (`LC_*`).
+/// `env:VAR`, `file:PATH` (`~` and relative paths resolved like any
+/// path rule), `cmd:COMMAND ARGS`.
+pub(crate) fn parse_secret_source(
+    s: &str,
+    base: &Path,
+    host: &Host,
+) -> Result<super::SecretSource, &'static str> {
+    use super::SecretSource;
+    if let Some(var) = s.strip_prefix("env:") {
+        check_env_name(var, false)?;
+        Ok(SecretSource::Env(var.to_string()))
+    } else if let Some(path) = s.strip_prefix("file:") {
+        let rule = parse_path(path, base, host)?;
+        if rule.optional {
+            return Err("write `optional = true` instead of a `?` path");
+        }
+        Ok(SecretSource::File(rule.path))
+    } else if let Some(cmd) = s.strip_prefix("cmd:") {
+        let argv: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+        if argv.is_empty() {
+            return Err("`cmd:` needs a command");
+        }
+        if s.contains('\0') {
+            return Err("the command contains a NUL byte");
+        }
+        Ok(SecretSource::Cmd(argv))
+    } else {
+        Err("`from` is `env:VAR`, `file:PATH` or `cmd:COMMAND ARGS`")
+    }
+}
+
 pub(crate) fn check_env_name(s: &str, pattern: bool) -> Result<(), &'static str> {
     let name = match s.strip_suffix('*') {
         Some(prefix) if pattern => prefix,

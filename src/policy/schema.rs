@@ -28,6 +28,26 @@ pub(crate) struct File {
     pub limits: Option<Limits>,
     pub process: Option<Process>,
     pub security: Option<Security>,
+    /// `[secrets.NAME]` tables; a map loses the file's order, `parse`
+    /// restores it from the spans.
+    #[serde(default)]
+    pub secrets: BTreeMap<Spanned<String>, Spanned<Secret>>,
+}
+
+/// One `[secrets.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"a secret: { from = "env:VAR" | "file:PATH" | "cmd:COMMAND ARGS", env = "VAR", hosts = ["api.example.com"] }"#
+)]
+pub(crate) struct Secret {
+    pub from: Spanned<String>,
+    pub env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Skipped, not an error, when the source does not exist (an unset
+    /// variable, a missing file): how profiles offer a secret.
+    pub optional: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -459,6 +459,7 @@ pub(crate) fn widenings(
                 allow_degraded,
                 allow_shared_dir,
             },
+        secrets,
     } = &project.rules;
 
     if let Some(path) = path {
@@ -587,6 +588,30 @@ pub(crate) fn widenings(
                 format!(
                     "env.pass \"{}\" passes host environment variables into the cage",
                     p.value
+                ),
+            );
+        }
+    }
+
+    // A secret's value is read on the host (a `cmd:` runs there) and sent
+    // to its hosts: an untrusted file may drop hosts from a secret below
+    // it, never add a secret or a host.
+    for sec in secrets {
+        let s = &sec.value;
+        let below = lower.secrets.iter().find(|x| x.value.name == s.name);
+        let narrows = below.is_some_and(|b| {
+            b.value.from == s.from
+                && b.value.env == s.env
+                && s.hosts.iter().all(|h| b.value.hosts.contains(h))
+                && s.host_vars.iter().all(|h| b.value.host_vars.contains(h))
+        });
+        if !narrows {
+            add(
+                &sec.source,
+                format!(
+                    "secrets.{} reads a secret on the host ({}) or sends one to a host not \
+                     already allowed for it",
+                    s.name, s.from
                 ),
             );
         }

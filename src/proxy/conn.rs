@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::audit::{Decision, Net, NetEnd, Proto, Record, format_target};
+use crate::audit::{Decision, Net, NetEnd, Proto, Record, SecretUse, SecretUseKind, format_target};
 
 use super::http::{self, HeadError, Target};
 use super::rules::Verdict;
@@ -156,6 +156,32 @@ fn handle_http(client: &TcpStream, timed: &mut Deadline, shared: &Shared) {
         Target::Authority { host, port } => (Proto::Connect, host.clone(), *port),
         Target::Absolute { host, port, .. } => (Proto::Http, host.clone(), *port),
     };
+    // A placeholder in plain HTTP is never swapped (the value would cross
+    // the network in the clear): the request is refused and recorded.
+    if proto == Proto::Http
+        && let Some(vault) = &shared.vault
+        && let Some(s) = vault
+            .secrets
+            .iter()
+            .find(|s| super::tls::contains(&head, s.placeholder()))
+    {
+        let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let _ = shared.log.write(Record::Secret(SecretUse {
+            id,
+            kind: SecretUseKind::Refused,
+            secret: s.name.clone(),
+            host: host.clone(),
+            port,
+            reason: Some("plain HTTP: secrets go over TLS only".into()),
+        }));
+        let body = format!(
+            "cage: refused: this request carries the placeholder of the secret {}, which is \
+             swapped in over HTTPS only",
+            s.name
+        );
+        let _ = timed.write_all(&http::response(403, &body));
+        return;
+    }
     // 3, 4.
     let (upstream, id) = match open(shared, proto, &host, port) {
         Opened::Connected { upstream, id } => (upstream, id),
@@ -181,6 +207,12 @@ fn handle_http(client: &TcpStream, timed: &mut Deadline, shared: &Shared) {
                 .is_err()
             {
                 end(shared, id, &host, port, (0, 0), started);
+                return;
+            }
+            if let Some(vault) = shared.vault.as_ref().filter(|v| v.terminates(&host, port)) {
+                terminated(
+                    client, upstream, &rest, shared, vault, id, &host, port, started,
+                );
                 return;
             }
             (rest, relay::Mode::Tunnel)
@@ -226,6 +258,20 @@ fn handle_socks(client: &TcpStream, timed: &mut Deadline, shared: &Shared) {
         end(shared, id, &host, port, (0, 0), started);
         return;
     }
+    if let Some(vault) = shared.vault.as_ref().filter(|v| v.terminates(&host, port)) {
+        terminated(
+            client,
+            upstream,
+            &[],
+            shared,
+            vault,
+            id,
+            &host,
+            port,
+            started,
+        );
+        return;
+    }
     let mode = relay::Mode::Tunnel;
     tunnel(
         client,
@@ -247,6 +293,27 @@ pub(super) fn forward(client: TcpStream, target: SocketAddr, shared: &Shared) {
     let started = Instant::now();
     let host = target.ip().to_string();
     if let Opened::Connected { upstream, id } = open(shared, Proto::Forward, &host, target.port()) {
+        // A forwarded port that a secret may go to is terminated too: a
+        // program that skips the proxy for loopback still gets the swap.
+        if let Some(vault) = shared
+            .vault
+            .as_ref()
+            .filter(|v| v.terminates(&host, target.port()))
+        {
+            let port = target.port();
+            terminated(
+                &client,
+                upstream,
+                &[],
+                shared,
+                vault,
+                id,
+                &host,
+                port,
+                started,
+            );
+            return;
+        }
         tunnel(
             &client,
             upstream,
@@ -277,6 +344,24 @@ fn tunnel(
     let _ = client.set_read_timeout(None);
     let _ = client.set_write_timeout(None);
     let bytes = relay::relay(client, &upstream, first_up, mode);
+    end(shared, id, host, port, bytes, started);
+}
+
+/// A connection to a secret's host: TLS terminated, the request head's
+/// placeholders swapped (see `tls`).
+#[allow(clippy::too_many_arguments)]
+fn terminated(
+    client: &TcpStream,
+    upstream: TcpStream,
+    early: &[u8],
+    shared: &Shared,
+    vault: &std::sync::Arc<crate::secrets::Vault>,
+    id: u64,
+    host: &str,
+    port: u16,
+    started: Instant,
+) {
+    let bytes = super::tls::serve(client, &upstream, early, shared, vault, id, host, port);
     end(shared, id, host, port, bytes, started);
 }
 

@@ -12,9 +12,15 @@
 //! exhausting the supervisor, and writing every decision to the audit log.
 //! What is allowed is the plan's rules, applied by [`rules`].
 //!
+//! Connections to a host some secret may go to are terminated instead of
+//! tunnelled ([`tls`]): the proxy swaps the secret's placeholder for its
+//! value in the request head, with the run's [`crate::secrets::Vault`].
+//!
 //! Threads with blocking I/O: the supervisor is past clone when this
-//! starts. Each connection gets one thread (two once it is a tunnel), with
-//! small stacks; a cap on concurrent connections bounds them.
+//! starts. Each connection gets one thread (two once it is a tunnel; one
+//! for a terminated connection, which drives both TLS sessions with
+//! poll(2)), with small stacks; a cap on concurrent connections bounds
+//! them.
 
 mod conn;
 pub mod dns;
@@ -22,6 +28,7 @@ pub mod http;
 mod relay;
 pub mod rules;
 pub mod socks;
+mod tls;
 
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -71,6 +78,8 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     dns_active: AtomicUsize,
     next_id: AtomicU64,
+    /// The run's secrets: connections to their hosts are terminated.
+    vault: Option<Arc<crate::secrets::Vault>>,
 }
 
 /// A running proxy; the threads live as long as the process.
@@ -90,11 +99,13 @@ impl Proxy {
         rules: Rules,
         log: Arc<Log>,
         config: Config,
+        vault: Option<Arc<crate::secrets::Vault>>,
     ) -> io::Result<Proxy> {
         let shared = Arc::new(Shared {
             rules,
             log,
             config,
+            vault,
             active: AtomicUsize::new(0),
             dns_active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),

@@ -64,7 +64,7 @@ impl Harness {
             deny: vec![],
         };
         let log_file = Arc::new(Log::create(&log).unwrap());
-        let proxy = Proxy::start(listeners, &[], rules, log_file, config).unwrap();
+        let proxy = Proxy::start(listeners, &[], rules, log_file, config, None).unwrap();
         Harness {
             proxy,
             addr,

@@ -7,6 +7,7 @@
 //! Codex's `exec` talks to a stand-in for the Responses API
 //! (tests/support/responses_stub.py) the same way.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -114,24 +115,56 @@ struct Stub {
 
 impl Stub {
     fn start(dir: &Path, command: &str) -> Stub {
-        Stub::start_script(dir, command, "anthropic_stub.py")
+        Self::start_with(dir, command, "anthropic_stub.py", None)
     }
 
     /// `script` in tests/support: anthropic_stub.py (the Messages API) or
     /// responses_stub.py (OpenAI's Responses API, as Codex speaks it).
     fn start_script(dir: &Path, command: &str, script: &str) -> Stub {
+        Self::start_with(dir, command, script, None)
+    }
+
+    /// Over HTTPS with a leaf from a test CA made now; returns the stub
+    /// and the CA's PEM file (readable by the test user).
+    fn start_tls(dir: &Path, command: &str) -> (Stub, PathBuf) {
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("writing a test certificate");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod 644");
+            path
+        };
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = params.self_signed(&ca_key).expect("the test CA");
+        let issuer = rcgen::Issuer::new(params, ca_key);
+        let key = rcgen::KeyPair::generate().expect("a leaf key");
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("leaf params")
+            .signed_by(&key, &issuer)
+            .expect("the leaf");
+        let ca = write("test-ca.pem", &ca_cert.pem());
+        let cert = write("stub-cert.pem", &leaf.pem());
+        let key = write("stub-key.pem", &key.serialize_pem());
+        (
+            Self::start_with(dir, command, "anthropic_stub.py", Some((&cert, &key))),
+            ca,
+        )
+    }
+
+    fn start_with(dir: &Path, command: &str, script: &str, tls: Option<(&Path, &Path)>) -> Stub {
         let port_file = dir.join("stub.port");
         let log = dir.join("stub.log");
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/support")
             .join(script);
-        let child = Command::new("python3")
-            .arg(script)
-            .arg(&port_file)
-            .arg(&log)
-            .arg(command)
-            .spawn()
-            .expect("starting the stand-in API");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(&port_file).arg(&log).arg(command);
+        if let Some((cert, key)) = tls {
+            cmd.env("STUB_TLS_CERT", cert).env("STUB_TLS_KEY", key);
+        }
+        let child = cmd.spawn().expect("starting the stand-in API");
         let until = Instant::now() + Duration::from_secs(20);
         let port = loop {
             if let Ok(p) = std::fs::read_to_string(&port_file) {
@@ -233,6 +266,63 @@ fn claude_round_trip(settings: Option<&str>) {
             "the host's settings.json changed"
         );
     }
+}
+
+/// Layer: proxy (secrets). The API key never enters the cage: Claude Code
+/// completes `claude -p` against the stand-in served over HTTPS with a
+/// placeholder key inside, the stand-in receives the real key on every
+/// request, and the session's log records the swaps.
+#[test]
+fn claude_round_trip_over_tls_with_the_key_held_back() {
+    require_userns!();
+    if !agents_installed() {
+        return;
+    }
+    const REAL: &str = "sk-ant-api03-REALkeyHeldBack0123456789abcdefXYZ";
+    let probe = "echo KEY:$ANTHROPIC_API_KEY; echo FOUND:$(cat /proc/[0-9]*/environ \
+                 2>/dev/null | tr '\\0' '\\n' | grep -c REALkeyHeld)";
+    let cage = Cage::new();
+    let (stub, ca) = Stub::start_tls(cage.root(), probe);
+    let port = stub.port;
+    let cage = cage
+        .host_env("ANTHROPIC_API_KEY", REAL)
+        .host_env("ANTHROPIC_BASE_URL", &format!("https://127.0.0.1:{port}"))
+        .host_env("SSL_CERT_FILE", &ca.display().to_string())
+        .args(["--allow-host", &format!("127.0.0.1:{port}")]);
+    let out = cage.run([
+        bin("node_modules/.bin/claude"),
+        "-p".to_string(),
+        "run the probe".to_string(),
+        "--allowedTools".to_string(),
+        "Bash".to_string(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("STUB-FINAL"), "{out}");
+    out.assert_absent(REAL);
+    // The tool saw a placeholder of the key's shape, and no process held
+    // the real one.
+    let requests = stub.requests();
+    let all = serde_json::to_string(&requests).unwrap();
+    let seen: String = all
+        .split("KEY:sk-")
+        .nth(1)
+        .map(|s| format!("sk-{}", s.chars().take(REAL.len() - 3).collect::<String>()))
+        .unwrap_or_default();
+    assert_eq!(seen.len(), REAL.len(), "no KEY: line in the tool result");
+    assert!(seen.starts_with("sk-ant-") && seen != REAL, "{seen}");
+    assert!(
+        all.contains("FOUND:0"),
+        "a process inside held the real key"
+    );
+    // The stand-in got the real key, on every request.
+    assert!(requests.len() >= 2, "{requests:#?}");
+    for r in &requests {
+        assert_eq!(r["key"], REAL, "{}", r["path"]);
+    }
+    // Recorded: one swap per request, never the value.
+    let log = cage.cli(["log"]);
+    assert!(log.stdout.contains("secret anthropic swapped in"), "{log}");
+    log.assert_absent(REAL);
 }
 
 /// Layer: view. Under the claude profile ~/.claude.json (whose mcpServers

@@ -11,7 +11,10 @@ It listens on 127.0.0.1 on a free port and writes the port to PORT_FILE.
 The first request that offers the Bash tool gets a tool_use asking Bash to
 run COMMAND; a request carrying a tool_result gets a final text answer that
 quotes the result; any other request (titles, quota probes) gets "ok".
-Every request body is appended to LOG_FILE, one JSON object per line.
+Every request body is appended to LOG_FILE, one JSON object per line, with
+the credential it carried (x-api-key or Authorization).
+
+With STUB_TLS_CERT and STUB_TLS_KEY set (PEM files), it serves HTTPS.
 """
 
 import http.server
@@ -128,7 +131,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = {}
         with LOCK, open(LOG_FILE, "a") as log:
-            log.write(json.dumps({"path": self.path, "body": body}) + "\n")
+            key = self.headers.get("x-api-key") or self.headers.get("authorization")
+            log.write(json.dumps({"path": self.path, "body": body, "key": key}) + "\n")
         if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
             self.send(200, "application/json", b'{"input_tokens": 1}')
             return
@@ -149,9 +153,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+import os  # noqa: E402
+import ssl  # noqa: E402
+
+if os.environ.get("STUB_TLS_CERT"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.environ["STUB_TLS_CERT"], os.environ["STUB_TLS_KEY"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(PORT_FILE + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
-import os  # noqa: E402
 
 os.rename(PORT_FILE + ".tmp", PORT_FILE)
 server.serve_forever()

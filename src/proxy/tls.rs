@@ -1,0 +1,882 @@
+//! A terminated connection: for a host some secret may go to, the proxy
+//! is the TLS server the cage talks to (a leaf from the session CA) and a
+//! verifying TLS client to the real host, so it can swap placeholders for
+//! real values in the request head.
+//!
+//! 1. TLS handshake with the cage; read one request head under the head
+//!    deadline.
+//! 2. A placeholder of a secret this host may not receive (anywhere in the
+//!    head), or of any secret in the request line: refused with a 403, and
+//!    recorded. Placeholders of this host's secrets in header values become
+//!    the real values, each swap recorded. The upstream request asks for an
+//!    uncompressed response (so it can be scanned) and `Connection: close`
+//!    (so every request on a connection is this one: a pipelined second
+//!    one reaches the server with its placeholders, never swapped).
+//! 3. TLS handshake upstream, verified against the host's trust store for
+//!    the name the rules decided on; a failure is a 502 naming it.
+//! 4. Relay both ways on one thread (poll(2) over both sockets, rustls
+//!    driven by hand), until the server ends its response. The response is
+//!    scanned for every real value, which is replaced by its placeholder
+//!    (the same length, so framing holds) and recorded.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use rustls::{ClientConnection, ServerConnection};
+use rustls_pki_types::ServerName;
+
+use crate::audit::{Record, SecretUse, SecretUseKind};
+use crate::secrets::Vault;
+use zeroize::Zeroizing;
+
+use super::Shared;
+use super::http;
+
+/// Plaintext moved per step; also the most either side buffers before the
+/// other has taken it (backpressure).
+const CHUNK: usize = 64 * 1024;
+
+/// Serves one terminated connection; returns (bytes up, bytes down) of
+/// plaintext.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn serve(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    early: &[u8],
+    shared: &Shared,
+    vault: &Arc<Vault>,
+    id: u64,
+    host: &str,
+    port: u16,
+) -> (u64, u64) {
+    let record = |kind: SecretUseKind, secret: &str, reason: Option<String>| {
+        shared
+            .log
+            .write(Record::Secret(SecretUse {
+                id,
+                kind,
+                secret: secret.to_string(),
+                host: host.to_string(),
+                port,
+                reason,
+            }))
+            .is_ok()
+    };
+    // 1.
+    let Ok(config) = vault.ca.server_config(host) else {
+        return (0, 0);
+    };
+    let Ok(mut server) = ServerConnection::new(config) else {
+        return (0, 0);
+    };
+    if !early.is_empty() && server.read_tls(&mut &early[..]).is_err() {
+        return (0, 0);
+    }
+    let until = Instant::now() + shared.config.header_timeout;
+    let mut sock = Timed {
+        stream: client,
+        until,
+    };
+    let head = {
+        let mut tls = rustls::Stream::new(&mut server, &mut sock);
+        http::read_head(&mut tls, shared.config.max_head)
+    };
+    let names: Vec<&str> = vault
+        .secrets
+        .iter()
+        .filter(|s| s.allowed_for(host, port))
+        .map(|s| s.name.as_str())
+        .collect();
+    let names = names.join(",");
+    let (head, rest) = match head {
+        Ok(x) => x,
+        Err(http::HeadError::Io(e)) if server.is_handshaking() => {
+            // Say why to the client (an alert: unknown CA, bad
+            // certificate) and in the log: a client that pins
+            // certificates, or one that ignores the bundle.
+            let _ = server.write_tls(&mut &*client);
+            let _ = record(
+                SecretUseKind::TlsFailed,
+                &names,
+                Some(format!(
+                    "the cage's TLS handshake with cage's proxy failed ({e}): a client that \
+                     pins certificates or does not read the CA bundle; leave this host out of \
+                     the secret's hosts for it"
+                )),
+            );
+            return (0, 0);
+        }
+        Err(_) => return (0, 0),
+    };
+    // 2.
+    let reply = |server: &mut ServerConnection, status: u16, body: &str| {
+        let mut sock = Timed {
+            stream: client,
+            until: Instant::now() + shared.config.header_timeout,
+        };
+        let mut tls = rustls::Stream::new(server, &mut sock);
+        let _ = tls.write_all(&http::response(status, body));
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    };
+    let request = match http::parse_request(&head) {
+        Ok(r) if r.method != "CONNECT" && r.target.starts_with('/') => r,
+        Ok(_) => {
+            reply(&mut server, 400, "cage: send origin-form requests here");
+            return (0, 0);
+        }
+        Err(why) => {
+            reply(&mut server, 400, &format!("cage: {why}"));
+            return (0, 0);
+        }
+    };
+    let (rewritten, forms) = match swap(&request, vault, host, port) {
+        Ok((head, swapped, forms)) => {
+            // Fail closed: a swap the log does not show is not sent.
+            let logged = swapped
+                .iter()
+                .all(|name| record(SecretUseKind::Swapped, name, None));
+            if !logged {
+                reply(&mut server, 503, "cage: cage cannot write its audit log");
+                return (0, 0);
+            }
+            (head, forms)
+        }
+        Err(refusal) => {
+            let _ = record(
+                SecretUseKind::Refused,
+                &refusal.secret,
+                Some(refusal.why.to_string()),
+            );
+            let body = format!(
+                "cage: refused: this request carries the placeholder of the secret {}, which {}",
+                refusal.secret, refusal.why
+            );
+            reply(&mut server, 403, &body);
+            return (0, 0);
+        }
+    };
+    // 3.
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(name) = ServerName::try_from(name.to_string()) else {
+        reply(&mut server, 502, "cage: not a TLS server name");
+        return (0, 0);
+    };
+    let Ok(mut up) = ClientConnection::new(Arc::clone(&vault.upstream), name) else {
+        reply(&mut server, 502, "cage: cannot start TLS upstream");
+        return (0, 0);
+    };
+    let mut first = rewritten;
+    first.extend_from_slice(&rest);
+    let handshake = {
+        let mut usock = Timed {
+            stream: upstream,
+            until: Instant::now() + shared.config.connect_timeout,
+        };
+        let mut tls = rustls::Stream::new(&mut up, &mut usock);
+        tls.write_all(&first).and_then(|()| tls.flush())
+    };
+    if let Err(e) = handshake {
+        let _ = record(
+            SecretUseKind::TlsFailed,
+            &names,
+            Some(format!(
+                "TLS to {host}:{port} failed: {e}; nothing was sent"
+            )),
+        );
+        reply(
+            &mut server,
+            502,
+            &format!("cage: TLS to {host}:{port} failed: {e}"),
+        );
+        return (first.len() as u64, 0);
+    }
+    // 4.
+    let mut scan = Scanner::new(vault, forms);
+    let down = relay(client, upstream, &mut server, &mut up, &mut scan);
+    for name in scan.found() {
+        let _ = record(
+            SecretUseKind::Scrubbed,
+            &name,
+            Some("the response held the real value; the cage got the placeholder".into()),
+        );
+    }
+    (first.len() as u64 + down.0, down.1)
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub secret: String,
+    pub why: &'static str,
+}
+
+/// Step 2: the head to send upstream, and the secrets swapped into it.
+/// The forms of a secret a request carried besides its value.
+type Forms = Vec<(Zeroizing<Vec<u8>>, Vec<u8>, String)>;
+
+pub(super) fn swap(
+    request: &http::Request,
+    vault: &Vault,
+    host: &str,
+    port: u16,
+) -> Result<(Vec<u8>, Vec<String>, Forms), Refusal> {
+    for s in &vault.secrets {
+        let p = s.placeholder();
+        if !s.allowed_for(host, port) && head_contains(request, p) {
+            return Err(Refusal {
+                secret: s.name.clone(),
+                why: "may not go to this host",
+            });
+        }
+        if contains(request.target.as_bytes(), p) {
+            return Err(Refusal {
+                secret: s.name.clone(),
+                why: "is swapped in header values only, not in the URL",
+            });
+        }
+    }
+    // The name the rules decided on and the certificate was checked for is
+    // the name the request is for: a Host header naming another (domain
+    // fronting on a shared front end) gets no secret.
+    let for_host = |value: &[u8]| {
+        let v = String::from_utf8_lossy(value);
+        let Ok((name, _)) = http::split_authority(&v) else {
+            return false;
+        };
+        let want = host.trim_start_matches('[').trim_end_matches(']');
+        name.trim_end_matches('.')
+            .eq_ignore_ascii_case(want.trim_end_matches('.'))
+    };
+    let fronted = request
+        .headers
+        .iter()
+        .any(|h| h.name == "host" && !for_host(&h.value));
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(
+        format!(
+            "{} {} {}\r\n",
+            request.method, request.target, request.version
+        )
+        .as_bytes(),
+    );
+    let mut hop: Vec<String> = [
+        "connection",
+        "keep-alive",
+        "accept-encoding",
+        "te",
+        "upgrade",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for h in request.headers.iter().filter(|h| h.name == "connection") {
+        for token in String::from_utf8_lossy(&h.value).split(',') {
+            let token = token.trim().to_ascii_lowercase();
+            if !token.is_empty() {
+                hop.push(token);
+            }
+        }
+    }
+    let mut swapped = Vec::new();
+    let mut forms: Forms = Vec::new();
+    for h in &request.headers {
+        if hop.contains(&h.name) {
+            continue;
+        }
+        let mut line = h.raw.clone();
+        if let Some(mut creds) = basic(h) {
+            let before = creds.clone();
+            for s in vault.secrets.iter().filter(|s| s.allowed_for(host, port)) {
+                if contains(&creds, s.placeholder()) {
+                    creds = replace(&creds, s.placeholder(), s.value());
+                    if !swapped.contains(&s.name) {
+                        swapped.push(s.name.clone());
+                    }
+                }
+            }
+            if creds != before {
+                let real = base64_encode(&creds);
+                line = format!("Authorization: Basic {real}").into_bytes();
+                let name = swapped.last().cloned().unwrap_or_default();
+                forms.push((
+                    Zeroizing::new(real.into_bytes()),
+                    base64_encode(&before).into_bytes(),
+                    name,
+                ));
+            }
+        }
+        for s in vault.secrets.iter().filter(|s| s.allowed_for(host, port)) {
+            if contains(&line, s.placeholder()) {
+                line = replace(&line, s.placeholder(), s.value());
+                if !swapped.contains(&s.name) {
+                    swapped.push(s.name.clone());
+                }
+            }
+        }
+        out.extend_from_slice(&line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Accept-Encoding: identity\r\nConnection: close\r\n\r\n");
+    if fronted && let Some(name) = swapped.first() {
+        return Err(Refusal {
+            secret: name.clone(),
+            why: "goes to the host the connection was made for, and the Host header names another",
+        });
+    }
+    Ok((out, swapped, forms))
+}
+
+fn head_contains(request: &http::Request, needle: &[u8]) -> bool {
+    contains(request.target.as_bytes(), needle)
+        || request
+            .headers
+            .iter()
+            .any(|h| contains(&h.raw, needle) || basic(h).is_some_and(|c| contains(&c, needle)))
+}
+
+/// The decoded credentials of an `Authorization: Basic` header (git and
+/// other HTTP clients send a token as its password).
+fn basic(h: &http::Header) -> Option<Vec<u8>> {
+    if h.name != "authorization" {
+        return None;
+    }
+    let (scheme, value) = h.value.split_at(h.value.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    base64_decode(value.trim_ascii())
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding; `None` if `text` is not that.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for quad in text.chunks(4) {
+        let mut n = 0u32;
+        let mut pad = 0;
+        for (i, &c) in quad.iter().enumerate() {
+            let v = match c {
+                b'=' if i >= 2 => {
+                    pad += 1;
+                    0
+                }
+                _ if pad > 0 => return None,
+                _ => B64.iter().position(|&x| x == c)? as u32,
+            };
+            n = n << 6 | v;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle, 0).is_some()
+}
+
+/// The first `needle` in `hay` at or after `from`: a scan for its first
+/// byte, then a compare (the response scan runs over every byte).
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let mut i = from;
+    while i + needle.len() <= hay.len() {
+        let at = i + hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)?;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while let Some(at) = find(hay, from, i) {
+        out.extend_from_slice(&hay[i..at]);
+        out.extend_from_slice(to);
+        i = at + from.len();
+    }
+    out.extend_from_slice(&hay[i..]);
+    out
+}
+
+/// Replaces real values with their placeholders in a stream, across chunk
+/// boundaries: it holds back only a tail that could still begin a value.
+pub(super) struct Scanner {
+    /// (real form, placeholder form of the same length, secret).
+    pairs: Vec<(Zeroizing<Vec<u8>>, Vec<u8>, String)>,
+    held: Vec<u8>,
+    found: Vec<String>,
+}
+
+impl Scanner {
+    /// Every secret's value, and `extra` forms this connection sent (the
+    /// base64 credentials of a swapped `Basic` header).
+    pub(super) fn new(vault: &Vault, extra: Vec<(Zeroizing<Vec<u8>>, Vec<u8>, String)>) -> Self {
+        let mut pairs: Vec<_> = vault
+            .secrets
+            .iter()
+            .map(|s| {
+                (
+                    Zeroizing::new(s.value().to_vec()),
+                    s.placeholder().to_vec(),
+                    s.name.clone(),
+                )
+            })
+            .collect();
+        pairs.extend(extra);
+        Scanner {
+            pairs,
+            held: Vec::new(),
+            found: Vec::new(),
+        }
+    }
+
+    /// The bytes safe to pass on after `chunk`.
+    pub(super) fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.held);
+        buf.extend_from_slice(chunk);
+        for (real, placeholder, name) in &self.pairs {
+            if contains(&buf, real) {
+                buf = replace(&buf, real, placeholder);
+                if !self.found.contains(name) {
+                    self.found.push(name.clone());
+                }
+            }
+        }
+        // The longest tail that is a proper prefix of some value.
+        let keep = self
+            .pairs
+            .iter()
+            .map(|(v, _, _)| {
+                (1..v.len().min(buf.len() + 1))
+                    .rev()
+                    .find(|&n| buf.ends_with(&v[..n]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        self.held = buf.split_off(buf.len() - keep);
+        buf
+    }
+
+    /// What is still held at the end of the stream.
+    pub(super) fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
+    pub(super) fn found(&self) -> Vec<String> {
+        self.found.clone()
+    }
+}
+
+/// Step 4. Returns plaintext (up, down) moved after the first request.
+fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    server: &mut ServerConnection,
+    up: &mut ClientConnection,
+    scan: &mut Scanner,
+) -> (u64, u64) {
+    let (mut n_up, mut n_down) = (0u64, 0u64);
+    // Tunnels have no deadline: a model API may stream for minutes.
+    for s in [client, upstream] {
+        let _ = s.set_read_timeout(None);
+        let _ = s.set_write_timeout(None);
+        if s.set_nonblocking(true).is_err() {
+            return (0, 0);
+        }
+    }
+    server.set_buffer_limit(None);
+    up.set_buffer_limit(None);
+    let mut buf = vec![0u8; CHUNK];
+    let (mut client_done, mut upstream_done) = (false, false);
+    let mut client_tcp_eof = false;
+    let mut upstream_tcp_eof = false;
+    loop {
+        // Whether this round moved plaintext: then there may be more
+        // buffered in rustls, which poll(2) cannot see, so go round again
+        // before waiting.
+        let mut moved = false;
+        // Plaintext across, only once the other side has sent what it had.
+        if !client_done && !up.wants_write() {
+            match server.reader().read(&mut buf) {
+                Ok(0) => {
+                    client_done = true;
+                    up.send_close_notify();
+                }
+                Ok(n) => {
+                    moved = true;
+                    n_up += n as u64;
+                    if up.writer().write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock && client_tcp_eof
+                        || e.kind() == io::ErrorKind::UnexpectedEof =>
+                {
+                    client_done = true;
+                    up.send_close_notify();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        if !upstream_done && !server.wants_write() {
+            match up.reader().read(&mut buf) {
+                Ok(0) => upstream_done = true,
+                Ok(n) => {
+                    moved = true;
+                    let out = scan.feed(&buf[..n]);
+                    n_down += out.len() as u64;
+                    if server.writer().write_all(&out).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if upstream_tcp_eof {
+                        upstream_done = true;
+                    }
+                }
+                // A server that closes without close_notify (many do, with
+                // Connection: close): the response is still delivered.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => upstream_done = true,
+                Err(_) => break,
+            }
+            if upstream_done {
+                let tail = scan.finish();
+                n_down += tail.len() as u64;
+                let _ = server.writer().write_all(&tail);
+                server.send_close_notify();
+            }
+        }
+        // Ciphertext out.
+        if flush(server, client).is_err() || flush(up, upstream).is_err() {
+            break;
+        }
+        // The response is over and delivered: done (Connection: close).
+        if upstream_done && !server.wants_write() {
+            break;
+        }
+        if moved {
+            // While data flows, read what the sockets hold without a
+            // poll(2) per record (a read that would block costs one call).
+            if !upstream_tcp_eof && up.wants_read() && !server.wants_write() {
+                match take_tls(up, upstream) {
+                    Ok(true) => {}
+                    Ok(false) => upstream_tcp_eof = true,
+                    Err(_) => break,
+                }
+            }
+            if !client_tcp_eof && server.wants_read() && !up.wants_write() {
+                match take_tls(server, client) {
+                    Ok(true) => {}
+                    Ok(false) => client_tcp_eof = true,
+                    Err(_) => break,
+                }
+            }
+            continue;
+        }
+        let mut cf = PollFlags::empty();
+        if !client_tcp_eof && server.wants_read() && !up.wants_write() {
+            cf |= PollFlags::POLLIN;
+        }
+        if server.wants_write() {
+            cf |= PollFlags::POLLOUT;
+        }
+        let mut uf = PollFlags::empty();
+        if !upstream_tcp_eof && up.wants_read() && !server.wants_write() {
+            uf |= PollFlags::POLLIN;
+        }
+        if up.wants_write() {
+            uf |= PollFlags::POLLOUT;
+        }
+        if cf.is_empty() && uf.is_empty() {
+            // Nothing to wait for: both sides idle with nothing pending.
+            if client_done || upstream_done {
+                break;
+            }
+            cf |= PollFlags::POLLIN;
+            uf |= PollFlags::POLLIN;
+        }
+        let mut fds = [
+            PollFd::new(client.as_fd(), cf),
+            PollFd::new(upstream.as_fd(), uf),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let ready = |f: &PollFd| {
+            f.revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            })
+        };
+        let (c_ready, u_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if c_ready && !client_tcp_eof {
+            match take_tls(server, client) {
+                Ok(true) => {}
+                Ok(false) => client_tcp_eof = true,
+                Err(_) => break,
+            }
+        }
+        if u_ready && !upstream_tcp_eof {
+            match take_tls(up, upstream) {
+                Ok(true) => {}
+                Ok(false) => upstream_tcp_eof = true,
+                Err(_) => break,
+            }
+        }
+    }
+    for s in [client, upstream] {
+        let _ = s.set_nonblocking(false);
+    }
+    let _ = upstream.shutdown(std::net::Shutdown::Both);
+    (n_up, n_down)
+}
+
+/// Reads ciphertext and processes it; false at the peer's TCP EOF.
+fn take_tls<D>(conn: &mut rustls::ConnectionCommon<D>, sock: &TcpStream) -> io::Result<bool> {
+    match conn.read_tls(&mut &*sock) {
+        Ok(0) => Ok(false),
+        Ok(_) => {
+            conn.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes what ciphertext the socket takes now.
+fn flush<D>(conn: &mut rustls::ConnectionCommon<D>, sock: &TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(&mut &*sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A socket whose reads and writes share one deadline (the handshake and
+/// the request head).
+struct Timed<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Timed<'_> {
+    fn left(&self) -> io::Result<std::time::Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&*self.stream).read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::ErrorKind::TimedOut.into()
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&*self.stream).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Secret;
+
+    fn vault() -> Vault {
+        let upstream = rustls::ClientConfig::builder_with_provider(crate::secrets::ca::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Vault {
+            secrets: vec![
+                Secret::new(
+                    "a",
+                    &["api.a.example"],
+                    b"sk-REALVALUEaaaa",
+                    b"sk-PLACEHOLDaaaa",
+                ),
+                Secret::new(
+                    "b",
+                    &["api.b.example"],
+                    b"gh-REALVALUEbbbb",
+                    b"gh-PLACEHOLDbbbb",
+                ),
+            ],
+            ca: crate::secrets::ca::SessionCa::new().unwrap(),
+            upstream: Arc::new(upstream),
+        }
+    }
+
+    fn request(text: &str) -> http::Request {
+        http::parse_request(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn placeholders_become_values_in_headers_for_their_hosts_only() {
+        let v = vault();
+        let r = request(
+            "POST /v1/x HTTP/1.1\r\nHost: api.a.example\r\nx-api-key: sk-PLACEHOLDaaaa\r\n\
+             Accept-Encoding: gzip\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+        );
+        let (head, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
+        let head = String::from_utf8(head).unwrap();
+        assert_eq!(
+            head,
+            "POST /v1/x HTTP/1.1\r\nHost: api.a.example\r\nx-api-key: sk-REALVALUEaaaa\r\n\
+             Content-Length: 2\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(swapped, ["a"]);
+        // The same request to b's host: refused, naming a.
+        assert_eq!(
+            swap(&r, &v, "api.b.example", 443).unwrap_err().secret,
+            "a".to_string()
+        );
+        // Not in a URL, even for its own host.
+        let r = request("GET /?key=sk-PLACEHOLDaaaa HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
+        assert!(swap(&r, &v, "api.a.example", 443).is_err());
+        // A Host header naming another host gets no secret.
+        let r =
+            request("GET / HTTP/1.1\r\nHost: evil.example\r\nx-api-key: sk-PLACEHOLDaaaa\r\n\r\n");
+        assert!(swap(&r, &v, "api.a.example", 443).is_err());
+        let r = request(
+            "GET / HTTP/1.1\r\nHost: API.A.example:443\r\nx-api-key: sk-PLACEHOLDaaaa\r\n\r\n",
+        );
+        assert!(swap(&r, &v, "api.a.example", 443).is_ok());
+        // Nothing to swap: passed on as it is, plus the two headers.
+        let r = request("GET / HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
+        let (_, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
+        assert!(swapped.is_empty());
+    }
+
+    #[test]
+    fn basic_credentials_are_swapped_and_their_echo_scrubbed() {
+        let v = vault();
+        let sent = base64_encode(b"x-access-token:sk-PLACEHOLDaaaa");
+        let r = request(&format!(
+            "GET / HTTP/1.1\r\nHost: api.a.example\r\nAuthorization: Basic {sent}\r\n\r\n"
+        ));
+        let (head, swapped, forms) = swap(&r, &v, "api.a.example", 443).unwrap();
+        let real = base64_encode(b"x-access-token:sk-REALVALUEaaaa");
+        assert!(
+            String::from_utf8(head)
+                .unwrap()
+                .contains(&format!("Authorization: Basic {real}"))
+        );
+        assert_eq!(swapped, ["a"]);
+        let mut scan = Scanner::new(&v, forms);
+        let mut out = scan.feed(format!("echo: {real}").as_bytes());
+        out.extend(scan.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), format!("echo: {sent}"));
+        // To another host: refused.
+        assert!(swap(&r, &v, "api.b.example", 443).is_err());
+    }
+
+    #[test]
+    fn the_scan_replaces_values_split_across_chunks_and_holds_back_little() {
+        let v = vault();
+        let mut scan = Scanner::new(&v, Vec::new());
+        let mut out = Vec::new();
+        // A value split at every position, between two chunks.
+        for cut in 0..=16 {
+            let text = b"before sk-REALVALUEaaaa after";
+            let (x, y) = text.split_at(7 + cut);
+            out.extend(scan.feed(x));
+            out.extend(scan.feed(y));
+        }
+        out.extend(scan.finish());
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("REALVALUE"), "{out}");
+        assert_eq!(out.matches("sk-PLACEHOLDaaaa").count(), 17, "{out}");
+        assert_eq!(scan.found(), ["a"]);
+        // Text that cannot begin a value passes at once (streams stay live).
+        let mut scan = Scanner::new(&v, Vec::new());
+        assert_eq!(scan.feed(b"data: {}\n\n"), b"data: {}\n\n");
+        // A tail that could is held until the next chunk says otherwise.
+        assert_eq!(scan.feed(b"x sk-RE"), b"x ");
+        assert_eq!(scan.feed(b"D"), b"sk-RED");
+    }
+
+    #[test]
+    fn base64_round_trips_and_refuses_what_is_not() {
+        for text in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "x-access-token:ghp_0123456789",
+            "\u{0}\u{ff}",
+        ] {
+            let enc = base64_encode(text.as_bytes());
+            assert_eq!(
+                base64_decode(enc.as_bytes()).unwrap(),
+                text.as_bytes(),
+                "{text}"
+            );
+        }
+        assert_eq!(base64_encode(b"user:pw"), "dXNlcjpwdw==");
+        assert!(base64_decode(b"dXNlcjpwdw=").is_none());
+        assert!(base64_decode(b"dX=lcjpw").is_none());
+        assert!(base64_decode(b"dXNl*jpw").is_none());
+    }
+}
