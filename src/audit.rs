@@ -87,7 +87,110 @@ pub enum Record {
     /// host program runs (node_modules, *.pyc, *.pth, a virtualenv's bin,
     /// .git/modules, ignored executables). Bounded.
     HiddenChanges(HiddenChanges),
+    /// A program started inside the cage (execve/execveat, seen by the
+    /// guard before the kernel carried it out).
+    Exec(Exec),
+    /// A program seen by an `exec` record ended (or was replaced).
+    ExecEnd(ExecEnd),
+    /// Records that could not be written (the queue to the log was full,
+    /// or the log reached its cap): counted, never blocking the agent.
+    RecordsDropped(RecordsDropped),
     SessionEnd(SessionEnd),
+}
+
+/// Longest argv kept in an `exec` record: arguments, bytes per argument,
+/// bytes in all.
+pub const MAX_ARGS: usize = 256;
+pub const MAX_ARG_BYTES: usize = 4096;
+pub const MAX_ARGV_BYTES: usize = 16 << 10;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Exec {
+    /// Pairs this record with its `exec_end`.
+    pub id: u64,
+    /// The process and its parent, as seen inside the cage (its pid
+    /// namespace); `None` where the kernel no longer said.
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    /// The process as the supervisor sees it (the host's pid namespace).
+    pub host_pid: u32,
+    pub syscall: String,
+    /// The path as the program asked for it (relative to `cwd` if not
+    /// absolute; empty for execveat with AT_EMPTY_PATH).
+    pub path: PathBuf,
+    /// What the path resolved to inside the cage, links followed; an
+    /// executed descriptor's target (`/memfd:NAME (deleted)`).
+    pub exe: Option<PathBuf>,
+    /// Bounded by MAX_ARGS, MAX_ARG_BYTES and MAX_ARGV_BYTES; invalid
+    /// UTF-8 replaced.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    pub cwd: Option<PathBuf>,
+    /// Whether cage watches for the program's end (false past the bound
+    /// on watched processes, or without pidfds).
+    pub watched: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecEnd {
+    pub id: u64,
+    pub pid: Option<u32>,
+    /// The program's file name, for reading the log line alone.
+    pub program: String,
+    #[serde(flatten)]
+    pub status: ExitStatus,
+    /// From the exec to the end (as the supervisor saw both).
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ExitStatus {
+    Exited {
+        code: i32,
+    },
+    Killed {
+        signal: i32,
+        #[serde(default)]
+        core_dumped: bool,
+    },
+    /// The process started another program (the next `exec` record of
+    /// the same pid).
+    Replaced,
+    /// The process ended and cage could not learn how (the reason).
+    Unknown {
+        reason: String,
+    },
+}
+
+impl ExitStatus {
+    /// From a wait status (waitpid's encoding).
+    pub fn from_wait(status: i32) -> ExitStatus {
+        if libc::WIFEXITED(status) {
+            ExitStatus::Exited {
+                code: libc::WEXITSTATUS(status),
+            }
+        } else if libc::WIFSIGNALED(status) {
+            ExitStatus::Killed {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            }
+        } else {
+            ExitStatus::Unknown {
+                reason: format!("wait status {status:#x}"),
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordsDropped {
+    pub count: u64,
+    pub reason: String,
+    /// The session's last word on drops: not counted against the cap.
+    #[serde(default)]
+    pub at_end: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -298,6 +401,8 @@ pub struct SessionEnd {
 #[derive(Debug)]
 pub struct Log {
     file: Mutex<Sink>,
+    /// The session's start record is written.
+    opened: std::sync::atomic::AtomicBool,
     tally: Mutex<Tally>,
     cap: u64,
 }
@@ -335,6 +440,7 @@ impl Log {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?;
         Ok(Log {
+            opened: std::sync::atomic::AtomicBool::new(false),
             file: Mutex::new(Sink {
                 file,
                 written: 0,
@@ -351,9 +457,20 @@ impl Log {
     /// cap; past it they are refused, once marked with a `log_full` record,
     /// and callers act on the refusal by refusing the connection or answer.
     pub fn write(&self, record: Record) -> io::Result<()> {
-        let provoked = matches!(record, Record::Net(_) | Record::NetEnd(_) | Record::Dns(_));
+        self.write_at(record, SystemTime::now())
+    }
+
+    /// As `write`, for a record of an event at `time` (queued records).
+    pub fn write_at(&self, record: Record, time: SystemTime) -> io::Result<()> {
+        let provoked = match &record {
+            Record::Net(_) | Record::NetEnd(_) | Record::Dns(_) => true,
+            Record::Exec(_) | Record::ExecEnd(_) => true,
+            Record::RecordsDropped(r) => !r.at_end,
+            _ => false,
+        };
+        let is_start = matches!(record, Record::SessionStart(_));
         self.count(&record);
-        let bytes = Self::encode(record)?;
+        let bytes = Self::encode_at(record, time)?;
         let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if provoked && sink.written + bytes.len() as u64 > self.cap {
             if !sink.full {
@@ -370,12 +487,32 @@ impl Log {
         }
         sink.file.write_all(&bytes)?;
         sink.written += bytes.len() as u64;
+        if is_start {
+            self.opened
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(())
     }
 
+    /// Tests: a log that needs no start record.
+    #[cfg(test)]
+    pub(crate) fn assume_opened(&self) {
+        self.opened
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the start record is written.
+    pub fn opened(&self) -> bool {
+        self.opened.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn encode(record: Record) -> io::Result<Vec<u8>> {
+        Self::encode_at(record, SystemTime::now())
+    }
+
+    fn encode_at(record: Record, time: SystemTime) -> io::Result<Vec<u8>> {
         let line = Line {
-            time: rfc3339(SystemTime::now()),
+            time: rfc3339(time),
             record,
         };
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
@@ -732,6 +869,31 @@ pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Resul
     }
 }
 
+/// argv as a shell would read it back, each word escaped: quoted when it
+/// holds blanks or shell syntax, so word boundaries stay visible.
+fn quoted_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+            if plain {
+                term::escape(a)
+            } else {
+                format!("'{}'", term::escape(&a.replace('\'', "'\\''")))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `SIGKILL`, or the number.
+fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {n}"))
+}
+
 /// One record for people: one line, or a few for the session start.
 pub fn render(line: &Line) -> String {
     // Every field may hold what the agent chose (a host, a DNS name, a
@@ -938,8 +1100,59 @@ pub fn render(line: &Line) -> String {
         }
         Record::LogFull(f) => format!(
             "{clock}  full   the audit log reached its cap ({} bytes): later connections and \
-             DNS answers were refused",
+             DNS answers were refused, later execs and exits not recorded",
             f.limit_bytes
+        ),
+        Record::Exec(x) => {
+            let who = |p: Option<u32>| p.map_or("?".to_string(), |p| p.to_string());
+            let mut s = format!(
+                "{clock}  exec   #{} pid {} (parent {})  {}",
+                x.id,
+                who(x.pid),
+                who(x.ppid),
+                quoted_argv(&x.argv)
+            );
+            if x.argv_truncated {
+                s.push_str(" [argv cut]");
+            }
+            let shown = x.exe.as_deref().unwrap_or(&x.path);
+            if x.argv.first().map(Path::new) != Some(shown) {
+                s.push_str(&format!("  ({})", term::escape_path(shown)));
+            }
+            if let Some(cwd) = &x.cwd {
+                s.push_str(&format!("  in {}", term::escape_path(cwd)));
+            }
+            if !x.watched {
+                s.push_str("  (its end is not watched)");
+            }
+            s
+        }
+        Record::ExecEnd(x) => {
+            let how = match &x.status {
+                ExitStatus::Exited { code } => format!("exit {code}"),
+                ExitStatus::Killed {
+                    signal,
+                    core_dumped,
+                } => format!(
+                    "killed by {}{}",
+                    signal_name(*signal),
+                    if *core_dumped { " (core dumped)" } else { "" }
+                ),
+                ExitStatus::Replaced => "replaced by the next exec of this pid".to_string(),
+                ExitStatus::Unknown { reason } => format!("ended, status unknown: {}", e(reason)),
+            };
+            format!(
+                "{clock}  exit   #{} pid {} {}: {how} after {} ms",
+                x.id,
+                x.pid.map_or("?".to_string(), |p| p.to_string()),
+                e(&x.program),
+                x.duration_ms
+            )
+        }
+        Record::RecordsDropped(d) => format!(
+            "{clock}  drop   {} record(s) not written: {}",
+            d.count,
+            e(&d.reason)
         ),
         Record::SessionEnd(e) => {
             let mut s = format!(

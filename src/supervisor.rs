@@ -352,10 +352,13 @@ fn report_overlay(
 fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorError> {
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
-    let guard_program = plan
-        .guard
-        .active()
-        .then(crate::sandbox::guard::build_program);
+    // Execs are watched where a session log can record them.
+    let watch = crate::sandbox::guard::Watch {
+        creations: plan.guard.active(),
+        execs: session.is_some(),
+    };
+    let guard_program =
+        (watch.creations || watch.execs).then(|| crate::sandbox::guard::build_program(watch));
     let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
 
     // 2. Blocked before clone, so no signal falls between clone and the
@@ -392,7 +395,7 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, guard, failure) = match read_setup(&ours, plan, session) {
+    let (proxy, guard, failure) = match read_setup(&ours, plan, watch, session) {
         Ok(x) => x,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
@@ -485,6 +488,7 @@ type Setup = (Option<Proxy>, Option<Guard>, Option<Report>);
 fn read_setup(
     channel: &Channel,
     plan: &Plan,
+    watch: crate::sandbox::guard::Watch,
     session: Option<&Session>,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
@@ -515,7 +519,7 @@ fn read_setup(
             Incoming::Guard(listener) => {
                 let log = session.map(|s| s.log.clone());
                 guard = Some(
-                    Guard::start(listener, plan.guard.clone(), log)
+                    Guard::start(listener, plan.guard.clone(), watch, log)
                         .map_err(SupervisorError::Guard)?,
                 );
             }
@@ -549,7 +553,7 @@ fn read_setup(
     if !started && let Some(session) = session {
         let _ = session.started(None);
     }
-    if plan.guard.active() && guard.is_none() && started {
+    if (watch.creations || watch.execs) && guard.is_none() && started {
         // The agent reported its enforcement without handing over the
         // guard: it cannot happen, but if it did, nothing would answer.
         return Err(SupervisorError::Setup {
