@@ -83,13 +83,19 @@ pub fn observe(req: &libc::seccomp_notif, tracker: &Tracker) -> Option<Seen> {
         libc::SYS_execveat => ("execveat", a[0], a[1], a[2], a[4] as i32),
         _ => return None,
     };
+    // Unreadable (the caller made itself non-dumpable where cage holds
+    // no capability): the exec is still recorded, with what the kernel
+    // says elsewhere.
     let mem = File::open(format!("/proc/{tid}/mem")).ok();
     let raw = mem
         .as_ref()
         .and_then(|m| read_string(m, path_addr, libc::PATH_MAX as usize))
-        .map(|(s, _)| s)
-        .unwrap_or_default();
-    let exe = if raw.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        .map(|(s, _)| s);
+    let unread = raw.is_none();
+    let raw = raw.unwrap_or_default();
+    let exe = if unread {
+        None
+    } else if raw.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         // fexecve, or a memfd: the descriptor's target.
         std::fs::read_link(format!("/proc/{tid}/fd/{}", dirfd as i32)).ok()
     } else if raw.is_empty() {
