@@ -189,9 +189,14 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;log' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Every session running at or after TIME, newest first: an age (30m, 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30), today or yesterday')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Every session that started before TIME (as for --since)')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Every session whose workspace is PATH or under it')
+            [CompletionResult]::new('--grep', '--grep', [CompletionResultType]::ParameterName, 'Only records holding WORD (ASCII case ignored), over every session (or the one named)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the records as JSON lines, as stored')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing records as they are written, until the session ends')
             [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing records as they are written, until the session ends')
+            [CompletionResult]::new('--denied', '--denied', [CompletionResultType]::ParameterName, 'Only denials: connections, DNS names, refused creations, lost records; each denied connection with the flag that allows it')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

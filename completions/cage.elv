@@ -170,9 +170,14 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand --help 'Print help'
         }
         &'cage;log'= {
+            cand --since 'Every session running at or after TIME, newest first: an age (30m, 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30), today or yesterday'
+            cand --until 'Every session that started before TIME (as for --since)'
+            cand --workspace 'Every session whose workspace is PATH or under it'
+            cand --grep 'Only records holding WORD (ASCII case ignored), over every session (or the one named)'
             cand --json 'Print the records as JSON lines, as stored'
             cand -f 'Keep printing records as they are written, until the session ends'
             cand --follow 'Keep printing records as they are written, until the session ends'
+            cand --denied 'Only denials: connections, DNS names, refused creations, lost records; each denied connection with the flag that allows it'
             cand -h 'Print help'
             cand --help 'Print help'
         }

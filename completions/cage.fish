@@ -137,8 +137,13 @@ complete -c cage -n "__fish_cage_using_subcommand untrust" -s y -l yes -d 'Trust
 complete -c cage -n "__fish_cage_using_subcommand untrust" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand shell-init" -s h -l help -d 'Print help'
+complete -c cage -n "__fish_cage_using_subcommand log" -l since -d 'Every session running at or after TIME, newest first: an age (30m, 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30), today or yesterday' -r
+complete -c cage -n "__fish_cage_using_subcommand log" -l until -d 'Every session that started before TIME (as for --since)' -r
+complete -c cage -n "__fish_cage_using_subcommand log" -l workspace -d 'Every session whose workspace is PATH or under it' -r -F
+complete -c cage -n "__fish_cage_using_subcommand log" -l grep -d 'Only records holding WORD (ASCII case ignored), over every session (or the one named)' -r
 complete -c cage -n "__fish_cage_using_subcommand log" -l json -d 'Print the records as JSON lines, as stored'
 complete -c cage -n "__fish_cage_using_subcommand log" -s f -l follow -d 'Keep printing records as they are written, until the session ends'
+complete -c cage -n "__fish_cage_using_subcommand log" -l denied -d 'Only denials: connections, DNS names, refused creations, lost records; each denied connection with the flag that allows it'
 complete -c cage -n "__fish_cage_using_subcommand log" -s h -l help -d 'Print help'
 complete -c cage -n "__fish_cage_using_subcommand sessions" -l keep -d 'With --prune: sessions kept per workspace (default 20, or CAGE_KEEP_SESSIONS)' -r
 complete -c cage -n "__fish_cage_using_subcommand sessions" -l max-age -d 'With --prune: remove sessions older than DAYS (default 30, or CAGE_SESSION_MAX_DAYS; 0 for no age limit)' -r

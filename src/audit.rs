@@ -39,10 +39,13 @@ pub enum AuditError {
     },
     #[error("no cage session found for {cwd} in {dir}")]
     NoSession { cwd: PathBuf, dir: PathBuf },
-    #[error("no session named {id} in {dir}")]
-    UnknownSession { id: String, dir: PathBuf },
-    #[error("{id} names several sessions in {dir}; give more of it")]
-    AmbiguousSession { id: String, dir: PathBuf },
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error(
+        "{value:?} is not a time: give a date (2026-12-01), a date and time \
+             (2026-12-01T09:30:00Z), an age (30m, 2h, 2d, 1w), today or yesterday (UTC)"
+    )]
+    Time { value: String },
     #[error("writing the log")]
     Output(#[source] io::Error),
 }
@@ -716,9 +719,29 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
+    let flags: Vec<String> = denied
+        .iter()
+        .take(SHOWN)
+        .map(|t| {
+            // 443 and 80 are what a pattern without a port allows.
+            let t = t
+                .strip_suffix(":443")
+                .or_else(|| t.strip_suffix(":80"))
+                .unwrap_or(t);
+            let t = t
+                .strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .unwrap_or(t);
+            format!("--allow-host {}", term::escape(t))
+        })
+        .collect();
+    let how = if flags.is_empty() {
+        "allow with --allow-host NAME".to_string()
+    } else {
+        format!("allow with: cage {} -- ...", flags.join(" "))
+    };
     Some(format!(
-        "cage: {} — allow with --allow-host NAME or in .cage.toml [network] allow \
-         (details: cage log)",
+        "cage: {} — {how}, or in .cage.toml [network] allow (details: cage log --denied)",
         parts.join("; ")
     ))
 }
@@ -771,56 +794,227 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
 // ---- reading sessions back (`cage log`) ----
 
 /// The log file of session `id` (a full id or a unique prefix), or with
-/// no id the newest session whose workspace holds `host.cwd`.
+/// no id the newest session whose workspace holds `host.cwd`: found as
+/// every command finds a session (`session::find`, by start time).
 pub fn find_session(host: &Host, id: Option<&str>) -> Result<PathBuf, AuditError> {
-    let dir = sessions_dir(host);
-    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(AuditError::Read { path: dir, source }),
+    match crate::session::find(host, id, |_| true)? {
+        Some((dir, _)) => Ok(dir.join("audit.jsonl")),
+        None => Err(AuditError::NoSession {
+            cwd: host.cwd.clone(),
+            dir: sessions_dir(host),
+        }),
+    }
+}
+
+/// What `cage log` picks across sessions.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// RFC 3339 bounds (UTC): sessions running at any time in between.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Sessions whose workspace is (or is under) this directory.
+    pub workspace: Option<PathBuf>,
+    /// Records whose stored line holds this text (ASCII case ignored).
+    pub grep: Option<String>,
+    /// Only denials and refusals.
+    pub denied: bool,
+    /// Only this session (by full id).
+    pub only: Option<String>,
+}
+
+impl Filter {
+    /// Whether any option asks for more than one session.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.workspace.is_none()
+            && self.grep.is_none()
+            && !self.denied
+    }
+
+    fn keeps(&self, line: &Line, text: &str) -> bool {
+        if self.denied && !is_denial(&line.record) {
+            return false;
+        }
+        match &self.grep {
+            Some(word) => text
+                .to_ascii_lowercase()
+                .contains(&word.to_ascii_lowercase()),
+            None => true,
+        }
+    }
+}
+
+/// A record that says something was refused.
+fn is_denial(record: &Record) -> bool {
+    match record {
+        Record::Net(n) => n.decision == Decision::Deny,
+        Record::Dns(d) => d.decision == Decision::Deny,
+        Record::GuardRefused(_) | Record::LogFull(_) | Record::RecordsDropped(_) => true,
+        _ => false,
+    }
+}
+
+/// A `--since`/`--until` value as an RFC 3339 UTC time: `2026-12-01`,
+/// `2026-12-01T09:30:00Z` (or without the Z, or with `.mmm`), an age
+/// before `now` (`30m`, `2h`, `2d`, `1w`, `45s`), `today`, `yesterday`.
+pub fn parse_time(value: &str, now: SystemTime) -> Result<String, AuditError> {
+    let bad = || AuditError::Time {
+        value: value.to_string(),
     };
-    names.sort();
-    if let Some(id) = id {
-        if names.iter().any(|n| n == id) {
-            return Ok(dir.join(id).join("audit.jsonl"));
-        }
-        let hits: Vec<&String> = names.iter().filter(|n| n.starts_with(id)).collect();
-        return match hits.as_slice() {
-            [one] => Ok(dir.join(one).join("audit.jsonl")),
-            [] => Err(AuditError::UnknownSession {
-                id: id.to_string(),
-                dir,
-            }),
-            _ => Err(AuditError::AmbiguousSession {
-                id: id.to_string(),
-                dir,
-            }),
-        };
+    let v = value.trim();
+    let midnight = |t: SystemTime| {
+        let s = rfc3339(t);
+        format!("{}T00:00:00.000Z", &s[..10])
+    };
+    let day = std::time::Duration::from_secs(86_400);
+    match v {
+        "today" => return Ok(midnight(now)),
+        "yesterday" => return Ok(midnight(now - day)),
+        "now" => return Ok(rfc3339(now)),
+        _ => {}
     }
-    for name in names.iter().rev() {
-        let path = dir.join(name).join("audit.jsonl");
-        let Ok(file) = File::open(&path) else {
-            continue;
+    if let Some(unit) = v.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = v[..v.len() - 1].parse::<u64>()
+    {
+        let secs = match unit {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            'd' => n * 86_400,
+            'w' => n * 7 * 86_400,
+            _ => return Err(bad()),
         };
-        let mut first = String::new();
-        if io::BufReader::new(file).read_line(&mut first).is_err() {
-            continue;
-        }
-        if let Ok(Line {
-            record: Record::SessionStart(s),
-            ..
-        }) = serde_json::from_str::<Line>(&first)
-            && host.cwd.starts_with(&s.workspace)
+        let t = now
+            .checked_sub(std::time::Duration::from_secs(secs))
+            .ok_or_else(bad)?;
+        return Ok(rfc3339(t));
+    }
+    // Dates and times: checked digit by digit, completed to the stored form.
+    let shape = |s: &str, pat: &str| {
+        s.len() == pat.len()
+            && s.bytes().zip(pat.bytes()).all(|(c, p)| {
+                if p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+    };
+    let v = v.trim_end_matches('Z').replace(' ', "T");
+    if shape(&v, "9999-99-99") {
+        return Ok(format!("{v}T00:00:00.000Z"));
+    }
+    if shape(&v, "9999-99-99T99:99") {
+        return Ok(format!("{v}:00.000Z"));
+    }
+    if shape(&v, "9999-99-99T99:99:99") {
+        return Ok(format!("{v}.000Z"));
+    }
+    if shape(&v, "9999-99-99T99:99:99.999") {
+        return Ok(format!("{v}Z"));
+    }
+    Err(bad())
+}
+
+/// `cage log` over every session the filter keeps, newest first; each
+/// session's records in order, under a heading (or, as JSON, each stored
+/// line with its session's id added).
+pub fn show_many(
+    host: &Host,
+    filter: &Filter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
+    let now = rfc3339(SystemTime::now());
+    let mut sessions = crate::session::list(host)?;
+    sessions.reverse();
+    for (dir, record) in sessions {
+        let end = record.ended.clone().unwrap_or_else(|| now.clone());
+        if filter.only.as_ref().is_some_and(|id| *id != record.id)
+            || filter.since.as_ref().is_some_and(|s| end < *s)
+            || filter.until.as_ref().is_some_and(|u| record.started >= *u)
+            || filter
+                .workspace
+                .as_ref()
+                .is_some_and(|w| !record.workspace.starts_with(w))
         {
-            return Ok(path);
+            continue;
         }
+        let path = dir.join("audit.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(AuditError::Read { path, source }),
+        };
+        let mut lines = Vec::new();
+        for raw in text.lines() {
+            let Ok(line) = serde_json::from_str::<Line>(raw) else {
+                continue;
+            };
+            if filter.keeps(&line, raw) {
+                lines.push((raw, line));
+            }
+        }
+        if lines.is_empty() && (filter.grep.is_some() || filter.denied) {
+            continue;
+        }
+        let mut text = String::new();
+        if json {
+            for (raw, _) in &lines {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(raw).unwrap_or(serde_json::Value::Null);
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("session".into(), record.id.clone().into());
+                }
+                text.push_str(&v.to_string());
+                text.push('\n');
+            }
+        } else {
+            let status = match record.status() {
+                crate::session::Status::Running => "running".to_string(),
+                crate::session::Status::Exited(c) => format!("exit {c}"),
+                crate::session::Status::Killed => "killed, no end recorded".to_string(),
+            };
+            text.push_str(&format!(
+                "== session {}  {}  {}  {}  ({status})\n",
+                term::escape(&record.id),
+                record.started.replace('T', " "),
+                term::escape_path(&record.workspace),
+                quoted_argv(&record.command)
+            ));
+            for (_, line) in &lines {
+                text.push_str(&render(line));
+                text.push('\n');
+                if let Some(hint) = allow_hint(&line.record) {
+                    text.push_str(&hint);
+                    text.push('\n');
+                }
+            }
+            text.push('\n');
+        }
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(AuditError::Output)?;
     }
-    Err(AuditError::NoSession {
-        cwd: host.cwd.clone(),
-        dir,
-    })
+    Ok(())
+}
+
+/// For a denied connection: the exact flag that would have allowed it.
+pub fn allow_hint(record: &Record) -> Option<String> {
+    let Record::Net(n) = record else { return None };
+    if n.decision != Decision::Deny || n.reason.as_deref().is_some_and(|r| r.contains("log")) {
+        return None;
+    }
+    let target = if n.port == 443 || n.port == 80 {
+        n.host.clone()
+    } else {
+        format_target(&n.host, n.port)
+    };
+    Some(format!(
+        "               allow with: cage --allow-host {} -- ... (or [network] allow in .cage.toml)",
+        term::escape(&target)
+    ))
 }
 
 /// Prints the log at `path`: as stored (`json`) or for people. With
@@ -843,7 +1037,10 @@ pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Resul
                 out.write_all(text.as_bytes())
             } else {
                 match &parsed {
-                    Some(line) => writeln!(out, "{}", render(line)),
+                    Some(line) => match allow_hint(&line.record) {
+                        Some(hint) => writeln!(out, "{}\n{hint}", render(line)),
+                        None => writeln!(out, "{}", render(line)),
+                    },
                     None => writeln!(out, "(unreadable record) {}", term::escape(text.trim_end())),
                 }
             }
@@ -1186,6 +1383,24 @@ mod tests {
     }
 
     #[test]
+    fn times_for_log_filters_are_ages_dates_or_utc_times() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_795_299_458_000); // 2026-11-21T22:17:38Z
+        let t = |v| parse_time(v, now).unwrap();
+        assert_eq!(t("2d"), "2026-11-19T22:17:38.000Z");
+        assert_eq!(t("30m"), "2026-11-21T21:47:38.000Z");
+        assert_eq!(t("1w"), "2026-11-14T22:17:38.000Z");
+        assert_eq!(t("today"), "2026-11-21T00:00:00.000Z");
+        assert_eq!(t("yesterday"), "2026-11-20T00:00:00.000Z");
+        assert_eq!(t("2026-12-01"), "2026-12-01T00:00:00.000Z");
+        assert_eq!(t("2026-12-01T09:30"), "2026-12-01T09:30:00.000Z");
+        assert_eq!(t("2026-12-01 09:30:05Z"), "2026-12-01T09:30:05.000Z");
+        assert_eq!(t("2026-12-01T09:30:05.123Z"), "2026-12-01T09:30:05.123Z");
+        for bad in ["", "2x", "d", "2026-1-1", "tuesday", "2026-12-01T9:30"] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn records_round_trip_and_tally_denials() {
         let dir = std::env::temp_dir().join(format!("cage-audit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1321,6 +1536,29 @@ mod cap_tests {
                 paths: vec![PathBuf::from(forged)],
             }))),
             summary(&[forged.to_string()], &[forged.to_string()]).unwrap(),
+            render(&line(Record::Exec(Exec {
+                id: 1,
+                pid: Some(2),
+                ppid: Some(1),
+                host_pid: 10,
+                syscall: "execve".into(),
+                path: PathBuf::from(forged),
+                exe: Some(PathBuf::from(forged)),
+                argv: vec![forged.into(), "it's".into(), forged.into()],
+                argv_truncated: false,
+                cwd: Some(PathBuf::from(forged)),
+                watched: true,
+            }))),
+            render(&line(Record::ExecEnd(ExecEnd {
+                id: 1,
+                pid: Some(2),
+                program: forged.into(),
+                status: ExitStatus::Unknown {
+                    reason: forged.into(),
+                },
+                duration_ms: 1,
+            }))),
+            allow_hint(&net(forged)).unwrap(),
         ];
         for r in &rendered {
             assert!(crate::term::is_inert(r, false), "{r:?}");

@@ -243,6 +243,25 @@ pub struct LogArgs {
     /// Keep printing records as they are written, until the session ends.
     #[arg(short, long)]
     pub follow: bool,
+    /// Every session running at or after TIME, newest first: an age (30m,
+    /// 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30),
+    /// today or yesterday.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["session", "follow"])]
+    pub since: Option<String>,
+    /// Every session that started before TIME (as for --since).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["session", "follow"])]
+    pub until: Option<String>,
+    /// Every session whose workspace is PATH or under it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["session", "follow"])]
+    pub workspace: Option<PathBuf>,
+    /// Only records holding WORD (ASCII case ignored), over every session
+    /// (or the one named).
+    #[arg(long, value_name = "WORD", conflicts_with = "follow")]
+    pub grep: Option<String>,
+    /// Only denials: connections, DNS names, refused creations, lost
+    /// records; each denied connection with the flag that allows it.
+    #[arg(long, conflicts_with = "follow")]
+    pub denied: bool,
 }
 
 #[derive(Debug, Args)]

@@ -863,9 +863,40 @@ fn explain_cmd(args: &PolicyArgs, target: &str, command: Option<&str>) -> Result
 
 fn log(args: LogArgs) -> Result<i32, Error> {
     let host = Host::current()?;
-    let path = audit::find_session(&host, args.session.as_deref())?;
+    let now = std::time::SystemTime::now();
+    let time = |v: &Option<String>| v.as_deref().map(|v| audit::parse_time(v, now)).transpose();
+    let filter = audit::Filter {
+        since: time(&args.since)?,
+        until: time(&args.until)?,
+        workspace: args
+            .workspace
+            .as_ref()
+            .map(|w| plan::normalize_path(&host.cwd.join(w))),
+        grep: args.grep.clone(),
+        denied: args.denied,
+        only: None,
+    };
     let mut out = crate::term::Stdout;
-    match audit::show(&path, args.json, args.follow, &mut out) {
+    let shown = if filter.is_empty() {
+        let path = audit::find_session(&host, args.session.as_deref())?;
+        audit::show(&path, args.json, args.follow, &mut out)
+    } else if let Some(id) = args.session.as_deref() {
+        // --grep or --denied within one session.
+        let path = audit::find_session(&host, Some(id))?;
+        let id = path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        audit::show_many(
+            &host,
+            &audit::Filter { only: id, ..filter },
+            args.json,
+            &mut out,
+        )
+    } else {
+        audit::show_many(&host, &filter, args.json, &mut out)
+    };
+    match shown {
         Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other.map(|()| 0).map_err(Error::from),
     }

@@ -131,3 +131,59 @@ fn a_program_run_from_memory_by_a_thread_is_recorded() {
     assert_eq!(end["status"], "exited", "{end}");
     assert_eq!(end["code"], 0, "{end}");
 }
+
+/// `cage log` across sessions (issue 15 item 3): three sessions, newest
+/// first; `--until` and `--grep` pick by the order they ran in and by what
+/// they did, with no clock in the assertions; each record carries its
+/// session's id in JSON.
+#[test]
+fn cage_log_reads_across_sessions_newest_first() {
+    require_userns!();
+    let cage = Cage::new();
+    for marker in ["first-run", "second-run", "third-run"] {
+        cage.run(["/bin/echo", marker]).assert_success();
+    }
+    let all = cage.cli(["log", "--since", "1w", "--json"]);
+    all.assert_success();
+    let lines: Vec<Value> = all
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let starts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "session_start")
+        .collect();
+    assert_eq!(starts.len(), 3, "{all}");
+    let markers: Vec<String> = starts.iter().map(|s| argv(s)[1].clone()).collect();
+    assert_eq!(markers, ["third-run", "second-run", "first-run"], "{all}");
+    assert!(lines.iter().all(|l| l["session"].is_string()), "{all}");
+
+    // Sessions that started before the first one ended: the first alone
+    // (the second was started after the first had exited).
+    let first = starts[2]["session"].as_str().unwrap();
+    let ended = lines
+        .iter()
+        .find(|l| l["session"] == first && l["event"] == "session_end")
+        .map(|l| l["time"].as_str().unwrap().to_string())
+        .unwrap();
+    let before = cage.cli(["log", "--until", ended.as_str()]);
+    before.assert_success();
+    assert!(before.stdout.contains("first-run"), "{before}");
+    assert!(
+        !before.stdout.contains("second-run") && !before.stdout.contains("third-run"),
+        "{before}"
+    );
+    // What a session did: the exec record of `echo second-run`.
+    let grep = cage.cli(["log", "--grep", "SECOND-RUN"]);
+    grep.assert_success();
+    assert_eq!(grep.stdout.matches("== session").count(), 1, "{grep}");
+    assert!(
+        grep.stdout.contains("exec") && grep.stdout.contains("second-run"),
+        "{grep}"
+    );
+    // Another workspace holds none of them.
+    let elsewhere = cage.cli(["log", "--workspace", "/nonexistent-workspace"]);
+    elsewhere.assert_success();
+    assert!(!elsewhere.stdout.contains("-run"), "{elsewhere}");
+}
