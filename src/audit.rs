@@ -90,6 +90,9 @@ pub enum Record {
     /// host program runs (node_modules, *.pyc, *.pth, a virtualenv's bin,
     /// .git/modules, ignored executables). Bounded.
     HiddenChanges(HiddenChanges),
+    /// What a direct session changed under the workspace and the writable
+    /// grants, when it ended. Bounded.
+    FilesChanged(FilesChanged),
     /// A program started inside the cage (execve/execveat, seen by the
     /// guard before the kernel carried it out).
     Exec(Exec),
@@ -99,6 +102,27 @@ pub enum Record {
     /// or the log reached its cap): counted, never blocking the agent.
     RecordsDropped(RecordsDropped),
     SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FilesChanged {
+    /// The trees compared.
+    pub roots: Vec<PathBuf>,
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    pub mode_changed: usize,
+    /// At most `session::snapshot::MAX_LISTED`, by path.
+    pub paths: Vec<FileChange>,
+    /// False when a tree was too large to compare whole.
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileChange {
+    pub path: PathBuf,
+    /// `added`, `modified`, `deleted` or `mode`.
+    pub change: String,
 }
 
 /// Longest argv kept in an `exec` record: arguments, bytes per argument,
@@ -1300,6 +1324,35 @@ pub fn render(line: &Line) -> String {
              DNS answers were refused, later execs and exits not recorded",
             f.limit_bytes
         ),
+        Record::FilesChanged(f) => {
+            let mut s = format!(
+                "{clock}  files  {} added, {} modified, {} deleted, {} mode change(s)",
+                f.added, f.modified, f.deleted, f.mode_changed
+            );
+            if !f.complete {
+                s.push_str(" (partial: the trees were too large to compare whole)");
+            }
+            let total = f.added + f.modified + f.deleted + f.mode_changed;
+            for p in &f.paths {
+                let mark = match p.change.as_str() {
+                    "added" => "+",
+                    "deleted" => "-",
+                    "mode" => "m",
+                    _ => "~",
+                };
+                s.push_str(&format!(
+                    "\n{clock}  files  {mark} {}",
+                    term::escape_path(&p.path)
+                ));
+            }
+            if total > f.paths.len() {
+                s.push_str(&format!(
+                    "\n{clock}  files  ... and {} more",
+                    total - f.paths.len()
+                ));
+            }
+            s
+        }
         Record::Exec(x) => {
             let who = |p: Option<u32>| p.map_or("?".to_string(), |p| p.to_string());
             let mut s = format!(

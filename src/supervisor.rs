@@ -7,7 +7,7 @@
 //! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
 //! a copy of one thread. The proxy's threads start after clone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
@@ -114,6 +114,10 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     // filesystems keep whole seconds); reporting a change the user made
     // just before is the safe side.
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    // A direct session's trees, before the agent can touch them.
+    let snapshot = session
+        .filter(|_| plan.workspace.mode == crate::policy::WorkspaceMode::Direct)
+        .map(|s| snapshot_roots(plan, s));
     let stdio = term::Stdio::now();
     let result = run_cage(plan, session);
     // The agent shared stdio; what it set on them is not the user's.
@@ -129,6 +133,10 @@ pub fn run(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErro
     lines.extend(quarantine_created(plan, session));
     if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
         lines.extend(report_hidden(plan, started, session));
+    }
+    if let (Some(snapshot), Some(session)) = (&snapshot, session) {
+        let changed = snapshot.compare();
+        let _ = session.log.write(audit::Record::FilesChanged(changed));
     }
     lines.extend(keep_state(plan, session));
     if let Some(overlay) = &plan.workspace.overlay {
@@ -241,6 +249,16 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// The workspace and every writable grant, cage's own state directory
+/// left out (the session's log grows there).
+fn snapshot_roots(plan: &Plan, session: &Session) -> crate::session::snapshot::Snapshot {
+    let mut roots = vec![plan.workspace.path.clone()];
+    roots.extend(plan.guard.roots.iter().cloned());
+    let state = session.dir.parent().and_then(Path::parent);
+    let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
+    crate::session::snapshot::Snapshot::take(&roots, &skip)
 }
 
 /// Changes git does not show but host programs run: one line, and the

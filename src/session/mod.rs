@@ -15,6 +15,7 @@ pub mod diff;
 pub mod hidden;
 pub mod preflight;
 pub mod quarantine;
+pub mod snapshot;
 pub mod state;
 
 use std::io::{self, Write};

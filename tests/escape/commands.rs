@@ -187,3 +187,66 @@ fn cage_log_reads_across_sessions_newest_first() {
     elsewhere.assert_success();
     assert!(!elsewhere.stdout.contains("-run"), "{elsewhere}");
 }
+
+/// Layer: session record (issue 15 item 2). A direct session that adds,
+/// modifies, deletes and chmods files gets one `files_changed` record
+/// listing exactly those, and `cage log` shows it.
+#[test]
+fn a_direct_session_lists_exactly_the_files_it_changed() {
+    require_userns!();
+    let cage = Cage::new()
+        .workspace_file("keep.txt", "same\n")
+        .workspace_file("edit.txt", "old\n")
+        .workspace_file("gone.txt", "bye\n")
+        .workspace_file("run.sh", "#!/bin/sh\n");
+    cage.sh(
+        "set -e; echo new > added.txt; echo more >> edit.txt; rm gone.txt; chmod 755 run.sh; \
+         cat keep.txt >/dev/null",
+    )
+    .assert_success();
+    let records = records(&cage);
+    let changed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "files_changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "{records:#?}");
+    let c = changed[0];
+    let ws = cage.workspace();
+    let got: Vec<(String, String)> = c["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let path = PathBuf::from(p["path"].as_str().unwrap());
+            let rel = path.strip_prefix(ws).unwrap_or(&path).display().to_string();
+            (rel, p["change"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("added.txt", "added"),
+        ("edit.txt", "modified"),
+        ("gone.txt", "deleted"),
+        ("run.sh", "mode"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want, "{c}");
+    assert_eq!(
+        (
+            &c["added"],
+            &c["modified"],
+            &c["deleted"],
+            &c["mode_changed"]
+        ),
+        (&1.into(), &1.into(), &1.into(), &1.into())
+    );
+    let log = cage.cli(["log"]);
+    assert!(
+        log.stdout
+            .contains("1 added, 1 modified, 1 deleted, 1 mode change(s)")
+            && log.stdout.contains("- ")
+            && log.stdout.contains("gone.txt"),
+        "{log}"
+    );
+}
