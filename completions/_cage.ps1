@@ -50,6 +50,8 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('allow', 'allow', [CompletionResultType]::ParameterValue, 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires')
+            [CompletionResult]::new('deny', 'deny', [CompletionResultType]::ParameterValue, 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off')
             [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged')
             [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption')
@@ -201,6 +203,19 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'cage;allow' {
+            [CompletionResult]::new('--for', '--for', [CompletionResultType]::ParameterName, 'How long the rule lasts: 30s, 10m, 2h (default: the session)')
+            [CompletionResult]::new('--session', '--session', [CompletionResultType]::ParameterName, 'The session (default: the running session of this workspace)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;deny' {
+            [CompletionResult]::new('--session', '--session', [CompletionResultType]::ParameterName, 'The session (default: the running session of this workspace)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'cage;sessions' {
             [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'With --prune: sessions kept per workspace (default 20, or CAGE_KEEP_SESSIONS)')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'With --prune: remove sessions older than DAYS (default 30, or CAGE_SESSION_MAX_DAYS; 0 for no age limit)')
@@ -252,6 +267,8 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('allow', 'allow', [CompletionResultType]::ParameterValue, 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires')
+            [CompletionResult]::new('deny', 'deny', [CompletionResultType]::ParameterValue, 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off')
             [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged')
             [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption')
@@ -296,6 +313,12 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;help;log' {
+            break
+        }
+        'cage;help;allow' {
+            break
+        }
+        'cage;help;deny' {
             break
         }
         'cage;help;sessions' {

@@ -16,11 +16,17 @@ _cage() {
             ",$1")
                 cmd="cage"
                 ;;
+            cage,allow)
+                cmd="cage__subcmd__allow"
+                ;;
             cage,apply)
                 cmd="cage__subcmd__apply"
                 ;;
             cage,completions)
                 cmd="cage__subcmd__completions"
+                ;;
+            cage,deny)
+                cmd="cage__subcmd__deny"
                 ;;
             cage,diff)
                 cmd="cage__subcmd__diff"
@@ -64,11 +70,17 @@ _cage() {
             cage,untrust)
                 cmd="cage__subcmd__untrust"
                 ;;
+            cage__subcmd__help,allow)
+                cmd="cage__subcmd__help__subcmd__allow"
+                ;;
             cage__subcmd__help,apply)
                 cmd="cage__subcmd__help__subcmd__apply"
                 ;;
             cage__subcmd__help,completions)
                 cmd="cage__subcmd__help__subcmd__completions"
+                ;;
+            cage__subcmd__help,deny)
+                cmd="cage__subcmd__help__subcmd__deny"
                 ;;
             cage__subcmd__help,diff)
                 cmd="cage__subcmd__help__subcmd__diff"
@@ -152,7 +164,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help --version run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --dry-run --json --help --version run policy explain trust untrust doctor shell-init log allow deny sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -217,6 +229,28 @@ _cage() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cage__subcmd__allow)
+            opts="-h --for --session --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cage__subcmd__apply)
             opts="-h --force --include-protected --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -242,6 +276,24 @@ _cage() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__deny)
+            opts="-h --session --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -362,8 +414,22 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help)
-            opts="run policy explain trust untrust doctor shell-init log sessions diff apply discard restore completions man help"
+            opts="run policy explain trust untrust doctor shell-init log allow deny sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__allow)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -390,6 +456,20 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__deny)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

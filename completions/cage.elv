@@ -47,6 +47,8 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand allow 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires'
+            cand deny 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it'
             cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
             cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
@@ -181,6 +183,17 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'cage;allow'= {
+            cand --for 'How long the rule lasts: 30s, 10m, 2h (default: the session)'
+            cand --session 'The session (default: the running session of this workspace)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;deny'= {
+            cand --session 'The session (default: the running session of this workspace)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'cage;sessions'= {
             cand --keep 'With --prune: sessions kept per workspace (default 20, or CAGE_KEEP_SESSIONS)'
             cand --max-age 'With --prune: remove sessions older than DAYS (default 30, or CAGE_SESSION_MAX_DAYS; 0 for no age limit)'
@@ -225,6 +238,8 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand doctor 'Report what this host can enforce, what cage does about each gap, and whether `cage -- true` runs here (exit 1 if it cannot)'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand allow 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires'
+            cand deny 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it'
             cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
             cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
@@ -258,6 +273,10 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;shell-init'= {
         }
         &'cage;help;log'= {
+        }
+        &'cage;help;allow'= {
+        }
+        &'cage;help;deny'= {
         }
         &'cage;help;sessions'= {
         }

@@ -46,6 +46,8 @@ pub enum AuditError {
              (2026-12-01T09:30:00Z), an age (30m, 2h, 2d, 1w), today or yesterday (UTC)"
     )]
     Time { value: String },
+    #[error("{value:?} is not a duration: give a number and a unit, as in 45s, 10m, 2h or 1d")]
+    Duration { value: String },
     #[error("writing the log")]
     Output(#[source] io::Error),
 }
@@ -93,6 +95,9 @@ pub enum Record {
     /// What a direct session changed under the workspace and the writable
     /// grants, when it ended. Bounded.
     FilesChanged(FilesChanged),
+    /// `cage allow` or `cage deny` changed the running session's rules, or
+    /// a time-boxed allow expired.
+    RuleChanged(RuleChanged),
     /// A program started inside the cage (execve/execveat, seen by the
     /// guard before the kernel carried it out).
     Exec(Exec),
@@ -102,6 +107,19 @@ pub enum Record {
     /// or the log reached its cap): counted, never blocking the agent.
     RecordsDropped(RecordsDropped),
     SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuleChanged {
+    /// `allow`, `deny` or `expired`.
+    pub action: String,
+    pub pattern: String,
+    /// When an allow ends (RFC 3339); none: with the session.
+    pub expires: Option<String>,
+    /// Who asked, from the control socket's SO_PEERCRED (host side).
+    pub by_uid: Option<u32>,
+    pub by_user: Option<String>,
+    pub by_pid: Option<i32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -875,8 +893,30 @@ fn is_denial(record: &Record) -> bool {
         Record::Net(n) => n.decision == Decision::Deny,
         Record::Dns(d) => d.decision == Decision::Deny,
         Record::GuardRefused(_) | Record::LogFull(_) | Record::RecordsDropped(_) => true,
+        Record::RuleChanged(r) => r.action == "deny",
         _ => false,
     }
+}
+
+/// A duration for `cage allow --for`: `45s`, `10m`, `2h`, `1d`.
+pub fn parse_duration(value: &str) -> Result<std::time::Duration, AuditError> {
+    let bad = || AuditError::Duration {
+        value: value.to_string(),
+    };
+    let v = value.trim();
+    let unit = v.chars().last().ok_or_else(bad)?;
+    let n: u64 = v[..v.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60).ok_or_else(bad)?,
+        'h' => n.checked_mul(3600).ok_or_else(bad)?,
+        'd' => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// A `--since`/`--until` value as an RFC 3339 UTC time: `2026-12-01`,
@@ -1035,9 +1075,10 @@ pub fn allow_hint(record: &Record) -> Option<String> {
     } else {
         format_target(&n.host, n.port)
     };
+    let t = term::escape(&target);
     Some(format!(
-        "               allow with: cage --allow-host {} -- ... (or [network] allow in .cage.toml)",
-        term::escape(&target)
+        "               allow with: cage allow {t} (while the session runs), or cage \
+         --allow-host {t} -- ... (or [network] allow in .cage.toml)"
     ))
 }
 
@@ -1324,6 +1365,20 @@ pub fn render(line: &Line) -> String {
              DNS answers were refused, later execs and exits not recorded",
             f.limit_bytes
         ),
+        Record::RuleChanged(r) => {
+            let mut s = format!("{clock}  rule   {} {}", e(&r.action), e(&r.pattern));
+            if let Some(t) = &r.expires {
+                s.push_str(&format!(" until {}", e(t)));
+            }
+            if let Some(u) = &r.by_user {
+                s.push_str(&format!(" (by {}", e(u)));
+                if let Some(p) = r.by_pid {
+                    s.push_str(&format!(", pid {p}"));
+                }
+                s.push(')');
+            }
+            s
+        }
         Record::FilesChanged(f) => {
             let mut s = format!(
                 "{clock}  files  {} added, {} modified, {} deleted, {} mode change(s)",
@@ -1450,6 +1505,18 @@ mod tests {
         assert_eq!(t("2026-12-01T09:30:05.123Z"), "2026-12-01T09:30:05.123Z");
         for bad in ["", "2x", "d", "2026-1-1", "tuesday", "2026-12-01T9:30"] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allow_durations_have_a_unit_and_are_not_zero() {
+        let d = |v| parse_duration(v).map(|d| d.as_secs()).ok();
+        assert_eq!(d("45s"), Some(45));
+        assert_eq!(d("10m"), Some(600));
+        assert_eq!(d("2h"), Some(7200));
+        assert_eq!(d("1d"), Some(86_400));
+        for bad in ["", "10", "0m", "m", "5x", "-1m", "99999999999999999999d"] {
+            assert_eq!(d(bad), None, "{bad}");
         }
     }
 

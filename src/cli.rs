@@ -72,6 +72,13 @@ pub enum Command {
     /// Show a session's audit log: its start, the enforcement achieved,
     /// every network and DNS decision, its end.
     Log(LogArgs),
+    /// Allow HOST[:PORT] in a running proxy session, from another
+    /// terminal, for --for (default: the rest of the session). An audit
+    /// record names who did it and when it expires.
+    Allow(AllowArgs),
+    /// Deny HOST[:PORT] in a running proxy session (replacing a rule that
+    /// `cage allow` added); an audit record names who did it.
+    Deny(DenyArgs),
     /// List sessions: id, start time, status, the changes an overlay
     /// session holds, workspace and command. Every run prunes old sessions
     /// (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change
@@ -262,6 +269,28 @@ pub struct LogArgs {
     /// records; each denied connection with the flag that allows it.
     #[arg(long, conflicts_with = "follow")]
     pub denied: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// A host pattern, as in [network] allow: api.example.com,
+    /// *.example.com, 10.0.0.0/8, example.com:8443.
+    pub pattern: String,
+    /// How long the rule lasts: 30s, 10m, 2h (default: the session).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// The session (default: the running session of this workspace).
+    #[arg(long)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    /// A host pattern, as for `cage allow`.
+    pub pattern: String,
+    /// The session (default: the running session of this workspace).
+    #[arg(long)]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Args)]

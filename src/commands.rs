@@ -56,6 +56,25 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Command::Doctor) => Ok(crate::doctor::run()),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
+        Some(Command::Allow(args)) => {
+            let secs = args
+                .duration
+                .as_deref()
+                .map(|d| audit::parse_duration(d).map(|d| d.as_secs()))
+                .transpose()?;
+            control(
+                args.session.as_deref(),
+                crate::control::Op::Allow,
+                args.pattern,
+                secs,
+            )
+        }
+        Some(Command::Deny(args)) => control(
+            args.session.as_deref(),
+            crate::control::Op::Deny,
+            args.pattern,
+            None,
+        ),
         Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),
         Some(Command::Sessions(_)) => sessions(),
         Some(Command::Diff(args)) => diff(args),
@@ -900,6 +919,39 @@ fn log(args: LogArgs) -> Result<i32, Error> {
         Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other.map(|()| 0).map_err(Error::from),
     }
+}
+
+/// `cage allow` / `cage deny`: one request to the running session's
+/// control channel.
+fn control(
+    id: Option<&str>,
+    op: crate::control::Op,
+    pattern: String,
+    for_secs: Option<u64>,
+) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let running = |r: &session::Record| r.status() == session::Status::Running;
+    let Some((dir, record)) = session::find(&host, id, running)? else {
+        return Err(Error::NoRunningSession {
+            cwd: host.cwd.clone(),
+        });
+    };
+    let req = crate::control::Request {
+        op,
+        pattern,
+        for_secs,
+    };
+    let message = crate::control::request(&dir, &record.id, &req)?;
+    print(
+        format!(
+            "cage: session {}: {}\n",
+            record.id,
+            crate::term::escape_text(&message)
+        )
+        .as_bytes(),
+        "the reply",
+    )?;
+    Ok(0)
 }
 
 // ---- overlay review: sessions, diff, apply, discard ----

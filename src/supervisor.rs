@@ -413,7 +413,7 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, guard, failure) = match read_setup(&ours, plan, watch, session) {
+    let (proxy, control, guard, failure) = match read_setup(&ours, plan, watch, session) {
         Ok(x) => x,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
@@ -444,6 +444,9 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
 
     // 7. A report explains a cage failure; without one, the status is the
     //    agent's.
+    if let Some(control) = control {
+        control.finish();
+    }
     if let Some(proxy) = &proxy {
         proxy.drain(DRAIN);
     }
@@ -498,7 +501,12 @@ fn run_cage(plan: &Plan, session: Option<&Session>) -> Result<i32, SupervisorErr
 }
 
 /// What the cage's setup messages leave running, and its failure report.
-type Setup = (Option<Proxy>, Option<Guard>, Option<Report>);
+type Setup = (
+    Option<Proxy>,
+    Option<crate::control::Control>,
+    Option<Guard>,
+    Option<Report>,
+);
 
 /// Step 5: the cage's messages until its end of the channel closes (the
 /// agent exec'd, or the cage failed). Returns the running proxy, if any,
@@ -510,6 +518,7 @@ fn read_setup(
     session: Option<&Session>,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
+    let mut control = None;
     let mut guard = None;
     let mut failure = None;
     let mut started = false;
@@ -529,10 +538,28 @@ fn read_setup(
                     .iter()
                     .flat_map(|p| p.forwards.iter().map(|f| f.addr))
                     .collect();
-                proxy = Some(
-                    Proxy::start(listeners, &forwards, rules, session.log.clone(), config)
-                        .map_err(SupervisorError::Proxy)?,
-                );
+                let running = Proxy::start(
+                    listeners,
+                    &forwards,
+                    rules.clone(),
+                    session.log.clone(),
+                    config,
+                )
+                .map_err(SupervisorError::Proxy)?;
+                // `cage allow` and `cage deny` from another terminal.
+                match crate::control::Control::start(
+                    &session.dir,
+                    rules,
+                    running.clone(),
+                    session.log.clone(),
+                ) {
+                    Ok(c) => control = Some(c),
+                    Err(e) => term::emit(&format!(
+                        "cage: warning: no control channel for `cage allow` in {}: {e}",
+                        term::escape_path(&session.dir)
+                    )),
+                }
+                proxy = Some(running);
             }
             Incoming::Guard(listener) => {
                 let log = session.map(|s| s.log.clone());
@@ -579,7 +606,7 @@ fn read_setup(
             code: EXIT_CAGE,
         });
     }
-    Ok((proxy, guard, failure))
+    Ok((proxy, control, guard, failure))
 }
 
 /// The namespaces the cage was cloned into, by their /proc/PID/ns names.
