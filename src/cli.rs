@@ -86,7 +86,9 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// Show an overlay session's changes as a unified diff against the
     /// workspace: additions, modifications, deletions, modes, links and
-    /// binary files; protected paths are flagged.
+    /// binary files; protected paths are flagged. For a direct session:
+    /// the files it changed, git's diff of the tracked ones, the others
+    /// named.
     Diff(DiffArgs),
     /// Land an overlay session's changes in the workspace, each file
     /// replaced atomically. Refuses files changed on the host since the

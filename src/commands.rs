@@ -1046,6 +1046,137 @@ fn sessions() -> Result<i32, Error> {
 }
 
 /// `print`, for the review commands (a closed pipe is not an error).
+/// `cage diff` of a direct session: the changed files its record lists,
+/// what git shows of the tracked ones (against HEAD, now), and the others
+/// named. git runs without external diff drivers or textconv filters,
+/// whatever the repository's attributes say.
+fn direct_diff(dir: &Path, record: &session::Record) -> Result<i32, Error> {
+    use crate::term::{escape_path, escape_text};
+    let log = dir.join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).map_err(|source| audit::AuditError::Read {
+        path: log.clone(),
+        source,
+    })?;
+    let changed = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<audit::Line>(l).ok())
+        .find_map(|l| match l.record {
+            audit::Record::FilesChanged(f) => Some(f),
+            _ => None,
+        });
+    let Some(changed) = changed else {
+        return print(
+            format!(
+                "direct session {}: no record of changed files (it is running, or ended before \
+                 cage could compare)\n",
+                record.id
+            )
+            .as_bytes(),
+            "the diff",
+        );
+    };
+    let ws = &record.workspace;
+    let mut out = format!(
+        "direct session {}: {} added, {} modified, {} deleted, {} mode change(s){}\n\
+         (the session's record; git below shows the workspace as it is now)\n",
+        record.id,
+        changed.added,
+        changed.modified,
+        changed.deleted,
+        changed.mode_changed,
+        if changed.complete { "" } else { " (partial)" }
+    );
+    let rel: Vec<PathBuf> = changed
+        .paths
+        .iter()
+        .filter_map(|p| p.path.strip_prefix(ws).ok().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    let git = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(ws)
+            .args(["--no-pager", "-c", "core.fsmonitor=false"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    fn as_os(p: &Path) -> &std::ffi::OsStr {
+        p.as_os_str()
+    }
+    let mut tracked: Vec<PathBuf> = Vec::new();
+    if !rel.is_empty() {
+        let mut args: Vec<&std::ffi::OsStr> =
+            ["ls-files", "-z", "--"].map(std::ffi::OsStr::new).to_vec();
+        args.extend(rel.iter().map(|p| as_os(p)));
+        if let Some(list) = git(&args) {
+            tracked = list
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s))
+                })
+                .collect();
+        }
+        // Deleted files are no longer in the worktree but still in HEAD.
+        let mut args: Vec<&std::ffi::OsStr> = ["ls-tree", "-z", "--name-only", "HEAD", "--"]
+            .map(std::ffi::OsStr::new)
+            .to_vec();
+        args.extend(rel.iter().map(|p| as_os(p)));
+        if let Some(list) = git(&args) {
+            tracked.extend(list.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| {
+                PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s))
+            }));
+        }
+        tracked.sort();
+        tracked.dedup();
+    }
+    if !tracked.is_empty() {
+        let mut args: Vec<&std::ffi::OsStr> = [
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-color",
+            "HEAD",
+            "--",
+        ]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+        args.extend(tracked.iter().map(|p| as_os(p)));
+        if let Some(diff) = git(&args) {
+            // File contents are the agent's: escaped, lines kept.
+            out.push_str(&escape_text(&String::from_utf8_lossy(&diff)));
+        }
+    }
+    let others: Vec<&audit::FileChange> = changed
+        .paths
+        .iter()
+        .filter(|p| {
+            p.path
+                .strip_prefix(ws)
+                .map_or(true, |r| !tracked.iter().any(|t| t == r))
+        })
+        .collect();
+    if !others.is_empty() {
+        out.push_str("not tracked by git (named, not diffed):\n");
+        for p in others {
+            out.push_str(&format!("  {:<8} {}\n", p.change, escape_path(&p.path)));
+        }
+    }
+    let total = changed.added + changed.modified + changed.deleted + changed.mode_changed;
+    if total > changed.paths.len() {
+        out.push_str(&format!(
+            "... and {} more change(s) the record does not list\n",
+            total - changed.paths.len()
+        ));
+    }
+    print(out.as_bytes(), "the diff")
+}
+
 fn print_lossy(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
     print(bytes, what)
 }
@@ -1072,7 +1203,30 @@ fn diff(args: DiffArgs) -> Result<i32, Error> {
     use session::{changes, diff};
     let host = Host::current()?;
     let (id, paths) = session_and_paths(&host, &args.args);
-    let (dir, record) = session::find_overlay(&host, id.as_deref())?;
+    // A direct session has no layer to diff: its record of changed files,
+    // with what git shows of them (a named session, or the newest of this
+    // workspace when it has no overlay session).
+    let direct = |r: &session::Record| r.mode == crate::policy::WorkspaceMode::Direct;
+    let named_direct = match id.as_deref() {
+        Some(id) => session::find(&host, Some(id), |_| true)?.filter(|(_, r)| direct(r)),
+        None => None,
+    };
+    let found = match named_direct {
+        Some(hit) => Err(hit),
+        None => match session::find_overlay(&host, id.as_deref()) {
+            Err(session::SessionError::NoSession { .. }) if id.is_none() => {
+                match session::find(&host, None, direct)? {
+                    Some(hit) => Err(hit),
+                    None => Ok(session::find_overlay(&host, None)?),
+                }
+            }
+            other => Ok(other?),
+        },
+    };
+    let (dir, record) = match found {
+        Ok(overlay) => overlay,
+        Err((dir, record)) => return direct_diff(&dir, &record),
+    };
     let only = workspace_paths(&host, &record.workspace, &paths)?;
     let upper = dir.join("upper");
     let list: Vec<changes::Change> = changes::collect(&upper, &record.workspace, &record.protect)?

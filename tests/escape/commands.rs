@@ -199,6 +199,15 @@ fn a_direct_session_lists_exactly_the_files_it_changed() {
         .workspace_file("edit.txt", "old\n")
         .workspace_file("gone.txt", "bye\n")
         .workspace_file("run.sh", "#!/bin/sh\n");
+    let commit = cage
+        .host_command([
+            "sh",
+            "-c",
+            "git add -A && git -c user.name=t -c user.email=t@t commit -qm base",
+        ])
+        .output()
+        .unwrap();
+    assert!(commit.status.success(), "{commit:?}");
     cage.sh(
         "set -e; echo new > added.txt; echo more >> edit.txt; rm gone.txt; chmod 755 run.sh; \
          cat keep.txt >/dev/null",
@@ -248,5 +257,27 @@ fn a_direct_session_lists_exactly_the_files_it_changed() {
             && log.stdout.contains("- ")
             && log.stdout.contains("gone.txt"),
         "{log}"
+    );
+    // `cage diff` of the direct session: git's diff of the tracked files,
+    // the untracked one named.
+    let diff = cage.cli(["diff"]);
+    diff.assert_success();
+    for text in [
+        "+more",
+        "deleted file mode",
+        "gone.txt",
+        "old mode 100644",
+        "new mode 100755",
+    ] {
+        assert!(diff.stdout.contains(text), "{text:?}: {diff}");
+    }
+    let named = diff
+        .stdout
+        .split("not tracked by git")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        named.contains("added") && named.contains("added.txt"),
+        "{diff}"
     );
 }
