@@ -69,11 +69,16 @@ struct Live {
     until: Option<SystemTime>,
 }
 
-/// A running control channel; stops with the session.
+/// A running control channel; stops with the session (or when dropped).
 pub struct Control {
     stop: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
     path: PathBuf,
 }
+
+/// How long stopping waits for the thread (one tick, and a request in
+/// flight), so no rule record lands after the session's end.
+const STOP_WAIT: Duration = Duration::from_millis(500);
 
 impl Control {
     /// Listens on `dir/control.sock` and serves on a thread of its own.
@@ -83,17 +88,36 @@ impl Control {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
+        let done = Arc::new(AtomicBool::new(false));
+        let (flag, finished) = (stop.clone(), done.clone());
+        let spawned = std::thread::Builder::new()
             .name("cage:control".into())
-            .spawn(move || serve(&listener, &base, &proxy, &log, &flag))?;
-        Ok(Control { stop, path })
+            .spawn(move || {
+                serve(&listener, &base, &proxy, &log, &flag);
+                finished.store(true, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Control { stop, done, path })
     }
 
-    /// Stops serving and removes the socket.
+    /// Stops serving, removes the socket, and waits (bounded) for the
+    /// thread.
     pub fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_file(&self.path);
+        let end = std::time::Instant::now() + STOP_WAIT;
+        while !self.done.load(Ordering::Acquire) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
