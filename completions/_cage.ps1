@@ -52,8 +52,10 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('selftest', 'selftest', [CompletionResultType]::ParameterValue, 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('allow', 'allow', [CompletionResultType]::ParameterValue, 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires')
+            [CompletionResult]::new('deny', 'deny', [CompletionResultType]::ParameterValue, 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off')
-            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged. For a direct session: the files it changed, git''s diff of the tracked ones, the others named')
             [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption')
             [CompletionResult]::new('discard', 'discard', [CompletionResultType]::ParameterValue, 'Remove an overlay session''s directory (its changes and its log), without asking')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Put back a protected path that a session created and cage moved into the session''s quarantine. Never overwrites an existing file')
@@ -216,9 +218,27 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;log' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Every session running at or after TIME, newest first: an age (30m, 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30), today or yesterday')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Every session that started before TIME (as for --since)')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'Every session whose workspace is PATH or under it')
+            [CompletionResult]::new('--grep', '--grep', [CompletionResultType]::ParameterName, 'Only records holding WORD (ASCII case ignored), over every session (or the one named)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the records as JSON lines, as stored')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing records as they are written, until the session ends')
             [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing records as they are written, until the session ends')
+            [CompletionResult]::new('--denied', '--denied', [CompletionResultType]::ParameterName, 'Only denials: connections, DNS names, refused creations, lost records; each denied connection with the flag that allows it')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;allow' {
+            [CompletionResult]::new('--for', '--for', [CompletionResultType]::ParameterName, 'How long the rule lasts: 30s, 10m, 2h (default: the session)')
+            [CompletionResult]::new('--session', '--session', [CompletionResultType]::ParameterName, 'The session (default: the running session of this workspace)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'cage;deny' {
+            [CompletionResult]::new('--session', '--session', [CompletionResultType]::ParameterName, 'The session (default: the running session of this workspace)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -275,8 +295,10 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             [CompletionResult]::new('selftest', 'selftest', [CompletionResultType]::ParameterValue, 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run')
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end')
+            [CompletionResult]::new('allow', 'allow', [CompletionResultType]::ParameterValue, 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires')
+            [CompletionResult]::new('deny', 'deny', [CompletionResultType]::ParameterValue, 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off')
-            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged. For a direct session: the files it changed, git''s diff of the tracked ones, the others named')
             [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption')
             [CompletionResult]::new('discard', 'discard', [CompletionResultType]::ParameterValue, 'Remove an overlay session''s directory (its changes and its log), without asking')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Put back a protected path that a session created and cage moved into the session''s quarantine. Never overwrites an existing file')
@@ -322,6 +344,12 @@ Register-ArgumentCompleter -Native -CommandName 'cage' -ScriptBlock {
             break
         }
         'cage;help;log' {
+            break
+        }
+        'cage;help;allow' {
+            break
+        }
+        'cage;help;deny' {
             break
         }
         'cage;help;sessions' {

@@ -16,11 +16,17 @@ _cage() {
             ",$1")
                 cmd="cage"
                 ;;
+            cage,allow)
+                cmd="cage__subcmd__allow"
+                ;;
             cage,apply)
                 cmd="cage__subcmd__apply"
                 ;;
             cage,completions)
                 cmd="cage__subcmd__completions"
+                ;;
+            cage,deny)
+                cmd="cage__subcmd__deny"
                 ;;
             cage,diff)
                 cmd="cage__subcmd__diff"
@@ -67,11 +73,17 @@ _cage() {
             cage,untrust)
                 cmd="cage__subcmd__untrust"
                 ;;
+            cage__subcmd__help,allow)
+                cmd="cage__subcmd__help__subcmd__allow"
+                ;;
             cage__subcmd__help,apply)
                 cmd="cage__subcmd__help__subcmd__apply"
                 ;;
             cage__subcmd__help,completions)
                 cmd="cage__subcmd__help__subcmd__completions"
+                ;;
+            cage__subcmd__help,deny)
+                cmd="cage__subcmd__help__subcmd__deny"
                 ;;
             cage__subcmd__help,diff)
                 cmd="cage__subcmd__help__subcmd__diff"
@@ -158,7 +170,7 @@ _cage() {
 
     case "${cmd}" in
         cage)
-            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --dry-run --json --help --version run policy explain trust untrust doctor selftest shell-init log sessions diff apply discard restore completions man help"
+            opts="-p -f -h -V --profile --policy --ro --rw --hide --allow-host --net --env --workspace --no-project-policy --no-auto-profile --allow-degraded --allow-shared-dir --secret --dry-run --json --help --version run policy explain trust untrust doctor selftest shell-init log allow deny sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,6 +239,28 @@ _cage() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cage__subcmd__allow)
+            opts="-h --for --session --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cage__subcmd__apply)
             opts="-h --force --include-protected --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -252,6 +286,24 @@ _cage() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__deny)
+            opts="-h --session --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -376,8 +428,22 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help)
-            opts="run policy explain trust untrust doctor selftest shell-init log sessions diff apply discard restore completions man help"
+            opts="run policy explain trust untrust doctor selftest shell-init log allow deny sessions diff apply discard restore completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__allow)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -404,6 +470,20 @@ _cage() {
             return 0
             ;;
         cage__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cage__subcmd__help__subcmd__deny)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -670,12 +750,28 @@ _cage() {
             return 0
             ;;
         cage__subcmd__log)
-            opts="-f -h --json --follow --help"
+            opts="-f -h --json --follow --since --until --workspace --grep --denied --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

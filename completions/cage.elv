@@ -49,8 +49,10 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand selftest 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand allow 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires'
+            cand deny 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it'
             cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
-            cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
+            cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged. For a direct session: the files it changed, git''s diff of the tracked ones, the others named'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
             cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
             cand restore 'Put back a protected path that a session created and cage moved into the session''s quarantine. Never overwrites an existing file'
@@ -196,9 +198,25 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand --help 'Print help'
         }
         &'cage;log'= {
+            cand --since 'Every session running at or after TIME, newest first: an age (30m, 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30), today or yesterday'
+            cand --until 'Every session that started before TIME (as for --since)'
+            cand --workspace 'Every session whose workspace is PATH or under it'
+            cand --grep 'Only records holding WORD (ASCII case ignored), over every session (or the one named)'
             cand --json 'Print the records as JSON lines, as stored'
             cand -f 'Keep printing records as they are written, until the session ends'
             cand --follow 'Keep printing records as they are written, until the session ends'
+            cand --denied 'Only denials: connections, DNS names, refused creations, lost records; each denied connection with the flag that allows it'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;allow'= {
+            cand --for 'How long the rule lasts: 30s, 10m, 2h (default: the session)'
+            cand --session 'The session (default: the running session of this workspace)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'cage;deny'= {
+            cand --session 'The session (default: the running session of this workspace)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -247,8 +265,10 @@ set edit:completion:arg-completer[cage] = {|@words|
             cand selftest 'Try to get out: build the plan a run here would get, against a throwaway copy of the workspace''s shape and a temporary home with planted decoys, run a battery of escape attempts inside it and print one line per attempt. Exit 0 when every attempt was blocked, 1 when any got through (EXPOSED), 125 when the test could not run'
             cand shell-init 'Print aliases that run the agents found on PATH caged, for your shell''s rc file: eval "$(cage shell-init bash)"'
             cand log 'Show a session''s audit log: its start, the enforcement achieved, every network and DNS decision, its end'
+            cand allow 'Allow HOST[:PORT] in a running proxy session, from another terminal, for --for (default: the rest of the session). An audit record names who did it and when it expires'
+            cand deny 'Deny HOST[:PORT] in a running proxy session (replacing a rule that `cage allow` added); an audit record names who did it'
             cand sessions 'List sessions: id, start time, status, the changes an overlay session holds, workspace and command. Every run prunes old sessions (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change the defaults, 0 turning that rule off'
-            cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged'
+            cand diff 'Show an overlay session''s changes as a unified diff against the workspace: additions, modifications, deletions, modes, links and binary files; protected paths are flagged. For a direct session: the files it changed, git''s diff of the tracked ones, the others named'
             cand apply 'Land an overlay session''s changes in the workspace, each file replaced atomically. Refuses files changed on the host since the session started, unless --force. Safe to run again after an interruption'
             cand discard 'Remove an overlay session''s directory (its changes and its log), without asking'
             cand restore 'Put back a protected path that a session created and cage moved into the session''s quarantine. Never overwrites an existing file'
@@ -282,6 +302,10 @@ set edit:completion:arg-completer[cage] = {|@words|
         &'cage;help;shell-init'= {
         }
         &'cage;help;log'= {
+        }
+        &'cage;help;allow'= {
+        }
+        &'cage;help;deny'= {
         }
         &'cage;help;sessions'= {
         }

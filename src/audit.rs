@@ -39,10 +39,15 @@ pub enum AuditError {
     },
     #[error("no cage session found for {cwd} in {dir}")]
     NoSession { cwd: PathBuf, dir: PathBuf },
-    #[error("no session named {id} in {dir}")]
-    UnknownSession { id: String, dir: PathBuf },
-    #[error("{id} names several sessions in {dir}; give more of it")]
-    AmbiguousSession { id: String, dir: PathBuf },
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error(
+        "{value:?} is not a time: give a date (2026-12-01), a date and time \
+             (2026-12-01T09:30:00Z), an age (30m, 2h, 2d, 1w), today or yesterday (UTC)"
+    )]
+    Time { value: String },
+    #[error("{value:?} is not a duration: give a number and a unit, as in 45s, 10m, 2h or 1d")]
+    Duration { value: String },
     #[error("writing the log")]
     Output(#[source] io::Error),
 }
@@ -92,6 +97,20 @@ pub enum Record {
     /// The proxy swapped a secret in, refused a placeholder, or scrubbed a
     /// real value from a response. Names the secret, never its value.
     Secret(SecretUse),
+    /// What a direct session changed under the workspace and the writable
+    /// grants, when it ended. Bounded.
+    FilesChanged(FilesChanged),
+    /// `cage allow` or `cage deny` changed the running session's rules, or
+    /// a time-boxed allow expired.
+    RuleChanged(RuleChanged),
+    /// A program started inside the cage (execve/execveat, seen by the
+    /// guard before the kernel carried it out).
+    Exec(Exec),
+    /// A program seen by an `exec` record ended (or was replaced).
+    ExecEnd(ExecEnd),
+    /// Records that could not be written (the queue to the log was full,
+    /// or the log reached its cap): counted, never blocking the agent.
+    RecordsDropped(RecordsDropped),
     SessionEnd(SessionEnd),
 }
 
@@ -131,6 +150,135 @@ pub enum SecretUseKind {
     Scrubbed,
     /// TLS with the cage or upstream failed: nothing was sent.
     TlsFailed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuleChanged {
+    /// `allow`, `deny` or `expired`.
+    pub action: String,
+    pub pattern: String,
+    /// When an allow ends (RFC 3339); none: with the session.
+    pub expires: Option<String>,
+    /// Who asked, from the control socket's SO_PEERCRED (host side).
+    pub by_uid: Option<u32>,
+    pub by_user: Option<String>,
+    pub by_pid: Option<i32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FilesChanged {
+    /// The trees compared.
+    pub roots: Vec<PathBuf>,
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    pub mode_changed: usize,
+    /// At most `session::snapshot::MAX_LISTED`, by path.
+    pub paths: Vec<FileChange>,
+    /// False when a tree was too large to compare whole.
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileChange {
+    pub path: PathBuf,
+    /// `added`, `modified`, `deleted` or `mode`.
+    pub change: String,
+}
+
+/// Longest argv kept in an `exec` record: arguments, bytes per argument,
+/// bytes in all.
+pub const MAX_ARGS: usize = 256;
+pub const MAX_ARG_BYTES: usize = 4096;
+pub const MAX_ARGV_BYTES: usize = 16 << 10;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Exec {
+    /// Pairs this record with its `exec_end`.
+    pub id: u64,
+    /// The process and its parent, as seen inside the cage (its pid
+    /// namespace); `None` where the kernel no longer said.
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    /// The process as the supervisor sees it (the host's pid namespace).
+    pub host_pid: u32,
+    pub syscall: String,
+    /// The path as the program asked for it (relative to `cwd` if not
+    /// absolute; empty for execveat with AT_EMPTY_PATH).
+    pub path: PathBuf,
+    /// What the path resolved to inside the cage, links followed; an
+    /// executed descriptor's target (`/memfd:NAME (deleted)`).
+    pub exe: Option<PathBuf>,
+    /// Bounded by MAX_ARGS, MAX_ARG_BYTES and MAX_ARGV_BYTES; invalid
+    /// UTF-8 replaced.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    pub cwd: Option<PathBuf>,
+    /// Whether cage watches for the program's end (false past the bound
+    /// on watched processes, or without pidfds).
+    pub watched: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecEnd {
+    pub id: u64,
+    pub pid: Option<u32>,
+    /// The program's file name, for reading the log line alone.
+    pub program: String,
+    #[serde(flatten)]
+    pub status: ExitStatus,
+    /// From the exec to the end (as the supervisor saw both).
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ExitStatus {
+    Exited {
+        code: i32,
+    },
+    Killed {
+        signal: i32,
+        #[serde(default)]
+        core_dumped: bool,
+    },
+    /// The process started another program (the next `exec` record of
+    /// the same pid).
+    Replaced,
+    /// The process ended and cage could not learn how (the reason).
+    Unknown {
+        reason: String,
+    },
+}
+
+impl ExitStatus {
+    /// From a wait status (waitpid's encoding).
+    pub fn from_wait(status: i32) -> ExitStatus {
+        if libc::WIFEXITED(status) {
+            ExitStatus::Exited {
+                code: libc::WEXITSTATUS(status),
+            }
+        } else if libc::WIFSIGNALED(status) {
+            ExitStatus::Killed {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            }
+        } else {
+            ExitStatus::Unknown {
+                reason: format!("wait status {status:#x}"),
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordsDropped {
+    pub count: u64,
+    pub reason: String,
+    /// The session's last word on drops: not counted against the cap.
+    #[serde(default)]
+    pub at_end: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -348,6 +496,8 @@ pub struct SessionEnd {
 #[derive(Debug)]
 pub struct Log {
     file: Mutex<Sink>,
+    /// The session's start record is written.
+    opened: std::sync::atomic::AtomicBool,
     tally: Mutex<Tally>,
     cap: u64,
 }
@@ -388,6 +538,7 @@ impl Log {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?;
         Ok(Log {
+            opened: std::sync::atomic::AtomicBool::new(false),
             file: Mutex::new(Sink {
                 file,
                 written: 0,
@@ -404,12 +555,20 @@ impl Log {
     /// cap; past it they are refused, once marked with a `log_full` record,
     /// and callers act on the refusal by refusing the connection or answer.
     pub fn write(&self, record: Record) -> io::Result<()> {
-        let provoked = matches!(
-            record,
-            Record::Net(_) | Record::NetEnd(_) | Record::Dns(_) | Record::Secret(_)
-        );
+        self.write_at(record, SystemTime::now())
+    }
+
+    /// As `write`, for a record of an event at `time` (queued records).
+    pub fn write_at(&self, record: Record, time: SystemTime) -> io::Result<()> {
+        let provoked = match &record {
+            Record::Net(_) | Record::NetEnd(_) | Record::Dns(_) | Record::Secret(_) => true,
+            Record::Exec(_) | Record::ExecEnd(_) => true,
+            Record::RecordsDropped(r) => !r.at_end,
+            _ => false,
+        };
+        let is_start = matches!(record, Record::SessionStart(_));
         self.count(&record);
-        let bytes = Self::encode(record)?;
+        let bytes = Self::encode_at(record, time)?;
         let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if provoked && sink.written + bytes.len() as u64 > self.cap {
             if !sink.full {
@@ -426,12 +585,32 @@ impl Log {
         }
         sink.file.write_all(&bytes)?;
         sink.written += bytes.len() as u64;
+        if is_start {
+            self.opened
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(())
     }
 
+    /// Tests: a log that needs no start record.
+    #[cfg(test)]
+    pub(crate) fn assume_opened(&self) {
+        self.opened
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the start record is written.
+    pub fn opened(&self) -> bool {
+        self.opened.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn encode(record: Record) -> io::Result<Vec<u8>> {
+        Self::encode_at(record, SystemTime::now())
+    }
+
+    fn encode_at(record: Record, time: SystemTime) -> io::Result<Vec<u8>> {
         let line = Line {
-            time: rfc3339(SystemTime::now()),
+            time: rfc3339(time),
             record,
         };
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
@@ -682,9 +861,29 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
+    let flags: Vec<String> = denied
+        .iter()
+        .take(SHOWN)
+        .map(|t| {
+            // 443 and 80 are what a pattern without a port allows.
+            let t = t
+                .strip_suffix(":443")
+                .or_else(|| t.strip_suffix(":80"))
+                .unwrap_or(t);
+            let t = t
+                .strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .unwrap_or(t);
+            format!("--allow-host {}", term::escape(t))
+        })
+        .collect();
+    let how = if flags.is_empty() {
+        "allow with --allow-host NAME".to_string()
+    } else {
+        format!("allow with: cage {} -- ...", flags.join(" "))
+    };
     Some(format!(
-        "cage: {} — allow with --allow-host NAME or in .cage.toml [network] allow \
-         (details: cage log)",
+        "cage: {} — {how}, or in .cage.toml [network] allow (details: cage log --denied)",
         parts.join("; ")
     ))
 }
@@ -737,56 +936,250 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
 // ---- reading sessions back (`cage log`) ----
 
 /// The log file of session `id` (a full id or a unique prefix), or with
-/// no id the newest session whose workspace holds `host.cwd`.
+/// no id the newest session whose workspace holds `host.cwd`: found as
+/// every command finds a session (`session::find`, by start time).
 pub fn find_session(host: &Host, id: Option<&str>) -> Result<PathBuf, AuditError> {
-    let dir = sessions_dir(host);
-    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(AuditError::Read { path: dir, source }),
+    match crate::session::find(host, id, |_| true)? {
+        Some((dir, _)) => Ok(dir.join("audit.jsonl")),
+        None => Err(AuditError::NoSession {
+            cwd: host.cwd.clone(),
+            dir: sessions_dir(host),
+        }),
+    }
+}
+
+/// What `cage log` picks across sessions.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// RFC 3339 bounds (UTC): sessions running at any time in between.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Sessions whose workspace is (or is under) this directory.
+    pub workspace: Option<PathBuf>,
+    /// Records whose stored line holds this text (ASCII case ignored).
+    pub grep: Option<String>,
+    /// Only denials and refusals.
+    pub denied: bool,
+    /// Only this session (by full id).
+    pub only: Option<String>,
+}
+
+impl Filter {
+    /// Whether any option asks for more than one session.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.workspace.is_none()
+            && self.grep.is_none()
+            && !self.denied
+    }
+
+    fn keeps(&self, line: &Line, text: &str) -> bool {
+        if self.denied && !is_denial(&line.record) {
+            return false;
+        }
+        match &self.grep {
+            Some(word) => text
+                .to_ascii_lowercase()
+                .contains(&word.to_ascii_lowercase()),
+            None => true,
+        }
+    }
+}
+
+/// A record that says something was refused.
+fn is_denial(record: &Record) -> bool {
+    match record {
+        Record::Net(n) => n.decision == Decision::Deny,
+        Record::Dns(d) => d.decision == Decision::Deny,
+        Record::GuardRefused(_) | Record::LogFull(_) | Record::RecordsDropped(_) => true,
+        Record::RuleChanged(r) => r.action == "deny",
+        _ => false,
+    }
+}
+
+/// A duration for `cage allow --for`: `45s`, `10m`, `2h`, `1d`.
+pub fn parse_duration(value: &str) -> Result<std::time::Duration, AuditError> {
+    let bad = || AuditError::Duration {
+        value: value.to_string(),
     };
-    names.sort();
-    if let Some(id) = id {
-        if names.iter().any(|n| n == id) {
-            return Ok(dir.join(id).join("audit.jsonl"));
-        }
-        let hits: Vec<&String> = names.iter().filter(|n| n.starts_with(id)).collect();
-        return match hits.as_slice() {
-            [one] => Ok(dir.join(one).join("audit.jsonl")),
-            [] => Err(AuditError::UnknownSession {
-                id: id.to_string(),
-                dir,
-            }),
-            _ => Err(AuditError::AmbiguousSession {
-                id: id.to_string(),
-                dir,
-            }),
-        };
+    let v = value.trim();
+    let unit = v.chars().last().ok_or_else(bad)?;
+    let n: u64 = v[..v.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60).ok_or_else(bad)?,
+        'h' => n.checked_mul(3600).ok_or_else(bad)?,
+        'd' => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
     }
-    for name in names.iter().rev() {
-        let path = dir.join(name).join("audit.jsonl");
-        let Ok(file) = File::open(&path) else {
-            continue;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// A `--since`/`--until` value as an RFC 3339 UTC time: `2026-12-01`,
+/// `2026-12-01T09:30:00Z` (or without the Z, or with `.mmm`), an age
+/// before `now` (`30m`, `2h`, `2d`, `1w`, `45s`), `today`, `yesterday`.
+pub fn parse_time(value: &str, now: SystemTime) -> Result<String, AuditError> {
+    let bad = || AuditError::Time {
+        value: value.to_string(),
+    };
+    let v = value.trim();
+    let midnight = |t: SystemTime| {
+        let s = rfc3339(t);
+        format!("{}T00:00:00.000Z", &s[..10])
+    };
+    let day = std::time::Duration::from_secs(86_400);
+    match v {
+        "today" => return Ok(midnight(now)),
+        "yesterday" => return Ok(midnight(now - day)),
+        "now" => return Ok(rfc3339(now)),
+        _ => {}
+    }
+    if let Some(unit) = v.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = v[..v.len() - 1].parse::<u64>()
+    {
+        let secs = match unit {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            'd' => n * 86_400,
+            'w' => n * 7 * 86_400,
+            _ => return Err(bad()),
         };
-        let mut first = String::new();
-        if io::BufReader::new(file).read_line(&mut first).is_err() {
-            continue;
-        }
-        if let Ok(Line {
-            record: Record::SessionStart(s),
-            ..
-        }) = serde_json::from_str::<Line>(&first)
-            && host.cwd.starts_with(&s.workspace)
+        let t = now
+            .checked_sub(std::time::Duration::from_secs(secs))
+            .ok_or_else(bad)?;
+        return Ok(rfc3339(t));
+    }
+    // Dates and times: checked digit by digit, completed to the stored form.
+    let shape = |s: &str, pat: &str| {
+        s.len() == pat.len()
+            && s.bytes().zip(pat.bytes()).all(|(c, p)| {
+                if p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+    };
+    let v = v.trim_end_matches('Z').replace(' ', "T");
+    if shape(&v, "9999-99-99") {
+        return Ok(format!("{v}T00:00:00.000Z"));
+    }
+    if shape(&v, "9999-99-99T99:99") {
+        return Ok(format!("{v}:00.000Z"));
+    }
+    if shape(&v, "9999-99-99T99:99:99") {
+        return Ok(format!("{v}.000Z"));
+    }
+    if shape(&v, "9999-99-99T99:99:99.999") {
+        return Ok(format!("{v}Z"));
+    }
+    Err(bad())
+}
+
+/// `cage log` over every session the filter keeps, newest first; each
+/// session's records in order, under a heading (or, as JSON, each stored
+/// line with its session's id added).
+pub fn show_many(
+    host: &Host,
+    filter: &Filter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
+    let now = rfc3339(SystemTime::now());
+    let mut sessions = crate::session::list(host)?;
+    sessions.reverse();
+    for (dir, record) in sessions {
+        let end = record.ended.clone().unwrap_or_else(|| now.clone());
+        if filter.only.as_ref().is_some_and(|id| *id != record.id)
+            || filter.since.as_ref().is_some_and(|s| end < *s)
+            || filter.until.as_ref().is_some_and(|u| record.started >= *u)
+            || filter
+                .workspace
+                .as_ref()
+                .is_some_and(|w| !record.workspace.starts_with(w))
         {
-            return Ok(path);
+            continue;
         }
+        let path = dir.join("audit.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(AuditError::Read { path, source }),
+        };
+        let mut lines = Vec::new();
+        for raw in text.lines() {
+            let Ok(line) = serde_json::from_str::<Line>(raw) else {
+                continue;
+            };
+            if filter.keeps(&line, raw) {
+                lines.push((raw, line));
+            }
+        }
+        if lines.is_empty() && (filter.grep.is_some() || filter.denied) {
+            continue;
+        }
+        let mut text = String::new();
+        if json {
+            for (raw, _) in &lines {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(raw).unwrap_or(serde_json::Value::Null);
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("session".into(), record.id.clone().into());
+                }
+                text.push_str(&v.to_string());
+                text.push('\n');
+            }
+        } else {
+            let status = match record.status() {
+                crate::session::Status::Running => "running".to_string(),
+                crate::session::Status::Exited(c) => format!("exit {c}"),
+                crate::session::Status::Killed => "killed, no end recorded".to_string(),
+            };
+            text.push_str(&format!(
+                "== session {}  {}  {}  {}  ({status})\n",
+                term::escape(&record.id),
+                record.started.replace('T', " "),
+                term::escape_path(&record.workspace),
+                quoted_argv(&record.command)
+            ));
+            for (_, line) in &lines {
+                text.push_str(&render(line));
+                text.push('\n');
+                if let Some(hint) = allow_hint(&line.record) {
+                    text.push_str(&hint);
+                    text.push('\n');
+                }
+            }
+            text.push('\n');
+        }
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(AuditError::Output)?;
     }
-    Err(AuditError::NoSession {
-        cwd: host.cwd.clone(),
-        dir,
-    })
+    Ok(())
+}
+
+/// For a denied connection: the exact flag that would have allowed it.
+pub fn allow_hint(record: &Record) -> Option<String> {
+    let Record::Net(n) = record else { return None };
+    if n.decision != Decision::Deny || n.reason.as_deref().is_some_and(|r| r.contains("log")) {
+        return None;
+    }
+    let target = if n.port == 443 || n.port == 80 {
+        n.host.clone()
+    } else {
+        format_target(&n.host, n.port)
+    };
+    let t = term::escape(&target);
+    Some(format!(
+        "               allow with: cage allow {t} (while the session runs), or cage \
+         --allow-host {t} -- ... (or [network] allow in .cage.toml)"
+    ))
 }
 
 /// Prints the log at `path`: as stored (`json`) or for people. With
@@ -809,7 +1202,10 @@ pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Resul
                 out.write_all(text.as_bytes())
             } else {
                 match &parsed {
-                    Some(line) => writeln!(out, "{}", render(line)),
+                    Some(line) => match allow_hint(&line.record) {
+                        Some(hint) => writeln!(out, "{}\n{hint}", render(line)),
+                        None => writeln!(out, "{}", render(line)),
+                    },
                     None => writeln!(out, "(unreadable record) {}", term::escape(text.trim_end())),
                 }
             }
@@ -833,6 +1229,31 @@ pub fn show(path: &Path, json: bool, follow: bool, out: &mut dyn Write) -> Resul
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// argv as a shell would read it back, each word escaped: quoted when it
+/// holds blanks or shell syntax, so word boundaries stay visible.
+fn quoted_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+            if plain {
+                term::escape(a)
+            } else {
+                format!("'{}'", term::escape(&a.replace('\'', "'\\''")))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `SIGKILL`, or the number.
+fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {n}"))
 }
 
 /// One record for people: one line, or a few for the session start.
@@ -1074,8 +1495,102 @@ pub fn render(line: &Line) -> String {
         ),
         Record::LogFull(f) => format!(
             "{clock}  full   the audit log reached its cap ({} bytes): later connections and \
-             DNS answers were refused",
+             DNS answers were refused, later execs and exits not recorded",
             f.limit_bytes
+        ),
+        Record::RuleChanged(r) => {
+            let mut s = format!("{clock}  rule   {} {}", e(&r.action), e(&r.pattern));
+            if let Some(t) = &r.expires {
+                s.push_str(&format!(" until {}", e(t)));
+            }
+            if let Some(u) = &r.by_user {
+                s.push_str(&format!(" (by {}", e(u)));
+                if let Some(p) = r.by_pid {
+                    s.push_str(&format!(", pid {p}"));
+                }
+                s.push(')');
+            }
+            s
+        }
+        Record::FilesChanged(f) => {
+            let mut s = format!(
+                "{clock}  files  {} added, {} modified, {} deleted, {} mode change(s)",
+                f.added, f.modified, f.deleted, f.mode_changed
+            );
+            if !f.complete {
+                s.push_str(" (partial: the trees were too large to compare whole)");
+            }
+            let total = f.added + f.modified + f.deleted + f.mode_changed;
+            for p in &f.paths {
+                let mark = match p.change.as_str() {
+                    "added" => "+",
+                    "deleted" => "-",
+                    "mode" => "m",
+                    _ => "~",
+                };
+                s.push_str(&format!(
+                    "\n{clock}  files  {mark} {}",
+                    term::escape_path(&p.path)
+                ));
+            }
+            if total > f.paths.len() {
+                s.push_str(&format!(
+                    "\n{clock}  files  ... and {} more",
+                    total - f.paths.len()
+                ));
+            }
+            s
+        }
+        Record::Exec(x) => {
+            let who = |p: Option<u32>| p.map_or("?".to_string(), |p| p.to_string());
+            let mut s = format!(
+                "{clock}  exec   #{} pid {} (parent {})  {}",
+                x.id,
+                who(x.pid),
+                who(x.ppid),
+                quoted_argv(&x.argv)
+            );
+            if x.argv_truncated {
+                s.push_str(" [argv cut]");
+            }
+            let shown = x.exe.as_deref().unwrap_or(&x.path);
+            if x.argv.first().map(Path::new) != Some(shown) {
+                s.push_str(&format!("  ({})", term::escape_path(shown)));
+            }
+            if let Some(cwd) = &x.cwd {
+                s.push_str(&format!("  in {}", term::escape_path(cwd)));
+            }
+            if !x.watched {
+                s.push_str("  (its end is not watched)");
+            }
+            s
+        }
+        Record::ExecEnd(x) => {
+            let how = match &x.status {
+                ExitStatus::Exited { code } => format!("exit {code}"),
+                ExitStatus::Killed {
+                    signal,
+                    core_dumped,
+                } => format!(
+                    "killed by {}{}",
+                    signal_name(*signal),
+                    if *core_dumped { " (core dumped)" } else { "" }
+                ),
+                ExitStatus::Replaced => "replaced by the next exec of this pid".to_string(),
+                ExitStatus::Unknown { reason } => format!("ended, status unknown: {}", e(reason)),
+            };
+            format!(
+                "{clock}  exit   #{} pid {} {}: {how} after {} ms",
+                x.id,
+                x.pid.map_or("?".to_string(), |p| p.to_string()),
+                e(&x.program),
+                x.duration_ms
+            )
+        }
+        Record::RecordsDropped(d) => format!(
+            "{clock}  drop   {} record(s) not written: {}",
+            d.count,
+            e(&d.reason)
         ),
         Record::SessionEnd(e) => {
             let mut s = format!(
@@ -1112,6 +1627,36 @@ mod tests {
         assert_eq!(rfc3339(t(951_782_400_123)), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(t(1_795_299_458_000)), "2026-11-21T22:17:38.000Z");
         assert_eq!(session_id(t(1_795_299_458_000), 42), "20261121-221738-42");
+    }
+
+    #[test]
+    fn times_for_log_filters_are_ages_dates_or_utc_times() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_795_299_458_000); // 2026-11-21T22:17:38Z
+        let t = |v| parse_time(v, now).unwrap();
+        assert_eq!(t("2d"), "2026-11-19T22:17:38.000Z");
+        assert_eq!(t("30m"), "2026-11-21T21:47:38.000Z");
+        assert_eq!(t("1w"), "2026-11-14T22:17:38.000Z");
+        assert_eq!(t("today"), "2026-11-21T00:00:00.000Z");
+        assert_eq!(t("yesterday"), "2026-11-20T00:00:00.000Z");
+        assert_eq!(t("2026-12-01"), "2026-12-01T00:00:00.000Z");
+        assert_eq!(t("2026-12-01T09:30"), "2026-12-01T09:30:00.000Z");
+        assert_eq!(t("2026-12-01 09:30:05Z"), "2026-12-01T09:30:05.000Z");
+        assert_eq!(t("2026-12-01T09:30:05.123Z"), "2026-12-01T09:30:05.123Z");
+        for bad in ["", "2x", "d", "2026-1-1", "tuesday", "2026-12-01T9:30"] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allow_durations_have_a_unit_and_are_not_zero() {
+        let d = |v| parse_duration(v).map(|d| d.as_secs()).ok();
+        assert_eq!(d("45s"), Some(45));
+        assert_eq!(d("10m"), Some(600));
+        assert_eq!(d("2h"), Some(7200));
+        assert_eq!(d("1d"), Some(86_400));
+        for bad in ["", "10", "0m", "m", "5x", "-1m", "99999999999999999999d"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -1251,6 +1796,29 @@ mod cap_tests {
                 paths: vec![PathBuf::from(forged)],
             }))),
             summary(&[forged.to_string()], &[forged.to_string()]).unwrap(),
+            render(&line(Record::Exec(Exec {
+                id: 1,
+                pid: Some(2),
+                ppid: Some(1),
+                host_pid: 10,
+                syscall: "execve".into(),
+                path: PathBuf::from(forged),
+                exe: Some(PathBuf::from(forged)),
+                argv: vec![forged.into(), "it's".into(), forged.into()],
+                argv_truncated: false,
+                cwd: Some(PathBuf::from(forged)),
+                watched: true,
+            }))),
+            render(&line(Record::ExecEnd(ExecEnd {
+                id: 1,
+                pid: Some(2),
+                program: forged.into(),
+                status: ExitStatus::Unknown {
+                    reason: forged.into(),
+                },
+                duration_ms: 1,
+            }))),
+            allow_hint(&net(forged)).unwrap(),
         ];
         for r in &rendered {
             assert!(crate::term::is_inert(r, false), "{r:?}");

@@ -81,6 +81,13 @@ pub enum Command {
     /// Show a session's audit log: its start, the enforcement achieved,
     /// every network and DNS decision, its end.
     Log(LogArgs),
+    /// Allow HOST[:PORT] in a running proxy session, from another
+    /// terminal, for --for (default: the rest of the session). An audit
+    /// record names who did it and when it expires.
+    Allow(AllowArgs),
+    /// Deny HOST[:PORT] in a running proxy session (replacing a rule that
+    /// `cage allow` added); an audit record names who did it.
+    Deny(DenyArgs),
     /// List sessions: id, start time, status, the changes an overlay
     /// session holds, workspace and command. Every run prunes old sessions
     /// (see --prune); CAGE_KEEP_SESSIONS and CAGE_SESSION_MAX_DAYS change
@@ -88,7 +95,9 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// Show an overlay session's changes as a unified diff against the
     /// workspace: additions, modifications, deletions, modes, links and
-    /// binary files; protected paths are flagged.
+    /// binary files; protected paths are flagged. For a direct session:
+    /// the files it changed, git's diff of the tracked ones, the others
+    /// named.
     Diff(DiffArgs),
     /// Land an overlay session's changes in the workspace, each file
     /// replaced atomically. Refuses files changed on the host since the
@@ -270,6 +279,47 @@ pub struct LogArgs {
     /// Keep printing records as they are written, until the session ends.
     #[arg(short, long)]
     pub follow: bool,
+    /// Every session running at or after TIME, newest first: an age (30m,
+    /// 2h, 2d, 1w), a date (2026-12-01), a UTC time (2026-12-01T09:30),
+    /// today or yesterday.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["session", "follow"])]
+    pub since: Option<String>,
+    /// Every session that started before TIME (as for --since).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["session", "follow"])]
+    pub until: Option<String>,
+    /// Every session whose workspace is PATH or under it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["session", "follow"])]
+    pub workspace: Option<PathBuf>,
+    /// Only records holding WORD (ASCII case ignored), over every session
+    /// (or the one named).
+    #[arg(long, value_name = "WORD", conflicts_with = "follow")]
+    pub grep: Option<String>,
+    /// Only denials: connections, DNS names, refused creations, lost
+    /// records; each denied connection with the flag that allows it.
+    #[arg(long, conflicts_with = "follow")]
+    pub denied: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// A host pattern, as in [network] allow: api.example.com,
+    /// *.example.com, 10.0.0.0/8, example.com:8443.
+    pub pattern: String,
+    /// How long the rule lasts: 30s, 10m, 2h (default: the session).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// The session (default: the running session of this workspace).
+    #[arg(long)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    /// A host pattern, as for `cage allow`.
+    pub pattern: String,
+    /// The session (default: the running session of this workspace).
+    #[arg(long)]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Args)]

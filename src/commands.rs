@@ -64,6 +64,25 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         ),
         Some(Command::ShellInit(args)) => shell_init(args.shell),
         Some(Command::Log(args)) => log(args),
+        Some(Command::Allow(args)) => {
+            let secs = args
+                .duration
+                .as_deref()
+                .map(|d| audit::parse_duration(d).map(|d| d.as_secs()))
+                .transpose()?;
+            control(
+                args.session.as_deref(),
+                crate::control::Op::Allow,
+                args.pattern,
+                secs,
+            )
+        }
+        Some(Command::Deny(args)) => control(
+            args.session.as_deref(),
+            crate::control::Op::Deny,
+            args.pattern,
+            None,
+        ),
         Some(Command::Sessions(args)) if args.prune => prune_sessions(args.keep, args.max_age),
         Some(Command::Sessions(_)) => sessions(),
         Some(Command::Diff(args)) => diff(args),
@@ -1056,12 +1075,76 @@ fn explain_cmd(args: &PolicyArgs, target: &str, command: Option<&str>) -> Result
 
 fn log(args: LogArgs) -> Result<i32, Error> {
     let host = Host::current()?;
-    let path = audit::find_session(&host, args.session.as_deref())?;
+    let now = std::time::SystemTime::now();
+    let time = |v: &Option<String>| v.as_deref().map(|v| audit::parse_time(v, now)).transpose();
+    let filter = audit::Filter {
+        since: time(&args.since)?,
+        until: time(&args.until)?,
+        workspace: args
+            .workspace
+            .as_ref()
+            .map(|w| plan::normalize_path(&host.cwd.join(w))),
+        grep: args.grep.clone(),
+        denied: args.denied,
+        only: None,
+    };
     let mut out = crate::term::Stdout;
-    match audit::show(&path, args.json, args.follow, &mut out) {
+    let shown = if filter.is_empty() {
+        let path = audit::find_session(&host, args.session.as_deref())?;
+        audit::show(&path, args.json, args.follow, &mut out)
+    } else if let Some(id) = args.session.as_deref() {
+        // --grep or --denied within one session.
+        let path = audit::find_session(&host, Some(id))?;
+        let id = path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        audit::show_many(
+            &host,
+            &audit::Filter { only: id, ..filter },
+            args.json,
+            &mut out,
+        )
+    } else {
+        audit::show_many(&host, &filter, args.json, &mut out)
+    };
+    match shown {
         Err(audit::AuditError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other.map(|()| 0).map_err(Error::from),
     }
+}
+
+/// `cage allow` / `cage deny`: one request to the running session's
+/// control channel.
+fn control(
+    id: Option<&str>,
+    op: crate::control::Op,
+    pattern: String,
+    for_secs: Option<u64>,
+) -> Result<i32, Error> {
+    let host = Host::current()?;
+    let running = |r: &session::Record| r.status() == session::Status::Running;
+    let Some((dir, record)) = session::find(&host, id, running)? else {
+        return Err(Error::NoRunningSession {
+            cwd: host.cwd.clone(),
+        });
+    };
+    let req = crate::control::Request {
+        op,
+        pattern,
+        for_secs,
+    };
+    let message = crate::control::request(&dir, &record.id, &req)?;
+    print(
+        format!(
+            "cage: session {}: {}\n",
+            record.id,
+            crate::term::escape_text(&message)
+        )
+        .as_bytes(),
+        "the reply",
+    )?;
+    Ok(0)
 }
 
 // ---- overlay review: sessions, diff, apply, discard ----
@@ -1156,6 +1239,137 @@ fn sessions() -> Result<i32, Error> {
 }
 
 /// `print`, for the review commands (a closed pipe is not an error).
+/// `cage diff` of a direct session: the changed files its record lists,
+/// what git shows of the tracked ones (against HEAD, now), and the others
+/// named. git runs without external diff drivers or textconv filters,
+/// whatever the repository's attributes say.
+fn direct_diff(dir: &Path, record: &session::Record) -> Result<i32, Error> {
+    use crate::term::{escape_path, escape_text};
+    let log = dir.join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).map_err(|source| audit::AuditError::Read {
+        path: log.clone(),
+        source,
+    })?;
+    let changed = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<audit::Line>(l).ok())
+        .find_map(|l| match l.record {
+            audit::Record::FilesChanged(f) => Some(f),
+            _ => None,
+        });
+    let Some(changed) = changed else {
+        return print(
+            format!(
+                "direct session {}: no record of changed files (it is running, or ended before \
+                 cage could compare)\n",
+                record.id
+            )
+            .as_bytes(),
+            "the diff",
+        );
+    };
+    let ws = &record.workspace;
+    let mut out = format!(
+        "direct session {}: {} added, {} modified, {} deleted, {} mode change(s){}\n\
+         (the session's record; git below shows the workspace as it is now)\n",
+        record.id,
+        changed.added,
+        changed.modified,
+        changed.deleted,
+        changed.mode_changed,
+        if changed.complete { "" } else { " (partial)" }
+    );
+    let rel: Vec<PathBuf> = changed
+        .paths
+        .iter()
+        .filter_map(|p| p.path.strip_prefix(ws).ok().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    let git = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(ws)
+            .args(["--no-pager", "-c", "core.fsmonitor=false"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    fn as_os(p: &Path) -> &std::ffi::OsStr {
+        p.as_os_str()
+    }
+    let mut tracked: Vec<PathBuf> = Vec::new();
+    if !rel.is_empty() {
+        let mut args: Vec<&std::ffi::OsStr> =
+            ["ls-files", "-z", "--"].map(std::ffi::OsStr::new).to_vec();
+        args.extend(rel.iter().map(|p| as_os(p)));
+        if let Some(list) = git(&args) {
+            tracked = list
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s))
+                })
+                .collect();
+        }
+        // Deleted files are no longer in the worktree but still in HEAD.
+        let mut args: Vec<&std::ffi::OsStr> = ["ls-tree", "-z", "--name-only", "HEAD", "--"]
+            .map(std::ffi::OsStr::new)
+            .to_vec();
+        args.extend(rel.iter().map(|p| as_os(p)));
+        if let Some(list) = git(&args) {
+            tracked.extend(list.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| {
+                PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s))
+            }));
+        }
+        tracked.sort();
+        tracked.dedup();
+    }
+    if !tracked.is_empty() {
+        let mut args: Vec<&std::ffi::OsStr> = [
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-color",
+            "HEAD",
+            "--",
+        ]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+        args.extend(tracked.iter().map(|p| as_os(p)));
+        if let Some(diff) = git(&args) {
+            // File contents are the agent's: escaped, lines kept.
+            out.push_str(&escape_text(&String::from_utf8_lossy(&diff)));
+        }
+    }
+    let others: Vec<&audit::FileChange> = changed
+        .paths
+        .iter()
+        .filter(|p| {
+            p.path
+                .strip_prefix(ws)
+                .map_or(true, |r| !tracked.iter().any(|t| t == r))
+        })
+        .collect();
+    if !others.is_empty() {
+        out.push_str("not tracked by git (named, not diffed):\n");
+        for p in others {
+            out.push_str(&format!("  {:<8} {}\n", p.change, escape_path(&p.path)));
+        }
+    }
+    let total = changed.added + changed.modified + changed.deleted + changed.mode_changed;
+    if total > changed.paths.len() {
+        out.push_str(&format!(
+            "... and {} more change(s) the record does not list\n",
+            total - changed.paths.len()
+        ));
+    }
+    print(out.as_bytes(), "the diff")
+}
+
 fn print_lossy(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
     print(bytes, what)
 }
@@ -1182,7 +1396,30 @@ fn diff(args: DiffArgs) -> Result<i32, Error> {
     use session::{changes, diff};
     let host = Host::current()?;
     let (id, paths) = session_and_paths(&host, &args.args);
-    let (dir, record) = session::find_overlay(&host, id.as_deref())?;
+    // A direct session has no layer to diff: its record of changed files,
+    // with what git shows of them (a named session, or the newest of this
+    // workspace when it has no overlay session).
+    let direct = |r: &session::Record| r.mode == crate::policy::WorkspaceMode::Direct;
+    let named_direct = match id.as_deref() {
+        Some(id) => session::find(&host, Some(id), |_| true)?.filter(|(_, r)| direct(r)),
+        None => None,
+    };
+    let found = match named_direct {
+        Some(hit) => Err(hit),
+        None => match session::find_overlay(&host, id.as_deref()) {
+            Err(session::SessionError::NoSession { .. }) if id.is_none() => {
+                match session::find(&host, None, direct)? {
+                    Some(hit) => Err(hit),
+                    None => Ok(session::find_overlay(&host, None)?),
+                }
+            }
+            other => Ok(other?),
+        },
+    };
+    let (dir, record) = match found {
+        Ok(overlay) => overlay,
+        Err((dir, record)) => return direct_diff(&dir, &record),
+    };
     let only = workspace_paths(&host, &record.workspace, &paths)?;
     let upper = dir.join("upper");
     let list: Vec<changes::Change> = changes::collect(&upper, &record.workspace, &record.protect)?

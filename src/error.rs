@@ -26,6 +26,12 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] crate::session::SessionError),
     #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    #[error(
+        "no running cage session for {cwd} (`cage sessions` lists them; name one with --session)"
+    )]
+    NoRunningSession { cwd: std::path::PathBuf },
+    #[error(transparent)]
     State(#[from] crate::session::state::StateError),
     #[error(transparent)]
     Changes(#[from] crate::session::changes::ChangesError),

@@ -1,7 +1,8 @@
 //! The guard, supervisor side: answers the agent's creating calls that the
 //! guard's seccomp program hands over (`sandbox::guard`), refusing with
 //! EACCES every creation the plan's [`GuardPlan`] protects, and writing one
-//! audit record per refusal.
+//! audit record per refusal; and records every exec it hands over, which
+//! always goes on (`execs`).
 //!
 //! For each notification:
 //! 1. read the path arguments from the agent's memory (/proc/PID/mem);
@@ -31,6 +32,9 @@ use std::time::Duration;
 
 use crate::audit::{self, Log};
 use crate::plan::GuardPlan;
+use crate::sandbox::guard::Watch;
+
+pub mod execs;
 
 /// Most links followed while resolving one name (the kernel's MAXSYMLINKS).
 const MAX_LINKS: usize = 40;
@@ -45,20 +49,41 @@ pub struct Guard {
 /// How long [`Guard::finish`] waits for the thread. It can sit in
 /// SECCOMP_IOCTL_NOTIF_RECV for a notification that a signal cancelled
 /// after poll reported it; the process is about to exit, so it is left.
-const FINISH_WAIT: Duration = Duration::from_millis(300);
+/// Longer than the exec records' flush (`execs`), which it includes.
+const FINISH_WAIT: Duration = Duration::from_millis(2500);
 
 impl Guard {
     /// Serves `listener` on a thread of its own until every process under
-    /// the filter is gone (or [`Guard::finish`] is called).
-    pub fn start(listener: OwnedFd, plan: GuardPlan, log: Option<Arc<Log>>) -> io::Result<Guard> {
+    /// the filter is gone (or [`Guard::finish`] is called). `watch` says
+    /// what the program hands over; execs are recorded in `log`.
+    pub fn start(
+        listener: OwnedFd,
+        plan: GuardPlan,
+        watch: Watch,
+        log: Option<Arc<Log>>,
+    ) -> io::Result<Guard> {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicUsize::new(0));
         let (flag, finished, count) = (stop.clone(), done.clone(), refused.clone());
+        let tracker = log.clone().filter(|_| watch.execs).map(execs::Tracker::new);
         std::thread::Builder::new()
             .name("cage:guard".into())
             .spawn(move || {
-                serve(&listener, &plan, log.as_deref(), &flag, &count);
+                let mut tracker = tracker;
+                serve(
+                    &listener,
+                    &plan,
+                    log.as_deref(),
+                    tracker.as_mut(),
+                    &flag,
+                    &count,
+                );
+                // Every process under the filter is gone (or the session
+                // is over): the ends still waiting, and the queue flushed.
+                if let Some(t) = tracker {
+                    t.finish();
+                }
                 finished.store(true, Ordering::Release);
             })?;
         Ok(Guard {
@@ -84,16 +109,34 @@ fn serve(
     listener: &OwnedFd,
     plan: &GuardPlan,
     log: Option<&Log>,
+    mut tracker: Option<&mut execs::Tracker>,
     stop: &AtomicBool,
     refused: &AtomicUsize,
 ) {
     let fd = listener.as_raw_fd();
     loop {
-        let revents = match crate::sys::poll_one(fd, libc::POLLIN, 100) {
-            Ok(r) => r,
+        // The listener first, then the pidfds of the programs watched.
+        let watched = tracker.as_ref().map(|t| t.pollfds()).unwrap_or_default();
+        let mut fds = vec![libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        fds.extend(watched.iter().map(|(_, p)| *p));
+        match crate::sys::poll_many(&mut fds, 100) {
+            Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(_) => return,
-        };
+        }
+        if let Some(t) = tracker.as_deref_mut() {
+            for ((tgid, _), p) in watched.iter().zip(&fds[1..]) {
+                if p.revents != 0 {
+                    t.ended(*tgid);
+                }
+            }
+            t.retry_unreaped();
+        }
+        let revents = fds[0].revents;
         if revents == 0 {
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -107,6 +150,23 @@ fn serve(
         let Some(req) = crate::sys::notif_recv(fd) else {
             continue;
         };
+        if crate::sandbox::guard::EXECS.contains(&libc::c_long::from(req.data.nr)) {
+            // Read before the call goes on: the caller's memory is
+            // replaced once it succeeds.
+            let at = std::time::SystemTime::now();
+            let seen = tracker.as_deref().and_then(|t| execs::observe(&req, t));
+            // Never refused: observation is not a denial path.
+            // A pid reused since the read would have been recorded for
+            // another process; a call no longer waiting made no program.
+            if !crate::sys::notif_id_valid(fd, req.id) {
+                continue;
+            }
+            let _ = crate::sys::notif_respond(fd, req.id, 0);
+            if let (Some(t), Some(seen)) = (tracker.as_deref_mut(), seen) {
+                t.exec(seen, at);
+            }
+            continue;
+        }
         let decision = decide(plan, &req);
         let (error, refusal) = match decision {
             Decision::Continue => (0, None),

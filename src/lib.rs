@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod doctor;
 pub mod error;
 pub mod guard;

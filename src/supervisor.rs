@@ -7,7 +7,7 @@
 //! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
 //! a copy of one thread. The proxy's threads start after clone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +127,10 @@ pub fn run(
     // filesystems keep whole seconds); reporting a change the user made
     // just before is the safe side.
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    // A direct session's trees, before the agent can touch them.
+    let snapshot = session
+        .filter(|_| plan.workspace.mode == crate::policy::WorkspaceMode::Direct)
+        .map(|s| snapshot_roots(plan, s));
     let stdio = term::Stdio::now();
     let result = run_cage(plan, session, cgroup, vault);
     // The agent shared stdio; what it set on them is not the user's.
@@ -141,6 +145,10 @@ pub fn run(
     lines.extend(quarantine_created(plan, session));
     if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
         lines.extend(report_hidden(plan, started, session));
+    }
+    if let (Some(snapshot), Some(session)) = (&snapshot, session) {
+        let changed = snapshot.compare();
+        let _ = session.log.write(audit::Record::FilesChanged(changed));
     }
     lines.extend(keep_state(plan, session));
     if let Some(overlay) = &plan.workspace.overlay {
@@ -317,6 +325,16 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) -> Vec<String> {
     lines
 }
 
+/// The workspace and every writable grant, cage's own state directory
+/// left out (the session's log grows there).
+fn snapshot_roots(plan: &Plan, session: &Session) -> crate::session::snapshot::Snapshot {
+    let mut roots = vec![plan.workspace.path.clone()];
+    roots.extend(plan.guard.roots.iter().cloned());
+    let state = session.dir.parent().and_then(Path::parent);
+    let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
+    crate::session::snapshot::Snapshot::take(&roots, &skip)
+}
+
 /// Changes git does not show but host programs run: one line, and the
 /// bounded list in the audit log (issue 9 item 7).
 fn report_hidden(
@@ -447,10 +465,13 @@ fn run_in(
     cgroup: Option<&crate::cgroup::SessionCgroup>,
     vault: Option<Arc<Vault>>,
 ) -> Result<i32, SupervisorError> {
-    let guard_program = plan
-        .guard
-        .active()
-        .then(crate::sandbox::guard::build_program);
+    // Execs are watched where a session log can record them.
+    let watch = crate::sandbox::guard::Watch {
+        creations: plan.guard.active(),
+        execs: session.is_some(),
+    };
+    let guard_program =
+        (watch.creations || watch.execs).then(|| crate::sandbox::guard::build_program(watch));
     let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
 
     // 2. Blocked before clone, so no signal falls between clone and the
@@ -499,7 +520,7 @@ fn run_in(
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, guard, failure) = match read_setup(&ours, plan, session, vault) {
+    let (proxy, control, guard, failure) = match read_setup(&ours, plan, watch, session, vault) {
         Ok(x) => x,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
@@ -530,6 +551,9 @@ fn run_in(
 
     // 7. A report explains a cage failure; without one, the status is the
     //    agent's.
+    if let Some(control) = control {
+        control.finish();
+    }
     if let Some(proxy) = &proxy {
         proxy.drain(DRAIN);
     }
@@ -584,7 +608,12 @@ fn run_in(
 }
 
 /// What the cage's setup messages leave running, and its failure report.
-type Setup = (Option<Proxy>, Option<Guard>, Option<Report>);
+type Setup = (
+    Option<Proxy>,
+    Option<crate::control::Control>,
+    Option<Guard>,
+    Option<Report>,
+);
 
 /// Step 5: the cage's messages until its end of the channel closes (the
 /// agent exec'd, or the cage failed). Returns the running proxy, if any,
@@ -592,10 +621,12 @@ type Setup = (Option<Proxy>, Option<Guard>, Option<Report>);
 fn read_setup(
     channel: &Channel,
     plan: &Plan,
+    watch: crate::sandbox::guard::Watch,
     session: Option<&Session>,
     vault: Option<Arc<Vault>>,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
+    let mut control = None;
     let mut guard = None;
     let mut failure = None;
     let mut started = false;
@@ -615,22 +646,34 @@ fn read_setup(
                     .iter()
                     .flat_map(|p| p.forwards.iter().map(|f| f.addr))
                     .collect();
-                proxy = Some(
-                    Proxy::start(
-                        listeners,
-                        &forwards,
-                        rules,
-                        session.log.clone(),
-                        config,
-                        vault.clone(),
-                    )
-                    .map_err(SupervisorError::Proxy)?,
-                );
+                let running = Proxy::start(
+                    listeners,
+                    &forwards,
+                    rules.clone(),
+                    session.log.clone(),
+                    config,
+                    vault.clone(),
+                )
+                .map_err(SupervisorError::Proxy)?;
+                // `cage allow` and `cage deny` from another terminal.
+                match crate::control::Control::start(
+                    &session.dir,
+                    rules,
+                    running.clone(),
+                    session.log.clone(),
+                ) {
+                    Ok(c) => control = Some(c),
+                    Err(e) => term::emit(&format!(
+                        "cage: warning: no control channel for `cage allow` in {}: {e}",
+                        term::escape_path(&session.dir)
+                    )),
+                }
+                proxy = Some(running);
             }
             Incoming::Guard(listener) => {
                 let log = session.map(|s| s.log.clone());
                 guard = Some(
-                    Guard::start(listener, plan.guard.clone(), log)
+                    Guard::start(listener, plan.guard.clone(), watch, log)
                         .map_err(SupervisorError::Guard)?,
                 );
             }
@@ -665,7 +708,7 @@ fn read_setup(
     if !started && let Some(session) = session {
         let _ = session.started(None);
     }
-    if plan.guard.active() && guard.is_none() && started {
+    if (watch.creations || watch.execs) && guard.is_none() && started {
         // The agent reported its enforcement without handing over the
         // guard: it cannot happen, but if it did, nothing would answer.
         return Err(SupervisorError::Setup {
@@ -673,7 +716,7 @@ fn read_setup(
             code: EXIT_CAGE,
         });
     }
-    Ok((proxy, guard, failure))
+    Ok((proxy, control, guard, failure))
 }
 
 /// The namespaces the cage was cloned into, by their /proc/PID/ns names.

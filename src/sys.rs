@@ -306,6 +306,71 @@ pub fn has_pidfd() -> bool {
     true
 }
 
+/// `pidfd_open(2)`: a descriptor that refers to process `pid` (a
+/// thread-group leader) for as long as it is held, whatever its pid later
+/// names; readable once the process has exited. Always close-on-exec.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: integer arguments only; on success the kernel returns a new
+    // descriptor that nobody else owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `struct pidfd_info` (linux/pidfd.h), as far as PIDFD_INFO_SIZE_VER0.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+/// PIDFD_INFO_EXIT (Linux 6.15).
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+/// `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)` with the size of
+/// version 0 (64 bytes): 0xFF is pidfs's ioctl magic.
+const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+
+/// The wait status (as waitpid gives it) of the process `pidfd` refers
+/// to, once it has exited and been reaped: `Ok(None)` while it has not.
+/// Needs PIDFD_GET_INFO with PIDFD_INFO_EXIT (Linux 6.15); older kernels
+/// fail with ENOTTY or EINVAL. Works for a process that is not our child.
+pub fn pidfd_exit_status(pidfd: RawFd) -> io::Result<Option<i32>> {
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
+    const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+    // SAFETY: `info` is a writable pidfd_info of the size the request
+    // number encodes; the kernel copies that many bytes in and out.
+    let r = unsafe { libc::ioctl(pidfd, PIDFD_GET_INFO as _, &mut info) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        // Exited, not yet reaped, and nothing else asked for: ESRCH.
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok((info.mask & PIDFD_INFO_EXIT != 0).then_some(info.exit_code))
+}
+
+/// poll(2) on several descriptors; returns how many have events.
+pub fn poll_many(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, writable slice of pollfd for the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// poll(2) on one descriptor: the returned events (0 on timeout).
 pub fn poll_one(
     fd: RawFd,

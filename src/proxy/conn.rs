@@ -378,6 +378,7 @@ fn end(shared: &Shared, id: u64, host: &str, port: u16, bytes: (u64, u64), start
 
 /// Steps 3 and 4: decide, resolve, admit, connect, log.
 fn open(shared: &Shared, proto: Proto, host: &str, port: u16) -> Opened {
+    let rules = shared.rules();
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let mut rec = Net {
         id,
@@ -396,7 +397,7 @@ fn open(shared: &Shared, proto: Proto, host: &str, port: u16) -> Opened {
         let _ = shared.log.write(Record::Net(rec));
         Opened::Denied(reason)
     };
-    let rule = match shared.rules.decide(host, port) {
+    let rule = match rules.decide(host, port) {
         Verdict::Allow(rule) => rule,
         Verdict::Deny(Some(rule)) => {
             rec.rule = Some(rule.text.clone());
@@ -422,7 +423,7 @@ fn open(shared: &Shared, proto: Proto, host: &str, port: u16) -> Opened {
             };
         }
     };
-    let addrs = match shared.rules.admit(&addrs, port) {
+    let addrs = match rules.admit(&addrs, port) {
         Ok(a) => a,
         Err(why) => return deny(rec, why),
     };

@@ -185,6 +185,7 @@ pub(super) fn answer(shared: &Shared, msg: &[u8], proto: Proto) -> Option<Vec<u8
             return Some(encode_error(id, flags, rcode));
         }
     };
+    let rules = shared.rules();
     let mut rec = Dns {
         proto,
         name: q.name.clone(),
@@ -199,7 +200,7 @@ pub(super) fn answer(shared: &Shared, msg: &[u8], proto: Proto) -> Option<Vec<u8
     let (rcode, answers) = if q.qclass != CLASS_IN {
         rec.reason = Some("only class IN is served".into());
         (Rcode::NotImp, Vec::new())
-    } else if let Some((rule, port)) = shared.rules.decide_name(&q.name) {
+    } else if let Some((rule, port)) = rules.decide_name(&q.name) {
         rec.rule = Some(rule.text.clone());
         rec.source = Some(rule.source.clone());
         if q.qtype != TYPE_A && q.qtype != TYPE_AAAA {
@@ -213,7 +214,7 @@ pub(super) fn answer(shared: &Shared, msg: &[u8], proto: Proto) -> Option<Vec<u8
                     rec.reason = Some(format!("resolving on the host: {e}"));
                     (Rcode::ServFail, Vec::new())
                 }
-                Ok(addrs) => match shared.rules.admit(&addrs, port) {
+                Ok(addrs) => match rules.admit(&addrs, port) {
                     Ok(ok) => {
                         rec.decision = Decision::Allow;
                         let ok: Vec<IpAddr> = ok

@@ -71,7 +71,9 @@ impl Default for Config {
 
 /// State every serving thread shares.
 pub(crate) struct Shared {
-    rules: Rules,
+    /// Swapped whole when `cage allow`/`cage deny` change them (`control`);
+    /// each decision reads one version.
+    rules: std::sync::RwLock<Arc<Rules>>,
     log: Arc<Log>,
     config: Config,
     /// Connections being handled (proxy and DNS over TCP).
@@ -83,6 +85,7 @@ pub(crate) struct Shared {
 }
 
 /// A running proxy; the threads live as long as the process.
+#[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
 }
@@ -102,7 +105,7 @@ impl Proxy {
         vault: Option<Arc<crate::secrets::Vault>>,
     ) -> io::Result<Proxy> {
         let shared = Arc::new(Shared {
-            rules,
+            rules: std::sync::RwLock::new(Arc::new(rules)),
             log,
             config,
             vault,
@@ -134,6 +137,11 @@ impl Proxy {
         Ok(Proxy { shared })
     }
 
+    /// Replaces the rules for every decision from now on.
+    pub fn set_rules(&self, rules: Rules) {
+        *self.shared.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
     /// Connections being handled right now.
     pub fn active(&self) -> usize {
         self.shared.active.load(Ordering::SeqCst) + self.shared.dns_active.load(Ordering::SeqCst)
@@ -147,6 +155,13 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.active()
+    }
+}
+
+impl Shared {
+    /// The rules as they are now.
+    pub(crate) fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

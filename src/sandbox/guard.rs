@@ -1,7 +1,9 @@
 //! The guard's seccomp program: hands every call that can create a name
 //! (open and openat with O_CREAT, creat, openat2, mkdir*, mknod*, rename*,
 //! link*, symlink*) to the supervisor as a user notification
-//! (SECCOMP_RET_USER_NOTIF), and lets everything else through.
+//! (SECCOMP_RET_USER_NOTIF), and every execve/execveat, which the
+//! supervisor records and always lets go on (`execs`); everything else
+//! goes through.
 //!
 //! [`build_program`] is pure; [`install`] loads it on the calling thread
 //! and returns the listener. Which names are refused is the plan's
@@ -68,6 +70,18 @@ pub const WITH_CREAT: &[(libc::c_long, u32)] = &[(libc::SYS_open, 1), (libc::SYS
 #[cfg(target_arch = "aarch64")]
 pub const WITH_CREAT: &[(libc::c_long, u32)] = &[(libc::SYS_openat, 2)];
 
+/// Calls that start a program: observed, never refused.
+pub const EXECS: &[libc::c_long] = &[libc::SYS_execve, libc::SYS_execveat];
+
+/// What the program hands to the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// Calls that can create a name (the plan protects some).
+    pub creations: bool,
+    /// execve and execveat (a session log records them).
+    pub execs: bool,
+}
+
 /// x32 calls carry this bit in the number (x86_64 only).
 const X32_BIT: u32 = 0x4000_0000;
 
@@ -79,24 +93,29 @@ enum To {
     Skip(usize),
 }
 
-/// The guard's BPF program.
-pub fn build_program() -> Vec<sock_filter> {
+/// The guard's BPF program, handing over what `watch` names.
+pub fn build_program(watch: Watch) -> Vec<sock_filter> {
     let mut ops: Vec<(u16, To, To, u32)> = vec![
         (LD_W_ABS, To::Next, To::Next, ARCH),
         // Another ABI: the deny-list program decides (it kills); let it.
         (JEQ_K, To::Next, To::Allow, NATIVE_ARCH),
         (LD_W_ABS, To::Next, To::Next, NR),
     ];
+    if watch.execs {
+        for nr in EXECS {
+            ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
+        }
+    }
     if cfg!(target_arch = "x86_64") {
         // An x32 call is never made by an honest agent; refusing the
         // creating ones here would mean listing them twice, so every x32
         // call goes to the supervisor, which refuses what it cannot decode.
         ops.push((JGE_K, To::Notify, To::Next, X32_BIT));
     }
-    for nr in ALWAYS {
+    for nr in ALWAYS.iter().filter(|_| watch.creations) {
         ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
     }
-    for (nr, arg) in WITH_CREAT {
+    for (nr, arg) in WITH_CREAT.iter().filter(|_| watch.creations) {
         // Not this call: skip its two-instruction flag test (which ends
         // in a verdict either way, so the number need not be reloaded).
         ops.push((JEQ_K, To::Next, To::Skip(2), *nr as u32));
@@ -157,15 +176,89 @@ pub fn install(prog: &[sock_filter]) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
+    const ALL: [Watch; 3] = [
+        Watch {
+            creations: true,
+            execs: true,
+        },
+        Watch {
+            creations: true,
+            execs: false,
+        },
+        Watch {
+            creations: false,
+            execs: true,
+        },
+    ];
+
     #[test]
     fn every_jump_lands_inside_the_program() {
-        let prog = build_program();
-        for (i, ins) in prog.iter().enumerate() {
-            if ins.code & 0x07 == 0x05 {
-                assert!(i + 1 + (ins.jt as usize) < prog.len());
-                assert!(i + 1 + (ins.jf as usize) < prog.len());
+        for watch in ALL {
+            let prog = build_program(watch);
+            for (i, ins) in prog.iter().enumerate() {
+                if ins.code & 0x07 == 0x05 {
+                    assert!(i + 1 + (ins.jt as usize) < prog.len());
+                    assert!(i + 1 + (ins.jf as usize) < prog.len());
+                }
+            }
+            assert_eq!(prog.last().map(|i| i.k), Some(libc::SECCOMP_RET_USER_NOTIF));
+        }
+    }
+
+    /// Runs `prog` the way the kernel would on one call (the few opcodes
+    /// the builder emits), returning the verdict.
+    fn verdict(prog: &[sock_filter], nr: libc::c_long, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
+        data[4..8].copy_from_slice(&NATIVE_ARCH.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let ins = prog[pc];
+            let next = |taken: bool| pc + 1 + usize::from(if taken { ins.jt } else { ins.jf });
+            match ins.code {
+                LD_W_ABS => {
+                    let k = ins.k as usize;
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                    pc += 1;
+                }
+                JEQ_K => pc = next(acc == ins.k),
+                JGE_K => pc = next(acc >= ins.k),
+                JSET_K => pc = next(acc & ins.k != 0),
+                RET_K => return ins.k,
+                other => panic!("opcode {other:#x} not emitted by the builder"),
             }
         }
-        assert_eq!(prog.last().map(|i| i.k), Some(libc::SECCOMP_RET_USER_NOTIF));
+    }
+
+    #[test]
+    fn execs_are_handed_over_only_when_watched_and_creations_likewise() {
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let creat = libc::O_CREAT as u64;
+        for watch in ALL {
+            let prog = build_program(watch);
+            let expect = |on: bool| if on { notify } else { allow };
+            for nr in EXECS {
+                assert_eq!(
+                    verdict(&prog, *nr, [0; 6]),
+                    expect(watch.execs),
+                    "{watch:?}"
+                );
+            }
+            assert_eq!(
+                verdict(&prog, libc::SYS_mkdirat, [0; 6]),
+                expect(watch.creations)
+            );
+            assert_eq!(
+                verdict(&prog, libc::SYS_openat, [0, 0, creat, 0, 0, 0]),
+                expect(watch.creations)
+            );
+            assert_eq!(verdict(&prog, libc::SYS_openat, [0; 6]), allow);
+            assert_eq!(verdict(&prog, libc::SYS_getpid, [0; 6]), allow);
+            assert_eq!(verdict(&prog, libc::SYS_clone, [0; 6]), allow);
+        }
     }
 }

@@ -238,7 +238,12 @@ fn agent(
         .iter()
         .map(|v| cstr(&format!("{}={}", v.name, v.value)))
         .collect();
-    // 6.
+    // 6. Dumpable again, as exec would make it anyway: the guard reads
+    //    this process's memory when it execs, and a process forked from
+    //    the non-dumpable init keeps init's memory owner (the host's user
+    //    namespace), where the supervisor holds no capability. Nothing
+    //    else runs in the cage yet, and init stays non-dumpable.
+    let _ = nix::sys::prctl::set_dumpable(true);
     if let Err(e) = seccomp::install(filters) {
         report(channel, &e, None)
     }

@@ -15,6 +15,7 @@ pub mod diff;
 pub mod hidden;
 pub mod preflight;
 pub mod quarantine;
+pub mod snapshot;
 pub mod state;
 
 use std::io::{self, Write};
@@ -355,45 +356,53 @@ pub fn list(host: &Host) -> Result<Vec<(PathBuf, Record)>, SessionError> {
     Ok(all)
 }
 
+/// The one way to find a session, for every command: `id` (a full id, or
+/// a unique prefix of one), or with no id the newest session, by start
+/// time, whose workspace holds the working directory and that `fits`.
+/// `Ok(None)`: no id, and no session fits.
+pub fn find(
+    host: &Host,
+    id: Option<&str>,
+    fits: impl Fn(&Record) -> bool,
+) -> Result<Option<(PathBuf, Record)>, SessionError> {
+    let dir = audit::sessions_dir(host);
+    let all = list(host)?;
+    let Some(id) = id else {
+        return Ok(all
+            .into_iter()
+            .rev()
+            .find(|(_, r)| host.cwd.starts_with(&r.workspace) && fits(r)));
+    };
+    let exact: Vec<&(PathBuf, Record)> = all.iter().filter(|(_, r)| r.id == id).collect();
+    let hits: Vec<&(PathBuf, Record)> = if exact.is_empty() {
+        all.iter().filter(|(_, r)| r.id.starts_with(id)).collect()
+    } else {
+        exact
+    };
+    match hits.as_slice() {
+        [one] => Ok(Some((*one).clone())),
+        [] => Err(SessionError::Unknown {
+            id: id.to_string(),
+            dir,
+        }),
+        _ => Err(SessionError::Ambiguous {
+            id: id.to_string(),
+            dir,
+        }),
+    }
+}
+
 /// Session `id` (a full id or a unique prefix), or with no id the newest
 /// overlay session whose workspace holds the working directory. A named
 /// session must be an overlay session.
 pub fn find_overlay(host: &Host, id: Option<&str>) -> Result<(PathBuf, Record), SessionError> {
-    let dir = audit::sessions_dir(host);
-    let all = list(host)?;
-    let (path, record) = match id {
-        Some(id) => {
-            let exact: Vec<&(PathBuf, Record)> = all.iter().filter(|(_, r)| r.id == id).collect();
-            let hits: Vec<&(PathBuf, Record)> = if exact.is_empty() {
-                all.iter().filter(|(_, r)| r.id.starts_with(id)).collect()
-            } else {
-                exact
-            };
-            match hits.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(SessionError::Unknown {
-                        id: id.to_string(),
-                        dir,
-                    });
-                }
-                _ => {
-                    return Err(SessionError::Ambiguous {
-                        id: id.to_string(),
-                        dir,
-                    });
-                }
-            }
-        }
-        None => all
-            .into_iter()
-            .rev()
-            .find(|(_, r)| r.mode == WorkspaceMode::Overlay && host.cwd.starts_with(&r.workspace))
-            .ok_or_else(|| SessionError::NoSession {
+    let (path, record) =
+        find(host, id, |r| r.mode == WorkspaceMode::Overlay)?.ok_or_else(|| {
+            SessionError::NoSession {
                 cwd: host.cwd.clone(),
-                dir: dir.clone(),
-            })?,
-    };
+                dir: audit::sessions_dir(host),
+            }
+        })?;
     if record.mode != WorkspaceMode::Overlay {
         return Err(SessionError::NotOverlay {
             id: record.id,

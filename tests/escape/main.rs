@@ -8,6 +8,8 @@
 //! - `agents`: the real agent CLIs under their built-in profiles
 //! - `front_door`: `cage -- AGENT` however the agent was installed (nvm, an
 //!   npm prefix, the native installer, pipx), and the first minutes' rough edges
+//! - `allow`: `cage allow` on a running session; its channel out of reach (3)
+//! - `commands`: every program the agent runs, recorded with its end
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
 //! - `hidden`: changes git does not show, named at the end (2)
 //! - `hygiene`: environment and inherited descriptors (1)
@@ -35,6 +37,8 @@
 mod harness;
 
 mod agents;
+mod allow;
+mod commands;
 mod filesystem;
 mod front_door;
 mod hidden;

@@ -1,0 +1,202 @@
+//! What a direct session changed on the host: the metadata of every entry
+//! under the workspace and the writable grants, taken before the cage
+//! starts ([`Snapshot::take`]) and compared with the tree when it ends
+//! ([`Snapshot::compare`]): added, modified, deleted, mode changed.
+//!
+//! Metadata only, never contents: a file counts as modified when its
+//! size, mtime, inode or (with the same mode) ctime moved, so a change
+//! dated back with `touch -d` still shows (ctime cannot be set). Bounded:
+//! past [`MAX_ENTRIES`] the snapshot stops and says the list is partial.
+//! It decides nothing and changes nothing.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::audit::{FileChange, FilesChanged};
+
+/// Entries a snapshot holds at most (a few tens of MB of memory).
+pub const MAX_ENTRIES: usize = 200_000;
+
+/// Changed paths a record lists at most; all are counted.
+pub const MAX_LISTED: usize = 200;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Meta {
+    dir: bool,
+    mode: u32,
+    size: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Meta {
+    fn of(m: &fs::Metadata) -> Meta {
+        Meta {
+            dir: m.is_dir(),
+            mode: m.mode(),
+            size: m.size(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// The trees' metadata at one moment.
+pub struct Snapshot {
+    roots: Vec<PathBuf>,
+    skip: Vec<PathBuf>,
+    entries: BTreeMap<PathBuf, Meta>,
+    complete: bool,
+}
+
+impl Snapshot {
+    /// Walks `roots` (without following links, nor crossing into `skip`).
+    pub fn take(roots: &[PathBuf], skip: &[PathBuf]) -> Snapshot {
+        let mut roots: Vec<PathBuf> = roots.to_vec();
+        roots.sort();
+        // A root inside another is walked once.
+        roots.dedup_by(|b, a| b.starts_with(a));
+        let mut s = Snapshot {
+            roots,
+            skip: skip.to_vec(),
+            entries: BTreeMap::new(),
+            complete: true,
+        };
+        let (roots, skip) = (s.roots.clone(), s.skip.clone());
+        s.complete = walk_all(&roots, &skip, &mut s.entries);
+        s
+    }
+
+    /// The tree now against the snapshot.
+    pub fn compare(&self) -> FilesChanged {
+        let mut now = BTreeMap::new();
+        let complete = walk_all(&self.roots, &self.skip, &mut now) && self.complete;
+        let mut out = FilesChanged {
+            roots: self.roots.clone(),
+            added: 0,
+            modified: 0,
+            deleted: 0,
+            mode_changed: 0,
+            paths: Vec::new(),
+            complete,
+        };
+        let list = |path: &Path, change: &str, out: &mut FilesChanged| {
+            if out.paths.len() < MAX_LISTED {
+                out.paths.push(FileChange {
+                    path: path.to_path_buf(),
+                    change: change.to_string(),
+                });
+            }
+        };
+        for (path, after) in &now {
+            match self.entries.get(path) {
+                None => {
+                    out.added += 1;
+                    list(path, "added", &mut out);
+                }
+                Some(before) => {
+                    if before.mode != after.mode {
+                        out.mode_changed += 1;
+                        list(path, "mode", &mut out);
+                    }
+                    // A directory's times move with its entries, which
+                    // are listed themselves.
+                    let content = !after.dir
+                        && (before.size != after.size
+                            || before.mtime != after.mtime
+                            || before.ino != after.ino
+                            || (before.mode == after.mode && before.ctime != after.ctime));
+                    if content {
+                        out.modified += 1;
+                        list(path, "modified", &mut out);
+                    }
+                }
+            }
+        }
+        for path in self.entries.keys() {
+            if !now.contains_key(path) {
+                out.deleted += 1;
+                list(path, "deleted", &mut out);
+            }
+        }
+        out.paths.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+}
+
+/// Walks every root into `into`; false when the bound cut it short.
+fn walk_all(roots: &[PathBuf], skip: &[PathBuf], into: &mut BTreeMap<PathBuf, Meta>) -> bool {
+    let mut stack: Vec<PathBuf> = roots.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if skip.iter().any(|s| path.starts_with(s)) {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if into.len() >= MAX_ENTRIES {
+                return false;
+            }
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            into.insert(path, Meta::of(&meta));
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn adds_modifications_deletions_and_modes_are_told_apart() {
+        let root = std::env::temp_dir().join(format!("cage-snapshot-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("sub")).unwrap();
+        for f in ["same", "edit", "gone", "chmod", "sub/deep"] {
+            fs::write(root.join(f), "x").unwrap();
+        }
+        fs::create_dir(root.join("skipped")).unwrap();
+        let before = Snapshot::take(std::slice::from_ref(&root), &[root.join("skipped")]);
+        fs::write(root.join("edit"), "longer").unwrap();
+        fs::remove_file(root.join("gone")).unwrap();
+        fs::set_permissions(root.join("chmod"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("sub/new"), "n").unwrap();
+        fs::write(root.join("skipped/noise"), "n").unwrap();
+        let c = before.compare();
+        let got: Vec<(String, String)> = c
+            .paths
+            .iter()
+            .map(|p| {
+                let rel = p.path.strip_prefix(&root).unwrap();
+                (rel.display().to_string(), p.change.clone())
+            })
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("chmod", "mode"),
+            ("edit", "modified"),
+            ("gone", "deleted"),
+            ("sub/new", "added"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            (c.added, c.modified, c.deleted, c.mode_changed),
+            (1, 1, 1, 1)
+        );
+        assert!(c.complete);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
