@@ -890,13 +890,16 @@ fn a_secret_reaches_its_host_only_and_never_enters_the_cage() {
     // Through the proxy (HTTPS_PROXY) for each server, and directly to a
     // forwarded port (programs skip the proxy for loopback).
     // The value is searched for in two halves joined at run time, so the
-    // script's own command line does not hold it.
+    // script's own command line does not hold it; the joined pattern goes
+    // to grep in a file (the shell's printf is a builtin), so no program's
+    // argv holds it either (cage logs every command's argv).
     let (k1, k2) = REAL_KEY.split_at(10);
     let script = format!(
         "echo \"key=$TEST_KEY\"; K1='{k1}'; K2='{k2}'; \
          cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' > /tmp/procs; \
-         grep -rl -- \"$K1$K2\" /tmp /run \"$HOME\" /proc/self/environ /etc/hosts \
-             2>/dev/null; echo \"grep exit $?\"; \
+         printf '%s%s\\n' \"$K1\" \"$K2\" > /tmp/.pattern; \
+         grep -rl --exclude=.pattern -f /tmp/.pattern /tmp /run \"$HOME\" /proc/self/environ \
+             /etc/hosts 2>/dev/null; echo \"grep exit $?\"; rm /tmp/.pattern; \
          {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/good; \
          echo; curl -sS --max-time 20 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/direct; \
          echo; {CURL} -x http://127.0.0.1:3128 -u \"x-access-token:$TEST_KEY\" \
