@@ -352,9 +352,7 @@ impl Cage {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut cmd = Command::new(&runner().binary);
-        cmd.args(args.into_iter().map(|a| a.as_ref().to_string()));
-        self.as_user(&mut cmd);
+        let mut cmd = self.cli_command(args);
         let (stdout, stderr) = self.output_files();
         cmd.stdin(Stdio::null()).stdout(stdout.0).stderr(stderr.0);
         let mut child = cmd.spawn().expect("starting cage");
@@ -401,10 +399,19 @@ impl Cage {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.in_pty(self.cli_command(args), input)
+    }
+
+    /// `cage SUBCOMMAND...` as the test user in the workspace.
+    fn cli_command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let mut cmd = Command::new(&runner().binary);
         cmd.args(args.into_iter().map(|a| a.as_ref().to_string()));
         self.as_user(&mut cmd);
-        self.in_pty(cmd, input)
+        cmd
     }
 
     fn in_pty(&self, mut cmd: Command, input: &str) -> Output {
