@@ -16,6 +16,7 @@ pub mod host;
 pub mod plan;
 pub mod policy;
 pub mod proxy;
+pub mod render;
 pub mod sandbox;
 pub mod secrets;
 pub mod selftest;

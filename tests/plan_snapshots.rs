@@ -26,7 +26,7 @@ fn plan_snapshot_for_every_builtin_profile() {
         };
         let policy = policy::load(&req, &host).unwrap();
         let plan = cage::plan::build(&policy, &host, &["sh".to_string()]).unwrap();
-        let text = cage::commands::render_plan(&plan);
+        let text = cage::render::plan(&plan);
         assert!(
             !text.contains("must-not-pass"),
             "{name}: a secret variable passed"
