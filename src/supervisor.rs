@@ -571,6 +571,7 @@ fn run_in(
     if let Some(report) = failure {
         return Err(match report {
             Report::Failed {
+                step,
                 mut message,
                 errno,
                 code,
@@ -578,8 +579,7 @@ fn run_in(
                 if errno == Some(libc::EPERM) {
                     message.push_str(&userns_hint_suffix());
                 }
-                if plan.workspace.overlay.is_some()
-                    && message.starts_with("mounting the overlay")
+                if step == crate::sandbox::protocol::Step::WorkspaceOverlay
                     && let Some(hint) = crate::session::preflight::lower_hint(&plan.workspace.path)
                 {
                     message.push_str(&hint);

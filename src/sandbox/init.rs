@@ -15,7 +15,7 @@ use nix::unistd::{ForkResult, Pid, fork};
 use crate::plan::{Plan, Requirement, RlimitKind};
 use crate::sys;
 
-use super::protocol::{Channel, Report};
+use super::protocol::{Channel, Report, Step};
 use super::{caps, landlock, mounts, network, seccomp};
 
 /// Exit code of a cage failure (DESIGN.md).
@@ -49,8 +49,8 @@ pub fn run(
     if let Err(e) = close_inherited(&channel) {
         fail(
             &channel,
+            Step::Init,
             "closing inherited file descriptors",
-            "",
             Some(e),
             EXIT_CAGE,
         );
@@ -67,6 +67,7 @@ pub fn run(
     if let Err(e) = network::setup(plan, &channel) {
         let errno = e.errno();
         channel.send(&Report::Failed {
+            step: Step::Network,
             message: chain(&e),
             errno,
             code: EXIT_CAGE,
@@ -76,13 +77,17 @@ pub fn run(
 
     // 4.
     if let Err(e) = mounts::enter_view(plan) {
-        report(&channel, &e, e.errno());
+        let step = match e {
+            mounts::MountError::Overlay { .. } => Step::WorkspaceOverlay,
+            _ => Step::View,
+        };
+        report(&channel, step, &e, e.errno());
     }
     if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
         fail(
             &channel,
-            "setting the hostname to",
-            &plan.hostname,
+            Step::Init,
+            &format!("setting the hostname to {}", plan.hostname),
             Some(e.into()),
             EXIT_CAGE,
         );
@@ -93,14 +98,20 @@ pub fn run(
     let agent = match fork_single_threaded() {
         Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters, guard),
         Ok(ForkResult::Parent { child }) => child,
-        Err(e) => fail(&channel, "forking the agent", "", Some(e.into()), EXIT_CAGE),
+        Err(e) => fail(
+            &channel,
+            Step::Fork,
+            "forking the agent",
+            Some(e.into()),
+            EXIT_CAGE,
+        ),
     };
     let sfd = match SignalFd::with_flags(&super::watched_signals(), SfdFlags::SFD_CLOEXEC) {
         Ok(s) => s,
         Err(e) => fail(
             &channel,
+            Step::Init,
             "creating a signalfd",
-            "",
             Some(e.into()),
             EXIT_CAGE,
         ),
@@ -156,8 +167,8 @@ fn agent(
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
         fail(
             channel,
+            Step::Confine,
             "resetting the signal mask",
-            "",
             Some(e.into()),
             EXIT_CAGE,
         );
@@ -165,8 +176,8 @@ fn agent(
     if let Err(e) = sys::default_disposition(Signal::SIGPIPE) {
         fail(
             channel,
-            "restoring the default action of",
-            "SIGPIPE",
+            Step::Confine,
+            "restoring the default action of SIGPIPE",
             Some(e.into()),
             EXIT_CAGE,
         );
@@ -186,8 +197,8 @@ fn agent(
         if let Err(e) = setrlimit(res, v, v) {
             fail(
                 channel,
-                "setting the resource limit",
-                &format!("{:?}", r.kind),
+                Step::Confine,
+                &format!("setting the resource limit {:?}", r.kind),
                 Some(e.into()),
                 EXIT_CAGE,
             );
@@ -208,18 +219,18 @@ fn agent(
             }
             status
         }
-        Err(e) => report(channel, &e, None),
+        Err(e) => report(channel, Step::Confine, &e, None),
     };
     // 4.
     if let Err(e) = caps::drop_all() {
-        report(channel, &e, None)
+        report(channel, Step::Confine, &e, None)
     }
     // 5.
     if let Err(e) = sys::cloexec_from(3) {
         fail(
             channel,
+            Step::Confine,
             "marking file descriptors close-on-exec",
-            "",
             Some(e),
             EXIT_CAGE,
         );
@@ -245,7 +256,7 @@ fn agent(
     //    else runs in the cage yet, and init stays non-dumpable.
     let _ = nix::sys::prctl::set_dumpable(true);
     if let Err(e) = seccomp::install(filters) {
-        report(channel, &e, None)
+        report(channel, Step::Confine, &e, None)
     }
     // The guard last: its listener goes to the supervisor, and this
     // process's copy is closed before exec, so nothing inside can answer
@@ -256,8 +267,8 @@ fn agent(
                 if let Err(e) = channel.send_guard(&listener) {
                     fail(
                         channel,
+                        Step::Confine,
                         "handing the guard's listener to the supervisor",
-                        "",
                         Some(e),
                         EXIT_CAGE,
                     );
@@ -266,8 +277,8 @@ fn agent(
             }
             Err(e) => fail(
                 channel,
+                Step::Confine,
                 "installing the guard's seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)",
-                "",
                 Some(e),
                 EXIT_CAGE,
             ),
@@ -312,8 +323,9 @@ fn fork_single_threaded() -> nix::Result<ForkResult> {
 }
 
 /// Reports a setup error with its whole chain and ends the process (125).
-fn report(channel: &Channel, e: &dyn std::error::Error, errno: Option<i32>) -> ! {
+fn report(channel: &Channel, step: Step, e: &dyn std::error::Error, errno: Option<i32>) -> ! {
     channel.send(&Report::Failed {
+        step,
         message: chain(e),
         errno,
         code: EXIT_CAGE,
@@ -321,17 +333,14 @@ fn report(channel: &Channel, e: &dyn std::error::Error, errno: Option<i32>) -> !
     sys::exit_now(EXIT_CAGE)
 }
 
-fn fail(channel: &Channel, step: &str, object: &str, e: Option<std::io::Error>, code: i32) -> ! {
+fn fail(channel: &Channel, step: Step, what: &str, e: Option<std::io::Error>, code: i32) -> ! {
     let errno = e.as_ref().and_then(|e| e.raw_os_error());
-    let mut message = if object.is_empty() {
-        step.to_string()
-    } else {
-        format!("{step} {object}")
-    };
+    let mut message = what.to_string();
     if let Some(e) = e {
         message.push_str(&format!(": {e}"));
     }
     channel.send(&Report::Failed {
+        step,
         message,
         errno,
         code,

@@ -20,12 +20,33 @@ use serde::{Deserialize, Serialize};
 
 use super::landlock::LandlockStatus;
 
+/// Which setup step a failure report comes from, so the supervisor can
+/// add what it knows about that step (never by matching the message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The cage's init: descriptors, hostname, signals.
+    Init,
+    /// The net namespace's loopback and the proxy's listeners.
+    Network,
+    /// Mounting the overlay workspace.
+    WorkspaceOverlay,
+    /// Building the rest of the view.
+    View,
+    /// Forking the agent from init.
+    Fork,
+    /// The agent's own confinement: rlimits, Landlock, capabilities,
+    /// descriptors, seccomp, the guard.
+    Confine,
+}
+
 /// What the cage's processes tell the supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "report", rename_all = "snake_case")]
 pub enum Report {
     /// A setup step failed; the cage exits with `code`.
     Failed {
+        step: Step,
         message: String,
         errno: Option<i32>,
         code: i32,
