@@ -1475,7 +1475,16 @@ fn finish_env(env: &mut Vec<EnvVar>, host: &Host, mounts: &[Mount]) {
                     && m.dst().parent() == Some(dir)
             })
     };
+    // A value a rule set (`--env SSL_CERT_FILE=...`, `[env] set`) is the
+    // user's choice: the host's own does not replace it.
+    let chosen = |env: &Vec<EnvVar>, name: &str| {
+        env.iter()
+            .any(|v| v.name == name && !matches!(v.source, Provenance::Default { .. }))
+    };
     for name in CA_VARS {
+        if chosen(env, name) {
+            continue;
+        }
         if let Some(value) = host.var(name).filter(|v| is_visible(mounts, Path::new(v))) {
             set(
                 env,

@@ -283,6 +283,29 @@ fn environment_is_an_allowlist() {
 }
 
 #[test]
+fn a_ca_variable_the_user_set_is_not_replaced_by_the_hosts() {
+    let t = Tree::new("ca-env");
+    let mut host = t.host();
+    host.env = crate::host::env_from([("SSL_CERT_FILE", "/etc/hostname")]);
+    let mut p = base(&t);
+    let plan_of = |p: &Policy| build(p, &host, &["sh".to_string()]).unwrap();
+    let value = |plan: &Plan| {
+        plan.env
+            .iter()
+            .find(|v| v.name == "SSL_CERT_FILE")
+            .map(|v| v.value.clone())
+    };
+    // Passed with the host's file when nothing says otherwise...
+    assert_eq!(value(&plan_of(&p)).as_deref(), Some("/etc/hostname"));
+    // ...but `--env SSL_CERT_FILE=...` wins.
+    p.env.set.push(Sourced::new(
+        ("SSL_CERT_FILE".into(), "/etc/passwd".into()),
+        Provenance::flag("--env"),
+    ));
+    assert_eq!(value(&plan_of(&p)).as_deref(), Some("/etc/passwd"));
+}
+
+#[test]
 fn landlock_mirrors_the_view() {
     let t = Tree::new("ll");
     let plan = plan(&base(&t), &t);
