@@ -59,6 +59,17 @@ impl Wanted {
         }
     }
 
+    /// The same, from the merged policy, for deciding before the plan
+    /// exists whether cage must move into a scope first.
+    pub fn of_policy(limits: &crate::policy::LimitsPolicy) -> Wanted {
+        let value = |v: &Option<crate::policy::Sourced<u64>>| v.as_ref().map(|v| v.value);
+        Wanted {
+            memory: value(&limits.memory),
+            pids: value(&limits.pids),
+            cpu: value(&limits.cpu),
+        }
+    }
+
     pub fn any(&self) -> bool {
         self.memory.is_some() || self.pids.is_some() || self.cpu.is_some()
     }

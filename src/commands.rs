@@ -194,34 +194,33 @@ impl Loaded {
         let found = plan::widen::widenings(&lower, &plan, &self.policy, &project.file, &self.host);
         for w in found {
             // A line already refused says it better.
-            let named = matches!(w.source, policy::Provenance::File { line, .. } if line > 0)
-                && refused.iter().any(|r| r.source == w.source);
+            let named = w.source.is_file_line() && refused.iter().any(|r| r.source == w.source);
             if !named {
                 refused.push(w);
             }
         }
         if !refused.is_empty() && self.request.project != ProjectMode::Preview {
-            return Err(policy::PolicyError::Untrusted {
-                path: project.file.clone(),
-                widenings: refused,
-                changed: project.changed,
-            }
-            .into());
+            return Err(untrusted(project, refused));
         }
         Ok((plan, refused))
     }
 }
 
+/// A preview's end: the refusal the run would meet, if any.
 fn refusal(policy: &Policy, refused: Vec<policy::Widening>) -> Result<i32, Error> {
     match &policy.project {
-        Some(project) if !refused.is_empty() => Err(policy::PolicyError::Untrusted {
-            path: project.file.clone(),
-            widenings: refused,
-            changed: project.changed,
-        }
-        .into()),
+        Some(project) if !refused.is_empty() => Err(untrusted(project, refused)),
         _ => Ok(0),
     }
+}
+
+fn untrusted(project: &policy::ProjectPolicy, widenings: Vec<policy::Widening>) -> Error {
+    policy::PolicyError::Untrusted {
+        path: project.file.clone(),
+        widenings,
+        changed: project.changed,
+    }
+    .into()
 }
 
 /// Where the plan's cgroup limits can be enforced; when that is a scope of
@@ -232,13 +231,7 @@ pub(crate) fn cgroup_place(
     may_reexec: bool,
 ) -> Result<crate::cgroup::Place, Error> {
     use crate::cgroup::{self, Place, Wanted};
-    let l = &policy.limits;
-    let value = |v: &Option<policy::Sourced<u64>>| v.as_ref().map(|v| v.value);
-    let wanted = Wanted {
-        memory: value(&l.memory),
-        pids: value(&l.pids),
-        cpu: value(&l.cpu),
-    };
+    let wanted = Wanted::of_policy(&policy.limits);
     if !wanted.any() {
         return Ok(Place::None);
     }

@@ -472,7 +472,7 @@ pub fn refused(policy: &Policy, refused: &[policy::Widening]) -> String {
 pub fn mark_refused(text: &str, refused: &[policy::Widening]) -> String {
     let tags: Vec<String> = refused
         .iter()
-        .filter(|w| matches!(w.source, policy::Provenance::File { line, .. } if line > 0))
+        .filter(|w| w.source.is_file_line())
         .map(|w| format!("[{}]", w.source))
         .collect();
     let mut out = String::with_capacity(text.len());

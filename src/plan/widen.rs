@@ -83,7 +83,8 @@ pub fn widenings(
     if (*uid, *gid) != (without.uid, without.gid) {
         out.add(None, "runs the agent under other ids".into());
     }
-    compare_view(&mut out, without, with);
+    let (narrow, wide) = (View::of(without), View::of(with));
+    compare_view(&mut out, &narrow, &wide);
     compare_workspace(&mut out, &without.workspace, workspace, mounts);
     compare_landlock(&mut out, &without.landlock, landlock);
     compare_seccomp(&mut out, &without.seccomp, seccomp);
@@ -101,7 +102,7 @@ pub fn widenings(
             );
         }
     }
-    compare_guard(&mut out, &without.guard, guard, with);
+    compare_guard(&mut out, &without.guard, guard, &wide);
     for s in state {
         let known = without.state.iter().find(|x| x.dir == s.dir);
         for live in &s.live {
@@ -231,36 +232,47 @@ fn covers(m: &Mount) -> bool {
     )
 }
 
-/// What the agent can do to host path `host` in `plan`, and the rule that
-/// allows it: the widest exposure not covered by a later mount, capped by
-/// Landlock where Landlock is required.
-fn reach<'a>(
+/// A plan with its exposures, found once.
+struct View<'a> {
     plan: &'a Plan,
-    exps: &[Exposure<'a>],
-    host: &Path,
-) -> (Reach, Option<&'a Provenance>) {
-    let mut best = (Reach::None, None);
-    for e in exps {
-        let Ok(rel) = host.strip_prefix(e.src) else {
-            continue;
-        };
-        let at = if rel.as_os_str().is_empty() {
-            e.dst.to_path_buf()
-        } else {
-            e.dst.join(rel)
-        };
-        let covered = plan.mounts[e.index + 1..]
-            .iter()
-            .any(|m| covers(m) && at.starts_with(m.dst()));
-        if covered {
-            continue;
-        }
-        let r = e.reach.min(landlock_reach(&plan.landlock, &at));
-        if r > best.0 {
-            best = (r, e.source);
+    exps: Vec<Exposure<'a>>,
+}
+
+impl<'a> View<'a> {
+    fn of(plan: &'a Plan) -> View<'a> {
+        View {
+            plan,
+            exps: exposures(&plan.mounts),
         }
     }
-    best
+
+    /// What the agent can do to host path `host`, and the rule that allows
+    /// it: the widest exposure not covered by a later mount, capped by
+    /// Landlock where Landlock is required.
+    fn reach(&self, host: &Path) -> (Reach, Option<&'a Provenance>) {
+        let mut best = (Reach::None, None);
+        for e in &self.exps {
+            let Ok(rel) = host.strip_prefix(e.src) else {
+                continue;
+            };
+            let at = if rel.as_os_str().is_empty() {
+                e.dst.to_path_buf()
+            } else {
+                e.dst.join(rel)
+            };
+            let covered = self.plan.mounts[e.index + 1..]
+                .iter()
+                .any(|m| covers(m) && at.starts_with(m.dst()));
+            if covered {
+                continue;
+            }
+            let r = e.reach.min(landlock_reach(&self.plan.landlock, &at));
+            if r > best.0 {
+                best = (r, e.source);
+            }
+        }
+        best
+    }
 }
 
 fn landlock_reach(l: &LandlockPlan, at: &Path) -> Reach {
@@ -280,10 +292,10 @@ fn landlock_reach(l: &LandlockPlan, at: &Path) -> Reach {
 /// Every host path where either plan's reach can change: each exposure's
 /// source, and each mount destination of either plan seen through each
 /// exposure of either plan. Between these points reach is constant.
-fn probes(a: &Plan, b: &Plan) -> BTreeSet<PathBuf> {
+fn probes(a: &View, b: &View) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
-    let (ea, eb) = (exposures(&a.mounts), exposures(&b.mounts));
-    for e in ea.iter().chain(&eb) {
+    let (a, b, exps) = (a.plan, b.plan, a.exps.iter().chain(&b.exps));
+    for e in exps {
         out.insert(e.src.to_path_buf());
         for m in a.mounts.iter().chain(&b.mounts) {
             if let Ok(rel) = m.dst().strip_prefix(e.dst) {
@@ -297,34 +309,32 @@ fn probes(a: &Plan, b: &Plan) -> BTreeSet<PathBuf> {
     out
 }
 
-fn compare_view(out: &mut Findings, without: &Plan, with: &Plan) {
-    let (ew, ex) = (exposures(&with.mounts), exposures(&without.mounts));
+fn compare_view(out: &mut Findings, without: &View, with: &View) {
     let protected: BTreeSet<&Path> = without
+        .plan
         .workspace
         .protected
         .iter()
         .map(|p| p.path.as_path())
         .collect();
     for host in probes(without, with) {
-        let (now, source) = reach(with, &ew, &host);
-        let (before, _) = reach(without, &ex, &host);
+        let (now, source) = with.reach(&host);
+        let (before, _) = without.reach(&host);
         if now > before {
-            let what = if protected.contains(host.as_path()) {
-                format!(
-                    "the protected path {} becomes {} ({} without this file)",
-                    host.display(),
-                    now.word(),
-                    before.word()
-                )
+            let kind = if protected.contains(host.as_path()) {
+                "the protected path "
             } else {
+                ""
+            };
+            out.add(
+                source,
                 format!(
-                    "{} becomes {} ({} without this file)",
+                    "{kind}{} becomes {} ({} without this file)",
                     host.display(),
                     now.word(),
                     before.word()
-                )
-            };
-            out.add(source, what);
+                ),
+            );
         }
     }
 }
@@ -380,7 +390,7 @@ fn compare_workspace(
     }
 }
 
-fn compare_guard(out: &mut Findings, without: &GuardPlan, with: &GuardPlan, plan: &Plan) {
+fn compare_guard(out: &mut Findings, without: &GuardPlan, with: &GuardPlan, view: &View) {
     let GuardPlan {
         roots,
         names,
@@ -388,10 +398,9 @@ fn compare_guard(out: &mut Findings, without: &GuardPlan, with: &GuardPlan, plan
         paths,
         missing,
     } = with;
-    let exps = exposures(&plan.mounts);
     for r in &without.roots {
         let checked = roots.iter().any(|x| r.starts_with(x));
-        if !checked && reach(plan, &exps, r).0 == Reach::Write {
+        if !checked && view.reach(r).0 == Reach::Write {
             out.add(
                 None,
                 format!("creations in {} are no longer checked", r.display()),

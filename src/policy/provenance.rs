@@ -25,6 +25,11 @@ impl Provenance {
             flag: flag.to_string(),
         }
     }
+
+    /// A line of a file (not the file as a whole, line 0).
+    pub fn is_file_line(&self) -> bool {
+        matches!(self, Provenance::File { line, .. } if *line > 0)
+    }
 }
 
 impl fmt::Display for Provenance {

@@ -139,9 +139,7 @@ fn examine(
     path: &Path,
     host: &Host,
 ) -> Result<(TrustReport, BTreeMap<String, Option<String>>), PolicyError> {
-    let absolute = super::parse::normalise(&host.cwd.join(path));
-    let root = load::project_root(&absolute, host);
-    let (canonical, bytes) = read_project(&absolute, &root)?;
+    let (canonical, bytes) = read_named(path, host)?;
     let sha256 = load::sha256_hex(&bytes);
     let (widenings, fragment) = widenings_over_baseline(&canonical, &bytes, host)?;
     let mut resolved = BTreeMap::new();
@@ -189,6 +187,14 @@ pub(crate) fn fragment_paths(rules: &Policy) -> Vec<(&Path, &Provenance)> {
         out.push((p.value.as_path(), &p.source));
     }
     out
+}
+
+/// [`read_project`] for a path the user named (relative to the working
+/// directory), judged against its own project.
+fn read_named(path: &Path, host: &Host) -> Result<(PathBuf, Vec<u8>), PolicyError> {
+    let absolute = super::parse::normalise(&host.cwd.join(path));
+    let root = load::project_root(&absolute, host);
+    read_project(&absolute, &root)
 }
 
 /// Reads a project policy file that must be a real file of its project:
@@ -245,9 +251,7 @@ pub fn untrust(path: &Path, host: &Host) -> Result<bool, PolicyError> {
 
 /// Whether the file is pinned with exactly its current bytes.
 pub fn is_trusted(path: &Path, host: &Host) -> Result<bool, PolicyError> {
-    let absolute = super::parse::normalise(&host.cwd.join(path));
-    let root = load::project_root(&absolute, host);
-    let (canonical, bytes) = read_project(&absolute, &root)?;
+    let (canonical, bytes) = read_named(path, host)?;
     Ok(state(&canonical, &load::sha256_hex(&bytes), host)?.0 == TrustState::Trusted)
 }
 
