@@ -250,6 +250,24 @@ fn apply_reproduces_the_session_exactly() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Waits (bounded) until a file written now in `dir` gets a ctime later
+/// than every one of `files`': the filesystem's clock has moved on.
+fn wait_for_a_later_file_time(dir: &Path, files: &[PathBuf]) {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.ctime(), m.ctime_nsec())
+    };
+    let newest = files.iter().map(|f| ctime(f)).max().unwrap();
+    let probe = dir.join("clock-probe");
+    let moved = poll_until(Duration::from_secs(10), || {
+        fs::write(&probe, "x").unwrap();
+        ctime(&probe) > newest
+    });
+    let _ = fs::remove_file(&probe);
+    assert!(moved, "the filesystem clock did not advance");
+}
+
 /// apply refuses, and writes nothing, when a file the session changed has
 /// changed on the host since the session started; `--force` overrides.
 #[test]
@@ -259,9 +277,14 @@ fn apply_refuses_files_changed_on_the_host_unless_forced() {
         .workspace_file("a.txt", "a\n")
         .workspace_file("b.txt", "b\n")
         .args(["--workspace", "overlay"]);
+    let ws = cage.workspace().to_path_buf();
+    // apply flags a file whose ctime is not older than the session's start
+    // (the safe side), and both come from the kernel's coarse clock: a file
+    // written in the same tick as the start counts as changed. Start the
+    // session only once that clock has moved past the files' ctimes.
+    wait_for_a_later_file_time(cage.root(), &[ws.join("a.txt"), ws.join("b.txt")]);
     cage.sh("echo session > a.txt; echo session > b.txt")
         .assert_success();
-    let ws = cage.workspace().to_path_buf();
     host_sh(&cage, &ws, "echo host > a.txt");
     let refused = cage.cli(["apply"]);
     assert_eq!(refused.code, 1, "{refused}");
