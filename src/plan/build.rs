@@ -1305,10 +1305,51 @@ fn add_state(
     policy: &Policy,
     host: &Host,
     session_dir: &Path,
-    hides: &[Sourced<(PathBuf, FileKind)>],
+    hides: &Hides,
     create: &mut Vec<CreateDir>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<StatePlan>, BuildError> {
+    let mut out = Vec::new();
+    for entry in merge_state(policy) {
+        let (dir, source) = (&entry.value.dir, &entry.source);
+        check_project_reach(policy, dir, source)?;
+        let Some(lower) = state_lower(dir, source, &entry.value.about, host, hides, create, notes)?
+        else {
+            continue;
+        };
+        let layer = session_dir.join("state").join(out.len().to_string());
+        let mut plan = StatePlan {
+            dir: dir.clone(),
+            lower: lower.clone(),
+            upper: layer.join("upper"),
+            work: layer.join("work"),
+            live: Vec::new(),
+            files: Vec::new(),
+            settings: entry.value.settings.clone(),
+            source: source.clone(),
+        };
+        for keep in &entry.value.keep {
+            if keep.dir {
+                add_kept_dir(view, &mut plan, &keep.path, hides, create, notes)?;
+            } else {
+                plan.files.push(keep.path.clone());
+            }
+        }
+        view.push(Mount::Overlay {
+            dst: dir.clone(),
+            lower,
+            upper: plan.upper.clone(),
+            work: plan.work.clone(),
+            source: source.clone(),
+        });
+        out.push(plan);
+    }
+    Ok(out)
+}
+
+/// `[[filesystem.state]]` entries, those for one directory merged: their
+/// `keep` lists joined, the first `about` kept.
+fn merge_state(policy: &Policy) -> Vec<Sourced<policy::StatePolicy>> {
     let mut merged: Vec<Sourced<policy::StatePolicy>> = Vec::new();
     for entry in &policy.filesystem.state {
         let dir = normalize(&entry.value.dir);
@@ -1330,104 +1371,102 @@ fn add_state(
             }
         }
     }
-    let mut out = Vec::new();
-    for entry in merged {
-        let (dir, source) = (&entry.value.dir, &entry.source);
-        let hidden = |p: &Path| hides.iter().find(|h| p.starts_with(&h.value.0));
-        check_project_reach(policy, dir, source)?;
-        let lower = match existing(dir, source)? {
-            Some((real, FileKind::Dir)) => real,
-            Some((real, FileKind::File)) => {
-                notes.push(format!(
-                    "{} ({source}) is not a directory ({}), so it is not granted",
-                    dir.display(),
-                    real.display()
-                ));
-                continue;
-            }
-            None => {
-                create.push(CreateDir {
-                    path: dir.clone(),
-                    about: entry.value.about.clone(),
-                    source: source.clone(),
-                });
-                dir.clone()
-            }
-        };
-        if let Some(h) = hidden(&lower).or_else(|| hidden(dir)) {
+    merged
+}
+
+/// The host directory a state directory overlays: its real path, or the
+/// path itself, to be created, when missing. `None` (with a note) when it
+/// is not a directory, is hidden, or holds cage's own files.
+fn state_lower(
+    dir: &Path,
+    source: &Provenance,
+    about: &Option<String>,
+    host: &Host,
+    hides: &Hides,
+    create: &mut Vec<CreateDir>,
+    notes: &mut Vec<String>,
+) -> Result<Option<PathBuf>, BuildError> {
+    let (lower, missing) = match existing(dir, source)? {
+        Some((real, FileKind::Dir)) => (real, false),
+        Some((real, FileKind::File)) => {
             notes.push(format!(
-                "{} ({source}) is not granted: it is hidden by {}",
+                "{} ({source}) is not a directory ({}), so it is not granted",
                 dir.display(),
-                h.source
+                real.display()
             ));
-            create.retain(|c| c.path != *dir);
-            continue;
+            return Ok(None);
         }
-        if [&host.state_dir, &host.config_dir]
-            .iter()
-            .any(|c| c.starts_with(&lower) || c.starts_with(dir))
-        {
-            notes.push(format!(
-                "{} ({source}) holds cage's own files, so it is not granted as a state directory",
-                dir.display()
-            ));
-            create.retain(|c| c.path != *dir);
-            continue;
-        }
-        let n = out.len();
-        let layer = session_dir.join("state").join(n.to_string());
-        let mut plan = StatePlan {
-            dir: dir.clone(),
-            lower: lower.clone(),
-            upper: layer.join("upper"),
-            work: layer.join("work"),
-            live: Vec::new(),
-            files: Vec::new(),
-            settings: entry.value.settings.clone(),
-            source: source.clone(),
-        };
-        for keep in &entry.value.keep {
-            if !keep.dir {
-                plan.files.push(keep.path.clone());
-                continue;
-            }
-            let host_path = lower.join(&keep.path);
-            match existing(&host_path, source)? {
-                Some((real, FileKind::Dir)) if real == host_path && hidden(&real).is_none() => {}
-                None => create.push(CreateDir {
-                    path: host_path.clone(),
-                    about: None,
-                    source: source.clone(),
-                }),
-                Some((real, _)) => {
-                    notes.push(format!(
-                        "{} ({source}) is kept private: it is not a plain directory (it \
-                         resolves to {}), so cage does not write through to it",
-                        dir.join(&keep.path).display(),
-                        real.display()
-                    ));
-                    continue;
-                }
-            }
-            view.push(Mount::Bind {
-                src: host_path,
-                dst: dir.join(&keep.path),
-                access: Access::ReadWrite,
-                kind: FileKind::Dir,
-                source: source.clone(),
-            });
-            plan.live.push(dir.join(&keep.path));
-        }
-        view.push(Mount::Overlay {
-            dst: dir.clone(),
-            lower,
-            upper: plan.upper.clone(),
-            work: plan.work.clone(),
+        None => (dir.to_path_buf(), true),
+    };
+    let hidden = |p: &Path| hides.iter().find(|h| p.starts_with(&h.value.0));
+    if let Some(h) = hidden(&lower).or_else(|| hidden(dir)) {
+        notes.push(format!(
+            "{} ({source}) is not granted: it is hidden by {}",
+            dir.display(),
+            h.source
+        ));
+        return Ok(None);
+    }
+    if [&host.state_dir, &host.config_dir]
+        .iter()
+        .any(|c| c.starts_with(&lower) || c.starts_with(dir))
+    {
+        notes.push(format!(
+            "{} ({source}) holds cage's own files, so it is not granted as a state directory",
+            dir.display()
+        ));
+        return Ok(None);
+    }
+    if missing {
+        create.push(CreateDir {
+            path: dir.to_path_buf(),
+            about: about.clone(),
             source: source.clone(),
         });
-        out.push(plan);
     }
-    Ok(out)
+    Ok(Some(lower))
+}
+
+/// A `keep` directory of a state directory: bound read-write over the
+/// overlay, so what the agent writes there reaches the host; kept private
+/// when it is not a plain directory.
+fn add_kept_dir(
+    view: &mut View,
+    plan: &mut StatePlan,
+    keep: &Path,
+    hides: &Hides,
+    create: &mut Vec<CreateDir>,
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let (dir, source) = (&plan.dir, &plan.source);
+    let host_path = plan.lower.join(keep);
+    let hidden = |p: &Path| hides.iter().any(|h| p.starts_with(&h.value.0));
+    match existing(&host_path, source)? {
+        Some((real, FileKind::Dir)) if real == host_path && !hidden(&real) => {}
+        None => create.push(CreateDir {
+            path: host_path.clone(),
+            about: None,
+            source: source.clone(),
+        }),
+        Some((real, _)) => {
+            notes.push(format!(
+                "{} ({source}) is kept private: it is not a plain directory (it resolves to {}), \
+                 so cage does not write through to it",
+                dir.join(keep).display(),
+                real.display()
+            ));
+            return Ok(());
+        }
+    }
+    view.push(Mount::Bind {
+        src: host_path,
+        dst: dir.join(keep),
+        access: Access::ReadWrite,
+        kind: FileKind::Dir,
+        source: source.clone(),
+    });
+    plan.live.push(dir.join(keep));
+    Ok(())
 }
 
 /// Files that stay read-only wherever a writable grant holds them (`--rw
