@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::host::Host;
 use crate::policy::{self, Layer, NetMode, Policy, Provenance, Sourced, WorkspaceMode};
 
+use super::deepest_cover;
 use super::seccomp::build_seccomp;
 use super::{
     Access, CommandPlan, CreateDir, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan,
@@ -1950,14 +1951,6 @@ impl View {
         }
         out
     }
-}
-
-/// The mount whose destination is the deepest proper-or-equal prefix.
-fn deepest_cover<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
-    mounts
-        .iter()
-        .filter(|m| path.starts_with(m.dst()))
-        .max_by_key(|m| m.dst().components().count())
 }
 
 /// Whether `path` exists inside the view and is not hidden.
