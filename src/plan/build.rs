@@ -29,7 +29,7 @@ const HOST_DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Variables that name the CA certificates a corporate TLS proxy needs: the
 /// file or directory each names is shown read-only and the variable passed.
-const CA_VARS: &[&str] = &[
+pub(crate) const CA_VARS: &[&str] = &[
     "NODE_EXTRA_CA_CERTS",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",

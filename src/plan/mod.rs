@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::policy::{HostPattern, NetMode, Provenance, WorkspaceMode};
 
+pub(crate) use build::CA_VARS;
 pub use build::{
     BuildError, MAX_FORWARDS, SESSION_PLACEHOLDER, build, build_for_session,
     normalize as normalize_path,
