@@ -861,7 +861,7 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
-    let flags: Vec<String> = denied
+    let hosts: Vec<String> = denied
         .iter()
         .take(SHOWN)
         .map(|t| {
@@ -874,13 +874,19 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
                 .strip_prefix('[')
                 .and_then(|t| t.strip_suffix(']'))
                 .unwrap_or(t);
-            format!("--allow-host {}", term::escape(t))
+            term::escape(t)
         })
         .collect();
-    let how = if flags.is_empty() {
+    let how = if hosts.is_empty() {
         "allow with --allow-host NAME".to_string()
     } else {
-        format!("allow with: cage {} -- ...", flags.join(" "))
+        let live: Vec<String> = hosts.iter().map(|h| format!("cage allow {h}")).collect();
+        let flags: Vec<String> = hosts.iter().map(|h| format!("--allow-host {h}")).collect();
+        format!(
+            "allow with: {} (while a session runs), or cage {} -- ...",
+            live.join("; "),
+            flags.join(" ")
+        )
     };
     Some(format!(
         "cage: {} — {how}, or in .cage.toml [network] allow (details: cage log --denied)",

@@ -218,8 +218,13 @@ pub fn plan(plan: &Plan) -> String {
     if let Some(p) = &plan.network.proxy {
         let _ = writeln!(
             s,
-            "  proxy {} and DNS stub {} on the cage's loopback, served by cage from outside",
-            p.listen, p.dns
+            "  proxy {} and DNS stub {} on the cage's loopback, served by cage from outside{}",
+            p.listen,
+            p.dns,
+            match plan.network.mode {
+                crate::policy::NetMode::Proxy => "",
+                _ => ": they allow nothing, and record each attempt",
+            }
         );
     }
     for r in &plan.network.allow {

@@ -97,7 +97,9 @@ impl SupervisorError {
 /// Proxy mode requires the session's log; an overlay, a host that can
 /// mount it (the kernel would say only EINVAL from inside).
 pub fn check(plan: &Plan, session: Option<&Session>) -> Result<(), SupervisorError> {
-    if plan.network.proxy.is_some() && session.is_none() {
+    // Network none's proxy only refuses: without a log, its listeners are
+    // closed and connections fail as in an empty namespace.
+    if plan.network.mode == crate::policy::NetMode::Proxy && session.is_none() {
         return Err(SupervisorError::NoAuditLog {
             rule: plan.network.source.to_string(),
         });

@@ -236,7 +236,7 @@ impl<'a> Run<'a> {
         // 3.
         let unenforced = unenforced_limits(&plan, &place)?;
         // 4.
-        let required = plan.network.proxy.is_some()
+        let required = plan.network.mode == crate::policy::NetMode::Proxy
             || plan.workspace.overlay.is_some()
             || !plan.state.is_empty();
         let reservation = match reserved {
