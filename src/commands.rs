@@ -415,57 +415,13 @@ fn workspace_paths(host: &Host, workspace: &Path, paths: &[String]) -> Result<Ve
 }
 
 fn sessions() -> Result<i32, Error> {
-    use session::changes;
     let host = Host::current()?;
     let all = session::list(&host)?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  WORKSPACE  COMMAND",
-        "SESSION", "STARTED (UTC)", "MODE", "STATUS", "CHANGES"
-    );
-    for (dir, r) in &all {
-        let status = match (r.status(), &r.applied) {
-            (_, Some(_)) => "applied".to_string(),
-            (session::Status::Running, _) => "running".to_string(),
-            (session::Status::Exited(c), _) => format!("exit {c}"),
-            (session::Status::Killed, _) => "killed".to_string(),
-        };
-        let counts = if r.mode == policy::WorkspaceMode::Overlay {
-            match changes::collect(&dir.join("upper"), &r.workspace, &r.protect) {
-                Ok(list) => {
-                    let s = changes::summarize(&list);
-                    let mut c = format!("+{} ~{} -{}", s.added, s.modified, s.deleted);
-                    if !s.protected.is_empty() {
-                        c.push_str(&format!(" !{}", s.protected.len()));
-                    }
-                    c
-                }
-                Err(_) => "unreadable".to_string(),
-            }
-        } else {
-            "-".to_string()
-        };
-        let started: String = r.started.replace('T', " ").chars().take(19).collect();
-        let _ = writeln!(
-            out,
-            "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  {}  {}",
-            crate::term::escape(&r.id),
-            crate::term::escape(&started),
-            format!("{:?}", r.mode).to_lowercase(),
-            status,
-            counts,
-            crate::term::escape_path(&r.workspace),
-            r.command
-                .iter()
-                .map(|a| crate::term::escape(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
-    if all.is_empty() {
-        out = format!("no sessions in {}\n", audit::sessions_dir(&host).display());
-    }
+    let out = if all.is_empty() {
+        format!("no sessions in {}\n", audit::sessions_dir(&host).display())
+    } else {
+        crate::render::sessions(&all)
+    };
     print_lossy(out.as_bytes(), "the sessions")
 }
 
@@ -557,7 +513,6 @@ fn diff(args: DiffArgs) -> Result<i32, Error> {
 }
 
 fn apply(args: ApplyArgs) -> Result<i32, Error> {
-    use session::changes::Kind;
     let host = Host::current()?;
     let (id, paths) = session_and_paths(&host, &args.args);
     let (dir, mut record) = session::find_overlay(&host, id.as_deref())?;
@@ -565,68 +520,7 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
     let only = workspace_paths(&host, &record.workspace, &paths)?;
     let include = workspace_paths(&host, &record.workspace, &args.include_protected)?;
     let outcome = session::apply::apply(&record, &dir.join("upper"), &only, &include, args.force)?;
-    let mut out = String::new();
-    for c in &outcome.applied {
-        if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
-            let _ = writeln!(out, "  mode {}/", crate::term::escape_path(&c.path));
-            continue;
-        }
-        let mark = match c.kind {
-            Kind::Added => "A",
-            Kind::Modified => "M",
-            Kind::Deleted => "D",
-        };
-        let suffix = if c.new.is_dir() || (c.kind == Kind::Deleted && c.old.is_dir()) {
-            "/"
-        } else {
-            ""
-        };
-        let flag = match &c.protected {
-            Some(name) => format!("  (protected: {name}; review it before running anything)"),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "  {mark} {}{suffix}{flag}",
-            crate::term::escape_path(&c.path)
-        );
-    }
-    for p in &outcome.forced {
-        let _ = writeln!(
-            out,
-            "cage: overwrote {}, which had changed on the host (--force)",
-            crate::term::escape_path(p)
-        );
-    }
-    for p in &outcome.skipped {
-        let _ = writeln!(
-            out,
-            "cage: skipped {}: a special file (fifo, socket or device)",
-            crate::term::escape_path(p)
-        );
-    }
-    for (p, name) in &outcome.protected {
-        let _ = writeln!(
-            out,
-            "cage: skipped {}: protected ({}): it runs or steers code outside the cage; review \
-             it with `cage diff`, then apply it with --include-protected {}",
-            crate::term::escape_path(p),
-            crate::term::escape(name),
-            crate::term::escape_path(p)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "cage: applied {} change(s) of session {} to {}{}",
-        outcome.applied.len(),
-        crate::term::escape(&record.id),
-        crate::term::escape_path(&record.workspace),
-        if outcome.protected.is_empty() {
-            String::new()
-        } else {
-            format!("; skipped {} protected path(s)", outcome.protected.len())
-        }
-    );
+    let out = crate::render::applied(&outcome, &record);
     if only.is_empty() && outcome.protected.is_empty() {
         record.applied = Some(audit::rfc3339(std::time::SystemTime::now()));
         session::write_record(&dir, &record)?;

@@ -1,12 +1,14 @@
 //! Rendering for people: the plan (`--dry-run`), the policy (`policy
-//! show`) and an untrusted project file's refusal, each a function of the
-//! data it shows. The commands decide what to show and escape it; these
-//! only format.
+//! show`), an untrusted project file's refusal, the session table and the
+//! apply report, each a function of the data it shows. The commands decide
+//! what to show; the plan's and the policy's text is escaped by them, the
+//! session views escape what they print here.
 
 use std::fmt::Write as _;
 
 use crate::plan::{Mount, Plan};
 use crate::policy::{self, Policy};
+use crate::session;
 
 /// `--dry-run --json`: the plan, and the policy sources it came from (each
 /// with `chosen_for` when the command chose it), as the text's first line
@@ -558,5 +560,126 @@ pub fn mark_refused(text: &str, refused: &[policy::Widening]) -> String {
             out.push('\n');
         }
     }
+    out
+}
+
+/// `cage sessions`: one row per session, oldest first. Every field the
+/// agent could choose (the command, the workspace's name) is escaped.
+pub fn sessions(all: &[(std::path::PathBuf, session::Record)]) -> String {
+    use session::changes;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  WORKSPACE  COMMAND",
+        "SESSION", "STARTED (UTC)", "MODE", "STATUS", "CHANGES"
+    );
+    for (dir, r) in all {
+        let status = match (r.status(), &r.applied) {
+            (_, Some(_)) => "applied".to_string(),
+            (session::Status::Running, _) => "running".to_string(),
+            (session::Status::Exited(c), _) => format!("exit {c}"),
+            (session::Status::Killed, _) => "killed".to_string(),
+        };
+        let counts = if r.mode == policy::WorkspaceMode::Overlay {
+            match changes::collect(&dir.join("upper"), &r.workspace, &r.protect) {
+                Ok(list) => {
+                    let s = changes::summarize(&list);
+                    let mut c = format!("+{} ~{} -{}", s.added, s.modified, s.deleted);
+                    if !s.protected.is_empty() {
+                        c.push_str(&format!(" !{}", s.protected.len()));
+                    }
+                    c
+                }
+                Err(_) => "unreadable".to_string(),
+            }
+        } else {
+            "-".to_string()
+        };
+        let started: String = r.started.replace('T', " ").chars().take(19).collect();
+        let _ = writeln!(
+            out,
+            "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  {}  {}",
+            crate::term::escape(&r.id),
+            crate::term::escape(&started),
+            format!("{:?}", r.mode).to_lowercase(),
+            status,
+            counts,
+            crate::term::escape_path(&r.workspace),
+            r.command
+                .iter()
+                .map(|a| crate::term::escape(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    out
+}
+
+/// `cage apply`'s report: each change applied, what was overwritten,
+/// skipped or held back as protected, and the count. Paths are escaped.
+pub fn applied(outcome: &session::apply::Outcome, record: &session::Record) -> String {
+    use session::changes::Kind;
+    let mut out = String::new();
+    for c in &outcome.applied {
+        if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
+            let _ = writeln!(out, "  mode {}/", crate::term::escape_path(&c.path));
+            continue;
+        }
+        let mark = match c.kind {
+            Kind::Added => "A",
+            Kind::Modified => "M",
+            Kind::Deleted => "D",
+        };
+        let suffix = if c.new.is_dir() || (c.kind == Kind::Deleted && c.old.is_dir()) {
+            "/"
+        } else {
+            ""
+        };
+        let flag = match &c.protected {
+            Some(name) => format!("  (protected: {name}; review it before running anything)"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {}{suffix}{flag}",
+            crate::term::escape_path(&c.path)
+        );
+    }
+    for p in &outcome.forced {
+        let _ = writeln!(
+            out,
+            "cage: overwrote {}, which had changed on the host (--force)",
+            crate::term::escape_path(p)
+        );
+    }
+    for p in &outcome.skipped {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: a special file (fifo, socket or device)",
+            crate::term::escape_path(p)
+        );
+    }
+    for (p, name) in &outcome.protected {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: protected ({}): it runs or steers code outside the cage; review \
+             it with `cage diff`, then apply it with --include-protected {}",
+            crate::term::escape_path(p),
+            crate::term::escape(name),
+            crate::term::escape_path(p)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "cage: applied {} change(s) of session {} to {}{}",
+        outcome.applied.len(),
+        crate::term::escape(&record.id),
+        crate::term::escape_path(&record.workspace),
+        if outcome.protected.is_empty() {
+            String::new()
+        } else {
+            format!("; skipped {} protected path(s)", outcome.protected.len())
+        }
+    );
     out
 }
