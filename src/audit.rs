@@ -861,7 +861,9 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
-    let hosts: Vec<String> = denied
+    // The denied connections, then the refused names no connection
+    // already names.
+    let mut hosts: Vec<String> = denied
         .iter()
         .take(SHOWN)
         .map(|t| {
@@ -877,6 +879,14 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
             term::escape(t)
         })
         .collect();
+    for name in refused
+        .iter()
+        .map(|n| term::escape(n.trim_end_matches('.')))
+    {
+        if hosts.len() < SHOWN && !hosts.contains(&name) {
+            hosts.push(name);
+        }
+    }
     let how = if hosts.is_empty() {
         "allow with --allow-host NAME".to_string()
     } else {
@@ -1172,14 +1182,28 @@ pub fn show_many(
 
 /// For a denied connection: the exact flag that would have allowed it.
 pub fn allow_hint(record: &Record) -> Option<String> {
-    let Record::Net(n) = record else { return None };
-    if n.decision != Decision::Deny || n.reason.as_deref().is_some_and(|r| r.contains("log")) {
-        return None;
-    }
-    let target = if n.port == 443 || n.port == 80 {
-        n.host.clone()
-    } else {
-        format_target(&n.host, n.port)
+    let target = match record {
+        Record::Net(n) => {
+            if n.decision != Decision::Deny
+                || n.reason.as_deref().is_some_and(|r| r.contains("log"))
+            {
+                return None;
+            }
+            if n.port == 443 || n.port == 80 {
+                n.host.clone()
+            } else {
+                format_target(&n.host, n.port)
+            }
+        }
+        // A name refused by the DNS stub: allowing it (on 443 and 80) is
+        // what makes the stub answer it.
+        Record::Dns(d)
+            if d.decision == Decision::Deny
+                && !d.reason.as_deref().is_some_and(|r| r.contains("log")) =>
+        {
+            d.name.trim_end_matches('.').to_string()
+        }
+        _ => return None,
     };
     let t = term::escape(&target);
     Some(format!(
@@ -1770,6 +1794,18 @@ mod tests {
         let s = summary(&denied, &refused).unwrap();
         assert!(
             s.starts_with("cage: 2 connections denied: evil.example:443, [::1]:22; 1 DNS name")
+        );
+        // Each host once, live and as a flag.
+        assert!(
+            s.contains("allow with: cage allow evil.example; cage allow [::1]:22 (while a session runs), or cage --allow-host evil.example --allow-host [::1]:22 -- ..."),
+            "{s}"
+        );
+        // A name refused alone (a program that resolved it itself) gets
+        // its line too, and the log its hint.
+        let s = summary(&[], &["other.example.".to_string()]).unwrap();
+        assert!(s.contains("cage allow other.example (while"), "{s}");
+        assert!(
+            allow_hint(&lines[3].record).is_some_and(|h| h.contains("cage allow evil.example"))
         );
         assert!(summary(&[], &[]).is_none());
         let _ = std::fs::remove_dir_all(&dir);
