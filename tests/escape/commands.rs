@@ -182,6 +182,35 @@ fn a_session_log_tells_its_commands_and_its_denied_connection() {
     );
 }
 
+/// Layer: network (none mode's DNS stub). A program that resolves a name
+/// itself, ignoring the proxy variables, asks cage's stub, which refuses
+/// it (no answer, nothing resolved upstream) with a record and the
+/// `cage allow` line. Fails if none mode leaves the resolver unanswered.
+#[test]
+fn a_name_resolved_in_none_mode_is_refused_and_recorded() {
+    require_userns!();
+    let cage = Cage::new();
+    let out = cage.run(["getent", "ahosts", "example.com"]);
+    assert_ne!(out.code, 0, "example.com cannot have resolved\n{out}");
+    assert!(
+        out.stderr.contains("DNS name refused: example.com")
+            && out.stderr.contains("cage allow example.com"),
+        "{out}"
+    );
+    let records = records(&cage);
+    let refused = records
+        .iter()
+        .find(|r| r["event"] == "dns")
+        .unwrap_or_else(|| panic!("no dns record in {records:#?}"));
+    assert_eq!(refused["decision"], "deny", "{refused}");
+    assert_eq!(refused["answers"], serde_json::json!([]), "{refused}");
+    let denied = cage.cli(["log", "--denied"]);
+    assert!(
+        denied.stdout.contains("allow with: cage allow example.com"),
+        "{denied}"
+    );
+}
+
 /// Layer: guard (observation). A program run from a memory file (fexecve
 /// of a memfd, execveat with AT_EMPTY_PATH), under a name that is not its
 /// own, from a second thread, is still an exec record naming the memfd.
