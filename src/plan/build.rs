@@ -721,7 +721,12 @@ fn add_system_files(view: &mut View, network: &NetworkPlan, resolv: &Path, secre
             dst: resolv.to_path_buf(),
             contents: RESOLV_CONF.to_string(),
             source: Provenance::Default {
-                what: "proxy mode: names resolve through cage's DNS stub",
+                what: match network.mode {
+                    NetMode::Proxy => "proxy mode: names resolve through cage's DNS stub",
+                    _ => {
+                        "network none: names go to cage's DNS stub, which refuses and records them"
+                    }
+                },
             },
         });
     }
@@ -2118,7 +2123,10 @@ fn build_env(policy: &Policy, host: &Host, mounts: &[Mount], network: &NetworkPl
     if let Some(proxy) = &network.proxy {
         let url = format!("http://{}", proxy.listen);
         let source = || Provenance::Default {
-            what: "proxy mode: the cage reaches the network through cage's proxy",
+            what: match network.mode {
+                NetMode::Proxy => "proxy mode: the cage reaches the network through cage's proxy",
+                _ => "network none: connections go to cage's proxy, which refuses and records them",
+            },
         };
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
             set(name, &url, source());
@@ -2176,10 +2184,18 @@ fn build_network(policy: &Policy) -> NetworkPlan {
             })
             .collect()
     };
-    let proxy = (mode == NetMode::Proxy).then(|| ProxyPlan {
+    // None mode has the proxy too, with nothing allowed (`Rules::from_plan`)
+    // and nothing forwarded: an attempt to reach a host is refused by cage
+    // with a record and its `cage allow` line, instead of failing unseen in
+    // an empty net namespace. Nothing leaves unless the host's user opens
+    // a host for the running session with `cage allow`.
+    let proxy = (mode != NetMode::Host).then(|| ProxyPlan {
         listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, PROXY_PORT),
         dns: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53),
-        forwards: build_forwards(policy),
+        forwards: match mode {
+            NetMode::Proxy => build_forwards(policy),
+            _ => Vec::new(),
+        },
     });
     NetworkPlan {
         mode,
