@@ -253,7 +253,7 @@ pub(crate) fn cgroup_place(
 }
 
 fn run(args: RunArgs) -> Result<i32, Error> {
-    let loaded = load(
+    let mut loaded = load(
         &args.policy,
         args.command.first().map(String::as_str),
         args.dry_run,
@@ -286,7 +286,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     // cgroup limits, from the user's systemd if need be (which starts this
     // cage again, in a new scope).
     let place = cgroup_place(&loaded.policy, true)?;
-    let code = launch(&loaded, &args.command, place)?;
+    let code = launch(&mut loaded, &args.command, place)?;
     // After the run, so it costs the start nothing; a failure to prune
     // costs the run nothing either.
     if let Some(rules) = prune_rules(None, None) {
@@ -299,7 +299,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
 /// project file widens) and runs `argv` caged: the run path after
 /// loading, shared with `cage selftest` (which passes a throwaway host).
 pub(crate) fn launch(
-    loaded: &Loaded,
+    loaded: &mut Loaded,
     argv: &[String],
     place: crate::cgroup::Place,
 ) -> Result<i32, Error> {
@@ -404,7 +404,7 @@ pub(crate) fn launch(
     // Last before the run: the real values live from here on, in this
     // process only.
     let mut plan = plan;
-    let vault = match crate::secrets::prepare(&mut plan, host) {
+    let vault = match crate::secrets::prepare(&mut plan, &mut loaded.host) {
         Ok(v) => v,
         Err(e) => {
             if let Some(r) = reserved {

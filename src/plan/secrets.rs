@@ -321,6 +321,11 @@ pub fn check_bundle(mounts: &[Mount]) -> Result<(), SecretsError> {
 /// every CA variable names the bundle.
 pub fn apply_env(env: &mut Vec<EnvVar>, plan: &SecretsPlan) {
     let mut set = |name: &str, value: String, source: Provenance| {
+        // A passed variable may hold a secret's real value: zeroed, not
+        // just dropped (cage init inherits the heap).
+        for v in env.iter_mut().filter(|v| v.name == name) {
+            zeroize::Zeroize::zeroize(&mut v.value);
+        }
         env.retain(|v| v.name != name);
         env.push(EnvVar {
             name: name.to_string(),
