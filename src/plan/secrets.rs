@@ -117,77 +117,103 @@ pub fn build(
 ) -> Result<Option<SecretsPlan>, SecretsError> {
     let mut secrets = Vec::new();
     for s in &policy.secrets {
-        let Sourced {
-            value: p,
-            source: prov,
-        } = s;
-        if !exists(&p.from, host) {
-            if p.optional {
-                continue;
-            }
-            return Err(SecretsError::Missing {
-                name: p.name.clone(),
-                from: p.from.to_string(),
-                rule: prov.clone(),
-            });
+        if let Some(plan) = build_secret(s, policy, host, mode, notes)? {
+            secrets.push(plan);
         }
-        if mode != NetMode::Proxy {
-            if p.optional {
-                // Only worth saying when the policy passes the value itself.
-                let passed = p.env.iter().chain(match &p.from {
-                    SecretSource::Env(v) => Some(v),
-                    _ => None,
-                });
-                if passed.into_iter().any(|v| passes(policy, v)) {
-                    notes.push(format!(
-                        "the secret {} ({prov}) is passed as it is: holding it back needs \
-                         network mode proxy",
-                        p.name
-                    ));
-                }
-                continue;
-            }
-            return Err(SecretsError::NeedsProxy {
-                name: p.name.clone(),
-                mode,
-                rule: prov.clone(),
-            });
-        }
-        let mut env: Vec<String> = p.env.iter().cloned().collect();
-        if let SecretSource::Env(var) = &p.from
-            && !env.contains(var)
-        {
-            env.push(var.clone());
-        }
-        let mut hosts = p.hosts.clone();
-        for var in &p.host_vars {
-            match host.var(var).map(url_host) {
-                Some(Ok(h)) if !hosts.contains(&h) => hosts.push(h),
-                Some(Err(why)) => notes.push(format!(
-                    "the secret {} ({prov}) does not go to the host in ${var}: {why}",
-                    p.name
-                )),
-                _ => {}
-            }
-        }
-        if hosts.is_empty() {
-            notes.push(format!(
-                "the secret {} ({prov}) has no host to go to: the cage gets its placeholder, \
-                 which works nowhere",
-                p.name
-            ));
-        }
-        secrets.push(SecretPlan {
-            name: p.name.clone(),
-            from: p.from.clone(),
-            env,
-            hosts,
-            source: prov.clone(),
-        });
     }
     if secrets.is_empty() {
         return Ok(None);
     }
+    let (upstream_roots, bundle_roots) = trust_roots(host)?;
+    Ok(Some(SecretsPlan {
+        secrets,
+        bundle: PathBuf::from(BUNDLE),
+        bundle_roots,
+        upstream_roots,
+    }))
+}
+
+/// One secret of the policy: its plan, `None` when an optional one does
+/// not apply, or why a required one cannot.
+fn build_secret(
+    s: &Sourced<policy::SecretPolicy>,
+    policy: &Policy,
+    host: &Host,
+    mode: NetMode,
+    notes: &mut Vec<String>,
+) -> Result<Option<SecretPlan>, SecretsError> {
+    let Sourced {
+        value: p,
+        source: prov,
+    } = s;
+    if !exists(&p.from, host) {
+        if p.optional {
+            return Ok(None);
+        }
+        return Err(SecretsError::Missing {
+            name: p.name.clone(),
+            from: p.from.to_string(),
+            rule: prov.clone(),
+        });
+    }
+    if mode != NetMode::Proxy {
+        if p.optional {
+            // Only worth saying when the policy passes the value itself.
+            let passed = p.env.iter().chain(match &p.from {
+                SecretSource::Env(v) => Some(v),
+                _ => None,
+            });
+            if passed.into_iter().any(|v| passes(policy, v)) {
+                notes.push(format!(
+                    "the secret {} ({prov}) is passed as it is: holding it back needs \
+                     network mode proxy",
+                    p.name
+                ));
+            }
+            return Ok(None);
+        }
+        return Err(SecretsError::NeedsProxy {
+            name: p.name.clone(),
+            mode,
+            rule: prov.clone(),
+        });
+    }
+    let mut env: Vec<String> = p.env.iter().cloned().collect();
+    if let SecretSource::Env(var) = &p.from
+        && !env.contains(var)
+    {
+        env.push(var.clone());
+    }
+    let mut hosts = p.hosts.clone();
+    for var in &p.host_vars {
+        match host.var(var).map(url_host) {
+            Some(Ok(h)) if !hosts.contains(&h) => hosts.push(h),
+            Some(Err(why)) => notes.push(format!(
+                "the secret {} ({prov}) does not go to the host in ${var}: {why}",
+                p.name
+            )),
+            _ => {}
+        }
+    }
+    if hosts.is_empty() {
+        notes.push(format!(
+            "the secret {} ({prov}) has no host to go to: the cage gets its placeholder, \
+             which works nowhere",
+            p.name
+        ));
+    }
+    Ok(Some(SecretPlan {
+        name: p.name.clone(),
+        from: p.from.clone(),
+        env,
+        hosts,
+        source: prov.clone(),
+    }))
+}
+
+/// What the proxy trusts upstream, and the host files that open the
+/// cage's bundle.
+fn trust_roots(host: &Host) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SecretsError> {
     let system = SYSTEM_BUNDLES
         .iter()
         .map(PathBuf::from)
@@ -226,12 +252,7 @@ pub fn build(
             bundle_roots.push(p);
         }
     }
-    Ok(Some(SecretsPlan {
-        secrets,
-        bundle: PathBuf::from(BUNDLE),
-        bundle_roots,
-        upstream_roots,
-    }))
+    Ok((upstream_roots, bundle_roots))
 }
 
 /// The host and port of an `https://` URL, as a pattern for that port.
