@@ -1155,3 +1155,77 @@ fn a_secret_is_swapped_through_socks5_too() {
     assert_eq!(records(&audit, "net")[0]["proto"], "socks5");
     assert_eq!(records(&audit, "secret")[0]["kind"], "swapped");
 }
+
+#[test]
+fn an_excluded_host_keeps_its_tunnel_and_never_gets_the_secret() {
+    // A client that pins certificates needs its host left alone: with the
+    // host excluded, its connection is the end-to-end tunnel every host
+    // without secrets gets (the client sees the server's own certificate),
+    // and what arrives there is the placeholder the cage sent.
+    let ca = TestCa::new();
+    let (swapped, excluded) = (TlsServer::start(&ca), TlsServer::start(&ca));
+    let sb = Sandbox::new("secrets-exclude");
+    let ca_file = ca.write(&sb.root);
+    let (a, b) = (swapped.port, excluded.port);
+    let policy = sb.root.join("secrets.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
+             hosts = [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\"]\nexclude = [\"127.0.0.1:{b}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = sb
+        .command(&[
+            "-f",
+            policy.to_str().unwrap(),
+            "--allow-host",
+            &format!("127.0.0.1:{a}"),
+            "--allow-host",
+            &format!("127.0.0.1:{b}"),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo \"key=$TEST_KEY\"; \
+                 {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/; \
+                 echo; {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
+                 https://127.0.0.1:{b}/pinned; echo; echo done"
+            ),
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    let stdout = run.stdout();
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key="))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(key.len(), REAL_KEY.len(), "{stdout}");
+    assert!(stdout.contains("done"), "{stdout}");
+    let (to_a, to_b) = (swapped.heads(), excluded.heads());
+    assert_eq!(to_a.len(), 1, "{to_a:?}");
+    assert!(
+        to_a[0].contains(&format!("x-api-key: {REAL_KEY}")),
+        "{to_a:?}"
+    );
+    assert_eq!(to_b.len(), 1, "{to_b:?}");
+    assert!(to_b[0].contains(&format!("x-api-key: {key}")), "{to_b:?}");
+    assert!(!to_b[0].contains(REAL_KEY), "{to_b:?}");
+    // Only the terminated host's swap is recorded; the tunnel, none.
+    let audit = sb.audit();
+    let uses = records(&audit, "secret");
+    assert!(uses.iter().all(|r| r["port"] == a), "{uses:?}");
+    assert_eq!(
+        uses.iter().filter(|r| r["kind"] == "swapped").count(),
+        1,
+        "{uses:?}"
+    );
+}

@@ -67,6 +67,9 @@ pub struct SecretPlan {
     /// `env`, and an `env:` source's own name if it would be passed.
     pub env: Vec<String>,
     pub hosts: Vec<HostPattern>,
+    /// Hosts matched by `hosts` that keep an end-to-end tunnel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<HostPattern>,
     pub source: Provenance,
 }
 
@@ -207,6 +210,7 @@ fn build_secret(
         from: p.from.clone(),
         env,
         hosts,
+        exclude: p.exclude.clone(),
         source: prov.clone(),
     }))
 }

@@ -1092,6 +1092,7 @@ fn secret(
             from,
             env: Some(env.into()),
             hosts: vec![policy::HostPattern::parse("api.example.com").unwrap()],
+            exclude: Vec::new(),
             host_vars: vec!["API_BASE".into()],
             optional,
         },

@@ -605,6 +605,7 @@ fn flag_secret(v: &str) -> Result<super::SecretPolicy, String> {
         from: super::SecretSource::Env(var.to_string()),
         env: Some(var.to_string()),
         hosts: patterns,
+        exclude: Vec::new(),
         host_vars: Vec::new(),
         optional: false,
     })

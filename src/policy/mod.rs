@@ -315,6 +315,9 @@ pub struct SecretPolicy {
     /// The variable inside that holds the placeholder.
     pub env: Option<String>,
     pub hosts: Vec<HostPattern>,
+    /// Hosts the proxy never terminates for this secret, though `hosts`
+    /// match them: tunnels, where the placeholder is not swapped.
+    pub exclude: Vec<HostPattern>,
     /// Host variables (`$ANTHROPIC_BASE_URL` in `hosts`): the host and port
     /// of the `https://` URL cage's own environment holds there, if any.
     pub host_vars: Vec<String>,

@@ -45,6 +45,10 @@ pub(crate) struct Secret {
     pub env: Option<Spanned<String>>,
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
+    /// Hosts among `hosts` the proxy must not terminate (clients that pin
+    /// certificates or use mTLS): their connections stay tunnels.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
     /// Skipped, not an error, when the source does not exist (an unset
     /// variable, a missing file): how profiles offer a secret.
     pub optional: Option<Spanned<bool>>,

@@ -96,6 +96,8 @@ pub enum SecretError {
 pub struct Secret {
     pub name: String,
     pub hosts: Vec<HostPattern>,
+    /// Hosts `hosts` match where the proxy must not terminate TLS.
+    pub exclude: Vec<HostPattern>,
     /// Never inherited by a clone; zeroed on drop.
     value: sys::WipeOnFork,
     placeholder: Vec<u8>,
@@ -111,6 +113,7 @@ impl Secret {
                 .iter()
                 .filter_map(|h| HostPattern::parse(h).ok())
                 .collect(),
+            exclude: Vec::new(),
             value: sealed(value).unwrap(),
             placeholder: placeholder.to_vec(),
         }
@@ -126,11 +129,12 @@ impl Secret {
     }
 
     /// Whether the secret may go to `host:port`. A pattern without a port
-    /// means 443 here: secrets go over TLS only.
+    /// means 443 here: secrets go over TLS only. An excluded host never:
+    /// its connections stay tunnels the proxy cannot look into.
     pub fn allowed_for(&self, host: &str, port: u16) -> bool {
-        self.hosts
-            .iter()
-            .any(|h| h.matches(host, port) && (h.port != PortSpec::Web || port == 443))
+        let matching =
+            |h: &HostPattern| h.matches(host, port) && (h.port != PortSpec::Web || port == 443);
+        self.hosts.iter().any(matching) && !self.exclude.iter().any(matching)
     }
 }
 
@@ -186,6 +190,7 @@ pub fn prepare(plan: &mut Plan, host: &mut Host) -> Result<Option<Arc<Vault>>, S
         secrets.push(Secret {
             name: s.name.clone(),
             hosts: s.hosts.clone(),
+            exclude: s.exclude.clone(),
             value,
             placeholder,
         });
