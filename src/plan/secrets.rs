@@ -70,6 +70,9 @@ pub struct SecretPlan {
     /// Hosts matched by `hosts` that keep an end-to-end tunnel.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<HostPattern>,
+    /// Swapped in request bodies too.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
     pub source: Provenance,
 }
 
@@ -211,6 +214,7 @@ fn build_secret(
         env,
         hosts,
         exclude: p.exclude.clone(),
+        body: p.body,
         source: prov.clone(),
     }))
 }

@@ -1093,6 +1093,7 @@ fn secret(
             env: Some(env.into()),
             hosts: vec![policy::HostPattern::parse("api.example.com").unwrap()],
             exclude: Vec::new(),
+            body: false,
             host_vars: vec!["API_BASE".into()],
             optional,
         },

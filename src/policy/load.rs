@@ -606,6 +606,7 @@ fn flag_secret(v: &str) -> Result<super::SecretPolicy, String> {
         env: Some(var.to_string()),
         hosts: patterns,
         exclude: Vec::new(),
+        body: false,
         host_vars: Vec::new(),
         optional: false,
     })

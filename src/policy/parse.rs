@@ -359,6 +359,7 @@ impl Converter<'_> {
             env,
             hosts,
             exclude,
+            body: raw.body.as_ref().is_some_and(|b| *b.get_ref()),
             host_vars,
             optional: raw.optional.as_ref().is_some_and(|o| *o.get_ref()),
         })

@@ -73,10 +73,13 @@ pub(super) fn serve(
         return (0, 0);
     };
     // 2.
-    let Some((rewritten, forms)) = t.decide(&mut server, &head) else {
+    let Some((rewritten, forms, mut body)) = t.decide(&mut server, &head) else {
         return (0, 0);
     };
     // 3.
+    let Some(rest) = t.body_part(&mut server, &mut body, &rest) else {
+        return (0, 0);
+    };
     let mut first = rewritten;
     first.extend_from_slice(&rest);
     let Some(mut up) = t.connect(&mut server, upstream, &first) else {
@@ -84,7 +87,13 @@ pub(super) fn serve(
     };
     // 4.
     let mut scan = Scanner::new(vault, forms);
-    let down = relay(client, upstream, &mut server, &mut up, &mut scan);
+    let mut ends = Ends {
+        t: &t,
+        upstream,
+        server: &mut server,
+        up: &mut up,
+    };
+    let down = relay(&mut ends, &mut scan, &mut body);
     for name in scan.found() {
         let _ = t.record(
             SecretUseKind::Scrubbed,
@@ -175,7 +184,11 @@ impl Terminated<'_> {
 
     /// Step 2: the head to send upstream and the forms to scan for, or a
     /// refusal answered and recorded.
-    fn decide(&self, server: &mut ServerConnection, head: &[u8]) -> Option<(Vec<u8>, Forms)> {
+    fn decide(
+        &self,
+        server: &mut ServerConnection,
+        head: &[u8],
+    ) -> Option<(Vec<u8>, Forms, BodyScan)> {
         let request = match http::parse_request(head) {
             Ok(r) if r.method != "CONNECT" && r.target.starts_with('/') => r,
             Ok(_) => {
@@ -197,23 +210,57 @@ impl Terminated<'_> {
                     self.reply(server, 503, "cage: cage cannot write its audit log");
                     return None;
                 }
-                Some((head, forms))
+                Some((
+                    head,
+                    forms,
+                    BodyScan::new(self.vault, &request, self.host, self.port),
+                ))
             }
             Err(refusal) => {
-                let _ = self.record(
-                    SecretUseKind::Refused,
-                    &refusal.secret,
-                    Some(refusal.why.to_string()),
-                );
-                let body = format!(
-                    "cage: refused: this request carries the placeholder of the secret {}, \
-                     which {}",
-                    refusal.secret, refusal.why
-                );
-                self.reply(server, 403, &body);
+                self.refuse(server, &refusal);
                 None
             }
         }
+    }
+
+    /// Body bytes on their way up, through `body`: what may be sent, or
+    /// `None` when a placeholder in them was refused (answered 403,
+    /// recorded) or a swap could not be recorded (503).
+    fn body_part(
+        &self,
+        server: &mut ServerConnection,
+        body: &mut BodyScan,
+        bytes: &[u8],
+    ) -> Option<Vec<u8>> {
+        match body.feed(bytes) {
+            Ok((out, swapped)) => {
+                let logged = swapped
+                    .iter()
+                    .all(|name| self.record(SecretUseKind::Swapped, name, None));
+                if !logged {
+                    self.reply(server, 503, "cage: cage cannot write its audit log");
+                    return None;
+                }
+                Some(out)
+            }
+            Err(refusal) => {
+                self.refuse(server, &refusal);
+                None
+            }
+        }
+    }
+
+    fn refuse(&self, server: &mut ServerConnection, refusal: &Refusal) {
+        let _ = self.record(
+            SecretUseKind::Refused,
+            &refusal.secret,
+            Some(refusal.why.to_string()),
+        );
+        let body = format!(
+            "cage: refused: this request carries the placeholder of the secret {}, which {}",
+            refusal.secret, refusal.why
+        );
+        self.reply(server, 403, &body);
     }
 
     /// Step 3: TLS upstream, verified for the host, and the first request
@@ -484,6 +531,104 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The request body on its way up, in a stream (memory bounded by the
+/// longest placeholder, whatever the body's size):
+///
+/// 1. A placeholder of a secret this host may not receive: refused, as in
+///    the head.
+/// 2. A placeholder of a secret with `body = true` for this host: its
+///    value (the same length, so Content-Length and chunk sizes hold).
+/// 3. A placeholder of this host's secret without `body = true`: passed as
+///    it is (a conversation that quotes the key goes to the host that
+///    receives the real one anyway; the placeholder is worth nothing).
+///
+/// It holds back only a tail that could still begin a placeholder, and
+/// nothing once the body's Content-Length is reached (the client then
+/// waits for the answer). A chunked body ends in CRLF, which begins none.
+pub(super) struct BodyScan {
+    /// (placeholder, value, secret) to swap.
+    swaps: Vec<(Vec<u8>, Zeroizing<Vec<u8>>, String)>,
+    /// (placeholder, secret) to refuse.
+    refused: Vec<(Vec<u8>, String)>,
+    held: Vec<u8>,
+    /// Body bytes still to come, when Content-Length says.
+    left: Option<u64>,
+    /// Secrets already swapped on this request (each is recorded once).
+    swapped: Vec<String>,
+}
+
+impl BodyScan {
+    pub(super) fn new(vault: &Vault, request: &http::Request, host: &str, port: u16) -> Self {
+        let mut scan = BodyScan {
+            swaps: Vec::new(),
+            refused: Vec::new(),
+            held: Vec::new(),
+            left: request
+                .headers
+                .iter()
+                .find(|h| h.name == "content-length")
+                .and_then(|h| std::str::from_utf8(&h.value).ok()?.trim().parse().ok()),
+            swapped: Vec::new(),
+        };
+        for s in &vault.secrets {
+            let p = s.placeholder().to_vec();
+            if !s.allowed_for(host, port) {
+                scan.refused.push((p, s.name.clone()));
+            } else if s.body {
+                let value = Zeroizing::new(s.value().to_vec());
+                scan.swaps.push((p, value, s.name.clone()));
+            }
+        }
+        scan
+    }
+
+    /// The bytes to send after `chunk`, and the secrets swapped into the
+    /// body for the first time; or the refusal.
+    pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(Vec<u8>, Vec<String>), Refusal> {
+        if self.swaps.is_empty() && self.refused.is_empty() {
+            return Ok((chunk.to_vec(), Vec::new()));
+        }
+        let mut buf = std::mem::take(&mut self.held);
+        buf.extend_from_slice(chunk);
+        for (p, name) in &self.refused {
+            if contains(&buf, p) {
+                return Err(Refusal {
+                    secret: name.clone(),
+                    why: "may not go to this host",
+                });
+            }
+        }
+        let mut new = Vec::new();
+        for (p, value, name) in &self.swaps {
+            if contains(&buf, p) {
+                buf = replace(&buf, p, value);
+                if !self.swapped.contains(name) {
+                    self.swapped.push(name.clone());
+                    new.push(name.clone());
+                }
+            }
+        }
+        self.left = self.left.map(|n| n.saturating_sub(chunk.len() as u64));
+        if self.left != Some(0) {
+            let keep = self
+                .swaps
+                .iter()
+                .map(|(p, _, _)| p)
+                .chain(self.refused.iter().map(|(p, _)| p))
+                .map(|p| {
+                    (1..p.len().min(buf.len() + 1))
+                        .rev()
+                        .find(|&n| buf.ends_with(&p[..n]))
+                        .unwrap_or(0)
+                })
+                .max()
+                .unwrap_or(0);
+            self.held = buf.split_off(buf.len() - keep);
+        }
+        Ok((buf, new))
+    }
+}
+
 /// Replaces real values with their placeholders in a stream, across chunk
 /// boundaries: it holds back only a tail that could still begin a value.
 pub(super) struct Scanner {
@@ -555,13 +700,8 @@ impl Scanner {
 }
 
 /// Step 4. Returns plaintext (up, down) moved after the first request.
-fn relay(
-    client: &TcpStream,
-    upstream: &TcpStream,
-    server: &mut ServerConnection,
-    up: &mut ClientConnection,
-    scan: &mut Scanner,
-) -> (u64, u64) {
+fn relay(e: &mut Ends, scan: &mut Scanner, body: &mut BodyScan) -> (u64, u64) {
+    let (client, upstream) = (e.t.client, e.upstream);
     // Tunnels have no deadline: a model API may stream for minutes.
     for s in [client, upstream] {
         let _ = s.set_read_timeout(None);
@@ -570,17 +710,11 @@ fn relay(
             return (0, 0);
         }
     }
-    server.set_buffer_limit(None);
-    up.set_buffer_limit(None);
-    let mut ends = Ends {
-        client,
-        upstream,
-        server,
-        up,
-    };
+    e.server.set_buffer_limit(None);
+    e.up.set_buffer_limit(None);
     let mut flow = Flow::default();
     let mut buf = vec![0u8; CHUNK];
-    while let Ok(go_on) = relay_round(&mut ends, &mut flow, &mut buf, scan) {
+    while let Ok(go_on) = relay_round(e, &mut flow, &mut buf, scan, body) {
         if !go_on {
             break;
         }
@@ -589,12 +723,17 @@ fn relay(
         let _ = s.set_nonblocking(false);
     }
     let _ = upstream.shutdown(std::net::Shutdown::Both);
+    if flow.refused {
+        // The refusal's answer, queued in the cage's session: best effort,
+        // the socket back in blocking mode.
+        let _ = flush(e.server, client);
+    }
     (flow.n_up, flow.n_down)
 }
 
 /// Both sockets and both TLS sessions of a terminated connection.
 struct Ends<'a> {
-    client: &'a TcpStream,
+    t: &'a Terminated<'a>,
     upstream: &'a TcpStream,
     server: &'a mut ServerConnection,
     up: &'a mut ClientConnection,
@@ -611,6 +750,8 @@ struct Flow {
     upstream_done: bool,
     client_tcp_eof: bool,
     upstream_tcp_eof: bool,
+    /// The body held a placeholder it may not carry: answered, cut off.
+    refused: bool,
 }
 
 /// Nothing more to relay: the round found an end or an error.
@@ -624,13 +765,14 @@ fn relay_round(
     flow: &mut Flow,
     buf: &mut [u8],
     scan: &mut Scanner,
+    body: &mut BodyScan,
 ) -> Result<bool, Stop> {
     // Whether this round moved plaintext: then there may be more buffered
     // in rustls, which poll(2) cannot see, so go round again before
     // waiting.
-    let moved = client_to_upstream(e, flow, buf)? | upstream_to_client(e, flow, buf, scan)?;
+    let moved = client_to_upstream(e, flow, buf, body)? | upstream_to_client(e, flow, buf, scan)?;
     // Ciphertext out.
-    if flush(e.server, e.client).is_err() || flush(e.up, e.upstream).is_err() {
+    if flush(e.server, e.t.client).is_err() || flush(e.up, e.upstream).is_err() {
         return Err(Stop);
     }
     // The response is over and delivered: done (Connection: close).
@@ -644,7 +786,7 @@ fn relay_round(
             flow.upstream_tcp_eof = !take_tls(e.up, e.upstream).map_err(|_| Stop)?;
         }
         if !flow.client_tcp_eof && e.server.wants_read() && !e.up.wants_write() {
-            flow.client_tcp_eof = !take_tls(e.server, e.client).map_err(|_| Stop)?;
+            flow.client_tcp_eof = !take_tls(e.server, e.t.client).map_err(|_| Stop)?;
         }
         return Ok(true);
     }
@@ -653,7 +795,12 @@ fn relay_round(
 
 /// Plaintext from the cage to the server, only once the server's side has
 /// sent what it had (backpressure). Returns whether any moved.
-fn client_to_upstream(e: &mut Ends, flow: &mut Flow, buf: &mut [u8]) -> Result<bool, Stop> {
+fn client_to_upstream(
+    e: &mut Ends,
+    flow: &mut Flow,
+    buf: &mut [u8],
+    body: &mut BodyScan,
+) -> Result<bool, Stop> {
     if flow.client_done || e.up.wants_write() {
         return Ok(false);
     }
@@ -663,8 +810,12 @@ fn client_to_upstream(e: &mut Ends, flow: &mut Flow, buf: &mut [u8]) -> Result<b
             e.up.send_close_notify();
         }
         Ok(n) => {
-            flow.n_up += n as u64;
-            e.up.writer().write_all(&buf[..n]).map_err(|_| Stop)?;
+            let Some(out) = e.t.body_part(e.server, body, &buf[..n]) else {
+                flow.refused = true;
+                return Err(Stop);
+            };
+            flow.n_up += out.len() as u64;
+            e.up.writer().write_all(&out).map_err(|_| Stop)?;
             return Ok(true);
         }
         Err(err)
@@ -744,7 +895,7 @@ fn wait_and_read(e: &mut Ends, flow: &mut Flow) -> Result<bool, Stop> {
         uf |= PollFlags::POLLIN;
     }
     let mut fds = [
-        PollFd::new(e.client.as_fd(), cf),
+        PollFd::new(e.t.client.as_fd(), cf),
         PollFd::new(e.upstream.as_fd(), uf),
     ];
     match poll(&mut fds, PollTimeout::NONE) {
@@ -759,7 +910,7 @@ fn wait_and_read(e: &mut Ends, flow: &mut Flow) -> Result<bool, Stop> {
     };
     let (c_ready, u_ready) = (ready(&fds[0]), ready(&fds[1]));
     if c_ready && !flow.client_tcp_eof {
-        flow.client_tcp_eof = !take_tls(e.server, e.client).map_err(|_| Stop)?;
+        flow.client_tcp_eof = !take_tls(e.server, e.t.client).map_err(|_| Stop)?;
     }
     if u_ready && !flow.upstream_tcp_eof {
         flow.upstream_tcp_eof = !take_tls(e.up, e.upstream).map_err(|_| Stop)?;
@@ -906,6 +1057,46 @@ mod tests {
         let r = request("GET / HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
         let (_, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
         assert!(swapped.is_empty());
+    }
+
+    #[test]
+    fn bodies_swap_with_the_rule_refuse_other_secrets_and_end_on_time() {
+        let mut v = vault();
+        let r = request("POST / HTTP/1.1\r\nHost: api.a.example\r\nContent-Length: 40\r\n\r\n");
+        // Without the rule: a's placeholder passes as it is.
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        let (out, swapped) = scan.feed(b"{\"k\":\"sk-PLACEHOLDaaaa\"}").unwrap();
+        assert_eq!(out, b"{\"k\":\"sk-PLACEHOLDaaaa\"}");
+        assert!(swapped.is_empty());
+        // b's placeholder may not go to a's host: refused, rule or not.
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        let (out, _) = scan.feed(b"x gh-PLACE").unwrap();
+        assert_eq!(out, b"x ", "a possible start is held back");
+        assert_eq!(scan.feed(b"HOLDbbbb").unwrap_err().secret, "b");
+        // With the rule: swapped across a chunk boundary, recorded once.
+        v.secrets[0].body = true;
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        let mut sent = Vec::new();
+        let mut names = Vec::new();
+        for part in [
+            &b"{\"k\":\"sk-PLACE"[..],
+            b"HOLDaaaa\",",
+            b"\"j\":\"sk-PLACEHOLDaaaa\"}",
+        ] {
+            let (out, new) = scan.feed(part).unwrap();
+            sent.extend(out);
+            names.extend(new);
+        }
+        let sent = String::from_utf8(sent).unwrap();
+        assert_eq!(
+            sent,
+            "{\"k\":\"sk-REALVALUEaaaa\",\"j\":\"sk-REALVALUEaaaa\"}"
+        );
+        assert_eq!(names, ["a"]);
+        // At Content-Length nothing is held, even a possible start.
+        let r = request("POST / HTTP/1.1\r\nHost: api.a.example\r\nContent-Length: 5\r\n\r\n");
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        assert_eq!(scan.feed(b"x sk-").unwrap().0, b"x sk-");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Secret {
     pub hosts: Vec<HostPattern>,
     /// Hosts `hosts` match where the proxy must not terminate TLS.
     pub exclude: Vec<HostPattern>,
+    /// Swapped in request bodies too, not only in header values.
+    pub body: bool,
     /// Never inherited by a clone; zeroed on drop.
     value: sys::WipeOnFork,
     placeholder: Vec<u8>,
@@ -114,6 +116,7 @@ impl Secret {
                 .filter_map(|h| HostPattern::parse(h).ok())
                 .collect(),
             exclude: Vec::new(),
+            body: false,
             value: sealed(value).unwrap(),
             placeholder: placeholder.to_vec(),
         }
@@ -191,6 +194,7 @@ pub fn prepare(plan: &mut Plan, host: &mut Host) -> Result<Option<Arc<Vault>>, S
             name: s.name.clone(),
             hosts: s.hosts.clone(),
             exclude: s.exclude.clone(),
+            body: s.body,
             value,
             placeholder,
         });
