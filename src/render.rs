@@ -237,7 +237,7 @@ pub fn plan(plan: &Plan) -> String {
             let hosts: Vec<String> = sec.hosts.iter().map(|h| h.to_string()).collect();
             let _ = writeln!(
                 s,
-                "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}  [{}]",
+                "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}{}{}  [{}]",
                 sec.name,
                 sec.from,
                 if sec.env.is_empty() {
@@ -250,6 +250,13 @@ pub fn plan(plan: &Plan) -> String {
                 } else {
                     hosts.join(", ")
                 },
+                if sec.exclude.is_empty() {
+                    String::new()
+                } else {
+                    let ex: Vec<String> = sec.exclude.iter().map(|h| h.to_string()).collect();
+                    format!(" (not {}: tunnels)", ex.join(", "))
+                },
+                if sec.body { ", in bodies too" } else { "" },
                 sec.source
             );
         }

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::host::Host;
-use crate::policy::{self, HostPattern, NetMode, Policy, Provenance, SecretSource, Sourced};
+use crate::policy::{
+    self, HostPattern, NetMode, Policy, PortSpec, Provenance, SecretSource, Sourced,
+};
 
 use super::{EnvVar, Mount};
 
@@ -74,6 +76,23 @@ pub struct SecretPlan {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body: bool,
     pub source: Provenance,
+}
+
+impl SecretPlan {
+    /// Whether the proxy swaps this secret in for `host:port`: one of its
+    /// hosts (no port means 443: secrets go over TLS only), not excluded.
+    pub fn goes_to(&self, host: &str, port: u16) -> bool {
+        let covers =
+            |h: &HostPattern| h.matches(host, port) && (h.port != PortSpec::Web || port == 443);
+        self.hosts.iter().any(covers) && !self.excluded(host, port)
+    }
+
+    /// Whether `host:port` is one of its `exclude` hosts.
+    pub fn excluded(&self, host: &str, port: u16) -> bool {
+        self.exclude
+            .iter()
+            .any(|h| h.matches(host, port) && (h.port != PortSpec::Web || port == 443))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
