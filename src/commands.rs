@@ -113,7 +113,7 @@ fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
 }
 
 fn run(args: RunArgs) -> Result<i32, Error> {
-    let loaded = run::load(
+    let mut loaded = run::load(
         &args.policy,
         args.command.first().map(String::as_str),
         args.dry_run,
@@ -146,7 +146,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     // cgroup limits, from the user's systemd if need be (which starts this
     // cage again, in a new scope).
     let place = run::cgroup_place(&loaded.policy, true)?;
-    let code = run::Run::open(&loaded, &args.command, place)?.run()?;
+    let code = run::Run::open(&mut loaded, &args.command, place)?.run()?;
     // After the run, so it costs the start nothing; a failure to prune
     // costs the run nothing either.
     if let Some(rules) = run::prune_rules(None, None) {

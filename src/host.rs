@@ -90,6 +90,19 @@ impl Host {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Replaces `value` wherever a variable holds it, zeroing the old
+    /// text: a secret's real value becomes its placeholder, so nothing
+    /// cloned from this process holds it.
+    pub fn scrub_value(&mut self, value: &str, with: &str) {
+        for (_, v) in &mut self.env {
+            if !value.is_empty() && v.contains(value) {
+                let new = v.replace(value, with);
+                zeroize::Zeroize::zeroize(v);
+                *v = new;
+            }
+        }
+    }
+
     /// `~` and `~/x` expanded against the home directory.
     pub fn expand_tilde(&self, path: &str) -> PathBuf {
         if path == "~" {

@@ -284,7 +284,7 @@ fn plan_secrets(s: &mut String, plan: &Plan) {
             let hosts: Vec<String> = sec.hosts.iter().map(|h| h.to_string()).collect();
             let _ = writeln!(
                 s,
-                "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}  [{}]",
+                "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}{}{}  [{}]",
                 sec.name,
                 sec.from,
                 if sec.env.is_empty() {
@@ -297,6 +297,13 @@ fn plan_secrets(s: &mut String, plan: &Plan) {
                 } else {
                     hosts.join(", ")
                 },
+                if sec.exclude.is_empty() {
+                    String::new()
+                } else {
+                    let ex: Vec<String> = sec.exclude.iter().map(|h| h.to_string()).collect();
+                    format!(" (not {}: tunnels)", ex.join(", "))
+                },
+                if sec.body { ", in bodies too" } else { "" },
                 sec.source
             );
         }

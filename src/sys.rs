@@ -541,6 +541,119 @@ pub fn int80_getpid() -> i32 {
     ret as i32
 }
 
+// ---- memory the cage never inherits ----
+
+/// An anonymous private mapping that a cloned child gets zero-filled
+/// (`MADV_WIPEONFORK`, Linux 4.14) and that core dumps leave out
+/// (`MADV_DONTDUMP`): where the supervisor keeps secret values, so cage
+/// init, a copy-on-write clone of the supervisor, never holds them.
+/// Zeroed (volatile writes) and unmapped on drop.
+pub struct WipeOnFork {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone (no aliasing pointer is
+// handed out beyond borrows of `self`), like a `Box<[u8]>`.
+unsafe impl Send for WipeOnFork {}
+// SAFETY: shared access only reads (`as_slice`); writes need `&mut self`.
+unsafe impl Sync for WipeOnFork {}
+
+impl WipeOnFork {
+    /// A zero-filled mapping of `len` bytes (at least one page is mapped).
+    pub fn new(len: usize) -> io::Result<WipeOnFork> {
+        let size = len.max(1);
+        // SAFETY: a new anonymous private mapping at an address the kernel
+        // picks: it overlaps nothing the program uses.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let Some(nn) = std::ptr::NonNull::new(ptr.cast::<u8>()) else {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        };
+        // Owned from here: a failed madvise unmaps it through Drop.
+        let map = WipeOnFork { ptr: nn, len };
+        for advice in [libc::MADV_WIPEONFORK, libc::MADV_DONTDUMP] {
+            // SAFETY: advice on the mapping just made, of its own size.
+            if unsafe { libc::madvise(ptr, size, advice) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(map)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes from `ptr` are mapped, readable and
+        // initialised (anonymous mappings are zero-filled) while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only
+        // reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for WipeOnFork {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.as_mut_slice());
+        // SAFETY: unmaps exactly the mapping `new` made; no borrow of it
+        // outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len.max(1)) };
+    }
+}
+
+/// Overwrites, in place, every occurrence of `value` in this process's
+/// environment block (what `/proc/PID/environ` shows, and what a cloned
+/// child inherits) with `with`, which must be as long. Returns how many it
+/// overwrote.
+///
+/// # Safety
+/// The process must be single-threaded (nothing may read or change the
+/// environment at the same time), and nothing may hold a borrow of bytes
+/// obtained from the C environment.
+pub unsafe fn overwrite_in_env(value: &[u8], with: &[u8]) -> usize {
+    if value.is_empty() || value.len() != with.len() {
+        return 0;
+    }
+    let mut done = 0;
+    // SAFETY: `environ` is a null-terminated array of pointers to
+    // NUL-terminated strings that this process owns (the initial stack
+    // block, or copies setenv made); single-threadedness is the caller's
+    // promise, so no one changes the array or the strings while this runs.
+    // Each write stays within one string's bytes, before its NUL.
+    unsafe {
+        let mut entry = std::ptr::addr_of!(libc::environ).read().cast_const();
+        while !(*entry).is_null() {
+            let len = std::ffi::CStr::from_ptr(*entry).to_bytes().len();
+            let text = std::slice::from_raw_parts_mut((*entry).cast::<u8>(), len);
+            let mut i = 0;
+            while i + value.len() <= text.len() {
+                if text[i..].starts_with(value) {
+                    text[i..i + with.len()].copy_from_slice(with);
+                    done += 1;
+                    i += value.len();
+                } else {
+                    i += 1;
+                }
+            }
+            entry = entry.add(1);
+        }
+    }
+    done
+}
+
 #[cfg(test)]
 pub(crate) mod probe {
     use nix::errno::Errno;

@@ -750,6 +750,8 @@ for atyp, addr in [(1, bytes([127, 0, 0, 1])), (4, bytes(15) + b"\x01"),
 struct TlsServer {
     port: u16,
     heads: Arc<Mutex<Vec<String>>>,
+    /// The first KiB of each request's body.
+    bodies: Arc<Mutex<Vec<String>>>,
 }
 
 struct TestCa {
@@ -802,11 +804,12 @@ impl TlsServer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let h = Arc::clone(&heads);
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (h, bs) = (Arc::clone(&heads), Arc::clone(&bodies));
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
-                let (h, config) = (Arc::clone(&h), Arc::clone(&config));
+                let (h, bs, config) = (Arc::clone(&h), Arc::clone(&bs), Arc::clone(&config));
                 std::thread::spawn(move || {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
                     let conn = rustls::ServerConnection::new(config).unwrap();
@@ -830,12 +833,22 @@ impl TlsServer {
                         })
                         .unwrap_or(0);
                     let mut body_len = got.len() - end;
+                    let mut body = got[end..].to_vec();
                     while body_len < length {
                         match tls.read(&mut buf) {
                             Ok(0) | Err(_) => break,
-                            Ok(n) => body_len += n,
+                            Ok(n) => {
+                                body_len += n;
+                                if body.len() < 1024 {
+                                    body.extend_from_slice(&buf[..n]);
+                                }
+                            }
                         }
                     }
+                    body.truncate(1024);
+                    bs.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
                     h.lock().unwrap().push(head.clone());
                     let body = format!("you sent {body_len} bytes of body and:\n{head}");
                     let _ = write!(
@@ -848,7 +861,15 @@ impl TlsServer {
                 });
             }
         });
-        TlsServer { port, heads }
+        TlsServer {
+            port,
+            heads,
+            bodies,
+        }
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
     }
 
     fn heads(&self) -> Vec<String> {
@@ -1154,4 +1175,169 @@ fn a_secret_is_swapped_through_socks5_too() {
     let audit = sb.audit();
     assert_eq!(records(&audit, "net")[0]["proto"], "socks5");
     assert_eq!(records(&audit, "secret")[0]["kind"], "swapped");
+}
+
+#[test]
+fn an_excluded_host_keeps_its_tunnel_and_never_gets_the_secret() {
+    // A client that pins certificates needs its host left alone: with the
+    // host excluded, its connection is the end-to-end tunnel every host
+    // without secrets gets (the client sees the server's own certificate),
+    // and what arrives there is the placeholder the cage sent.
+    let ca = TestCa::new();
+    let (swapped, excluded) = (TlsServer::start(&ca), TlsServer::start(&ca));
+    let sb = Sandbox::new("secrets-exclude");
+    let ca_file = ca.write(&sb.root);
+    let (a, b) = (swapped.port, excluded.port);
+    let policy = sb.root.join("secrets.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
+             hosts = [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\"]\nexclude = [\"127.0.0.1:{b}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = sb
+        .command(&[
+            "-f",
+            policy.to_str().unwrap(),
+            "--allow-host",
+            &format!("127.0.0.1:{a}"),
+            "--allow-host",
+            &format!("127.0.0.1:{b}"),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo \"key=$TEST_KEY\"; \
+                 {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" https://127.0.0.1:{a}/; \
+                 echo; {CURL} -x http://127.0.0.1:3128 -H \"x-api-key: $TEST_KEY\" \
+                 https://127.0.0.1:{b}/pinned; echo; echo done"
+            ),
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    let stdout = run.stdout();
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key="))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(key.len(), REAL_KEY.len(), "{stdout}");
+    assert!(stdout.contains("done"), "{stdout}");
+    let (to_a, to_b) = (swapped.heads(), excluded.heads());
+    assert_eq!(to_a.len(), 1, "{to_a:?}");
+    assert!(
+        to_a[0].contains(&format!("x-api-key: {REAL_KEY}")),
+        "{to_a:?}"
+    );
+    assert_eq!(to_b.len(), 1, "{to_b:?}");
+    assert!(to_b[0].contains(&format!("x-api-key: {key}")), "{to_b:?}");
+    assert!(!to_b[0].contains(REAL_KEY), "{to_b:?}");
+    // Only the terminated host's swap is recorded; the tunnel, none.
+    let audit = sb.audit();
+    let uses = records(&audit, "secret");
+    assert!(uses.iter().all(|r| r["port"] == a), "{uses:?}");
+    assert_eq!(
+        uses.iter().filter(|r| r["kind"] == "swapped").count(),
+        1,
+        "{uses:?}"
+    );
+}
+
+#[test]
+fn a_body_gets_the_secret_only_by_rule_and_never_another_hosts_placeholder() {
+    let ca = TestCa::new();
+    let (api, other) = (TlsServer::start(&ca), TlsServer::start(&ca));
+    let sb = Sandbox::new("secrets-body-rule");
+    let ca_file = ca.write(&sb.root);
+    let (a, b) = (api.port, other.port);
+    let policy = sb.root.join("secrets.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
+             hosts = [\"127.0.0.1:{a}\"]\nbody = true\n\
+             [secrets.OTHER_KEY]\nfrom = \"env:OTHER_KEY\"\nenv = \"OTHER_KEY\"\n\
+             hosts = [\"127.0.0.1:{b}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let post = |port: u16, var: &str, path: &str| {
+        format!(
+            "{CURL} -x http://127.0.0.1:3128 --data \"{{\\\"key\\\": \\\"${var}\\\"}}\" \
+             https://127.0.0.1:{port}/{path}; echo;"
+        )
+    };
+    let script = format!(
+        "echo \"other=$OTHER_KEY\"; {} {} {} echo done",
+        post(a, "TEST_KEY", "rule"),
+        post(b, "OTHER_KEY", "norule"),
+        post(a, "OTHER_KEY", "wronghost"),
+    );
+    let out = sb
+        .command(&[
+            "-f",
+            policy.to_str().unwrap(),
+            "--allow-host",
+            &format!("127.0.0.1:{a}"),
+            "--allow-host",
+            &format!("127.0.0.1:{b}"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("TEST_KEY", REAL_KEY)
+        .env("OTHER_KEY", OTHER_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run(out);
+    run.assert_ok();
+    let stdout = run.stdout();
+    assert!(stdout.contains("done"), "{stdout}");
+    assert!(
+        !stdout.contains(REAL_KEY) && !stdout.contains(OTHER_KEY),
+        "{stdout}"
+    );
+    let other_placeholder = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("other="))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(other_placeholder.len(), OTHER_KEY.len(), "{stdout}");
+    // With body = true the value reaches its host in the body.
+    let to_a = api.bodies();
+    assert_eq!(to_a.len(), 1, "{to_a:?} {stdout}");
+    assert!(
+        to_a[0].contains(&format!("\"key\": \"{REAL_KEY}\"")),
+        "{to_a:?}"
+    );
+    // Without it, the placeholder goes as it is, to its own host.
+    let to_b = other.bodies();
+    assert_eq!(to_b.len(), 1, "{to_b:?} {stdout}");
+    assert!(to_b[0].contains(&other_placeholder), "{to_b:?}");
+    assert!(!to_b[0].contains(OTHER_KEY), "{to_b:?}");
+    // Another secret's placeholder in a body: refused, and recorded.
+    assert!(stdout.contains("may not go to this host"), "{stdout}");
+    assert!(api.bodies().iter().all(|b| !b.contains(&other_placeholder)));
+    let audit = sb.audit();
+    let uses = records(&audit, "secret");
+    let count = |kind: &str, secret: &str| {
+        uses.iter()
+            .filter(|r| r["kind"] == kind && r["secret"] == secret)
+            .count()
+    };
+    assert_eq!(count("swapped", "TEST_KEY"), 1, "{uses:?}");
+    assert_eq!(count("refused", "OTHER_KEY"), 1, "{uses:?}");
+    assert_eq!(count("swapped", "OTHER_KEY"), 0, "{uses:?}");
 }

@@ -194,27 +194,27 @@ pub fn explain_host(plan: &Plan, host: &str, port: u16) -> Explanation {
     Explanation { allowed, lines }
 }
 
-/// A secret's host pattern, as the proxy reads it: no port means 443.
-fn covers(h: &crate::policy::HostPattern, host: &str, port: u16) -> bool {
-    h.matches(host, port) && (h.port != crate::policy::PortSpec::Web || port == 443)
-}
-
 /// Which secrets may go to `host:port`, and where each other one may.
 fn secret_lines(plan: &Plan, host: &str, port: u16) -> Vec<String> {
     let Some(sp) = &plan.secrets else {
         return Vec::new();
     };
-    let terminated = sp
-        .secrets
-        .iter()
-        .any(|s| s.hosts.iter().any(|h| covers(h, host, port)));
+    let terminated = sp.secrets.iter().any(|s| s.goes_to(host, port));
     let mut lines = Vec::new();
     for s in &sp.secrets {
         let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
-        if s.hosts.iter().any(|h| covers(h, host, port)) {
+        if s.goes_to(host, port) {
             lines.push(format!(
-                "secret {}: swapped in here over HTTPS (the proxy terminates TLS for this host) \
-                 ({})",
+                "secret {}: swapped in here over HTTPS (the proxy terminates TLS for this host), \
+                 in header values{} ({})",
+                s.name,
+                if s.body { " and request bodies" } else { "" },
+                s.source
+            ));
+        } else if s.excluded(host, port) {
+            lines.push(format!(
+                "secret {}: excluded here: this host stays an end-to-end tunnel (for clients \
+                 that pin certificates) and gets the placeholder, never the secret ({})",
                 s.name, s.source
             ));
         } else {

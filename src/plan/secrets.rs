@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::host::Host;
-use crate::policy::{self, HostPattern, NetMode, Policy, Provenance, SecretSource, Sourced};
+use crate::policy::{
+    self, HostPattern, NetMode, Policy, PortSpec, Provenance, SecretSource, Sourced,
+};
 
 use super::{EnvVar, Mount};
 
@@ -67,7 +69,30 @@ pub struct SecretPlan {
     /// `env`, and an `env:` source's own name if it would be passed.
     pub env: Vec<String>,
     pub hosts: Vec<HostPattern>,
+    /// Hosts matched by `hosts` that keep an end-to-end tunnel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<HostPattern>,
+    /// Swapped in request bodies too.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
     pub source: Provenance,
+}
+
+impl SecretPlan {
+    /// Whether the proxy swaps this secret in for `host:port`: one of its
+    /// hosts (no port means 443: secrets go over TLS only), not excluded.
+    pub fn goes_to(&self, host: &str, port: u16) -> bool {
+        let covers =
+            |h: &HostPattern| h.matches(host, port) && (h.port != PortSpec::Web || port == 443);
+        self.hosts.iter().any(covers) && !self.excluded(host, port)
+    }
+
+    /// Whether `host:port` is one of its `exclude` hosts.
+    pub fn excluded(&self, host: &str, port: u16) -> bool {
+        self.exclude
+            .iter()
+            .any(|h| h.matches(host, port) && (h.port != PortSpec::Web || port == 443))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,77 +142,105 @@ pub fn build(
 ) -> Result<Option<SecretsPlan>, SecretsError> {
     let mut secrets = Vec::new();
     for s in &policy.secrets {
-        let Sourced {
-            value: p,
-            source: prov,
-        } = s;
-        if !exists(&p.from, host) {
-            if p.optional {
-                continue;
-            }
-            return Err(SecretsError::Missing {
-                name: p.name.clone(),
-                from: p.from.to_string(),
-                rule: prov.clone(),
-            });
+        if let Some(plan) = build_secret(s, policy, host, mode, notes)? {
+            secrets.push(plan);
         }
-        if mode != NetMode::Proxy {
-            if p.optional {
-                // Only worth saying when the policy passes the value itself.
-                let passed = p.env.iter().chain(match &p.from {
-                    SecretSource::Env(v) => Some(v),
-                    _ => None,
-                });
-                if passed.into_iter().any(|v| passes(policy, v)) {
-                    notes.push(format!(
-                        "the secret {} ({prov}) is passed as it is: holding it back needs \
-                         network mode proxy",
-                        p.name
-                    ));
-                }
-                continue;
-            }
-            return Err(SecretsError::NeedsProxy {
-                name: p.name.clone(),
-                mode,
-                rule: prov.clone(),
-            });
-        }
-        let mut env: Vec<String> = p.env.iter().cloned().collect();
-        if let SecretSource::Env(var) = &p.from
-            && !env.contains(var)
-        {
-            env.push(var.clone());
-        }
-        let mut hosts = p.hosts.clone();
-        for var in &p.host_vars {
-            match host.var(var).map(url_host) {
-                Some(Ok(h)) if !hosts.contains(&h) => hosts.push(h),
-                Some(Err(why)) => notes.push(format!(
-                    "the secret {} ({prov}) does not go to the host in ${var}: {why}",
-                    p.name
-                )),
-                _ => {}
-            }
-        }
-        if hosts.is_empty() {
-            notes.push(format!(
-                "the secret {} ({prov}) has no host to go to: the cage gets its placeholder, \
-                 which works nowhere",
-                p.name
-            ));
-        }
-        secrets.push(SecretPlan {
-            name: p.name.clone(),
-            from: p.from.clone(),
-            env,
-            hosts,
-            source: prov.clone(),
-        });
     }
     if secrets.is_empty() {
         return Ok(None);
     }
+    let (upstream_roots, bundle_roots) = trust_roots(host)?;
+    Ok(Some(SecretsPlan {
+        secrets,
+        bundle: PathBuf::from(BUNDLE),
+        bundle_roots,
+        upstream_roots,
+    }))
+}
+
+/// One secret of the policy: its plan, `None` when an optional one does
+/// not apply, or why a required one cannot.
+fn build_secret(
+    s: &Sourced<policy::SecretPolicy>,
+    policy: &Policy,
+    host: &Host,
+    mode: NetMode,
+    notes: &mut Vec<String>,
+) -> Result<Option<SecretPlan>, SecretsError> {
+    let Sourced {
+        value: p,
+        source: prov,
+    } = s;
+    if !exists(&p.from, host) {
+        if p.optional {
+            return Ok(None);
+        }
+        return Err(SecretsError::Missing {
+            name: p.name.clone(),
+            from: p.from.to_string(),
+            rule: prov.clone(),
+        });
+    }
+    if mode != NetMode::Proxy {
+        if p.optional {
+            // Only worth saying when the policy passes the value itself.
+            let passed = p.env.iter().chain(match &p.from {
+                SecretSource::Env(v) => Some(v),
+                _ => None,
+            });
+            if passed.into_iter().any(|v| passes(policy, v)) {
+                notes.push(format!(
+                    "the secret {} ({prov}) is passed as it is: holding it back needs \
+                     network mode proxy",
+                    p.name
+                ));
+            }
+            return Ok(None);
+        }
+        return Err(SecretsError::NeedsProxy {
+            name: p.name.clone(),
+            mode,
+            rule: prov.clone(),
+        });
+    }
+    let mut env: Vec<String> = p.env.iter().cloned().collect();
+    if let SecretSource::Env(var) = &p.from
+        && !env.contains(var)
+    {
+        env.push(var.clone());
+    }
+    let mut hosts = p.hosts.clone();
+    for var in &p.host_vars {
+        match host.var(var).map(url_host) {
+            Some(Ok(h)) if !hosts.contains(&h) => hosts.push(h),
+            Some(Err(why)) => notes.push(format!(
+                "the secret {} ({prov}) does not go to the host in ${var}: {why}",
+                p.name
+            )),
+            _ => {}
+        }
+    }
+    if hosts.is_empty() {
+        notes.push(format!(
+            "the secret {} ({prov}) has no host to go to: the cage gets its placeholder, \
+             which works nowhere",
+            p.name
+        ));
+    }
+    Ok(Some(SecretPlan {
+        name: p.name.clone(),
+        from: p.from.clone(),
+        env,
+        hosts,
+        exclude: p.exclude.clone(),
+        body: p.body,
+        source: prov.clone(),
+    }))
+}
+
+/// What the proxy trusts upstream, and the host files that open the
+/// cage's bundle.
+fn trust_roots(host: &Host) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SecretsError> {
     let system = SYSTEM_BUNDLES
         .iter()
         .map(PathBuf::from)
@@ -226,12 +279,7 @@ pub fn build(
             bundle_roots.push(p);
         }
     }
-    Ok(Some(SecretsPlan {
-        secrets,
-        bundle: PathBuf::from(BUNDLE),
-        bundle_roots,
-        upstream_roots,
-    }))
+    Ok((upstream_roots, bundle_roots))
 }
 
 /// The host and port of an `https://` URL, as a pattern for that port.
@@ -321,6 +369,11 @@ pub fn check_bundle(mounts: &[Mount]) -> Result<(), SecretsError> {
 /// every CA variable names the bundle.
 pub fn apply_env(env: &mut Vec<EnvVar>, plan: &SecretsPlan) {
     let mut set = |name: &str, value: String, source: Provenance| {
+        // A passed variable may hold a secret's real value: zeroed, not
+        // just dropped (cage init inherits the heap).
+        for v in env.iter_mut().filter(|v| v.name == name) {
+            zeroize::Zeroize::zeroize(&mut v.value);
+        }
         env.retain(|v| v.name != name);
         env.push(EnvVar {
             name: name.to_string(),

@@ -1123,6 +1123,8 @@ fn secret(
             from,
             env: Some(env.into()),
             hosts: vec![policy::HostPattern::parse("api.example.com").unwrap()],
+            exclude: Vec::new(),
+            body: false,
             host_vars: vec!["API_BASE".into()],
             optional,
         },

@@ -605,6 +605,8 @@ fn flag_secret(v: &str) -> Result<super::SecretPolicy, String> {
         from: super::SecretSource::Env(var.to_string()),
         env: Some(var.to_string()),
         hosts: patterns,
+        exclude: Vec::new(),
+        body: false,
         host_vars: Vec::new(),
         optional: false,
     })

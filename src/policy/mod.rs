@@ -315,6 +315,11 @@ pub struct SecretPolicy {
     /// The variable inside that holds the placeholder.
     pub env: Option<String>,
     pub hosts: Vec<HostPattern>,
+    /// Hosts the proxy never terminates for this secret, though `hosts`
+    /// match them: tunnels, where the placeholder is not swapped.
+    pub exclude: Vec<HostPattern>,
+    /// `body = true`: swapped in request bodies as well as header values.
+    pub body: bool,
     /// Host variables (`$ANTHROPIC_BASE_URL` in `hosts`): the host and port
     /// of the `https://` URL cage's own environment holds there, if any.
     pub host_vars: Vec<String>,

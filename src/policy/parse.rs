@@ -371,6 +371,12 @@ impl Converter<'_> {
                 hosts.push(pattern);
             }
         }
+        let mut exclude = Vec::new();
+        for h in &raw.exclude {
+            let pattern = HostPattern::parse(h.get_ref())
+                .map_err(|reason| bad(self.at(h), format!("host `{}`: {reason}", h.get_ref())))?;
+            exclude.push(pattern);
+        }
         if hosts.is_empty() && host_vars.is_empty() {
             return Err(bad(
                 self.at(name),
@@ -382,6 +388,8 @@ impl Converter<'_> {
             from,
             env,
             hosts,
+            exclude,
+            body: raw.body.as_ref().is_some_and(|b| *b.get_ref()),
             host_vars,
             optional: raw.optional.as_ref().is_some_and(|o| *o.get_ref()),
         })

@@ -45,6 +45,13 @@ pub(crate) struct Secret {
     pub env: Option<Spanned<String>>,
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
+    /// Hosts among `hosts` the proxy must not terminate (clients that pin
+    /// certificates or use mTLS): their connections stay tunnels.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// Swap the placeholder in request bodies too (APIs that take the key
+    /// in a JSON body or a form), not only in header values.
+    pub body: Option<Spanned<bool>>,
     /// Skipped, not an error, when the source does not exist (an unset
     /// variable, a missing file): how profiles offer a secret.
     pub optional: Option<Spanned<bool>>,

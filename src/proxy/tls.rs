@@ -53,159 +53,259 @@ pub(super) fn serve(
     host: &str,
     port: u16,
 ) -> (u64, u64) {
-    let record = |kind: SecretUseKind, secret: &str, reason: Option<String>| {
-        shared
-            .log
-            .write(Record::Secret(SecretUse {
-                id,
-                kind,
-                secret: secret.to_string(),
-                host: host.to_string(),
-                port,
-                reason,
-            }))
-            .is_ok()
-    };
-    // 1.
-    let Ok(config) = vault.ca.server_config(host) else {
-        return (0, 0);
-    };
-    let Ok(mut server) = ServerConnection::new(config) else {
-        return (0, 0);
-    };
-    if !early.is_empty() && server.read_tls(&mut &early[..]).is_err() {
-        return (0, 0);
-    }
-    let until = Instant::now() + shared.config.header_timeout;
-    let mut sock = Timed {
-        stream: client,
-        until,
-    };
-    let head = {
-        let mut tls = rustls::Stream::new(&mut server, &mut sock);
-        http::read_head(&mut tls, shared.config.max_head)
-    };
     let names: Vec<&str> = vault
         .secrets
         .iter()
         .filter(|s| s.allowed_for(host, port))
         .map(|s| s.name.as_str())
         .collect();
-    let names = names.join(",");
-    let (head, rest) = match head {
-        Ok(x) => x,
-        Err(http::HeadError::Io(e)) if server.is_handshaking() => {
-            // Say why to the client (an alert: unknown CA, bad
-            // certificate) and in the log: a client that pins
-            // certificates, or one that ignores the bundle.
-            let _ = server.write_tls(&mut &*client);
-            let _ = record(
-                SecretUseKind::TlsFailed,
-                &names,
-                Some(format!(
-                    "the cage's TLS handshake with cage's proxy failed ({e}): a client that \
-                     pins certificates or does not read the CA bundle; leave this host out of \
-                     the secret's hosts for it"
-                )),
-            );
-            return (0, 0);
-        }
-        Err(_) => return (0, 0),
+    let t = Terminated {
+        client,
+        shared,
+        vault,
+        id,
+        host,
+        port,
+        names: names.join(","),
     };
-    // 2.
-    let reply = |server: &mut ServerConnection, status: u16, body: &str| {
-        let mut sock = Timed {
-            stream: client,
-            until: Instant::now() + shared.config.header_timeout,
-        };
-        let mut tls = rustls::Stream::new(server, &mut sock);
-        let _ = tls.write_all(&http::response(status, body));
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
-    };
-    let request = match http::parse_request(&head) {
-        Ok(r) if r.method != "CONNECT" && r.target.starts_with('/') => r,
-        Ok(_) => {
-            reply(&mut server, 400, "cage: send origin-form requests here");
-            return (0, 0);
-        }
-        Err(why) => {
-            reply(&mut server, 400, &format!("cage: {why}"));
-            return (0, 0);
-        }
-    };
-    let (rewritten, forms) = match swap(&request, vault, host, port) {
-        Ok((head, swapped, forms)) => {
-            // Fail closed: a swap the log does not show is not sent.
-            let logged = swapped
-                .iter()
-                .all(|name| record(SecretUseKind::Swapped, name, None));
-            if !logged {
-                reply(&mut server, 503, "cage: cage cannot write its audit log");
-                return (0, 0);
-            }
-            (head, forms)
-        }
-        Err(refusal) => {
-            let _ = record(
-                SecretUseKind::Refused,
-                &refusal.secret,
-                Some(refusal.why.to_string()),
-            );
-            let body = format!(
-                "cage: refused: this request carries the placeholder of the secret {}, which {}",
-                refusal.secret, refusal.why
-            );
-            reply(&mut server, 403, &body);
-            return (0, 0);
-        }
-    };
-    // 3.
-    let name = host.trim_start_matches('[').trim_end_matches(']');
-    let Ok(name) = ServerName::try_from(name.to_string()) else {
-        reply(&mut server, 502, "cage: not a TLS server name");
+    // 1.
+    let Some((mut server, head, rest)) = t.accept(early) else {
         return (0, 0);
     };
-    let Ok(mut up) = ClientConnection::new(Arc::clone(&vault.upstream), name) else {
-        reply(&mut server, 502, "cage: cannot start TLS upstream");
+    // 2.
+    let Some((rewritten, forms, mut body)) = t.decide(&mut server, &head) else {
+        return (0, 0);
+    };
+    // 3.
+    let Some(rest) = t.body_part(&mut server, &mut body, &rest) else {
         return (0, 0);
     };
     let mut first = rewritten;
     first.extend_from_slice(&rest);
-    let handshake = {
-        let mut usock = Timed {
-            stream: upstream,
-            until: Instant::now() + shared.config.connect_timeout,
-        };
-        let mut tls = rustls::Stream::new(&mut up, &mut usock);
-        tls.write_all(&first).and_then(|()| tls.flush())
-    };
-    if let Err(e) = handshake {
-        let _ = record(
-            SecretUseKind::TlsFailed,
-            &names,
-            Some(format!(
-                "TLS to {host}:{port} failed: {e}; nothing was sent"
-            )),
-        );
-        reply(
-            &mut server,
-            502,
-            &format!("cage: TLS to {host}:{port} failed: {e}"),
-        );
+    let Some(mut up) = t.connect(&mut server, upstream, &first) else {
         return (first.len() as u64, 0);
-    }
+    };
     // 4.
     let mut scan = Scanner::new(vault, forms);
-    let down = relay(client, upstream, &mut server, &mut up, &mut scan);
+    let mut ends = Ends {
+        t: &t,
+        upstream,
+        server: &mut server,
+        up: &mut up,
+    };
+    let down = relay(&mut ends, &mut scan, &mut body);
     for name in scan.found() {
-        let _ = record(
+        let _ = t.record(
             SecretUseKind::Scrubbed,
             &name,
             Some("the response held the real value; the cage got the placeholder".into()),
         );
     }
     (first.len() as u64 + down.0, down.1)
+}
+
+/// One terminated connection's facts, for the steps of [`serve`].
+struct Terminated<'a> {
+    client: &'a TcpStream,
+    shared: &'a Shared,
+    vault: &'a Vault,
+    id: u64,
+    host: &'a str,
+    port: u16,
+    /// The secrets this host may receive, for records about the connection.
+    names: String,
+}
+
+impl Terminated<'_> {
+    /// An audit record; false if the log could not take it.
+    fn record(&self, kind: SecretUseKind, secret: &str, reason: Option<String>) -> bool {
+        self.shared
+            .log
+            .write(Record::Secret(SecretUse {
+                id: self.id,
+                kind,
+                secret: secret.to_string(),
+                host: self.host.to_string(),
+                port: self.port,
+                reason,
+            }))
+            .is_ok()
+    }
+
+    /// An answer from the proxy itself, then close_notify.
+    fn reply(&self, server: &mut ServerConnection, status: u16, body: &str) {
+        let mut sock = Timed {
+            stream: self.client,
+            until: Instant::now() + self.shared.config.header_timeout,
+        };
+        let mut tls = rustls::Stream::new(server, &mut sock);
+        let _ = tls.write_all(&http::response(status, body));
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+
+    /// Step 1: the handshake with the cage and one request head (and what
+    /// followed it), under the head deadline.
+    fn accept(&self, early: &[u8]) -> Option<(ServerConnection, Vec<u8>, Vec<u8>)> {
+        let config = self.vault.ca.server_config(self.host).ok()?;
+        let mut server = ServerConnection::new(config).ok()?;
+        if !early.is_empty() && server.read_tls(&mut &early[..]).is_err() {
+            return None;
+        }
+        let mut sock = Timed {
+            stream: self.client,
+            until: Instant::now() + self.shared.config.header_timeout,
+        };
+        let head = {
+            let mut tls = rustls::Stream::new(&mut server, &mut sock);
+            http::read_head(&mut tls, self.shared.config.max_head)
+        };
+        match head {
+            Ok((head, rest)) => Some((server, head, rest)),
+            Err(http::HeadError::Io(e)) if server.is_handshaking() => {
+                // Say why to the client (an alert: unknown CA, bad
+                // certificate) and in the log: a client that pins
+                // certificates, or one that ignores the bundle.
+                let _ = server.write_tls(&mut &*self.client);
+                let _ = self.record(
+                    SecretUseKind::TlsFailed,
+                    &self.names,
+                    Some(format!(
+                        "the cage's TLS handshake with cage's proxy failed ({e}): a client that \
+                         pins certificates or does not read the CA bundle; leave this host out \
+                         of the secret's hosts for it"
+                    )),
+                );
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Step 2: the head to send upstream and the forms to scan for, or a
+    /// refusal answered and recorded.
+    fn decide(
+        &self,
+        server: &mut ServerConnection,
+        head: &[u8],
+    ) -> Option<(Vec<u8>, Forms, BodyScan)> {
+        let request = match http::parse_request(head) {
+            Ok(r) if r.method != "CONNECT" && r.target.starts_with('/') => r,
+            Ok(_) => {
+                self.reply(server, 400, "cage: send origin-form requests here");
+                return None;
+            }
+            Err(why) => {
+                self.reply(server, 400, &format!("cage: {why}"));
+                return None;
+            }
+        };
+        match swap(&request, self.vault, self.host, self.port) {
+            Ok((head, swapped, forms)) => {
+                // Fail closed: a swap the log does not show is not sent.
+                let logged = swapped
+                    .iter()
+                    .all(|name| self.record(SecretUseKind::Swapped, name, None));
+                if !logged {
+                    self.reply(server, 503, "cage: cage cannot write its audit log");
+                    return None;
+                }
+                Some((
+                    head,
+                    forms,
+                    BodyScan::new(self.vault, &request, self.host, self.port),
+                ))
+            }
+            Err(refusal) => {
+                self.refuse(server, &refusal);
+                None
+            }
+        }
+    }
+
+    /// Body bytes on their way up, through `body`: what may be sent, or
+    /// `None` when a placeholder in them was refused (answered 403,
+    /// recorded) or a swap could not be recorded (503).
+    fn body_part(
+        &self,
+        server: &mut ServerConnection,
+        body: &mut BodyScan,
+        bytes: &[u8],
+    ) -> Option<Vec<u8>> {
+        match body.feed(bytes) {
+            Ok((out, swapped)) => {
+                let logged = swapped
+                    .iter()
+                    .all(|name| self.record(SecretUseKind::Swapped, name, None));
+                if !logged {
+                    self.reply(server, 503, "cage: cage cannot write its audit log");
+                    return None;
+                }
+                Some(out)
+            }
+            Err(refusal) => {
+                self.refuse(server, &refusal);
+                None
+            }
+        }
+    }
+
+    fn refuse(&self, server: &mut ServerConnection, refusal: &Refusal) {
+        let _ = self.record(
+            SecretUseKind::Refused,
+            &refusal.secret,
+            Some(refusal.why.to_string()),
+        );
+        let body = format!(
+            "cage: refused: this request carries the placeholder of the secret {}, which {}",
+            refusal.secret, refusal.why
+        );
+        self.reply(server, 403, &body);
+    }
+
+    /// Step 3: TLS upstream, verified for the host, and the first request
+    /// sent; a failure answered 502 and recorded.
+    fn connect(
+        &self,
+        server: &mut ServerConnection,
+        upstream: &TcpStream,
+        first: &[u8],
+    ) -> Option<ClientConnection> {
+        let (host, port) = (self.host, self.port);
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(name) = ServerName::try_from(name.to_string()) else {
+            self.reply(server, 502, "cage: not a TLS server name");
+            return None;
+        };
+        let Ok(mut up) = ClientConnection::new(Arc::clone(&self.vault.upstream), name) else {
+            self.reply(server, 502, "cage: cannot start TLS upstream");
+            return None;
+        };
+        let handshake = {
+            let mut usock = Timed {
+                stream: upstream,
+                until: Instant::now() + self.shared.config.connect_timeout,
+            };
+            let mut tls = rustls::Stream::new(&mut up, &mut usock);
+            tls.write_all(first).and_then(|()| tls.flush())
+        };
+        if let Err(e) = handshake {
+            let _ = self.record(
+                SecretUseKind::TlsFailed,
+                &self.names,
+                Some(format!(
+                    "TLS to {host}:{port} failed: {e}; nothing was sent"
+                )),
+            );
+            self.reply(
+                server,
+                502,
+                &format!("cage: TLS to {host}:{port} failed: {e}"),
+            );
+            return None;
+        }
+        Some(up)
+    }
 }
 
 /// Why a request was refused.
@@ -431,6 +531,104 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The request body on its way up, in a stream (memory bounded by the
+/// longest placeholder, whatever the body's size):
+///
+/// 1. A placeholder of a secret this host may not receive: refused, as in
+///    the head.
+/// 2. A placeholder of a secret with `body = true` for this host: its
+///    value (the same length, so Content-Length and chunk sizes hold).
+/// 3. A placeholder of this host's secret without `body = true`: passed as
+///    it is (a conversation that quotes the key goes to the host that
+///    receives the real one anyway; the placeholder is worth nothing).
+///
+/// It holds back only a tail that could still begin a placeholder, and
+/// nothing once the body's Content-Length is reached (the client then
+/// waits for the answer). A chunked body ends in CRLF, which begins none.
+pub(super) struct BodyScan {
+    /// (placeholder, value, secret) to swap.
+    swaps: Vec<(Vec<u8>, Zeroizing<Vec<u8>>, String)>,
+    /// (placeholder, secret) to refuse.
+    refused: Vec<(Vec<u8>, String)>,
+    held: Vec<u8>,
+    /// Body bytes still to come, when Content-Length says.
+    left: Option<u64>,
+    /// Secrets already swapped on this request (each is recorded once).
+    swapped: Vec<String>,
+}
+
+impl BodyScan {
+    pub(super) fn new(vault: &Vault, request: &http::Request, host: &str, port: u16) -> Self {
+        let mut scan = BodyScan {
+            swaps: Vec::new(),
+            refused: Vec::new(),
+            held: Vec::new(),
+            left: request
+                .headers
+                .iter()
+                .find(|h| h.name == "content-length")
+                .and_then(|h| std::str::from_utf8(&h.value).ok()?.trim().parse().ok()),
+            swapped: Vec::new(),
+        };
+        for s in &vault.secrets {
+            let p = s.placeholder().to_vec();
+            if !s.allowed_for(host, port) {
+                scan.refused.push((p, s.name.clone()));
+            } else if s.body {
+                let value = Zeroizing::new(s.value().to_vec());
+                scan.swaps.push((p, value, s.name.clone()));
+            }
+        }
+        scan
+    }
+
+    /// The bytes to send after `chunk`, and the secrets swapped into the
+    /// body for the first time; or the refusal.
+    pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(Vec<u8>, Vec<String>), Refusal> {
+        if self.swaps.is_empty() && self.refused.is_empty() {
+            return Ok((chunk.to_vec(), Vec::new()));
+        }
+        let mut buf = std::mem::take(&mut self.held);
+        buf.extend_from_slice(chunk);
+        for (p, name) in &self.refused {
+            if contains(&buf, p) {
+                return Err(Refusal {
+                    secret: name.clone(),
+                    why: "may not go to this host",
+                });
+            }
+        }
+        let mut new = Vec::new();
+        for (p, value, name) in &self.swaps {
+            if contains(&buf, p) {
+                buf = replace(&buf, p, value);
+                if !self.swapped.contains(name) {
+                    self.swapped.push(name.clone());
+                    new.push(name.clone());
+                }
+            }
+        }
+        self.left = self.left.map(|n| n.saturating_sub(chunk.len() as u64));
+        if self.left != Some(0) {
+            let keep = self
+                .swaps
+                .iter()
+                .map(|(p, _, _)| p)
+                .chain(self.refused.iter().map(|(p, _)| p))
+                .map(|p| {
+                    (1..p.len().min(buf.len() + 1))
+                        .rev()
+                        .find(|&n| buf.ends_with(&p[..n]))
+                        .unwrap_or(0)
+                })
+                .max()
+                .unwrap_or(0);
+            self.held = buf.split_off(buf.len() - keep);
+        }
+        Ok((buf, new))
+    }
+}
+
 /// Replaces real values with their placeholders in a stream, across chunk
 /// boundaries: it holds back only a tail that could still begin a value.
 pub(super) struct Scanner {
@@ -502,14 +700,8 @@ impl Scanner {
 }
 
 /// Step 4. Returns plaintext (up, down) moved after the first request.
-fn relay(
-    client: &TcpStream,
-    upstream: &TcpStream,
-    server: &mut ServerConnection,
-    up: &mut ClientConnection,
-    scan: &mut Scanner,
-) -> (u64, u64) {
-    let (mut n_up, mut n_down) = (0u64, 0u64);
+fn relay(e: &mut Ends, scan: &mut Scanner, body: &mut BodyScan) -> (u64, u64) {
+    let (client, upstream) = (e.t.client, e.upstream);
     // Tunnels have no deadline: a model API may stream for minutes.
     for s in [client, upstream] {
         let _ = s.set_read_timeout(None);
@@ -518,154 +710,212 @@ fn relay(
             return (0, 0);
         }
     }
-    server.set_buffer_limit(None);
-    up.set_buffer_limit(None);
+    e.server.set_buffer_limit(None);
+    e.up.set_buffer_limit(None);
+    let mut flow = Flow::default();
     let mut buf = vec![0u8; CHUNK];
-    let (mut client_done, mut upstream_done) = (false, false);
-    let mut client_tcp_eof = false;
-    let mut upstream_tcp_eof = false;
-    loop {
-        // Whether this round moved plaintext: then there may be more
-        // buffered in rustls, which poll(2) cannot see, so go round again
-        // before waiting.
-        let mut moved = false;
-        // Plaintext across, only once the other side has sent what it had.
-        if !client_done && !up.wants_write() {
-            match server.reader().read(&mut buf) {
-                Ok(0) => {
-                    client_done = true;
-                    up.send_close_notify();
-                }
-                Ok(n) => {
-                    moved = true;
-                    n_up += n as u64;
-                    if up.writer().write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock && client_tcp_eof
-                        || e.kind() == io::ErrorKind::UnexpectedEof =>
-                {
-                    client_done = true;
-                    up.send_close_notify();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => break,
-            }
-        }
-        if !upstream_done && !server.wants_write() {
-            match up.reader().read(&mut buf) {
-                Ok(0) => upstream_done = true,
-                Ok(n) => {
-                    moved = true;
-                    let out = scan.feed(&buf[..n]);
-                    n_down += out.len() as u64;
-                    if server.writer().write_all(&out).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if upstream_tcp_eof {
-                        upstream_done = true;
-                    }
-                }
-                // A server that closes without close_notify (many do, with
-                // Connection: close): the response is still delivered.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => upstream_done = true,
-                Err(_) => break,
-            }
-            if upstream_done {
-                let tail = scan.finish();
-                n_down += tail.len() as u64;
-                let _ = server.writer().write_all(&tail);
-                server.send_close_notify();
-            }
-        }
-        // Ciphertext out.
-        if flush(server, client).is_err() || flush(up, upstream).is_err() {
+    while let Ok(go_on) = relay_round(e, &mut flow, &mut buf, scan, body) {
+        if !go_on {
             break;
-        }
-        // The response is over and delivered: done (Connection: close).
-        if upstream_done && !server.wants_write() {
-            break;
-        }
-        if moved {
-            // While data flows, read what the sockets hold without a
-            // poll(2) per record (a read that would block costs one call).
-            if !upstream_tcp_eof && up.wants_read() && !server.wants_write() {
-                match take_tls(up, upstream) {
-                    Ok(true) => {}
-                    Ok(false) => upstream_tcp_eof = true,
-                    Err(_) => break,
-                }
-            }
-            if !client_tcp_eof && server.wants_read() && !up.wants_write() {
-                match take_tls(server, client) {
-                    Ok(true) => {}
-                    Ok(false) => client_tcp_eof = true,
-                    Err(_) => break,
-                }
-            }
-            continue;
-        }
-        let mut cf = PollFlags::empty();
-        if !client_tcp_eof && server.wants_read() && !up.wants_write() {
-            cf |= PollFlags::POLLIN;
-        }
-        if server.wants_write() {
-            cf |= PollFlags::POLLOUT;
-        }
-        let mut uf = PollFlags::empty();
-        if !upstream_tcp_eof && up.wants_read() && !server.wants_write() {
-            uf |= PollFlags::POLLIN;
-        }
-        if up.wants_write() {
-            uf |= PollFlags::POLLOUT;
-        }
-        if cf.is_empty() && uf.is_empty() {
-            // Nothing to wait for: both sides idle with nothing pending.
-            if client_done || upstream_done {
-                break;
-            }
-            cf |= PollFlags::POLLIN;
-            uf |= PollFlags::POLLIN;
-        }
-        let mut fds = [
-            PollFd::new(client.as_fd(), cf),
-            PollFd::new(upstream.as_fd(), uf),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-        let ready = |f: &PollFd| {
-            f.revents().is_some_and(|r| {
-                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-            })
-        };
-        let (c_ready, u_ready) = (ready(&fds[0]), ready(&fds[1]));
-        if c_ready && !client_tcp_eof {
-            match take_tls(server, client) {
-                Ok(true) => {}
-                Ok(false) => client_tcp_eof = true,
-                Err(_) => break,
-            }
-        }
-        if u_ready && !upstream_tcp_eof {
-            match take_tls(up, upstream) {
-                Ok(true) => {}
-                Ok(false) => upstream_tcp_eof = true,
-                Err(_) => break,
-            }
         }
     }
     for s in [client, upstream] {
         let _ = s.set_nonblocking(false);
     }
     let _ = upstream.shutdown(std::net::Shutdown::Both);
-    (n_up, n_down)
+    if flow.refused {
+        // The refusal's answer, queued in the cage's session: best effort,
+        // the socket back in blocking mode.
+        let _ = flush(e.server, client);
+    }
+    (flow.n_up, flow.n_down)
+}
+
+/// Both sockets and both TLS sessions of a terminated connection.
+struct Ends<'a> {
+    t: &'a Terminated<'a>,
+    upstream: &'a TcpStream,
+    server: &'a mut ServerConnection,
+    up: &'a mut ClientConnection,
+}
+
+/// Where a relay stands: bytes moved, and which side has ended.
+#[derive(Default)]
+struct Flow {
+    n_up: u64,
+    n_down: u64,
+    /// The client's plaintext ended (close_notify, or EOF after it).
+    client_done: bool,
+    /// The server's response ended.
+    upstream_done: bool,
+    client_tcp_eof: bool,
+    upstream_tcp_eof: bool,
+    /// The body held a placeholder it may not carry: answered, cut off.
+    refused: bool,
+}
+
+/// Nothing more to relay: the round found an end or an error.
+struct Stop;
+
+/// One round: plaintext across both ways, ciphertext out, then ciphertext
+/// in (at once while data flows, else after poll(2)). `Ok(false)` when the
+/// response is over and delivered.
+fn relay_round(
+    e: &mut Ends,
+    flow: &mut Flow,
+    buf: &mut [u8],
+    scan: &mut Scanner,
+    body: &mut BodyScan,
+) -> Result<bool, Stop> {
+    // Whether this round moved plaintext: then there may be more buffered
+    // in rustls, which poll(2) cannot see, so go round again before
+    // waiting.
+    let moved = client_to_upstream(e, flow, buf, body)? | upstream_to_client(e, flow, buf, scan)?;
+    // Ciphertext out.
+    if flush(e.server, e.t.client).is_err() || flush(e.up, e.upstream).is_err() {
+        return Err(Stop);
+    }
+    // The response is over and delivered: done (Connection: close).
+    if flow.upstream_done && !e.server.wants_write() {
+        return Ok(false);
+    }
+    if moved {
+        // While data flows, read what the sockets hold without a poll(2)
+        // per record (a read that would block costs one call).
+        if !flow.upstream_tcp_eof && e.up.wants_read() && !e.server.wants_write() {
+            flow.upstream_tcp_eof = !take_tls(e.up, e.upstream).map_err(|_| Stop)?;
+        }
+        if !flow.client_tcp_eof && e.server.wants_read() && !e.up.wants_write() {
+            flow.client_tcp_eof = !take_tls(e.server, e.t.client).map_err(|_| Stop)?;
+        }
+        return Ok(true);
+    }
+    wait_and_read(e, flow)
+}
+
+/// Plaintext from the cage to the server, only once the server's side has
+/// sent what it had (backpressure). Returns whether any moved.
+fn client_to_upstream(
+    e: &mut Ends,
+    flow: &mut Flow,
+    buf: &mut [u8],
+    body: &mut BodyScan,
+) -> Result<bool, Stop> {
+    if flow.client_done || e.up.wants_write() {
+        return Ok(false);
+    }
+    match e.server.reader().read(buf) {
+        Ok(0) => {
+            flow.client_done = true;
+            e.up.send_close_notify();
+        }
+        Ok(n) => {
+            let Some(out) = e.t.body_part(e.server, body, &buf[..n]) else {
+                flow.refused = true;
+                return Err(Stop);
+            };
+            flow.n_up += out.len() as u64;
+            e.up.writer().write_all(&out).map_err(|_| Stop)?;
+            return Ok(true);
+        }
+        Err(err)
+            if err.kind() == io::ErrorKind::WouldBlock && flow.client_tcp_eof
+                || err.kind() == io::ErrorKind::UnexpectedEof =>
+        {
+            flow.client_done = true;
+            e.up.send_close_notify();
+        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+        Err(_) => return Err(Stop),
+    }
+    Ok(false)
+}
+
+/// The response to the cage, scanned, likewise; at its end, what the scan
+/// held back and close_notify. Returns whether any moved.
+fn upstream_to_client(
+    e: &mut Ends,
+    flow: &mut Flow,
+    buf: &mut [u8],
+    scan: &mut Scanner,
+) -> Result<bool, Stop> {
+    if flow.upstream_done || e.server.wants_write() {
+        return Ok(false);
+    }
+    let mut moved = false;
+    match e.up.reader().read(buf) {
+        Ok(0) => flow.upstream_done = true,
+        Ok(n) => {
+            moved = true;
+            let out = scan.feed(&buf[..n]);
+            flow.n_down += out.len() as u64;
+            e.server.writer().write_all(&out).map_err(|_| Stop)?;
+        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            flow.upstream_done = flow.upstream_tcp_eof;
+        }
+        // A server that closes without close_notify (many do, with
+        // Connection: close): the response is still delivered.
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => flow.upstream_done = true,
+        Err(_) => return Err(Stop),
+    }
+    if flow.upstream_done {
+        let tail = scan.finish();
+        flow.n_down += tail.len() as u64;
+        let _ = e.server.writer().write_all(&tail);
+        e.server.send_close_notify();
+    }
+    Ok(moved)
+}
+
+/// Waits in poll(2) for what either side's TLS session wants, then reads
+/// the ciphertext that arrived. `Ok(false)` when there is nothing left to
+/// wait for.
+fn wait_and_read(e: &mut Ends, flow: &mut Flow) -> Result<bool, Stop> {
+    let mut cf = PollFlags::empty();
+    if !flow.client_tcp_eof && e.server.wants_read() && !e.up.wants_write() {
+        cf |= PollFlags::POLLIN;
+    }
+    if e.server.wants_write() {
+        cf |= PollFlags::POLLOUT;
+    }
+    let mut uf = PollFlags::empty();
+    if !flow.upstream_tcp_eof && e.up.wants_read() && !e.server.wants_write() {
+        uf |= PollFlags::POLLIN;
+    }
+    if e.up.wants_write() {
+        uf |= PollFlags::POLLOUT;
+    }
+    if cf.is_empty() && uf.is_empty() {
+        // Nothing to wait for: both sides idle with nothing pending.
+        if flow.client_done || flow.upstream_done {
+            return Ok(false);
+        }
+        cf |= PollFlags::POLLIN;
+        uf |= PollFlags::POLLIN;
+    }
+    let mut fds = [
+        PollFd::new(e.t.client.as_fd(), cf),
+        PollFd::new(e.upstream.as_fd(), uf),
+    ];
+    match poll(&mut fds, PollTimeout::NONE) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(true),
+        Err(_) => return Err(Stop),
+    }
+    let ready = |f: &PollFd| {
+        f.revents().is_some_and(|r| {
+            r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+        })
+    };
+    let (c_ready, u_ready) = (ready(&fds[0]), ready(&fds[1]));
+    if c_ready && !flow.client_tcp_eof {
+        flow.client_tcp_eof = !take_tls(e.server, e.t.client).map_err(|_| Stop)?;
+    }
+    if u_ready && !flow.upstream_tcp_eof {
+        flow.upstream_tcp_eof = !take_tls(e.up, e.upstream).map_err(|_| Stop)?;
+    }
+    Ok(true)
 }
 
 /// Reads ciphertext and processes it; false at the peer's TCP EOF.
@@ -807,6 +1057,46 @@ mod tests {
         let r = request("GET / HTTP/1.1\r\nHost: api.a.example\r\n\r\n");
         let (_, swapped, _) = swap(&r, &v, "api.a.example", 443).unwrap();
         assert!(swapped.is_empty());
+    }
+
+    #[test]
+    fn bodies_swap_with_the_rule_refuse_other_secrets_and_end_on_time() {
+        let mut v = vault();
+        let r = request("POST / HTTP/1.1\r\nHost: api.a.example\r\nContent-Length: 40\r\n\r\n");
+        // Without the rule: a's placeholder passes as it is.
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        let (out, swapped) = scan.feed(b"{\"k\":\"sk-PLACEHOLDaaaa\"}").unwrap();
+        assert_eq!(out, b"{\"k\":\"sk-PLACEHOLDaaaa\"}");
+        assert!(swapped.is_empty());
+        // b's placeholder may not go to a's host: refused, rule or not.
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        let (out, _) = scan.feed(b"x gh-PLACE").unwrap();
+        assert_eq!(out, b"x ", "a possible start is held back");
+        assert_eq!(scan.feed(b"HOLDbbbb").unwrap_err().secret, "b");
+        // With the rule: swapped across a chunk boundary, recorded once.
+        v.secrets[0].body = true;
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        let mut sent = Vec::new();
+        let mut names = Vec::new();
+        for part in [
+            &b"{\"k\":\"sk-PLACE"[..],
+            b"HOLDaaaa\",",
+            b"\"j\":\"sk-PLACEHOLDaaaa\"}",
+        ] {
+            let (out, new) = scan.feed(part).unwrap();
+            sent.extend(out);
+            names.extend(new);
+        }
+        let sent = String::from_utf8(sent).unwrap();
+        assert_eq!(
+            sent,
+            "{\"k\":\"sk-REALVALUEaaaa\",\"j\":\"sk-REALVALUEaaaa\"}"
+        );
+        assert_eq!(names, ["a"]);
+        // At Content-Length nothing is held, even a possible start.
+        let r = request("POST / HTTP/1.1\r\nHost: api.a.example\r\nContent-Length: 5\r\n\r\n");
+        let mut scan = BodyScan::new(&v, &r, "api.a.example", 443);
+        assert_eq!(scan.feed(b"x sk-").unwrap().0, b"x sk-");
     }
 
     #[test]

@@ -11,7 +11,22 @@
 //!
 //! What the values never reach: the plan (it holds markers), the audit log
 //! (records name the secret, never a value), the terminal (errors name the
-//! secret and its source).
+//! secret and its source), and cage init, which is cloned from the
+//! supervisor after `prepare` and so would inherit a copy of its memory:
+//!
+//! 1. Values live in [`sys::WipeOnFork`] mappings, which the kernel hands a
+//!    cloned child zero-filled.
+//! 2. Values are read into buffers allocated once at their full size (a
+//!    growing buffer would leave freed copies behind) and zeroed on drop.
+//! 3. An `env:` value was in cage's own environment before any of this:
+//!    [`prepare`] overwrites it, wherever a variable holds it, there (the
+//!    block `/proc/PID/environ` shows) and in the host facts with the
+//!    placeholder, before the clone.
+//! 4. A variable the policy passed with the value, replaced by the
+//!    placeholder, is zeroed first.
+//!
+//! `tests/escape/secrets.rs` scans init's whole memory from outside for
+//! the value. Init is also non-dumpable (`sandbox::init`), the second wall.
 
 pub mod ca;
 
@@ -25,6 +40,7 @@ use zeroize::Zeroizing;
 use crate::host::Host;
 use crate::plan::{Mount, Plan, secrets::marker};
 use crate::policy::{HostPattern, PortSpec, SecretSource};
+use crate::sys;
 
 /// The shortest value held back: shorter ones make placeholders that could
 /// turn up in traffic by chance.
@@ -68,13 +84,24 @@ pub enum SecretError {
     NoRoots { path: PathBuf },
     #[error("making the session CA: {0}")]
     Ca(String),
+    #[error("mapping memory for the secret {name} (mmap, madvise MADV_WIPEONFORK)")]
+    Memory {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One secret, held back.
 pub struct Secret {
     pub name: String,
     pub hosts: Vec<HostPattern>,
-    value: Zeroizing<Vec<u8>>,
+    /// Hosts `hosts` match where the proxy must not terminate TLS.
+    pub exclude: Vec<HostPattern>,
+    /// Swapped in request bodies too, not only in header values.
+    pub body: bool,
+    /// Never inherited by a clone; zeroed on drop.
+    value: sys::WipeOnFork,
     placeholder: Vec<u8>,
 }
 
@@ -88,14 +115,16 @@ impl Secret {
                 .iter()
                 .filter_map(|h| HostPattern::parse(h).ok())
                 .collect(),
-            value: Zeroizing::new(value.to_vec()),
+            exclude: Vec::new(),
+            body: false,
+            value: sealed(value).unwrap(),
             placeholder: placeholder.to_vec(),
         }
     }
 
     /// The real value: for the proxy's swap and scan only.
     pub(crate) fn value(&self) -> &[u8] {
-        &self.value
+        self.value.as_slice()
     }
 
     pub fn placeholder(&self) -> &[u8] {
@@ -103,11 +132,12 @@ impl Secret {
     }
 
     /// Whether the secret may go to `host:port`. A pattern without a port
-    /// means 443 here: secrets go over TLS only.
+    /// means 443 here: secrets go over TLS only. An excluded host never:
+    /// its connections stay tunnels the proxy cannot look into.
     pub fn allowed_for(&self, host: &str, port: u16) -> bool {
-        self.hosts
-            .iter()
-            .any(|h| h.matches(host, port) && (h.port != PortSpec::Web || port == 443))
+        let matching =
+            |h: &HostPattern| h.matches(host, port) && (h.port != PortSpec::Web || port == 443);
+        self.hosts.iter().any(matching) && !self.exclude.iter().any(matching)
     }
 }
 
@@ -137,8 +167,9 @@ impl Vault {
 
 /// Reads the plan's secrets, puts placeholders in the environment, makes
 /// the session CA and writes the bundle into the view. `None` when the plan
-/// holds no secret.
-pub fn prepare(plan: &mut Plan, host: &Host) -> Result<Option<Arc<Vault>>, SecretError> {
+/// holds no secret. Before the clone, single-threaded: it rewrites cage's
+/// own environment block (3 above).
+pub fn prepare(plan: &mut Plan, host: &mut Host) -> Result<Option<Arc<Vault>>, SecretError> {
     let Some(sp) = plan.secrets.clone() else {
         return Ok(None);
     };
@@ -148,34 +179,76 @@ pub fn prepare(plan: &mut Plan, host: &Host) -> Result<Option<Arc<Vault>>, Secre
         let placeholder = placeholder(&value).ok_or_else(|| SecretError::Random {
             name: s.name.clone(),
         })?;
+        let value = sealed(&value).map_err(|source| SecretError::Memory {
+            name: s.name.clone(),
+            source,
+        })?;
+        // Wherever cage's own environment holds the value (its source,
+        // another variable): the placeholder, before the clone copies it.
+        let shown = String::from_utf8_lossy(&placeholder);
+        host.scrub_value(&String::from_utf8_lossy(value.as_slice()), &shown);
+        // SAFETY: cage is single-threaded until the clone (the proxy's
+        // threads start after it), and nothing borrows the C environment.
+        unsafe { sys::overwrite_in_env(value.as_slice(), &placeholder) };
         secrets.push(Secret {
             name: s.name.clone(),
             hosts: s.hosts.clone(),
+            exclude: s.exclude.clone(),
+            body: s.body,
             value,
             placeholder,
         });
     }
+    place_placeholders(plan, &secrets);
+    let session_ca = ca::SessionCa::new().map_err(SecretError::Ca)?;
+    write_bundle(plan, &sp.bundle, &sp.bundle_roots, session_ca.pem())?;
+    let upstream = ca::client_config(&sp.upstream_roots)?;
+    Ok(Some(Arc::new(Vault {
+        secrets,
+        ca: session_ca,
+        upstream,
+    })))
+}
+
+/// A value's copy in memory a clone never inherits.
+fn sealed(value: &[u8]) -> std::io::Result<sys::WipeOnFork> {
+    let mut map = sys::WipeOnFork::new(value.len())?;
+    map.as_mut_slice().copy_from_slice(value);
+    Ok(map)
+}
+
+/// Each secret's marker becomes its placeholder; wherever else the value
+/// would reach the cage (a variable passed under another name, a fixed
+/// value that repeats it), the placeholder stands in too, and the old
+/// text is zeroed before it is dropped.
+fn place_placeholders(plan: &mut Plan, secrets: &[Secret]) {
+    use zeroize::Zeroize;
     for var in &mut plan.env {
-        for s in &secrets {
+        for s in secrets {
+            let placeholder = String::from_utf8_lossy(&s.placeholder);
             if var.value == marker(&s.name) {
-                var.value = String::from_utf8_lossy(&s.placeholder).into_owned();
+                var.value = placeholder.into_owned();
+                continue;
             }
-        }
-        // Wherever else the value would reach the cage (a variable passed
-        // under another name, a fixed value that repeats it): the
-        // placeholder stands in there too.
-        for s in &secrets {
             let real = String::from_utf8_lossy(s.value());
             if var.value.contains(real.as_ref()) {
-                var.value = var
-                    .value
-                    .replace(real.as_ref(), &String::from_utf8_lossy(&s.placeholder));
+                let mut old = std::mem::take(&mut var.value);
+                var.value = old.replace(real.as_ref(), &placeholder);
+                old.zeroize();
             }
         }
     }
-    let session_ca = ca::SessionCa::new().map_err(SecretError::Ca)?;
+}
+
+/// The bundle's text: the roots, then the session CA.
+fn write_bundle(
+    plan: &mut Plan,
+    at: &Path,
+    roots: &[PathBuf],
+    ca_pem: &str,
+) -> Result<(), SecretError> {
     let mut bundle = String::new();
-    for path in &sp.bundle_roots {
+    for path in roots {
         let text = std::fs::read_to_string(path).map_err(|source| SecretError::Roots {
             path: path.clone(),
             source,
@@ -186,20 +259,15 @@ pub fn prepare(plan: &mut Plan, host: &Host) -> Result<Option<Arc<Vault>>, Secre
         }
     }
     bundle.push_str("# cage: this session's CA, for the hosts of its secrets\n");
-    bundle.push_str(session_ca.pem());
+    bundle.push_str(ca_pem);
     for m in &mut plan.mounts {
         if let Mount::File { dst, contents, .. } = m
-            && *dst == sp.bundle
+            && *dst == at
         {
             *contents = bundle.clone();
         }
     }
-    let upstream = ca::client_config(&sp.upstream_roots)?;
-    Ok(Some(Arc::new(Vault {
-        secrets,
-        ca: session_ca,
-        upstream,
-    })))
+    Ok(())
 }
 
 /// The real value, one trailing newline (and CR) removed, checked for a
@@ -211,7 +279,9 @@ fn read(name: &str, from: &SecretSource, host: &Host) -> Result<Zeroizing<Vec<u8
         from: shown.clone(),
         source,
     };
-    let mut value = Zeroizing::new(Vec::new());
+    // Its full size at once: a buffer that grew would leave freed,
+    // unzeroed copies of its first bytes on the heap.
+    let mut value = Zeroizing::new(Vec::with_capacity(MAX_LEN + 16));
     match from {
         SecretSource::Env(var) => {
             value.extend_from_slice(host.var(var).unwrap_or_default().as_bytes());
@@ -348,6 +418,19 @@ pub(crate) fn pem_certs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forked_child_gets_the_value_zeroed() {
+        use nix::sys::wait::WaitStatus;
+        let s = Secret::new("a", &[], b"sk-REALVALUEaaaa", b"sk-PLACEHOLDaaaa");
+        // A fork copies memory as cage init's clone does.
+        let status = crate::sys::probe_in_child(|| {
+            i32::from(!s.value().iter().all(|&b| b == 0) || s.value().len() != 16)
+        })
+        .unwrap();
+        assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+        assert_eq!(s.value(), b"sk-REALVALUEaaaa");
+    }
 
     #[test]
     fn placeholders_keep_length_class_and_prefix() {

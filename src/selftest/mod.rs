@@ -160,7 +160,7 @@ fn run_in(
         request.project = ProjectMode::Skip;
         request.policy_files.push(copy);
     }
-    let loaded = crate::session::run::Loaded::new(host.clone(), request)?;
+    let mut loaded = crate::session::run::Loaded::new(host.clone(), request)?;
     let policy = loaded.policy.clone();
 
     let listeners = Listeners::open(shadow).map_err(fail("opening the decoy listeners"))?;
@@ -215,7 +215,7 @@ fn run_in(
         // The selftest never moves into a new scope: its decoys would
         // be left behind by the exec.
         let place = crate::session::run::cgroup_place(&loaded.policy, false)?;
-        crate::session::run::Run::open(&loaded, &argv, place)?.run()
+        crate::session::run::Run::open(&mut loaded, &argv, place)?.run()
     })
     .map_err(fail("capturing the probe's output"))?;
     let observed: Vec<Observed> = output

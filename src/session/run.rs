@@ -200,7 +200,7 @@ impl Drop for Reservation {
 
 /// One session, opened: reserved, planned, recorded, not yet run.
 pub struct Run<'a> {
-    loaded: &'a Loaded,
+    loaded: &'a mut Loaded,
     plan: Plan,
     place: Place,
     reservation: Reservation,
@@ -220,7 +220,7 @@ impl<'a> Run<'a> {
     /// 4. The record and the log: required where they hold the session's
     ///    work (overlay, state directories) or its decisions (proxy);
     ///    elsewhere a session without them still runs, and says so.
-    pub fn open(loaded: &'a Loaded, argv: &[String], place: Place) -> Result<Run<'a>, Error> {
+    pub fn open(loaded: &'a mut Loaded, argv: &[String], place: Place) -> Result<Run<'a>, Error> {
         // 1.
         let reserved = super::reserve(&loaded.host);
         let id = reserved.as_ref().ok().map(|r| r.id.clone());
@@ -283,7 +283,7 @@ impl<'a> Run<'a> {
         super::state::prepare(&plan, &loaded.host.home)?;
         // Last before the run: the real values live from here on, in this
         // process only.
-        let vault = crate::secrets::prepare(&mut plan, &loaded.host)?;
+        let vault = crate::secrets::prepare(&mut plan, &mut loaded.host)?;
         let session = log.as_ref();
         crate::supervisor::check(&plan, session)?;
         reservation.keep();

@@ -21,6 +21,7 @@
 //!   reaches (2)
 //! - `kernel`: nested namespaces, mounts, capabilities, seccomp (5)
 //! - `readme`: the README's first command, run as written
+//! - `secrets`: a secret's real value in no process of the cage (1)
 //! - `selftest`: `cage selftest`, its battery and its cleanup (1-6)
 //! - `nested`: `allow_nested_userns`: an inner sandbox cannot undo the cage (2, 3, 5)
 //! - `shared_dirs`: /tmp and /run refused, host sockets in grants hidden (4)
@@ -50,6 +51,7 @@ mod output;
 mod planting;
 mod processes;
 mod readme;
+mod secrets;
 mod selftest;
 mod shared_dirs;
 mod state;
