@@ -327,7 +327,8 @@ pub fn build_for_session(
         .chain(policy.workspace.protect.iter().cloned())
         .chain(hooks_path_names(host, &workspace.value))
         .collect();
-    let scan = super::protect::scan(&workspace.value, &names);
+    let listings = super::listing::cache_file(&host.state_dir, &workspace.value);
+    let scan = super::protect::scan(&workspace.value, &names, Some(&listings));
     refuse_hard_links(&scan.found)?;
     for (dir, e) in &scan.unreadable {
         notes.push(format!(
@@ -626,6 +627,7 @@ pub fn build_for_session(
             links,
             gitdirs,
             known_gitdirs,
+            listings,
             overlay,
         },
         mounts,
