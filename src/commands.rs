@@ -360,7 +360,7 @@ pub(crate) fn launch(
     let warn = |e: &dyn std::error::Error| {
         crate::term::emit(&format!(
             "cage: warning: running without a session record: {}",
-            crate::term::escape_text(&crate::sandbox::init::chain(e))
+            crate::term::escape_text(&crate::error::chain(e))
         ));
     };
     let reserved = match reserved {

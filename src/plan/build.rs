@@ -62,6 +62,11 @@ pub enum BuildError {
     #[error("no command given: usage is `cage [OPTIONS] -- COMMAND [ARGS...]`")]
     NoCommand,
     #[error(
+        "the environment variable {name} ({rule}) holds a NUL byte, which exec cannot pass: \
+         remove it from the value"
+    )]
+    EnvNul { name: String, rule: Provenance },
+    #[error(
         "{path}: required by {rule} but it does not exist (prefix the path with `?` to make it optional)"
     )]
     MissingPath { path: PathBuf, rule: Provenance },
@@ -585,6 +590,7 @@ pub fn build_for_session(
     if let Some(secrets) = &secrets {
         super::secrets::apply_env(&mut env, secrets);
     }
+    refuse_nul(&env)?;
     let limits = build_limits(policy);
 
     // 5. The command.
@@ -1453,6 +1459,21 @@ fn add_ca_files(
         }
     }
     Ok(())
+}
+
+/// A variable with a NUL byte cannot reach the agent (exec takes C
+/// strings): refused with the rule that set it, never cut short.
+fn refuse_nul(env: &[EnvVar]) -> Result<(), BuildError> {
+    match env
+        .iter()
+        .find(|v| v.name.contains('\0') || v.value.contains('\0'))
+    {
+        Some(v) => Err(BuildError::EnvNul {
+            name: v.name.replace('\0', "\\0"),
+            rule: v.source.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What the environment needs once the view is known: PATH is the user's
