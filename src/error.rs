@@ -125,3 +125,15 @@ impl From<BuildError> for Error {
         Error::Plan(Box::new(e))
     }
 }
+
+/// An error and its sources on one line: "a: b: c".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

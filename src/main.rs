@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // The chain may quote what the agent chose (a path in the
             // workspace): escaped, and written without panicking.
-            let chain = cage::sandbox::init::chain(&e);
+            let chain = cage::error::chain(&e);
             cage::term::emit(&format!("cage: {}", cage::term::escape_text(&chain)));
             ExitCode::from(e.exit_code() as u8)
         }

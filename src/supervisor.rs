@@ -17,10 +17,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::audit::{self, Session};
+use crate::error::chain;
 use crate::guard::Guard;
 use crate::plan::Plan;
 use crate::proxy::{self, Proxy, Rules};
-use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND, chain};
+use crate::sandbox::init::{EXIT_CAGE, EXIT_NOT_FOUND};
 use crate::sandbox::protocol::{Channel, Incoming, Report};
 use crate::sandbox::{self, init, seccomp};
 use crate::secrets::Vault;
@@ -53,6 +54,8 @@ pub enum SupervisorError {
     Wait(#[source] nix::Error),
     #[error("building the seccomp filter")]
     Seccomp(#[source] seccomp::SeccompError),
+    #[error("building the agent's command line and environment (a NUL byte)")]
+    Nul(#[source] std::ffi::NulError),
     #[error("{message}")]
     Setup { message: String, code: i32 },
     #[error("{program}: command not found inside the cage")]
@@ -238,6 +241,7 @@ fn run_in(
     };
     let guard_program =
         (watch.creations || watch.execs).then(|| crate::sandbox::guard::build_program(watch));
+    let exec = init::Exec::of(plan).map_err(SupervisorError::Nul)?;
     let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
 
     // 2. Blocked before clone, so no signal falls between clone and the
@@ -250,7 +254,13 @@ fn run_in(
     let child = match unsafe { sys::clone_process(sandbox::clone_flags(plan)) } {
         Ok(None) => {
             drop(ours);
-            init::run(plan, theirs, &filters, guard_program.as_deref())
+            init::run(
+                plan,
+                theirs,
+                exec.as_ref(),
+                &filters,
+                guard_program.as_deref(),
+            )
         }
         Ok(Some(pid)) => Pid::from_raw(pid),
         Err(errno) => {

@@ -263,6 +263,55 @@ pub fn capbset_drop(cap: u32) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// `capget`/`capset`'s header and one 32-bit half of the sets
+/// (`_LINUX_CAPABILITY_VERSION_3`: two halves, 64 capabilities).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `capset` with every set empty: the calling thread's effective,
+/// permitted and inheritable sets cleared in one call.
+pub fn capset_clear() -> Result<(), Errno> {
+    let header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: the kernel reads the header and two data structs, which live
+    // until the call returns; it writes nothing.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// `capget`: whether the calling thread's effective, permitted and
+/// inheritable sets are all empty.
+pub fn capsets_empty() -> Result<bool, Errno> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: the kernel writes the header's version and two data structs,
+    // all owned here and live until the call returns.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    Errno::result(ret)?;
+    Ok(data
+        .iter()
+        .all(|d| d.effective == 0 && d.permitted == 0 && d.inheritable == 0))
+}
+
 /// `prctl(PR_GET_SECUREBITS)`: the calling thread's securebits.
 pub fn securebits() -> Result<u32, Errno> {
     // SAFETY: no arguments; the kernel reads no memory.

@@ -63,6 +63,11 @@ pub enum BuildError {
     #[error("no command given: usage is `cage [OPTIONS] -- COMMAND [ARGS...]`")]
     NoCommand,
     #[error(
+        "the environment variable {name} ({rule}) holds a NUL byte, which exec cannot pass: \
+         remove it from the value"
+    )]
+    EnvNul { name: String, rule: Provenance },
+    #[error(
         "{path}: required by {rule} but it does not exist (prefix the path with `?` to make it optional)"
     )]
     MissingPath { path: PathBuf, rule: Provenance },
@@ -258,6 +263,7 @@ pub fn build_for_session(
     if let Some(secrets) = &secrets {
         super::secrets::apply_env(&mut env, secrets);
     }
+    refuse_nul(&env)?;
     let limits = build_limits(policy);
 
     // 5. The command.
@@ -280,6 +286,7 @@ pub fn build_for_session(
             links: prot.links,
             gitdirs: prot.gitdirs,
             known_gitdirs: prot.known_gitdirs,
+            listings: prot.listings,
             overlay: ws.overlay,
         },
         mounts,
@@ -387,6 +394,8 @@ struct Protection {
     known_gitdirs: Vec<PathBuf>,
     /// Unix sockets found in the workspace.
     sockets: Vec<PathBuf>,
+    /// Where the walk's directory listings are cached.
+    listings: PathBuf,
 }
 
 impl Protection {
@@ -401,7 +410,8 @@ impl Protection {
         notes: &mut Vec<String>,
     ) -> Result<Self, BuildError> {
         let names = protected_names(policy, host, &ws.path.value);
-        let scan = super::protect::scan(&ws.path.value, &names);
+        let listings = super::listing::cache_file(&host.state_dir, &ws.path.value);
+        let scan = super::protect::scan(&ws.path.value, &names, Some(&listings));
         refuse_hard_links(&scan.found)?;
         for (dir, e) in &scan.unreadable {
             notes.push(format!(
@@ -426,6 +436,7 @@ impl Protection {
             gitdirs,
             known_gitdirs: scan.gitdirs,
             sockets: scan.sockets,
+            listings,
         })
     }
 }
@@ -1638,6 +1649,21 @@ fn add_ca_files(
         }
     }
     Ok(())
+}
+
+/// A variable with a NUL byte cannot reach the agent (exec takes C
+/// strings): refused with the rule that set it, never cut short.
+fn refuse_nul(env: &[EnvVar]) -> Result<(), BuildError> {
+    match env
+        .iter()
+        .find(|v| v.name.contains('\0') || v.value.contains('\0'))
+    {
+        Some(v) => Err(BuildError::EnvNul {
+            name: v.name.replace('\0', "\\0"),
+            rule: v.source.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What the environment needs once the view is known: PATH is the user's

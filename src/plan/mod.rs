@@ -10,6 +10,7 @@
 mod build;
 pub mod command;
 pub mod explain;
+mod listing;
 mod protect;
 pub mod seccomp;
 pub mod secrets;
@@ -140,6 +141,10 @@ pub struct WorkspacePlan {
     /// submodule gitdirs, bare repositories): one found at the end that is
     /// not here was made by the session.
     pub known_gitdirs: Vec<PathBuf>,
+    /// The walk's cache of directory listings, in cage's state directory
+    /// (never visible inside): the start and the end of a session read
+    /// only the directories that changed since it was stored.
+    pub listings: PathBuf,
     /// Overlay mode: where the session's writes land instead.
     pub overlay: Option<OverlayPlan>,
 }

@@ -69,7 +69,24 @@ pub(crate) struct Scan {
 /// Walks `root` for every existing protected path under it, in walk order,
 /// the protected names that are links, and the `.git` files that point
 /// outside `root`. `names` are relative paths matched in every directory.
-pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
+/// With a `cache` file, directories unchanged since it was stored are not
+/// read again ([`super::listing`]): one `lstat` each.
+pub(crate) fn scan(root: &Path, names: &[Sourced<String>], cache: Option<&Path>) -> Scan {
+    // What the walk asks of a directory's names: the protected names'
+    // first components, and what makes a directory a git directory.
+    let wanted = names
+        .iter()
+        .filter_map(|n| Path::new(&n.value).components().next())
+        .map(|c| c.as_os_str().to_os_string())
+        .chain(["HEAD", "objects", "refs", ".git"].map(std::ffi::OsString::from))
+        .collect();
+    let mut listings = super::listing::Listings::open(cache, root, wanted);
+    let scan = walk(root, names, &mut listings);
+    listings.save();
+    scan
+}
+
+fn walk(root: &Path, names: &[Sourced<String>], listings: &mut super::listing::Listings) -> Scan {
     let mut links = Vec::new();
     let mut outside = Vec::new();
     let mut found: Vec<Protected> = Vec::new();
@@ -79,27 +96,16 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>]) -> Scan {
     let mut unreadable = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
+        let listing = match listings.list(&dir) {
+            Ok(l) => l,
             Err(e) => {
                 unreadable.push((dir, e));
                 continue;
             }
         };
-        let mut here = BTreeSet::new();
-        let mut subdirs = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let kind = entry.file_type().ok();
-            let is_dir = kind.is_some_and(|t| t.is_dir());
-            if is_dir {
-                subdirs.push(entry.path());
-            }
-            if kind.is_some_and(|t| std::os::unix::fs::FileTypeExt::is_socket(&t)) {
-                sockets.push(entry.path());
-            }
-            here.insert(name);
-        }
+        sockets.extend(listing.sockets.iter().map(|s| dir.join(s)));
+        let here = listing.names;
+        let subdirs = listing.subdirs.iter().map(|s| dir.join(s));
         // A git directory, by name or by shape (git's own test: HEAD,
         // objects/ and refs/): its entries are judged by the allowlist,
         // and the walk does not descend into it.
@@ -376,7 +382,8 @@ pub fn created_protected(workspace: &super::WorkspacePlan) -> Created {
         .map(|p| p.path.as_path())
         .chain(workspace.links.iter().map(PathBuf::as_path))
         .collect();
-    let mut scan = scan(&workspace.path, &workspace.watch);
+    let cache = Some(workspace.listings.as_path());
+    let mut scan = scan(&workspace.path, &workspace.watch, cache);
     // A directory the agent made unreadable (`chmod 0311`) must not hide
     // what it holds: the user owns it, so make it readable and look again.
     let mut reopened = Vec::new();
@@ -392,7 +399,7 @@ pub fn created_protected(workspace: &super::WorkspacePlan) -> Created {
                 }
             }
         }
-        scan = self::scan(&workspace.path, &workspace.watch);
+        scan = self::scan(&workspace.path, &workspace.watch, cache);
     }
     let known: BTreeSet<&Path> = workspace
         .known_gitdirs

@@ -1231,3 +1231,22 @@ fn a_secret_without_the_proxy_or_its_source_refuses_to_run() {
         .to_string();
     assert!(e.contains("reads env:NOPE, which does not exist"), "{e}");
 }
+
+#[test]
+fn a_nul_byte_in_a_set_variable_is_refused_with_its_rule() {
+    let t = Tree::new("env-nul");
+    let mut p = base(&t);
+    p.env.set.push(Sourced::new(
+        ("GREETING".into(), "hi\0there".into()),
+        Provenance::File {
+            path: t.ws().join(".cage.toml"),
+            line: 7,
+        },
+    ));
+    let e = build(&p, &t.host(), &["sh".to_string()]).unwrap_err();
+    assert!(
+        matches!(&e, super::BuildError::EnvNul { name, .. } if name == "GREETING"),
+        "{e}"
+    );
+    assert!(e.to_string().contains(".cage.toml:7"), "{e}");
+}

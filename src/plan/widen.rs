@@ -357,7 +357,8 @@ fn compare_workspace(
         links: _,
         gitdirs: _, // binds: in the view comparison
         known_gitdirs,
-        overlay: _, // follows the mode
+        listings: _, // a cache of what the walk read; it decides nothing
+        overlay: _,  // follows the mode
     } = with;
     if *mode > without.mode {
         out.add(

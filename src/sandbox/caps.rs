@@ -33,12 +33,8 @@ pub enum CapsError {
     LockSecurebits(#[source] Errno),
     #[error("checking for CAP_SETPCAP")]
     CheckSetpcap(#[source] caps::errors::CapsError),
-    #[error("clearing the {set} capability set")]
-    ClearSet {
-        set: &'static str,
-        #[source]
-        source: caps::errors::CapsError,
-    },
+    #[error("clearing the inheritable, permitted and effective capability sets")]
+    ClearSets(#[source] Errno),
     #[error("setting no_new_privs")]
     NoNewPrivs(#[source] Errno),
 }
@@ -78,15 +74,9 @@ pub fn drop_all() -> Result<(), CapsError> {
     lock_securebits()?;
 
     // 4. Last of the sets: it ends CAP_SETPCAP, which steps 1 and 3 use.
-    //    The caps crate clears effective with permitted (effective must be
-    //    a subset of permitted); it is cleared again by name for clarity.
-    for (set, name) in [
-        (CapSet::Inheritable, "inheritable"),
-        (CapSet::Permitted, "permitted"),
-        (CapSet::Effective, "effective"),
-    ] {
-        caps::clear(None, set).map_err(|source| CapsError::ClearSet { set: name, source })?;
-    }
+    //    One capset empties all three (and with them the ambient set,
+    //    which must stay within permitted and inheritable).
+    sys::capset_clear().map_err(CapsError::ClearSets)?;
 
     // 5. Exec can no longer raise privileges at all (setuid bits and file
     //    capabilities are ignored), and seccomp and Landlock accept filters
@@ -97,14 +87,10 @@ pub fn drop_all() -> Result<(), CapsError> {
 /// Whether every capability set reads back empty (for the audit record:
 /// what was achieved, not what was asked).
 pub fn all_clear() -> bool {
-    let sets_empty = [
-        CapSet::Effective,
-        CapSet::Permitted,
-        CapSet::Inheritable,
-        CapSet::Ambient,
-    ]
-    .into_iter()
-    .all(|set| caps::read(None, set).is_ok_and(|c| c.is_empty()));
+    // The kernel keeps the ambient set within permitted and inheritable
+    // (capabilities(7)), so with those empty it is empty too: one capget
+    // instead of a prctl per capability.
+    let sets_empty = sys::capsets_empty() == Ok(true);
     let bounding_empty = (0..64)
         .map(sys::capbset_read)
         .take_while(|r| *r != Err(Errno::EINVAL))
@@ -112,21 +98,29 @@ pub fn all_clear() -> bool {
     sets_empty && bounding_empty
 }
 
-/// Drops every capability the kernel knows from the bounding set.
+/// Drops every capability the kernel knows from the bounding set: one
+/// prctl per capability, with no read before it (dropping one already gone
+/// succeeds while CAP_SETPCAP is held).
 ///
-/// PR_CAPBSET_READ answers EINVAL past the kernel's last capability, which
+/// PR_CAPBSET_DROP answers EINVAL past the kernel's last capability, which
 /// finds it without /proc (it may not be mounted at this point) and beyond
 /// the caps crate's list, which stops at the capabilities it knows (40).
 fn clear_bounding_set() -> Result<(), CapsError> {
     // Capability sets are 64 bits wide.
     for cap in 0..64 {
-        match sys::capbset_read(cap) {
-            Ok(true) => {
-                sys::capbset_drop(cap).map_err(|source| CapsError::DropBounding { cap, source })?
-            }
-            Ok(false) => {}
+        match sys::capbset_drop(cap) {
+            Ok(()) => {}
             Err(Errno::EINVAL) => break,
-            Err(source) => return Err(CapsError::ReadBounding { cap, source }),
+            // Without CAP_SETPCAP (a second call, after step 4): fine for
+            // a capability that is already gone, an error for one that is
+            // not. Past the last capability the read answers EINVAL (the
+            // drop's permission check comes first).
+            Err(source) => match sys::capbset_read(cap) {
+                Ok(false) => {}
+                Err(Errno::EINVAL) => break,
+                Ok(true) => return Err(CapsError::DropBounding { cap, source }),
+                Err(source) => return Err(CapsError::ReadBounding { cap, source }),
+            },
         }
     }
     Ok(())

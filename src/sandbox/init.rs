@@ -12,6 +12,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
+use crate::error::chain;
 use crate::plan::{Plan, Requirement, RlimitKind};
 use crate::sys;
 
@@ -22,6 +23,40 @@ use super::{caps, landlock, mounts, network, seccomp};
 pub const EXIT_CAGE: i32 = 125;
 pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// The agent's execve arguments, built by the supervisor before clone so
+/// that the child only passes them on.
+pub struct Exec {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Exec {
+    /// The exec of the plan's command, or `None` when it was not found.
+    /// A NUL byte, which the plan refuses in the environment and the
+    /// command line cannot hold, is an error rather than an empty string.
+    pub fn of(plan: &Plan) -> Result<Option<Exec>, std::ffi::NulError> {
+        let Some(program) = &plan.command.program else {
+            return Ok(None);
+        };
+        let cstr = |s: &str| CString::new(s);
+        Ok(Some(Exec {
+            path: CString::new(program.as_os_str().as_encoded_bytes())?,
+            argv: plan
+                .command
+                .argv
+                .iter()
+                .map(|a| cstr(a))
+                .collect::<Result<_, _>>()?,
+            envp: plan
+                .env
+                .iter()
+                .map(|v| cstr(&format!("{}={}", v.name, v.value)))
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+}
 
 /// Runs as pid 1 in the new namespaces. Never returns.
 ///
@@ -36,6 +71,7 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 pub fn run(
     plan: &Plan,
     channel: Channel,
+    exec: Option<&Exec>,
     seccomp_filters: &[seccompiler::BpfProgram],
     guard: Option<&[libc::sock_filter]>,
 ) -> ! {
@@ -96,7 +132,7 @@ pub fn run(
     // 5. The signals stay blocked here (inherited from the supervisor) and
     //    are read from a signalfd; the agent unblocks them before exec.
     let agent = match fork_single_threaded() {
-        Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters, guard),
+        Ok(ForkResult::Child) => agent(plan, &channel, exec, seccomp_filters, guard),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(
             &channel,
@@ -159,51 +195,15 @@ pub fn run(
 fn agent(
     plan: &Plan,
     channel: &Channel,
+    exec: Option<&Exec>,
     filters: &[seccompiler::BpfProgram],
     guard: Option<&[libc::sock_filter]>,
 ) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // 1.
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
-        fail(
-            channel,
-            Step::Confine,
-            "resetting the signal mask",
-            Some(e.into()),
-            EXIT_CAGE,
-        );
-    }
-    if let Err(e) = sys::default_disposition(Signal::SIGPIPE) {
-        fail(
-            channel,
-            Step::Confine,
-            "restoring the default action of SIGPIPE",
-            Some(e.into()),
-            EXIT_CAGE,
-        );
-    }
+    reset_signals(channel);
     // 2.
-    for r in &plan.limits.rlimits {
-        use nix::sys::resource::{Resource, getrlimit, setrlimit};
-        let res = match r.kind {
-            RlimitKind::Nofile => Resource::RLIMIT_NOFILE,
-            RlimitKind::Nproc => Resource::RLIMIT_NPROC,
-            RlimitKind::Fsize => Resource::RLIMIT_FSIZE,
-            RlimitKind::Core => Resource::RLIMIT_CORE,
-        };
-        // Never above the current hard limit: lowering needs no privilege.
-        let hard = getrlimit(res).map(|(_, h)| h).unwrap_or(r.value);
-        let v = r.value.min(hard);
-        if let Err(e) = setrlimit(res, v, v) {
-            fail(
-                channel,
-                Step::Confine,
-                &format!("setting the resource limit {:?}", r.kind),
-                Some(e.into()),
-                EXIT_CAGE,
-            );
-        }
-    }
+    set_rlimits(plan, channel);
     // 3.
     let landlock_status = match landlock::install(&plan.landlock) {
         Ok(status) => {
@@ -235,20 +235,12 @@ fn agent(
             EXIT_CAGE,
         );
     }
-    let Some(program) = &plan.command.program else {
+    let Some(exec) = exec else {
         channel.send(&Report::NotFound {
             program: plan.command.argv[0].clone(),
         });
         sys::exit_now(EXIT_NOT_FOUND);
     };
-    let cstr = |s: &str| CString::new(s).unwrap_or_default();
-    let path = CString::new(program.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let argv: Vec<CString> = plan.command.argv.iter().map(|a| cstr(a)).collect();
-    let env: Vec<CString> = plan
-        .env
-        .iter()
-        .map(|v| cstr(&format!("{}={}", v.name, v.value)))
-        .collect();
     // 6. Dumpable again, as exec would make it anyway: the guard reads
     //    this process's memory when it execs, and a process forked from
     //    the non-dumpable init keeps init's memory owner (the host's user
@@ -258,31 +250,8 @@ fn agent(
     if let Err(e) = seccomp::install(filters) {
         report(channel, Step::Confine, &e, None)
     }
-    // The guard last: its listener goes to the supervisor, and this
-    // process's copy is closed before exec, so nothing inside can answer
-    // its own notifications.
     if let Some(program) = guard {
-        match super::guard::install(program) {
-            Ok(listener) => {
-                if let Err(e) = channel.send_guard(&listener) {
-                    fail(
-                        channel,
-                        Step::Confine,
-                        "handing the guard's listener to the supervisor",
-                        Some(e),
-                        EXIT_CAGE,
-                    );
-                }
-                drop(listener);
-            }
-            Err(e) => fail(
-                channel,
-                Step::Confine,
-                "installing the guard's seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)",
-                Some(e),
-                EXIT_CAGE,
-            ),
-        }
+        install_guard(channel, program);
     }
     // The supervisor writes the session's start record from this, before
     // any of the agent's code runs.
@@ -293,7 +262,7 @@ fn agent(
         no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),
     });
     // 7.
-    let errno = match nix::unistd::execve(&path, &argv, &env) {
+    let errno = match nix::unistd::execve(&exec.path, &exec.argv, &exec.envp) {
         Err(e) => e,
         Ok(never) => match never {},
     };
@@ -303,11 +272,87 @@ fn agent(
         EXIT_CANNOT_EXECUTE
     };
     channel.send(&Report::ExecFailed {
-        program: program.display().to_string(),
+        program: exec.path.to_string_lossy().into_owned(),
         errno: errno as i32,
         code,
     });
     sys::exit_now(code)
+}
+
+/// The agent's step 1: an empty signal mask and SIGPIPE's default action
+/// (Rust's runtime ignores it, and an ignored signal stays ignored across
+/// exec).
+fn reset_signals(channel: &Channel) {
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
+        fail(
+            channel,
+            Step::Confine,
+            "resetting the signal mask",
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+    if let Err(e) = sys::default_disposition(Signal::SIGPIPE) {
+        fail(
+            channel,
+            Step::Confine,
+            "restoring the default action of SIGPIPE",
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+}
+
+/// The agent's step 2: the plan's resource limits, never above the
+/// current hard limit (lowering needs no privilege).
+fn set_rlimits(plan: &Plan, channel: &Channel) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    for r in &plan.limits.rlimits {
+        let res = match r.kind {
+            RlimitKind::Nofile => Resource::RLIMIT_NOFILE,
+            RlimitKind::Nproc => Resource::RLIMIT_NPROC,
+            RlimitKind::Fsize => Resource::RLIMIT_FSIZE,
+            RlimitKind::Core => Resource::RLIMIT_CORE,
+        };
+        let hard = getrlimit(res).map(|(_, h)| h).unwrap_or(r.value);
+        let v = r.value.min(hard);
+        if let Err(e) = setrlimit(res, v, v) {
+            fail(
+                channel,
+                Step::Confine,
+                &format!("setting the resource limit {:?}", r.kind),
+                Some(e.into()),
+                EXIT_CAGE,
+            );
+        }
+    }
+}
+
+/// The guard last: its listener goes to the supervisor, and this
+/// process's copy is closed before exec, so nothing inside can answer its
+/// own notifications.
+fn install_guard(channel: &Channel, program: &[libc::sock_filter]) {
+    match super::guard::install(program) {
+        Ok(listener) => {
+            if let Err(e) = channel.send_guard(&listener) {
+                fail(
+                    channel,
+                    Step::Confine,
+                    "handing the guard's listener to the supervisor",
+                    Some(e),
+                    EXIT_CAGE,
+                );
+            }
+            drop(listener);
+        }
+        Err(e) => fail(
+            channel,
+            Step::Confine,
+            "installing the guard's seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)",
+            Some(e),
+            EXIT_CAGE,
+        ),
+    }
 }
 
 fn close_inherited(channel: &Channel) -> std::io::Result<()> {
@@ -346,16 +391,4 @@ fn fail(channel: &Channel, step: Step, what: &str, e: Option<std::io::Error>, co
         code,
     });
     sys::exit_now(code)
-}
-
-/// An error and its sources on one line: "a: b: c".
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -114,7 +114,7 @@ pub fn enter_view(plan: &Plan) -> Result<(), MountError> {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(err("making the mount tree private", root))?;
+    .map_err(err("making the mount tree a slave of the host's", root))?;
 
     // 2.
     let staging = Path::new(STAGING);

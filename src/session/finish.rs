@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Session};
 use crate::plan::Plan;
-use crate::sandbox::init::chain;
+use crate::error::chain;
 use crate::term;
 
 /// Every end-of-session report, in the order the user reads them.

@@ -323,7 +323,7 @@ fn end(
 ) -> Vec<String> {
     let (code, error) = match status {
         Ok(code) => (*code, None),
-        Err(e) => (e.exit_code(), Some(crate::sandbox::init::chain(e))),
+        Err(e) => (e.exit_code(), Some(crate::error::chain(e))),
     };
     let _ = session.ended(code, error);
     let _ = super::record_end(&session.dir, code);
@@ -378,6 +378,6 @@ fn open_log(
 fn without_record(e: &dyn std::error::Error) {
     term::emit(&format!(
         "cage: warning: running without a session record: {}",
-        term::escape_text(&crate::sandbox::init::chain(e))
+        term::escape_text(&crate::error::chain(e))
     ));
 }

@@ -222,7 +222,7 @@ fn harvest_one(s: &StatePlan, rel: &Path) -> Result<bool, String> {
     let dst = s.lower.join(rel);
     let parent = dst.parent().ok_or("it has no parent directory")?;
     if parent.symlink_metadata().is_err() {
-        mkdir(parent).map_err(|e| format!("{e}: {}", crate::sandbox::init::chain(&e)))?;
+        mkdir(parent).map_err(|e| format!("{e}: {}", crate::error::chain(&e)))?;
     }
     // The host directory must be the plain one the plan named: a link
     // planted in a write-through directory must not redirect the copy.

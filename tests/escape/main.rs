@@ -13,6 +13,7 @@
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
 //! - `hidden`: changes git does not show, named at the end (2)
 //! - `hygiene`: environment and inherited descriptors (1)
+//! - `listings`: the walk's listing cache hides no protected path (2)
 //! - `local_authority`: loopback, unix sockets, the terminal (4)
 //! - `processes`: pid namespace, signals, exit status, teardown (4, 6)
 //! - `planting`: the guard, gitdirs by allowlist, quarantine (2)
@@ -45,6 +46,7 @@ mod front_door;
 mod hidden;
 mod hygiene;
 mod kernel;
+mod listings;
 mod local_authority;
 mod nested;
 mod output;

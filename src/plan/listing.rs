@@ -1,0 +1,394 @@
+//! Directory listings for the protected-path walk, cached per workspace so
+//! that an unchanged workspace costs one `lstat` per directory and no
+//! `getdents` at all (issue 16 item 1).
+//!
+//! What the walk needs from a directory is a function of the directory's
+//! entries (their names and kinds), and those change only by adding,
+//! removing or renaming an entry of that directory, which moves the
+//! directory's own change time (ctime). So each listing is kept with the
+//! directory's identity and times, and reused only while `lstat` still says
+//! the same: a change in a subdirectory moves only that subdirectory's
+//! ctime, and the walk stats every directory it reaches, so it is seen
+//! there. ctime, unlike mtime, cannot be set by an unprivileged process
+//! (`touch -d` moves it to now), so the agent cannot date a change back.
+//!
+//! Two limits keep this sound:
+//! - a directory whose ctime is within [`RACY`] of the walk's start is never
+//!   stored: a change in the same clock tick as the read would leave its
+//!   ctime unchanged (git's "racy index" problem);
+//! - only local filesystems whose ctime the kernel keeps are cached
+//!   ([`TRUSTED_FS`]); on NFS, FUSE, overlayfs and the rest every directory
+//!   is read each time.
+//!
+//! The cache is host-side data: it lives in cage's state directory, which is
+//! hidden inside every cage and which the guard refuses to let the agent
+//! create. Any damage (truncation, another version, another root) makes it
+//! read as empty: the walk then reads every directory, as without a cache.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How recent a directory's ctime may be for its listing to be stored:
+/// past the coarsest timestamp granularity cached filesystems have.
+const RACY: Duration = Duration::from_secs(2);
+
+/// Filesystems (statfs `f_type`) whose directory ctime the kernel keeps on
+/// every entry change: ext2/3/4, xfs, btrfs, tmpfs, f2fs, zfs, bcachefs.
+const TRUSTED_FS: &[i64] = &[
+    0xef53,
+    0x5846_5342,
+    0x9123_683e,
+    0x0102_1994,
+    0xf2f5_2010,
+    0x2fc1_2fc1,
+    0xca45_1a4e,
+];
+
+const MAGIC: &[u8] = b"cage listing cache 1\n";
+
+/// What the walk uses of one directory: its subdirectories, its sockets,
+/// and those of its other names the walk asks about (protected names'
+/// first components, `HEAD`, `objects`, `refs`, `.git`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Listing {
+    pub subdirs: Vec<OsString>,
+    pub sockets: Vec<OsString>,
+    pub names: BTreeSet<OsString>,
+}
+
+/// A directory's identity and times, as `lstat` gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl Key {
+    fn of(m: &std::fs::Metadata) -> Key {
+        Key {
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        }
+    }
+}
+
+/// The listings of one workspace: those loaded from the cache file, and
+/// those this walk read or confirmed, to be stored.
+pub(crate) struct Listings {
+    file: Option<PathBuf>,
+    root: PathBuf,
+    /// The names the walk asks about; a cache made for others is unused.
+    wanted: BTreeSet<OsString>,
+    old: HashMap<PathBuf, (Key, Listing)>,
+    new: HashMap<PathBuf, (Key, Listing)>,
+    /// ctimes at or after this are too recent to store.
+    cutoff: (i64, i64),
+    trusted: HashMap<u64, bool>,
+    /// Directories read with getdents, for the tests and the bench.
+    pub reads: usize,
+}
+
+impl Listings {
+    /// Listings for a walk of `root` asking about `wanted`, with the cache
+    /// in `file` (none: every directory is read, nothing is stored).
+    pub fn open(file: Option<&Path>, root: &Path, wanted: BTreeSet<OsString>) -> Listings {
+        let start = SystemTime::now()
+            .checked_sub(RACY)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        let mut l = Listings {
+            file: file.map(Path::to_path_buf),
+            root: root.to_path_buf(),
+            wanted,
+            old: HashMap::new(),
+            new: HashMap::new(),
+            cutoff: (
+                i64::try_from(start.as_secs()).unwrap_or(i64::MAX),
+                i64::from(start.subsec_nanos()),
+            ),
+            trusted: HashMap::new(),
+            reads: 0,
+        };
+        if let Some(bytes) = file.and_then(|f| std::fs::read(f).ok()) {
+            l.old = decode(&bytes, root, &l.wanted).unwrap_or_default();
+        }
+        l
+    }
+
+    /// `dir`'s listing: the cached one while `lstat` agrees, else read.
+    pub fn list(&mut self, dir: &Path) -> std::io::Result<Listing> {
+        let meta = dir.symlink_metadata()?;
+        let key = Key::of(&meta);
+        if let Some((k, listing)) = self.old.remove(dir)
+            && k == key
+        {
+            self.new.insert(dir.to_path_buf(), (key, listing.clone()));
+            return Ok(listing);
+        }
+        let listing = self.read(dir)?;
+        self.reads += 1;
+        if key.ctime < self.cutoff && key.mtime < self.cutoff && self.trusted(dir, key.dev) {
+            self.new.insert(dir.to_path_buf(), (key, listing.clone()));
+        }
+        Ok(listing)
+    }
+
+    fn read(&self, dir: &Path) -> std::io::Result<Listing> {
+        let mut listing = Listing::default();
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let kind = entry.file_type().ok();
+            if kind.is_some_and(|t| t.is_dir()) {
+                listing.subdirs.push(name.clone());
+            } else if kind.is_some_and(|t| t.is_socket()) {
+                listing.sockets.push(name.clone());
+            }
+            if self.wanted.contains(&name) {
+                listing.names.insert(name);
+            }
+        }
+        Ok(listing)
+    }
+
+    // The type of `f_type` differs between architectures and libcs.
+    #[allow(clippy::unnecessary_cast)]
+    fn trusted(&mut self, dir: &Path, dev: u64) -> bool {
+        *self.trusted.entry(dev).or_insert_with(|| {
+            nix::sys::statfs::statfs(dir)
+                .is_ok_and(|s| TRUSTED_FS.contains(&(s.filesystem_type().0 as i64)))
+        })
+    }
+
+    /// Stores what this walk read or confirmed (and only that: a directory
+    /// no longer reached is dropped), replacing the file atomically.
+    /// Failing to store costs only the next start's speed, so it is silent.
+    pub fn save(self) {
+        let Some(file) = &self.file else { return };
+        let bytes = encode(&self.root, &self.wanted, &self.new);
+        // Inside cage's state directory, never creating it: planning alone
+        // (`--dry-run`, before any session) leaves nothing behind.
+        let Some(dir) = file.parent() else { return };
+        if !dir.parent().is_some_and(Path::is_dir) {
+            return;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return,
+        }
+        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes));
+        if written.is_err() || std::fs::rename(&tmp, file).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// The cache file of the workspace `root` in cage's state directory.
+pub(crate) fn cache_file(state_dir: &Path, root: &Path) -> PathBuf {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    state_dir.join("listings").join(name)
+}
+
+// The file: MAGIC, the root, the wanted names, then each directory's path,
+// key and listing. Every length is a little-endian u32, every number an
+// i64/u64; names are raw bytes.
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_names<'a>(out: &mut Vec<u8>, names: impl ExactSizeIterator<Item = &'a OsString>) {
+    out.extend_from_slice(&u32::try_from(names.len()).unwrap_or(0).to_le_bytes());
+    for n in names {
+        put(out, n.as_bytes());
+    }
+}
+
+fn encode(
+    root: &Path,
+    wanted: &BTreeSet<OsString>,
+    dirs: &HashMap<PathBuf, (Key, Listing)>,
+) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    put(&mut out, root.as_os_str().as_bytes());
+    put_names(&mut out, wanted.iter());
+    out.extend_from_slice(&u32::try_from(dirs.len()).unwrap_or(0).to_le_bytes());
+    for (path, (key, listing)) in dirs {
+        put(&mut out, path.as_os_str().as_bytes());
+        for n in [key.dev, key.ino] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for n in [key.ctime.0, key.ctime.1, key.mtime.0, key.mtime.1] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        put_names(&mut out, listing.subdirs.iter());
+        put_names(&mut out, listing.sockets.iter());
+        put_names(&mut out, listing.names.iter());
+    }
+    out
+}
+
+/// A reader over the file's bytes; every read is bounds-checked.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<usize> {
+        let b = self.take(4)?;
+        usize::try_from(u32::from_le_bytes(b.try_into().ok()?)).ok()
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()?;
+        self.take(n)
+    }
+    fn names(&mut self) -> Option<Vec<OsString>> {
+        let n = self.u32()?;
+        // Each name takes at least its length's four bytes.
+        if n > self.0.len() / 4 {
+            return None;
+        }
+        (0..n)
+            .map(|_| Some(OsString::from_vec(self.bytes()?.to_vec())))
+            .collect()
+    }
+}
+
+fn decode(
+    bytes: &[u8],
+    root: &Path,
+    wanted: &BTreeSet<OsString>,
+) -> Option<HashMap<PathBuf, (Key, Listing)>> {
+    let mut r = Reader(bytes.strip_prefix(MAGIC)?);
+    if r.bytes()? != root.as_os_str().as_bytes() {
+        return None;
+    }
+    if r.names()?.into_iter().collect::<BTreeSet<_>>() != *wanted {
+        return None;
+    }
+    let count = r.u32()?;
+    let mut dirs = HashMap::with_capacity(count.min(bytes.len() / 64));
+    for _ in 0..count {
+        let path = PathBuf::from(OsStr::from_bytes(r.bytes()?));
+        let key = Key {
+            dev: r.u64()?,
+            ino: r.u64()?,
+            ctime: (r.i64()?, r.i64()?),
+            mtime: (r.i64()?, r.i64()?),
+        };
+        let listing = Listing {
+            subdirs: r.names()?,
+            sockets: r.names()?,
+            names: r.names()?.into_iter().collect(),
+        };
+        dirs.insert(path, (key, listing));
+    }
+    r.0.is_empty().then_some(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> BTreeSet<OsString> {
+        [".envrc", "HEAD"].into_iter().map(OsString::from).collect()
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cage-listing-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+
+    #[test]
+    fn the_file_round_trips_and_damage_reads_as_empty() {
+        let root = Path::new("/w");
+        let listing = Listing {
+            subdirs: vec!["a".into(), OsString::from_vec(vec![0xff, b'x'])],
+            sockets: vec!["s".into()],
+            names: [OsString::from(".envrc")].into_iter().collect(),
+        };
+        let key = Key {
+            dev: 1,
+            ino: 2,
+            ctime: (3, 4),
+            mtime: (5, 6),
+        };
+        let dirs: HashMap<PathBuf, (Key, Listing)> = [(PathBuf::from("/w/a"), (key, listing))]
+            .into_iter()
+            .collect();
+        let bytes = encode(root, &wanted(), &dirs);
+        assert_eq!(decode(&bytes, root, &wanted()), Some(dirs));
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n], root, &wanted()).is_none(), "cut at {n}");
+        }
+        assert!(decode(&bytes, Path::new("/other"), &wanted()).is_none());
+        assert!(decode(&bytes, root, &BTreeSet::new()).is_none());
+    }
+
+    #[test]
+    fn an_unchanged_directory_is_not_read_again_and_a_changed_one_is() {
+        let root = tmp("reuse");
+        let sub = root.join("sub");
+        std::fs::create_dir(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let file = root.join("cache");
+        let mut l = Listings::open(Some(&file), &root, wanted());
+        // Every directory is too recent to store: nothing is cached.
+        l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.reads, 1);
+        // Stored as if the walk had started long after (the racy window
+        // is the clock's, not the test's).
+        l.cutoff = (i64::MAX, 0);
+        l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
+        l.save();
+        let mut l = Listings::open(Some(&file), &root, wanted());
+        let got = l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((l.reads, got.names.len()), (0, 0), "reused");
+        // Past the stored ctime's clock tick (what RACY is for), then a
+        // protected name appears.
+        let stored = Key::of(&sub.symlink_metadata().unwrap_or_else(|e| panic!("{e}"))).ctime;
+        let probe = root.join("probe");
+        for _ in 0..10_000 {
+            std::fs::write(&probe, "").unwrap_or_else(|e| panic!("{e}"));
+            let m = probe.symlink_metadata().unwrap_or_else(|e| panic!("{e}"));
+            if Key::of(&m).ctime > stored {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::write(sub.join(".envrc"), "").unwrap_or_else(|e| panic!("{e}"));
+        let mut l = Listings::open(Some(&file), &root, wanted());
+        let got = l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.reads, 1, "read again: its ctime moved");
+        assert!(got.names.contains(OsStr::new(".envrc")));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
