@@ -607,7 +607,7 @@ pub fn build_for_session(
     }
     let not_found = program.is_none().then(|| not_found(&facts, host, &hides));
 
-    Ok(Plan {
+    let mut plan = Plan {
         command: CommandPlan {
             argv: argv.to_vec(),
             program,
@@ -640,7 +640,19 @@ pub fn build_for_session(
         state,
         create,
         secrets,
-    })
+        graded: None,
+    };
+    // 6. Without namespaces, when allowed: from the finished plan, so both
+    //    modes grant the same paths.
+    if let Some(l) = policy
+        .security
+        .allow_degraded
+        .iter()
+        .find(|l| l.value == Layer::Namespaces)
+    {
+        plan.graded = Some(super::graded::build(&plan, &l.source, &session_dir));
+    }
+    Ok(plan)
 }
 
 /// A protected file with another hard link could be changed through the
@@ -1894,6 +1906,7 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
         devices,
         scope_abstract_sockets: true,
         scope_signals: true,
+        deny_tcp: false,
     }
 }
 

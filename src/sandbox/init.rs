@@ -143,6 +143,53 @@ pub fn run(
     }
 }
 
+/// The agent of the graded mode (no namespaces, no init): forked straight
+/// from the supervisor. Never returns.
+///
+/// 1. Die with the supervisor; close every inherited descriptor but the
+///    channel (init does both in the normal mode).
+/// 2. Wait until the supervisor has moved it into the session's cgroup.
+/// 3. A new session, without a controlling terminal: nothing can push
+///    input into the user's terminal (TIOCSTI needs it to be the caller's
+///    controlling terminal, and seccomp refuses it too), and the whole
+///    group can be killed when the agent ends.
+/// 4. The agent's own steps, with the graded plan's Landlock, seccomp and
+///    environment.
+pub fn graded_agent(
+    plan: &Plan,
+    channel: Channel,
+    seccomp_filters: &[seccompiler::BpfProgram],
+    guard: Option<&[libc::sock_filter]>,
+) -> ! {
+    // 1.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if let Err(e) = close_inherited(&channel) {
+        fail(
+            &channel,
+            Step::Init,
+            "closing inherited file descriptors",
+            Some(e),
+            EXIT_CAGE,
+        );
+    }
+    // 2.
+    if channel.wait_go().is_err() {
+        sys::exit_now(EXIT_CAGE);
+    }
+    // 3.
+    if let Err(e) = nix::unistd::setsid() {
+        fail(
+            &channel,
+            Step::Confine,
+            "starting a new session (setsid)",
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+    // 4.
+    agent(plan, &channel, seccomp_filters, guard)
+}
+
 /// The agent: the last steps before exec. Never returns.
 ///
 /// 1. Default signal mask and SIGPIPE disposition (both survive exec).
