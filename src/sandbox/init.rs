@@ -96,7 +96,7 @@ pub fn run(
     // 5. The signals stay blocked here (inherited from the supervisor) and
     //    are read from a signalfd; the agent unblocks them before exec.
     let agent = match fork_single_threaded() {
-        Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters, guard),
+        Ok(ForkResult::Child) => agent(plan, &channel, seccomp_filters, guard, Caps::InUserns),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(
             &channel,
@@ -187,7 +187,16 @@ pub fn graded_agent(
         );
     }
     // 4.
-    agent(plan, &channel, seccomp_filters, guard)
+    agent(plan, &channel, seccomp_filters, guard, Caps::Unprivileged)
+}
+
+/// Where the agent drops its capabilities from.
+#[derive(Clone, Copy)]
+enum Caps {
+    /// Every capability over its own user namespace: all dropped.
+    InUserns,
+    /// The graded mode: none held, and no CAP_SETPCAP for the bounding set.
+    Unprivileged,
 }
 
 /// The agent: the last steps before exec. Never returns.
@@ -208,6 +217,7 @@ fn agent(
     channel: &Channel,
     filters: &[seccompiler::BpfProgram],
     guard: Option<&[libc::sock_filter]>,
+    held: Caps,
 ) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // 1.
@@ -269,7 +279,11 @@ fn agent(
         Err(e) => report(channel, Step::Confine, &e, None),
     };
     // 4.
-    if let Err(e) = caps::drop_all() {
+    let dropped = match held {
+        Caps::InUserns => caps::drop_all(),
+        Caps::Unprivileged => caps::drop_unprivileged(),
+    };
+    if let Err(e) = dropped {
         report(channel, Step::Confine, &e, None)
     }
     // 5.
