@@ -89,11 +89,18 @@ fn userns() -> Check {
     } else {
         "refused"
     };
+    // Without namespaces, Landlock is what the graded mode stands on.
+    let graded = if crate::sandbox::landlock::kernel_abi() > 0 {
+        "; graded mode available: `--allow-degraded namespaces --net none` runs with Landlock \
+         and seccomp only (README, graded mode)"
+    } else {
+        "; no graded mode either: it needs Landlock, which this kernel lacks"
+    };
     Check {
         what,
         status: status.into(),
         action: format!(
-            "creating one failed ({}): {hint}",
+            "creating one failed ({}): {hint}{graded}",
             std::io::Error::from_raw_os_error(errno)
         ),
     }
