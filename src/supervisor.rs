@@ -206,6 +206,9 @@ thread_local! {
     static GUARD_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
     /// What the cgroup limits did, or why they could not be set.
     static LIMITS_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+    /// The graded mode's record, for the log once the start record is in.
+    static GRADED_RECORD: std::cell::Cell<Option<audit::GradedRun>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Step 2b: the session's cgroups, when the limits have a place. Failing
@@ -587,13 +590,15 @@ fn run_graded(
     term::emit(&term::escape_text(&crate::plan::graded::statement(
         g, abi, why,
     )));
-    if let Some(s) = session {
-        let _ = s.log.write(audit::Record::Graded(audit::GradedRun {
+    // Written right after the start record (`read_setup`), which stays
+    // the log's first line.
+    GRADED_RECORD.with(|r| {
+        r.set(Some(audit::GradedRun {
             reason: why.to_string(),
             allowed_by: g.source.to_string(),
             not_isolated: g.not_isolated.clone(),
-        }));
-    }
+        }))
+    });
     let caged = Plan {
         landlock: g.landlock.clone(),
         seccomp: g.seccomp.clone(),
@@ -889,6 +894,7 @@ fn read_setup(
                         no_new_privs,
                     };
                     let _ = session.started(Some(enforcement));
+                    write_graded(session);
                 }
                 started = true;
             }
@@ -901,6 +907,7 @@ fn read_setup(
     // enforced; Session::started writes it once either way.
     if !started && let Some(session) = session {
         let _ = session.started(None);
+        write_graded(session);
     }
     if (watch.creations || watch.execs) && guard.is_none() && started {
         // The agent reported its enforcement without handing over the
@@ -911,6 +918,13 @@ fn read_setup(
         });
     }
     Ok((proxy, control, guard, failure))
+}
+
+/// The graded mode's record, when this run is one.
+fn write_graded(session: &Session) {
+    if let Some(g) = GRADED_RECORD.with(|r| r.take()) {
+        let _ = session.log.write(audit::Record::Graded(g));
+    }
 }
 
 /// The namespaces the cage was cloned into, by their /proc/PID/ns names.
