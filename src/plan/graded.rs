@@ -224,12 +224,16 @@ fn build_landlock(plan: &Plan, tmp: &Path) -> Result<LandlockPlan, String> {
         list: Vec::new(),
         read,
         write,
-        // The same device nodes, the host's: /dev itself is not listed.
+        // The same device nodes, the host's, but for the terminals: the
+        // host's /dev/pts holds the user's other terminals (writable by the
+        // same uid), where the normal mode has a private devpts. /dev
+        // itself is not listed.
         devices: plan
             .landlock
             .devices
             .iter()
             .filter(|d| d.path.starts_with("/dev"))
+            .filter(|d| !d.path.starts_with("/dev/pts") && d.path != Path::new("/dev/ptmx"))
             .cloned()
             .collect(),
         scope_abstract_sockets: true,
@@ -283,6 +287,8 @@ fn not_isolated(plan: &Plan) -> Vec<String> {
         "hostname, System V and POSIX IPC and the cgroup tree are the host's".to_string(),
         "/proc/keys and /proc/key-users are readable".to_string(),
         "directories above the grants cannot be listed (no `ls /`)".to_string(),
+        "no new pseudo-terminals (the host's /dev/pts holds the user's other terminals)"
+            .to_string(),
         "processes the agent starts outlive cage if killed with it, unless a cgroup holds \
          them"
             .to_string(),

@@ -1232,6 +1232,15 @@ fn graded_mode_grants_the_views_host_paths_only() {
         );
     }
     assert!(g.landlock.list.is_empty() && g.landlock.deny_tcp);
+    // The host's terminals are not the cage's.
+    assert!(
+        g.landlock
+            .devices
+            .iter()
+            .all(|d| !d.path.starts_with("/dev/pts") && d.path != Path::new("/dev/ptmx")),
+        "{:?}",
+        g.landlock.devices
+    );
     let socket: Vec<_> = g
         .seccomp
         .deny

@@ -97,7 +97,8 @@ attempt 'ls "$HOME"'
 
 /// Layer: Landlock on host paths. Only the workspace and the private
 /// TMPDIR are writable: not the home, /tmp, /dev/shm, the test's own
-/// directory beside the home, nor cage's state directory.
+/// directory beside the home, nor cage's state directory; nor the host's
+/// pseudo-terminals (/dev/ptmx, /dev/pts: the user's other terminals).
 #[test]
 fn graded_agent_cannot_write_outside_the_workspace() {
     require_userns!();
@@ -112,11 +113,12 @@ attempt 'touch /tmp/{name}'
 attempt 'touch /dev/shm/{name}'
 attempt 'touch {root}/{name}'
 attempt 'touch "$TMPDIR/../{name}"'
+attempt ': <>/dev/ptmx'
 echo "ws=$(touch ./{name} && echo yes)"
 echo "tmp=$(touch "$TMPDIR/{name}" && echo yes)"
 "#
     ));
-    out.assert_success().assert_all_refused(5);
+    out.assert_success().assert_all_refused(6);
     assert_eq!(out.value("ws"), Some("yes"), "\n{out}");
     assert_eq!(out.value("tmp"), Some("yes"), "\n{out}");
     for dir in [cage.home(), cage.root(), std::path::Path::new("/tmp")] {
