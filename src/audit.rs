@@ -873,7 +873,9 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
-    let flags: Vec<String> = denied
+    // The denied connections, then the refused names no connection
+    // already names.
+    let mut hosts: Vec<String> = denied
         .iter()
         .take(SHOWN)
         .map(|t| {
@@ -886,13 +888,27 @@ pub fn summary(denied: &[String], refused: &[String]) -> Option<String> {
                 .strip_prefix('[')
                 .and_then(|t| t.strip_suffix(']'))
                 .unwrap_or(t);
-            format!("--allow-host {}", term::escape(t))
+            term::escape(t)
         })
         .collect();
-    let how = if flags.is_empty() {
+    for name in refused
+        .iter()
+        .map(|n| term::escape(n.trim_end_matches('.')))
+    {
+        if hosts.len() < SHOWN && !hosts.contains(&name) {
+            hosts.push(name);
+        }
+    }
+    let how = if hosts.is_empty() {
         "allow with --allow-host NAME".to_string()
     } else {
-        format!("allow with: cage {} -- ...", flags.join(" "))
+        let live: Vec<String> = hosts.iter().map(|h| format!("cage allow {h}")).collect();
+        let flags: Vec<String> = hosts.iter().map(|h| format!("--allow-host {h}")).collect();
+        format!(
+            "allow with: {} (while a session runs), or cage {} -- ...",
+            live.join("; "),
+            flags.join(" ")
+        )
     };
     Some(format!(
         "cage: {} — {how}, or in .cage.toml [network] allow (details: cage log --denied)",
@@ -1178,14 +1194,28 @@ pub fn show_many(
 
 /// For a denied connection: the exact flag that would have allowed it.
 pub fn allow_hint(record: &Record) -> Option<String> {
-    let Record::Net(n) = record else { return None };
-    if n.decision != Decision::Deny || n.reason.as_deref().is_some_and(|r| r.contains("log")) {
-        return None;
-    }
-    let target = if n.port == 443 || n.port == 80 {
-        n.host.clone()
-    } else {
-        format_target(&n.host, n.port)
+    let target = match record {
+        Record::Net(n) => {
+            if n.decision != Decision::Deny
+                || n.reason.as_deref().is_some_and(|r| r.contains("log"))
+            {
+                return None;
+            }
+            if n.port == 443 || n.port == 80 {
+                n.host.clone()
+            } else {
+                format_target(&n.host, n.port)
+            }
+        }
+        // A name refused by the DNS stub: allowing it (on 443 and 80) is
+        // what makes the stub answer it.
+        Record::Dns(d)
+            if d.decision == Decision::Deny
+                && !d.reason.as_deref().is_some_and(|r| r.contains("log")) =>
+        {
+            d.name.trim_end_matches('.').to_string()
+        }
+        _ => return None,
     };
     let t = term::escape(&target);
     Some(format!(
@@ -1278,131 +1308,10 @@ pub fn render(line: &Line) -> String {
         .split_once('T')
         .map(|(_, t)| t.trim_end_matches('Z'))
         .unwrap_or(&line.time);
-    let rule = |rule: &Option<String>, source: &Option<String>| match (rule, source) {
-        (Some(r), Some(s)) => format!("  [{}, {}]", e(r), e(s)),
-        (Some(r), None) => format!("  [{}]", e(r)),
-        _ => String::new(),
-    };
     match &line.record {
-        Record::SessionStart(s) => {
-            let mut out = format!(
-                "{}  session {} (pid {})\n  command    {}\n  workspace  {} ({})\n",
-                line.time.replace('T', " "),
-                e(&s.session),
-                s.pid,
-                s.argv.iter().map(|a| e(a)).collect::<Vec<_>>().join(" "),
-                term::escape_path(&s.workspace),
-                e(&s.workspace_mode)
-            );
-            let sources: Vec<String> = s
-                .policy
-                .iter()
-                .map(|p| {
-                    let name = match &p.chosen_for {
-                        Some(c) => format!(
-                            "profile {} (chosen for the command {}; {})",
-                            e(p.name.strip_prefix("builtin:").unwrap_or(c)),
-                            e(c),
-                            e(&p.name)
-                        ),
-                        None => e(&p.name),
-                    };
-                    match &p.sha256 {
-                        Some(h) => format!("{name} (sha256:{})", e(h.get(..12).unwrap_or(h))),
-                        None => name,
-                    }
-                })
-                .collect();
-            if !sources.is_empty() {
-                out.push_str(&format!("  policy     {}\n", sources.join(", ")));
-            }
-            out.push_str(&format!("  network    {}", e(&s.network.mode)));
-            if let Some(p) = &s.network.proxy {
-                out.push_str(&format!(" (proxy {})", e(&p.to_string())));
-            }
-            out.push('\n');
-            for a in &s.network.allow {
-                out.push_str(&format!("    allow {}\n", e(&a.to_string())));
-            }
-            for d in &s.network.deny {
-                out.push_str(&format!("    deny  {}\n", e(&d.to_string())));
-            }
-            match &s.enforcement {
-                Some(e) => out.push_str(&format!(
-                    "  enforced   namespaces {}; landlock ABI {} {:?}{}; seccomp {} filter(s), \
-                     {} denied calls{}{}; capabilities {}; no_new_privs {}",
-                    e.namespaces.join(" "),
-                    e.landlock.abi,
-                    e.landlock.enforced,
-                    if e.landlock.missing.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (missing {})", e.landlock.missing.join(", "))
-                    },
-                    e.seccomp_filters,
-                    e.seccomp_denied_calls,
-                    if e.foreign_abi_killed {
-                        ", foreign ABIs killed"
-                    } else {
-                        ""
-                    },
-                    match &e.nested_userns {
-                        Some(rule) => format!(
-                            ", nested user namespaces ALLOWED ({})",
-                            crate::term::escape_text(rule)
-                        ),
-                        None => String::new(),
-                    },
-                    if e.capabilities_dropped {
-                        "dropped"
-                    } else {
-                        "kept"
-                    },
-                    e.no_new_privs
-                )),
-                None => out.push_str("  enforced   nothing: setup failed before exec"),
-            }
-            out
-        }
-        Record::Net(n) => {
-            let verdict = match (n.decision, &n.reason) {
-                (Decision::Allow, None) => "allow",
-                (Decision::Allow, Some(_)) => "fail ",
-                (Decision::Deny, _) => "deny ",
-            };
-            let mut s = format!(
-                "{clock}  {verdict}  {:<7}  {}",
-                format!("{:?}", n.proto).to_lowercase(),
-                e(&format_target(&n.host, n.port))
-            );
-            if let Some(a) = &n.addr {
-                s.push_str(&format!(" -> {}", e(&a.to_string())));
-            }
-            if let Some(r) = &n.reason {
-                s.push_str(&format!(": {}", e(r)));
-            }
-            s.push_str(&rule(&n.rule, &n.source));
-            s.push_str(&format!("  #{}", n.id));
-            s
-        }
-        Record::Secret(u) => {
-            let what = match u.kind {
-                SecretUseKind::Swapped => "swapped in",
-                SecretUseKind::Refused => "REFUSED",
-                SecretUseKind::Scrubbed => "scrubbed from the response",
-                SecretUseKind::TlsFailed => "not sent (TLS failed)",
-            };
-            let mut s = format!(
-                "{clock}  secret {} {what}  {}",
-                e(&u.secret),
-                e(&format_target(&u.host, u.port))
-            );
-            if let Some(r) = &u.reason {
-                s.push_str(&format!(": {}", e(r)));
-            }
-            s.push_str(&format!("  #{}", u.id));
-            s
-        }
+        Record::SessionStart(s) => render_start(&line.time, s),
+        Record::Net(n) => render_net(clock, n),
+        Record::Secret(u) => render_secret(clock, u),
         Record::NetEnd(e) => format!(
             "{clock}  close  #{} {}  up {} B, down {} B, {} ms",
             e.id,
@@ -1411,34 +1320,8 @@ pub fn render(line: &Line) -> String {
             e.bytes_down,
             e.duration_ms
         ),
-        Record::Dns(d) => {
-            let mut s = format!(
-                "{clock}  dns    {:<7}  {} {} -> {}",
-                format!("{:?}", d.proto).to_lowercase(),
-                e(&d.name),
-                e(&d.qtype),
-                e(&d.rcode)
-            );
-            if !d.answers.is_empty() {
-                s.push_str(&format!(
-                    " {}",
-                    d.answers.iter().map(|a| e(a)).collect::<Vec<_>>().join(" ")
-                ));
-            }
-            if let Some(r) = &d.reason {
-                s.push_str(&format!(": {}", e(r)));
-            }
-            s.push_str(&rule(&d.rule, &d.source));
-            s
-        }
-        Record::ProtectedCreated(p) => {
-            let list: Vec<String> = p.paths.iter().map(|p| term::escape_path(p)).collect();
-            format!(
-                "{clock}  WARN   the session created {} protected path(s): {}",
-                p.paths.len(),
-                list.join(", ")
-            )
-        }
+        Record::Dns(d) => render_dns(clock, d),
+        Record::ProtectedCreated(p) => render_protected_created(clock, p),
         Record::GuardRefused(g) => format!(
             "{clock}  guard  refused {} {}: {} (pid {})",
             g.syscall,
@@ -1446,57 +1329,10 @@ pub fn render(line: &Line) -> String {
             crate::term::escape(&g.rule),
             g.pid
         ),
-        Record::Quarantined(q) => {
-            let mut s = format!(
-                "{clock}  quarantine  {} protected path(s) the session created were moved out",
-                q.moved.len()
-            );
-            for (from, to) in &q.moved {
-                s.push_str(&format!(
-                    "\n{clock}  quarantine  {} -> {}",
-                    crate::term::escape_path(from),
-                    crate::term::escape_path(to)
-                ));
-            }
-            for (path, e) in &q.failed {
-                s.push_str(&format!(
-                    "\n{clock}  FAILED to move {}: {}",
-                    crate::term::escape_path(path),
-                    crate::term::escape(e)
-                ));
-            }
-            s
-        }
-        Record::OverlayChanges(c) => {
-            let mut s = format!(
-                "{clock}  overlay  {} added, {} modified, {} deleted",
-                c.added, c.modified, c.deleted
-            );
-            if !c.protected.is_empty() {
-                let list: Vec<String> = c.protected.iter().map(|p| term::escape_path(p)).collect();
-                s.push_str(&format!("; protected paths touched: {}", list.join(", ")));
-            }
-            s
-        }
-        Record::StateKept(k) => {
-            let list: Vec<String> = k.paths.iter().map(|p| p.display().to_string()).collect();
-            format!(
-                "{clock}  state  written back to the host: {}",
-                list.join(", ")
-            )
-        }
-        Record::HiddenChanges(h) => {
-            let list: Vec<String> = h
-                .paths
-                .iter()
-                .map(|p| format!("{} ({})", p.path.display(), p.class))
-                .collect();
-            format!(
-                "{clock}  WARN   {} change(s) git does not show: {}",
-                h.count,
-                list.join(", ")
-            )
-        }
+        Record::Quarantined(q) => render_quarantined(clock, q),
+        Record::OverlayChanges(c) => render_overlay_changes(clock, c),
+        Record::StateKept(k) => render_state_kept(clock, k),
+        Record::HiddenChanges(h) => render_hidden_changes(clock, h),
         Record::Graded(g) => format!(
             "{clock}  WARN   graded mode ({}; allowed by {}): not isolated: {}",
             g.reason,
@@ -1516,121 +1352,368 @@ pub fn render(line: &Line) -> String {
              DNS answers were refused, later execs and exits not recorded",
             f.limit_bytes
         ),
-        Record::RuleChanged(r) => {
-            let mut s = format!("{clock}  rule   {} {}", e(&r.action), e(&r.pattern));
-            if let Some(t) = &r.expires {
-                s.push_str(&format!(" until {}", e(t)));
-            }
-            if let Some(u) = &r.by_user {
-                s.push_str(&format!(" (by {}", e(u)));
-                if let Some(p) = r.by_pid {
-                    s.push_str(&format!(", pid {p}"));
-                }
-                s.push(')');
-            }
-            s
-        }
-        Record::FilesChanged(f) => {
-            let mut s = format!(
-                "{clock}  files  {} added, {} modified, {} deleted, {} mode change(s)",
-                f.added, f.modified, f.deleted, f.mode_changed
-            );
-            if !f.complete {
-                s.push_str(" (partial: the trees were too large to compare whole)");
-            }
-            let total = f.added + f.modified + f.deleted + f.mode_changed;
-            for p in &f.paths {
-                let mark = match p.change.as_str() {
-                    "added" => "+",
-                    "deleted" => "-",
-                    "mode" => "m",
-                    _ => "~",
-                };
-                s.push_str(&format!(
-                    "\n{clock}  files  {mark} {}",
-                    term::escape_path(&p.path)
-                ));
-            }
-            if total > f.paths.len() {
-                s.push_str(&format!(
-                    "\n{clock}  files  ... and {} more",
-                    total - f.paths.len()
-                ));
-            }
-            s
-        }
-        Record::Exec(x) => {
-            let who = |p: Option<u32>| p.map_or("?".to_string(), |p| p.to_string());
-            let mut s = format!(
-                "{clock}  exec   #{} pid {} (parent {})  {}",
-                x.id,
-                who(x.pid),
-                who(x.ppid),
-                quoted_argv(&x.argv)
-            );
-            if x.argv_truncated {
-                s.push_str(" [argv cut]");
-            }
-            let shown = x.exe.as_deref().unwrap_or(&x.path);
-            if x.argv.first().map(Path::new) != Some(shown) {
-                s.push_str(&format!("  ({})", term::escape_path(shown)));
-            }
-            if let Some(cwd) = &x.cwd {
-                s.push_str(&format!("  in {}", term::escape_path(cwd)));
-            }
-            if !x.watched {
-                s.push_str("  (its end is not watched)");
-            }
-            s
-        }
-        Record::ExecEnd(x) => {
-            let how = match &x.status {
-                ExitStatus::Exited { code } => format!("exit {code}"),
-                ExitStatus::Killed {
-                    signal,
-                    core_dumped,
-                } => format!(
-                    "killed by {}{}",
-                    signal_name(*signal),
-                    if *core_dumped { " (core dumped)" } else { "" }
-                ),
-                ExitStatus::Replaced => "replaced by the next exec of this pid".to_string(),
-                ExitStatus::Unknown { reason } => format!("ended, status unknown: {}", e(reason)),
-            };
-            format!(
-                "{clock}  exit   #{} pid {} {}: {how} after {} ms",
-                x.id,
-                x.pid.map_or("?".to_string(), |p| p.to_string()),
-                e(&x.program),
-                x.duration_ms
-            )
-        }
+        Record::RuleChanged(r) => render_rule_changed(clock, r),
+        Record::FilesChanged(f) => render_files_changed(clock, f),
+        Record::Exec(x) => render_exec(clock, x),
+        Record::ExecEnd(x) => render_exec_end(clock, x),
         Record::RecordsDropped(d) => format!(
             "{clock}  drop   {} record(s) not written: {}",
             d.count,
             e(&d.reason)
         ),
-        Record::SessionEnd(e) => {
-            let mut s = format!(
-                "{clock}  end    exit {} after {:.1} s; {} connection(s) denied, {} DNS name(s) \
-                 refused",
-                e.status,
-                e.duration_ms as f64 / 1000.0,
-                e.denied_connections,
-                e.refused_dns
-            );
-            for (name, n) in &e.secret_requests {
-                s.push_str(&format!(
-                    "; secret {} sent in {n} request(s)",
-                    term::escape(name)
-                ));
-            }
-            if let Some(err) = &e.error {
-                s.push_str(&format!("; cage error: {}", term::escape(err)));
-            }
-            s
-        }
+        Record::SessionEnd(e) => render_end(clock, e),
     }
+}
+
+/// The rule that decided, and where it was written.
+fn rule(rule: &Option<String>, source: &Option<String>) -> String {
+    let e = |s: &str| term::escape(s);
+    match (rule, source) {
+        (Some(r), Some(s)) => format!("  [{}, {}]", e(r), e(s)),
+        (Some(r), None) => format!("  [{}]", e(r)),
+        _ => String::new(),
+    }
+}
+
+/// A `SessionStart` record for people.
+fn render_start(time: &str, s: &SessionStart) -> String {
+    let e = |s: &str| term::escape(s);
+    let mut out = format!(
+        "{}  session {} (pid {})\n  command    {}\n  workspace  {} ({})\n",
+        time.replace('T', " "),
+        e(&s.session),
+        s.pid,
+        s.argv.iter().map(|a| e(a)).collect::<Vec<_>>().join(" "),
+        term::escape_path(&s.workspace),
+        e(&s.workspace_mode)
+    );
+    let sources: Vec<String> = s
+        .policy
+        .iter()
+        .map(|p| {
+            let name = match &p.chosen_for {
+                Some(c) => format!(
+                    "profile {} (chosen for the command {}; {})",
+                    e(p.name.strip_prefix("builtin:").unwrap_or(c)),
+                    e(c),
+                    e(&p.name)
+                ),
+                None => e(&p.name),
+            };
+            match &p.sha256 {
+                Some(h) => format!("{name} (sha256:{})", e(h.get(..12).unwrap_or(h))),
+                None => name,
+            }
+        })
+        .collect();
+    if !sources.is_empty() {
+        out.push_str(&format!("  policy     {}\n", sources.join(", ")));
+    }
+    out.push_str(&format!("  network    {}", e(&s.network.mode)));
+    if let Some(p) = &s.network.proxy {
+        out.push_str(&format!(" (proxy {})", e(&p.to_string())));
+    }
+    out.push('\n');
+    for a in &s.network.allow {
+        out.push_str(&format!("    allow {}\n", e(&a.to_string())));
+    }
+    for d in &s.network.deny {
+        out.push_str(&format!("    deny  {}\n", e(&d.to_string())));
+    }
+    match &s.enforcement {
+        Some(e) => out.push_str(&format!(
+            "  enforced   namespaces {}; landlock ABI {} {:?}{}; seccomp {} filter(s), \
+             {} denied calls{}{}; capabilities {}; no_new_privs {}",
+            e.namespaces.join(" "),
+            e.landlock.abi,
+            e.landlock.enforced,
+            if e.landlock.missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (missing {})", e.landlock.missing.join(", "))
+            },
+            e.seccomp_filters,
+            e.seccomp_denied_calls,
+            if e.foreign_abi_killed {
+                ", foreign ABIs killed"
+            } else {
+                ""
+            },
+            match &e.nested_userns {
+                Some(rule) => format!(
+                    ", nested user namespaces ALLOWED ({})",
+                    crate::term::escape_text(rule)
+                ),
+                None => String::new(),
+            },
+            if e.capabilities_dropped {
+                "dropped"
+            } else {
+                "kept"
+            },
+            e.no_new_privs
+        )),
+        None => out.push_str("  enforced   nothing: setup failed before exec"),
+    }
+    out
+}
+
+/// A `Net` record for people.
+fn render_net(clock: &str, n: &Net) -> String {
+    let e = |s: &str| term::escape(s);
+    let verdict = match (n.decision, &n.reason) {
+        (Decision::Allow, None) => "allow",
+        (Decision::Allow, Some(_)) => "fail ",
+        (Decision::Deny, _) => "deny ",
+    };
+    let mut s = format!(
+        "{clock}  {verdict}  {:<7}  {}",
+        format!("{:?}", n.proto).to_lowercase(),
+        e(&format_target(&n.host, n.port))
+    );
+    if let Some(a) = &n.addr {
+        s.push_str(&format!(" -> {}", e(&a.to_string())));
+    }
+    if let Some(r) = &n.reason {
+        s.push_str(&format!(": {}", e(r)));
+    }
+    s.push_str(&rule(&n.rule, &n.source));
+    s.push_str(&format!("  #{}", n.id));
+    s
+}
+
+/// A `Secret` record for people.
+fn render_secret(clock: &str, u: &SecretUse) -> String {
+    let e = |s: &str| term::escape(s);
+    let what = match u.kind {
+        SecretUseKind::Swapped => "swapped in",
+        SecretUseKind::Refused => "REFUSED",
+        SecretUseKind::Scrubbed => "scrubbed from the response",
+        SecretUseKind::TlsFailed => "not sent (TLS failed)",
+    };
+    let mut s = format!(
+        "{clock}  secret {} {what}  {}",
+        e(&u.secret),
+        e(&format_target(&u.host, u.port))
+    );
+    if let Some(r) = &u.reason {
+        s.push_str(&format!(": {}", e(r)));
+    }
+    s.push_str(&format!("  #{}", u.id));
+    s
+}
+
+/// A `Dns` record for people.
+fn render_dns(clock: &str, d: &Dns) -> String {
+    let e = |s: &str| term::escape(s);
+    let mut s = format!(
+        "{clock}  dns    {:<7}  {} {} -> {}",
+        format!("{:?}", d.proto).to_lowercase(),
+        e(&d.name),
+        e(&d.qtype),
+        e(&d.rcode)
+    );
+    if !d.answers.is_empty() {
+        s.push_str(&format!(
+            " {}",
+            d.answers.iter().map(|a| e(a)).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    if let Some(r) = &d.reason {
+        s.push_str(&format!(": {}", e(r)));
+    }
+    s.push_str(&rule(&d.rule, &d.source));
+    s
+}
+
+/// A `ProtectedCreated` record for people.
+fn render_protected_created(clock: &str, p: &ProtectedCreated) -> String {
+    let list: Vec<String> = p.paths.iter().map(|p| term::escape_path(p)).collect();
+    format!(
+        "{clock}  WARN   the session created {} protected path(s): {}",
+        p.paths.len(),
+        list.join(", ")
+    )
+}
+
+/// A `Quarantined` record for people.
+fn render_quarantined(clock: &str, q: &Quarantined) -> String {
+    let mut s = format!(
+        "{clock}  quarantine  {} protected path(s) the session created were moved out",
+        q.moved.len()
+    );
+    for (from, to) in &q.moved {
+        s.push_str(&format!(
+            "\n{clock}  quarantine  {} -> {}",
+            crate::term::escape_path(from),
+            crate::term::escape_path(to)
+        ));
+    }
+    for (path, e) in &q.failed {
+        s.push_str(&format!(
+            "\n{clock}  FAILED to move {}: {}",
+            crate::term::escape_path(path),
+            crate::term::escape(e)
+        ));
+    }
+    s
+}
+
+/// A `OverlayChanges` record for people.
+fn render_overlay_changes(clock: &str, c: &OverlayChanges) -> String {
+    let mut s = format!(
+        "{clock}  overlay  {} added, {} modified, {} deleted",
+        c.added, c.modified, c.deleted
+    );
+    if !c.protected.is_empty() {
+        let list: Vec<String> = c.protected.iter().map(|p| term::escape_path(p)).collect();
+        s.push_str(&format!("; protected paths touched: {}", list.join(", ")));
+    }
+    s
+}
+
+/// A `StateKept` record for people.
+fn render_state_kept(clock: &str, k: &StateKept) -> String {
+    let list: Vec<String> = k.paths.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "{clock}  state  written back to the host: {}",
+        list.join(", ")
+    )
+}
+
+/// A `HiddenChanges` record for people.
+fn render_hidden_changes(clock: &str, h: &HiddenChanges) -> String {
+    let list: Vec<String> = h
+        .paths
+        .iter()
+        .map(|p| format!("{} ({})", p.path.display(), p.class))
+        .collect();
+    format!(
+        "{clock}  WARN   {} change(s) git does not show: {}",
+        h.count,
+        list.join(", ")
+    )
+}
+
+/// A `RuleChanged` record for people.
+fn render_rule_changed(clock: &str, r: &RuleChanged) -> String {
+    let e = |s: &str| term::escape(s);
+    let mut s = format!("{clock}  rule   {} {}", e(&r.action), e(&r.pattern));
+    if let Some(t) = &r.expires {
+        s.push_str(&format!(" until {}", e(t)));
+    }
+    if let Some(u) = &r.by_user {
+        s.push_str(&format!(" (by {}", e(u)));
+        if let Some(p) = r.by_pid {
+            s.push_str(&format!(", pid {p}"));
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// A `FilesChanged` record for people.
+fn render_files_changed(clock: &str, f: &FilesChanged) -> String {
+    let mut s = format!(
+        "{clock}  files  {} added, {} modified, {} deleted, {} mode change(s)",
+        f.added, f.modified, f.deleted, f.mode_changed
+    );
+    if !f.complete {
+        s.push_str(" (partial: the trees were too large to compare whole)");
+    }
+    let total = f.added + f.modified + f.deleted + f.mode_changed;
+    for p in &f.paths {
+        let mark = match p.change.as_str() {
+            "added" => "+",
+            "deleted" => "-",
+            "mode" => "m",
+            _ => "~",
+        };
+        s.push_str(&format!(
+            "\n{clock}  files  {mark} {}",
+            term::escape_path(&p.path)
+        ));
+    }
+    if total > f.paths.len() {
+        s.push_str(&format!(
+            "\n{clock}  files  ... and {} more",
+            total - f.paths.len()
+        ));
+    }
+    s
+}
+
+/// A `Exec` record for people.
+fn render_exec(clock: &str, x: &Exec) -> String {
+    let who = |p: Option<u32>| p.map_or("?".to_string(), |p| p.to_string());
+    let mut s = format!(
+        "{clock}  exec   #{} pid {} (parent {})  {}",
+        x.id,
+        who(x.pid),
+        who(x.ppid),
+        quoted_argv(&x.argv)
+    );
+    if x.argv_truncated {
+        s.push_str(" [argv cut]");
+    }
+    let shown = x.exe.as_deref().unwrap_or(&x.path);
+    if x.argv.first().map(Path::new) != Some(shown) {
+        s.push_str(&format!("  ({})", term::escape_path(shown)));
+    }
+    if let Some(cwd) = &x.cwd {
+        s.push_str(&format!("  in {}", term::escape_path(cwd)));
+    }
+    if !x.watched {
+        s.push_str("  (its end is not watched)");
+    }
+    s
+}
+
+/// A `ExecEnd` record for people.
+fn render_exec_end(clock: &str, x: &ExecEnd) -> String {
+    let e = |s: &str| term::escape(s);
+    let how = match &x.status {
+        ExitStatus::Exited { code } => format!("exit {code}"),
+        ExitStatus::Killed {
+            signal,
+            core_dumped,
+        } => format!(
+            "killed by {}{}",
+            signal_name(*signal),
+            if *core_dumped { " (core dumped)" } else { "" }
+        ),
+        ExitStatus::Replaced => "replaced by the next exec of this pid".to_string(),
+        ExitStatus::Unknown { reason } => format!("ended, status unknown: {}", e(reason)),
+    };
+    format!(
+        "{clock}  exit   #{} pid {} {}: {how} after {} ms",
+        x.id,
+        x.pid.map_or("?".to_string(), |p| p.to_string()),
+        e(&x.program),
+        x.duration_ms
+    )
+}
+
+/// A `SessionEnd` record for people.
+fn render_end(clock: &str, e: &SessionEnd) -> String {
+    let mut s = format!(
+        "{clock}  end    exit {} after {:.1} s; {} connection(s) denied, {} DNS name(s) \
+         refused",
+        e.status,
+        e.duration_ms as f64 / 1000.0,
+        e.denied_connections,
+        e.refused_dns
+    );
+    for (name, n) in &e.secret_requests {
+        s.push_str(&format!(
+            "; secret {} sent in {n} request(s)",
+            term::escape(name)
+        ));
+    }
+    if let Some(err) = &e.error {
+        s.push_str(&format!("; cage error: {}", term::escape(err)));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -1729,6 +1812,18 @@ mod tests {
         let s = summary(&denied, &refused).unwrap();
         assert!(
             s.starts_with("cage: 2 connections denied: evil.example:443, [::1]:22; 1 DNS name")
+        );
+        // Each host once, live and as a flag.
+        assert!(
+            s.contains("allow with: cage allow evil.example; cage allow [::1]:22 (while a session runs), or cage --allow-host evil.example --allow-host [::1]:22 -- ..."),
+            "{s}"
+        );
+        // A name refused alone (a program that resolved it itself) gets
+        // its line too, and the log its hint.
+        let s = summary(&[], &["other.example.".to_string()]).unwrap();
+        assert!(s.contains("cage allow other.example (while"), "{s}");
+        assert!(
+            allow_hint(&lines[3].record).is_some_and(|h| h.contains("cage allow evil.example"))
         );
         assert!(summary(&[], &[]).is_none());
         let _ = std::fs::remove_dir_all(&dir);

@@ -11,9 +11,9 @@ use crate::cli::{
 };
 use crate::error::Error;
 use crate::host::Host;
-use crate::plan::{self, Plan, explain};
-use crate::policy::{self, FlagRules, LoadRequest, Policy, ProjectMode};
-use crate::{session, supervisor};
+use crate::plan::{self, explain};
+use crate::policy;
+use crate::session::{self, run};
 
 pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     // Run options before a subcommand (`cage -p claude explain HOST`) apply
@@ -112,148 +112,8 @@ fn print(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
     }
 }
 
-/// What to load for `args`; `command` is argv[0] of the run, whose
-/// profile applies when no `-p` is given.
-pub(crate) fn request(args: &PolicyArgs, command: Option<&str>) -> LoadRequest {
-    LoadRequest {
-        auto_profile: command
-            .filter(|_| !args.no_auto_profile)
-            .map(str::to_string),
-        profiles: args.profiles.clone(),
-        policy_files: args.policy_files.clone(),
-        project: if args.no_project_policy {
-            ProjectMode::Skip
-        } else {
-            ProjectMode::Discover
-        },
-        flags: FlagRules {
-            ro: args.ro.clone(),
-            rw: args.rw.clone(),
-            hide: args.hide.clone(),
-            allow_host: args.allow_host.clone(),
-            net: args.net.map(Into::into),
-            env: args.env.clone(),
-            workspace: args.workspace.map(Into::into),
-            allow_degraded: args.allow_degraded.iter().map(|l| (*l).into()).collect(),
-            allow_shared_dir: args.allow_shared_dir.clone(),
-            secret: args.secret.clone(),
-        },
-    }
-}
-
-/// A loaded policy, with the request that loaded it (to load it again
-/// without the project file).
-pub(crate) struct Loaded {
-    pub(crate) host: Host,
-    pub(crate) request: LoadRequest,
-    pub(crate) policy: Policy,
-}
-
-/// `preview`: an untrusted project file that widens is applied anyway, so
-/// its grants can be shown (marked refused); never for a run.
-fn load(args: &PolicyArgs, command: Option<&str>, preview: bool) -> Result<Loaded, Error> {
-    let host = Host::current()?;
-    let mut request = request(args, command);
-    if preview && request.project == ProjectMode::Discover {
-        request.project = ProjectMode::Preview;
-    }
-    Loaded::new(host, request)
-}
-
-impl Loaded {
-    pub(crate) fn new(host: Host, request: LoadRequest) -> Result<Loaded, Error> {
-        let policy = policy::load(&request, &host)?;
-        Ok(Loaded {
-            host,
-            request,
-            policy,
-        })
-    }
-
-    /// The plan for `argv`, and what an untrusted project file widens: the
-    /// policy layer's line-by-line findings (a preview only: a run stopped
-    /// at them), then everything the plan with the file allows that the
-    /// plan without it does not (`plan::widen`). Outside a preview a
-    /// widening is refused.
-    pub(crate) fn plan(
-        &self,
-        argv: &[String],
-        session: Option<&str>,
-    ) -> Result<(Plan, Vec<policy::Widening>), Error> {
-        let plan = plan::build_for_session(&self.policy, &self.host, argv, session)?;
-        let Some(project) = self.policy.project.as_ref().filter(|p| !p.trusted) else {
-            return Ok((plan, Vec::new()));
-        };
-        let mut refused = project.refused.clone();
-        let lower_request = LoadRequest {
-            project: ProjectMode::Skip,
-            ..self.request.clone()
-        };
-        let lower = policy::load(&lower_request, &self.host)?;
-        let lower = plan::build_for_session(&lower, &self.host, argv, session)?;
-        let found = plan::widen::widenings(&lower, &plan, &self.policy, &project.file, &self.host);
-        for w in found {
-            // A line already refused says it better.
-            let named = w.source.is_file_line() && refused.iter().any(|r| r.source == w.source);
-            if !named {
-                refused.push(w);
-            }
-        }
-        if !refused.is_empty() && self.request.project != ProjectMode::Preview {
-            return Err(untrusted(project, refused));
-        }
-        Ok((plan, refused))
-    }
-}
-
-/// A preview's end: the refusal the run would meet, if any.
-fn refusal(policy: &Policy, refused: Vec<policy::Widening>) -> Result<i32, Error> {
-    match &policy.project {
-        Some(project) if !refused.is_empty() => Err(untrusted(project, refused)),
-        _ => Ok(0),
-    }
-}
-
-fn untrusted(project: &policy::ProjectPolicy, widenings: Vec<policy::Widening>) -> Error {
-    policy::PolicyError::Untrusted {
-        path: project.file.clone(),
-        widenings,
-        changed: project.changed,
-    }
-    .into()
-}
-
-/// Where the plan's cgroup limits can be enforced; when that is a scope of
-/// the user's systemd and `may_reexec`, re-executes cage there (and does
-/// not return).
-pub(crate) fn cgroup_place(
-    policy: &Policy,
-    may_reexec: bool,
-) -> Result<crate::cgroup::Place, Error> {
-    use crate::cgroup::{self, Place, Wanted};
-    let wanted = Wanted::of_policy(&policy.limits);
-    if !wanted.any() {
-        return Ok(Place::None);
-    }
-    Ok(match cgroup::locate(&wanted) {
-        Ok(Some(base)) => Place::At(base),
-        Ok(None) if !may_reexec => Place::Unavailable(
-            "cage's cgroup holds other processes, and this command does not move into a scope"
-                .into(),
-        ),
-        Ok(None) => match cgroup::systemd_run() {
-            Some(systemd_run) => {
-                let e = cgroup::reexec_in_scope(&systemd_run);
-                Place::Unavailable(format!("starting {}: {e}", systemd_run.display()))
-            }
-            None => Place::Unavailable("systemd-run is gone".into()),
-        },
-        Err(why) => Place::Unavailable(why),
-    })
-}
-
 fn run(args: RunArgs) -> Result<i32, Error> {
-    let loaded = load(
+    let loaded = run::load(
         &args.policy,
         args.command.first().map(String::as_str),
         args.dry_run,
@@ -280,172 +140,30 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         };
         print(text.as_bytes(), "the plan")?;
         // A dry run of a run that would be refused fails like the run.
-        return refusal(&loaded.policy, refused);
+        return loaded.refusal(refused);
     }
     // Before anything of the session exists: a cgroup of cage's own for the
     // cgroup limits, from the user's systemd if need be (which starts this
     // cage again, in a new scope).
-    let place = cgroup_place(&loaded.policy, true)?;
-    let code = launch(&loaded, &args.command, place)?;
+    let place = run::cgroup_place(&loaded.policy, true)?;
+    let code = run::Run::open(&loaded, &args.command, place)?.run()?;
     // After the run, so it costs the start nothing; a failure to prune
     // costs the run nothing either.
-    if let Some(rules) = prune_rules(None, None) {
+    if let Some(rules) = run::prune_rules(None, None) {
         let _ = session::prune(&loaded.host, rules);
     }
     Ok(code)
-}
-
-/// Reserves a session, builds the plan for it (refusing what an untrusted
-/// project file widens) and runs `argv` caged: the run path after
-/// loading, shared with `cage selftest` (which passes a throwaway host).
-pub(crate) fn launch(
-    loaded: &Loaded,
-    argv: &[String],
-    place: crate::cgroup::Place,
-) -> Result<i32, Error> {
-    let (host, policy) = (&loaded.host, &loaded.policy);
-    // Before the plan, so the plan finds cage's state directory and hides
-    // it from the view like any existing path, and so an overlay plan can
-    // name the session's upper directory.
-    let reserved = session::reserve(host);
-    let id = reserved.as_ref().ok().map(|r| r.id.clone());
-    let plan = match loaded.plan(argv, id.as_deref()) {
-        Ok((plan, _)) => plan,
-        Err(e) => {
-            if let Ok(r) = reserved {
-                r.release();
-            }
-            return Err(e);
-        }
-    };
-    // A command that cannot run gets its reason, and leaves no session.
-    if let Some(why) = plan.command.not_found.clone() {
-        if let Ok(r) = reserved {
-            r.release();
-        }
-        return Err(why.into());
-    }
-    for note in &plan.notes {
-        crate::term::emit(&format!("cage: note: {}", crate::term::escape_text(note)));
-    }
-    let unenforced = match &place {
-        crate::cgroup::Place::Unavailable(why) => {
-            let limits = plan.limits.cgroup_limits();
-            if let Some(rule) = &plan.limits.required {
-                if let Ok(r) = reserved {
-                    r.release();
-                }
-                return Err(Error::LimitsRequired {
-                    limits: limits.join(", "),
-                    why: why.clone(),
-                    rule: rule.to_string(),
-                });
-            }
-            crate::term::emit(&format!(
-                "cage: warning: not enforced: [limits] {}: {} (run cage in a systemd user \
-                 session for cgroup limits; nofile, nproc, fsize and core are enforced, as \
-                 rlimits)",
-                limits.join(", "),
-                crate::term::escape_text(why)
-            ));
-            limits
-        }
-        _ => Vec::new(),
-    };
-    // The session record is required where it holds the session's work
-    // (overlay mode) or records decisions (proxy mode); elsewhere a session
-    // without one still runs, and says so.
-    let required =
-        plan.network.proxy.is_some() || plan.workspace.overlay.is_some() || !plan.state.is_empty();
-    let warn = |e: &dyn std::error::Error| {
-        crate::term::emit(&format!(
-            "cage: warning: running without a session record: {}",
-            crate::term::escape_text(&crate::sandbox::init::chain(e))
-        ));
-    };
-    let reserved = match reserved {
-        Ok(r) => Some(r),
-        Err(e) if required => return Err(e.into()),
-        Err(e) => {
-            warn(&e);
-            None
-        }
-    };
-    let mut log = None;
-    if let Some(r) = &reserved {
-        let names = plan
-            .workspace
-            .watch
-            .iter()
-            .map(|n| n.value.clone())
-            .collect();
-        let started = r.start(&plan, names).map_err(Error::from).and_then(|_| {
-            audit::Session::create(&r.id, &r.dir, policy, &plan, unenforced.clone())
-                .map_err(Error::from)
-        });
-        match started {
-            Ok(s) => log = Some(s),
-            Err(e) if required => {
-                if let Some(r) = reserved {
-                    r.release();
-                }
-                return Err(e);
-            }
-            Err(e) => warn(&e),
-        }
-    }
-    // The state directories' layers live in the session's directory.
-    if let Err(e) = session::state::prepare(&plan, &host.home) {
-        if let Some(r) = reserved {
-            r.release();
-        }
-        return Err(e.into());
-    }
-    // Last before the run: the real values live from here on, in this
-    // process only.
-    let mut plan = plan;
-    let vault = match crate::secrets::prepare(&mut plan, host) {
-        Ok(v) => v,
-        Err(e) => {
-            if let Some(r) = reserved {
-                r.release();
-            }
-            return Err(e.into());
-        }
-    };
-    Ok(supervisor::run(&plan, log.as_ref(), place, vault)?)
-}
-
-/// The pruning rules: the flags, else CAGE_KEEP_SESSIONS and
-/// CAGE_SESSION_MAX_DAYS, else the defaults. `None` when
-/// CAGE_KEEP_SESSIONS=0 and no flag says otherwise: never prune.
-fn prune_rules(keep: Option<usize>, max_days: Option<u64>) -> Option<session::PruneRules> {
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    let keep = keep
-        .or_else(|| var("CAGE_KEEP_SESSIONS").map(|n| n as usize))
-        .unwrap_or(session::DEFAULT_KEEP);
-    let days = max_days.or_else(|| var("CAGE_SESSION_MAX_DAYS"));
-    let max_age = match days {
-        Some(0) => None,
-        Some(d) => Some(d.saturating_mul(24 * 3600)),
-        None => Some(session::DEFAULT_MAX_AGE),
-    };
-    (keep > 0).then_some(session::PruneRules { keep, max_age })
 }
 
 fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Error> {
     let host = Host::current()?;
     // Asked for by name, CAGE_KEEP_SESSIONS=0 (no automatic pruning) does
     // not stop it: keep the newest N, or, with neither, the default.
-    let rules = match prune_rules(keep, max_days) {
+    let rules = match run::prune_rules(keep, max_days) {
         Some(rules) => rules,
         None => session::PruneRules {
             keep: keep.unwrap_or(session::DEFAULT_KEEP),
-            ..prune_rules(Some(1), max_days).unwrap_or_default()
+            ..run::prune_rules(Some(1), max_days).unwrap_or_default()
         },
     };
     let removed = session::prune(&host, rules)?;
@@ -463,7 +181,7 @@ fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Err
 }
 
 fn policy_show(args: &PolicyArgs, json: bool, command: Option<&str>) -> Result<i32, Error> {
-    let loaded = load(args, command, true)?;
+    let loaded = run::load(args, command, true)?;
     let argv = [command.unwrap_or("true").to_string()];
     // The plan's findings too, when the plan can be built; the policy is
     // shown either way.
@@ -546,7 +264,7 @@ fn policy_init(profile: Option<String>, force: bool) -> Result<i32, Error> {
 }
 
 fn explain_cmd(args: &PolicyArgs, target: &str, command: Option<&str>) -> Result<i32, Error> {
-    let loaded = load(args, command, true)?;
+    let loaded = run::load(args, command, true)?;
     let argv = [command.unwrap_or("true").to_string()];
     let (plan, refused) = loaded.plan(&argv, None)?;
     let (host, policy) = (&loaded.host, &loaded.policy);
@@ -697,192 +415,17 @@ fn workspace_paths(host: &Host, workspace: &Path, paths: &[String]) -> Result<Ve
 }
 
 fn sessions() -> Result<i32, Error> {
-    use session::changes;
     let host = Host::current()?;
     let all = session::list(&host)?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  WORKSPACE  COMMAND",
-        "SESSION", "STARTED (UTC)", "MODE", "STATUS", "CHANGES"
-    );
-    for (dir, r) in &all {
-        let status = match (r.status(), &r.applied) {
-            (_, Some(_)) => "applied".to_string(),
-            (session::Status::Running, _) => "running".to_string(),
-            (session::Status::Exited(c), _) => format!("exit {c}"),
-            (session::Status::Killed, _) => "killed".to_string(),
-        };
-        let counts = if r.mode == policy::WorkspaceMode::Overlay {
-            match changes::collect(&dir.join("upper"), &r.workspace, &r.protect) {
-                Ok(list) => {
-                    let s = changes::summarize(&list);
-                    let mut c = format!("+{} ~{} -{}", s.added, s.modified, s.deleted);
-                    if !s.protected.is_empty() {
-                        c.push_str(&format!(" !{}", s.protected.len()));
-                    }
-                    c
-                }
-                Err(_) => "unreadable".to_string(),
-            }
-        } else {
-            "-".to_string()
-        };
-        let started: String = r.started.replace('T', " ").chars().take(19).collect();
-        let _ = writeln!(
-            out,
-            "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  {}  {}",
-            crate::term::escape(&r.id),
-            crate::term::escape(&started),
-            format!("{:?}", r.mode).to_lowercase(),
-            status,
-            counts,
-            crate::term::escape_path(&r.workspace),
-            r.command
-                .iter()
-                .map(|a| crate::term::escape(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
-    if all.is_empty() {
-        out = format!("no sessions in {}\n", audit::sessions_dir(&host).display());
-    }
+    let out = if all.is_empty() {
+        format!("no sessions in {}\n", audit::sessions_dir(&host).display())
+    } else {
+        crate::render::sessions(&all)
+    };
     print_lossy(out.as_bytes(), "the sessions")
 }
 
 /// `print`, for the review commands (a closed pipe is not an error).
-/// `cage diff` of a direct session: the changed files its record lists,
-/// what git shows of the tracked ones (against HEAD, now), and the others
-/// named. git runs without external diff drivers or textconv filters,
-/// whatever the repository's attributes say.
-fn direct_diff(dir: &Path, record: &session::Record) -> Result<i32, Error> {
-    use crate::term::{escape_path, escape_text};
-    let log = dir.join("audit.jsonl");
-    let text = std::fs::read_to_string(&log).map_err(|source| audit::AuditError::Read {
-        path: log.clone(),
-        source,
-    })?;
-    let changed = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<audit::Line>(l).ok())
-        .find_map(|l| match l.record {
-            audit::Record::FilesChanged(f) => Some(f),
-            _ => None,
-        });
-    let Some(changed) = changed else {
-        return print(
-            format!(
-                "direct session {}: no record of changed files (it is running, or ended before \
-                 cage could compare)\n",
-                record.id
-            )
-            .as_bytes(),
-            "the diff",
-        );
-    };
-    let ws = &record.workspace;
-    let mut out = format!(
-        "direct session {}: {} added, {} modified, {} deleted, {} mode change(s){}\n\
-         (the session's record; git below shows the workspace as it is now)\n",
-        record.id,
-        changed.added,
-        changed.modified,
-        changed.deleted,
-        changed.mode_changed,
-        if changed.complete { "" } else { " (partial)" }
-    );
-    let rel: Vec<PathBuf> = changed
-        .paths
-        .iter()
-        .filter_map(|p| p.path.strip_prefix(ws).ok().map(Path::to_path_buf))
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect();
-    let git = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(ws)
-            .args(["--no-pager", "-c", "core.fsmonitor=false"])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| o.stdout)
-    };
-    fn as_os(p: &Path) -> &std::ffi::OsStr {
-        p.as_os_str()
-    }
-    let mut tracked: Vec<PathBuf> = Vec::new();
-    if !rel.is_empty() {
-        let mut args: Vec<&std::ffi::OsStr> =
-            ["ls-files", "-z", "--"].map(std::ffi::OsStr::new).to_vec();
-        args.extend(rel.iter().map(|p| as_os(p)));
-        if let Some(list) = git(&args) {
-            tracked = list
-                .split(|&b| b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s))
-                })
-                .collect();
-        }
-        // Deleted files are no longer in the worktree but still in HEAD.
-        let mut args: Vec<&std::ffi::OsStr> = ["ls-tree", "-z", "--name-only", "HEAD", "--"]
-            .map(std::ffi::OsStr::new)
-            .to_vec();
-        args.extend(rel.iter().map(|p| as_os(p)));
-        if let Some(list) = git(&args) {
-            tracked.extend(list.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| {
-                PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(s))
-            }));
-        }
-        tracked.sort();
-        tracked.dedup();
-    }
-    if !tracked.is_empty() {
-        let mut args: Vec<&std::ffi::OsStr> = [
-            "diff",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--no-color",
-            "HEAD",
-            "--",
-        ]
-        .map(std::ffi::OsStr::new)
-        .to_vec();
-        args.extend(tracked.iter().map(|p| as_os(p)));
-        if let Some(diff) = git(&args) {
-            // File contents are the agent's: escaped, lines kept.
-            out.push_str(&escape_text(&String::from_utf8_lossy(&diff)));
-        }
-    }
-    let others: Vec<&audit::FileChange> = changed
-        .paths
-        .iter()
-        .filter(|p| {
-            p.path
-                .strip_prefix(ws)
-                .map_or(true, |r| !tracked.iter().any(|t| t == r))
-        })
-        .collect();
-    if !others.is_empty() {
-        out.push_str("not tracked by git (named, not diffed):\n");
-        for p in others {
-            out.push_str(&format!("  {:<8} {}\n", p.change, escape_path(&p.path)));
-        }
-    }
-    let total = changed.added + changed.modified + changed.deleted + changed.mode_changed;
-    if total > changed.paths.len() {
-        out.push_str(&format!(
-            "... and {} more change(s) the record does not list\n",
-            total - changed.paths.len()
-        ));
-    }
-    print(out.as_bytes(), "the diff")
-}
-
 fn print_lossy(bytes: &[u8], what: &'static str) -> Result<i32, Error> {
     print(bytes, what)
 }
@@ -931,7 +474,12 @@ fn diff(args: DiffArgs) -> Result<i32, Error> {
     };
     let (dir, record) = match found {
         Ok(overlay) => overlay,
-        Err((dir, record)) => return direct_diff(&dir, &record),
+        Err((dir, record)) => {
+            return print(
+                session::direct::render(&dir, &record)?.as_bytes(),
+                "the diff",
+            );
+        }
     };
     let only = workspace_paths(&host, &record.workspace, &paths)?;
     let upper = dir.join("upper");
@@ -965,7 +513,6 @@ fn diff(args: DiffArgs) -> Result<i32, Error> {
 }
 
 fn apply(args: ApplyArgs) -> Result<i32, Error> {
-    use session::changes::Kind;
     let host = Host::current()?;
     let (id, paths) = session_and_paths(&host, &args.args);
     let (dir, mut record) = session::find_overlay(&host, id.as_deref())?;
@@ -973,68 +520,7 @@ fn apply(args: ApplyArgs) -> Result<i32, Error> {
     let only = workspace_paths(&host, &record.workspace, &paths)?;
     let include = workspace_paths(&host, &record.workspace, &args.include_protected)?;
     let outcome = session::apply::apply(&record, &dir.join("upper"), &only, &include, args.force)?;
-    let mut out = String::new();
-    for c in &outcome.applied {
-        if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
-            let _ = writeln!(out, "  mode {}/", crate::term::escape_path(&c.path));
-            continue;
-        }
-        let mark = match c.kind {
-            Kind::Added => "A",
-            Kind::Modified => "M",
-            Kind::Deleted => "D",
-        };
-        let suffix = if c.new.is_dir() || (c.kind == Kind::Deleted && c.old.is_dir()) {
-            "/"
-        } else {
-            ""
-        };
-        let flag = match &c.protected {
-            Some(name) => format!("  (protected: {name}; review it before running anything)"),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "  {mark} {}{suffix}{flag}",
-            crate::term::escape_path(&c.path)
-        );
-    }
-    for p in &outcome.forced {
-        let _ = writeln!(
-            out,
-            "cage: overwrote {}, which had changed on the host (--force)",
-            crate::term::escape_path(p)
-        );
-    }
-    for p in &outcome.skipped {
-        let _ = writeln!(
-            out,
-            "cage: skipped {}: a special file (fifo, socket or device)",
-            crate::term::escape_path(p)
-        );
-    }
-    for (p, name) in &outcome.protected {
-        let _ = writeln!(
-            out,
-            "cage: skipped {}: protected ({}): it runs or steers code outside the cage; review \
-             it with `cage diff`, then apply it with --include-protected {}",
-            crate::term::escape_path(p),
-            crate::term::escape(name),
-            crate::term::escape_path(p)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "cage: applied {} change(s) of session {} to {}{}",
-        outcome.applied.len(),
-        crate::term::escape(&record.id),
-        crate::term::escape_path(&record.workspace),
-        if outcome.protected.is_empty() {
-            String::new()
-        } else {
-            format!("; skipped {} protected path(s)", outcome.protected.len())
-        }
-    );
+    let out = crate::render::applied(&outcome, &record);
     if only.is_empty() && outcome.protected.is_empty() {
         record.applied = Some(audit::rfc3339(std::time::SystemTime::now()));
         session::write_record(&dir, &record)?;
@@ -1092,7 +578,7 @@ fn trust(file: Option<PathBuf>, yes: bool) -> Result<i32, Error> {
         .and_then(|p| std::fs::canonicalize(p).ok())
         .is_some_and(|p| p == preview.path);
     if discovered
-        && let Ok(loaded) = load(&crate::cli::PolicyArgs::default(), None, true)
+        && let Ok(loaded) = run::load(&crate::cli::PolicyArgs::default(), None, true)
         && let Ok((_, found)) = loaded.plan(&["true".to_string()], None)
     {
         for w in found {

@@ -74,6 +74,8 @@ pub struct Control {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
     path: PathBuf,
+    /// The listener the thread polls: shut down to wake it at once.
+    listener: Arc<UnixListener>,
 }
 
 /// How long stopping waits for the thread (one tick, and a request in
@@ -87,20 +89,26 @@ impl Control {
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
+        let listener = Arc::new(listener);
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
-        let (flag, finished) = (stop.clone(), done.clone());
+        let (flag, finished, polled) = (stop.clone(), done.clone(), listener.clone());
         let spawned = std::thread::Builder::new()
             .name("cage:control".into())
             .spawn(move || {
-                serve(&listener, &base, &proxy, &log, &flag);
+                serve(&polled, &base, &proxy, &log, &flag);
                 finished.store(true, Ordering::Release);
             });
         if let Err(e) = spawned {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        Ok(Control { stop, done, path })
+        Ok(Control {
+            stop,
+            done,
+            path,
+            listener,
+        })
     }
 
     /// Stops serving, removes the socket, and waits (bounded) for the
@@ -114,6 +122,11 @@ impl Drop for Control {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_file(&self.path);
+        // Wakes the thread's poll now (a listening socket shut down polls
+        // readable, and accept then fails), instead of at its next tick:
+        // every session's end waited up to a tick for it.
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         let end = std::time::Instant::now() + STOP_WAIT;
         while !self.done.load(Ordering::Acquire) && std::time::Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));

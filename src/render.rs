@@ -1,12 +1,14 @@
 //! Rendering for people: the plan (`--dry-run`), the policy (`policy
-//! show`) and an untrusted project file's refusal, each a function of the
-//! data it shows. The commands decide what to show and escape it; these
-//! only format.
+//! show`), an untrusted project file's refusal, the session table and the
+//! apply report, each a function of the data it shows. The commands decide
+//! what to show; the plan's and the policy's text is escaped by them, the
+//! session views escape what they print here.
 
 use std::fmt::Write as _;
 
 use crate::plan::{Mount, Plan};
 use crate::policy::{self, Policy};
+use crate::session;
 
 /// `--dry-run --json`: the plan, and the policy sources it came from (each
 /// with `chosen_for` when the command chose it), as the text's first line
@@ -35,7 +37,6 @@ pub fn profiles(policy: &Policy) -> String {
     }
 }
 
-/// The plan for people: one line per decision, with its rule.
 /// The graded mode, when the policy allows it: what runs if user
 /// namespaces cannot be created.
 fn graded(s: &mut String, graded: Option<&crate::plan::graded::Graded>) {
@@ -72,8 +73,25 @@ fn graded(s: &mut String, graded: Option<&crate::plan::graded::Graded>) {
     }
 }
 
+/// The plan for people: one line per decision, with its rule, by section.
 pub fn plan(plan: &Plan) -> String {
     let mut s = String::new();
+    for section in [
+        plan_head,
+        plan_view,
+        plan_workspace,
+        plan_enforcement,
+        plan_network,
+        plan_secrets,
+        plan_rest,
+    ] {
+        section(&mut s, plan);
+    }
+    s
+}
+
+/// The command, its program, and where and as whom it runs.
+fn plan_head(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "command    {}", plan.command.argv.join(" "));
     match &plan.command.program {
         Some(p) => {
@@ -101,65 +119,77 @@ pub fn plan(plan: &Plan) -> String {
         "identity   uid {} gid {} (mapped to themselves), hostname {}",
         plan.uid, plan.gid, plan.hostname
     );
+}
+
+/// The view: one line per mount, in order.
+fn plan_view(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "\nview (a fresh tmpfs root; nothing else of the host is visible):"
     );
     for m in &plan.mounts {
-        let line = match m {
-            Mount::Pin { dst, source } => format!("pin  {}  [{source}]", dst.display()),
-            Mount::Bind {
-                src,
-                dst,
-                access,
-                source,
-                ..
-            } => {
-                let how = match access {
-                    crate::plan::Access::ReadOnly => "ro  ",
-                    crate::plan::Access::ReadWrite => "rw  ",
-                };
-                if src == dst {
-                    format!("{how} {}  [{source}]", dst.display())
-                } else {
-                    format!("{how} {} <- {}  [{source}]", dst.display(), src.display())
-                }
-            }
-            Mount::Tmpfs { dst, source, .. } => format!("tmpfs {}  [{source}]", dst.display()),
-            Mount::Overlay {
-                dst, upper, source, ..
-            } => format!(
-                "overlay {} (writes land in {})  [{source}]",
-                dst.display(),
-                upper.display()
-            ),
-            Mount::Hide { dst, source, .. } => format!("hide {}  [{source}]", dst.display()),
-            Mount::Symlink {
-                target,
-                dst,
-                source,
-            } => {
-                format!("link {} -> {}  [{source}]", dst.display(), target.display())
-            }
-            Mount::Dir { dst, source, .. } => format!("dir  {}  [{source}]", dst.display()),
-            Mount::File { dst, source, .. } => {
-                format!("file {} (written by cage)  [{source}]", dst.display())
-            }
-            Mount::Copy { src, dst, source } => {
-                format!(
-                    "copy {} <- {} (writes stay inside)  [{source}]",
-                    dst.display(),
-                    src.display()
-                )
-            }
-            Mount::Proc { dst } => format!("proc {}", dst.display()),
-            Mount::Dev { dst } => format!(
-                "dev  {} (null zero full random urandom tty pts shm)",
-                dst.display()
-            ),
-        };
-        let _ = writeln!(s, "  {line}");
+        let _ = writeln!(s, "  {}", mount_line(m));
     }
+}
+
+/// One mount of the view, with its rule.
+fn mount_line(m: &Mount) -> String {
+    match m {
+        Mount::Pin { dst, source } => format!("pin  {}  [{source}]", dst.display()),
+        Mount::Bind {
+            src,
+            dst,
+            access,
+            source,
+            ..
+        } => {
+            let how = match access {
+                crate::plan::Access::ReadOnly => "ro  ",
+                crate::plan::Access::ReadWrite => "rw  ",
+            };
+            if src == dst {
+                format!("{how} {}  [{source}]", dst.display())
+            } else {
+                format!("{how} {} <- {}  [{source}]", dst.display(), src.display())
+            }
+        }
+        Mount::Tmpfs { dst, source, .. } => format!("tmpfs {}  [{source}]", dst.display()),
+        Mount::Overlay {
+            dst, upper, source, ..
+        } => format!(
+            "overlay {} (writes land in {})  [{source}]",
+            dst.display(),
+            upper.display()
+        ),
+        Mount::Hide { dst, source, .. } => format!("hide {}  [{source}]", dst.display()),
+        Mount::Symlink {
+            target,
+            dst,
+            source,
+        } => {
+            format!("link {} -> {}  [{source}]", dst.display(), target.display())
+        }
+        Mount::Dir { dst, source, .. } => format!("dir  {}  [{source}]", dst.display()),
+        Mount::File { dst, source, .. } => {
+            format!("file {} (written by cage)  [{source}]", dst.display())
+        }
+        Mount::Copy { src, dst, source } => {
+            format!(
+                "copy {} <- {} (writes stay inside)  [{source}]",
+                dst.display(),
+                src.display()
+            )
+        }
+        Mount::Proc { dst } => format!("proc {}", dst.display()),
+        Mount::Dev { dst } => format!(
+            "dev  {} (null zero full random urandom tty pts shm)",
+            dst.display()
+        ),
+    }
+}
+
+/// What cage creates, the state directories, the protected paths and the guard.
+fn plan_workspace(s: &mut String, plan: &Plan) {
     if !plan.create.is_empty() {
         let _ = writeln!(s, "\ncreated on the host when missing (mode 0700):");
         for c in &plan.create {
@@ -215,6 +245,10 @@ pub fn plan(plan: &Plan) -> String {
             let _ = writeln!(s, "  {}", root.display());
         }
     }
+}
+
+/// Landlock and seccomp.
+fn plan_enforcement(s: &mut String, plan: &Plan) {
     let ll = &plan.landlock;
     let _ = writeln!(
         s,
@@ -246,17 +280,26 @@ pub fn plan(plan: &Plan) -> String {
              mount, umount2, pivot_root, chroot (Landlock and the view still hold)  [{source}]"
         );
     }
+}
+
+/// The network mode, the proxy and the host rules.
+fn plan_network(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "network    {:?} [{}]",
         plan.network.mode, plan.network.source
     );
-    graded(&mut s, plan.graded.as_ref());
+    graded(s, plan.graded.as_ref());
     if let Some(p) = &plan.network.proxy {
         let _ = writeln!(
             s,
-            "  proxy {} and DNS stub {} on the cage's loopback, served by cage from outside",
-            p.listen, p.dns
+            "  proxy {} and DNS stub {} on the cage's loopback, served by cage from outside{}",
+            p.listen,
+            p.dns,
+            match plan.network.mode {
+                crate::policy::NetMode::Proxy => "",
+                _ => ": they allow nothing, and record each attempt",
+            }
         );
     }
     for r in &plan.network.allow {
@@ -265,6 +308,10 @@ pub fn plan(plan: &Plan) -> String {
     for r in &plan.network.deny {
         let _ = writeln!(s, "  deny  {}  [{}]", r.pattern, r.source);
     }
+}
+
+/// The secrets the proxy swaps in, when there are any.
+fn plan_secrets(s: &mut String, plan: &Plan) {
     if let Some(sp) = &plan.secrets {
         let _ = writeln!(
             s,
@@ -297,6 +344,10 @@ pub fn plan(plan: &Plan) -> String {
             sp.bundle.display()
         );
     }
+}
+
+/// The environment, the limits and the notes.
+fn plan_rest(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "\nenvironment (nothing else is passed):");
     for v in &plan.env {
         let _ = writeln!(s, "  {}={}  [{}]", v.name, v.value, v.source);
@@ -324,7 +375,6 @@ pub fn plan(plan: &Plan) -> String {
             let _ = writeln!(s, "  {n}");
         }
     }
-    s
 }
 
 /// The merged policy for people, each rule with its source.
@@ -343,26 +393,45 @@ pub fn policy(p: &Policy) -> String {
                 .unwrap_or_default()
         );
     }
-    let mut section = |title: &str, rows: Vec<String>| {
+    let fs = &p.filesystem;
+    let sections = [
+        ("workspace", workspace_rows(p)),
+        ("filesystem.read", path_rows(&fs.read)),
+        ("filesystem.write", path_rows(&fs.write)),
+        ("filesystem.hide", path_rows(&fs.hide)),
+        ("filesystem.tmpfs", path_rows(&fs.tmpfs)),
+        ("network", network_rows(p)),
+        ("env", env_rows(p)),
+        ("secrets", secret_rows(p)),
+        ("limits", limit_rows(p)),
+        ("process", process_rows(p)),
+        ("security", security_rows(p)),
+    ];
+    for (title, rows) in sections {
         if !rows.is_empty() {
             let _ = writeln!(s, "\n[{title}]");
             for r in rows {
                 let _ = writeln!(s, "  {r}");
             }
         }
-    };
-    let paths = |list: &[policy::Sourced<policy::PathRule>]| -> Vec<String> {
-        list.iter()
-            .map(|r| {
-                format!(
-                    "{}{}  [{}]",
-                    if r.value.optional { "?" } else { "" },
-                    r.value.path.display(),
-                    r.source
-                )
-            })
-            .collect()
-    };
+    }
+    s
+}
+
+fn path_rows(list: &[policy::Sourced<policy::PathRule>]) -> Vec<String> {
+    list.iter()
+        .map(|r| {
+            format!(
+                "{}{}  [{}]",
+                if r.value.optional { "?" } else { "" },
+                r.value.path.display(),
+                r.source
+            )
+        })
+        .collect()
+}
+
+fn workspace_rows(p: &Policy) -> Vec<String> {
     let mut ws = Vec::new();
     if let Some(v) = &p.workspace.path {
         ws.push(format!("path = {}  [{}]", v.value.display(), v.source));
@@ -376,12 +445,10 @@ pub fn policy(p: &Policy) -> String {
             .iter()
             .map(|v| format!("protect {}  [{}]", v.value, v.source)),
     );
-    section("workspace", ws);
-    let fs = &p.filesystem;
-    section("filesystem.read", paths(&fs.read));
-    section("filesystem.write", paths(&fs.write));
-    section("filesystem.hide", paths(&fs.hide));
-    section("filesystem.tmpfs", paths(&fs.tmpfs));
+    ws
+}
+
+fn network_rows(p: &Policy) -> Vec<String> {
     let mut net = Vec::new();
     if let Some(m) = &p.network.mode {
         net.push(format!("mode = {:?}  [{}]", m.value, m.source));
@@ -398,7 +465,10 @@ pub fn policy(p: &Policy) -> String {
             .iter()
             .map(|r| format!("deny {}  [{}]", r.value, r.source)),
     );
-    section("network", net);
+    net
+}
+
+fn env_rows(p: &Policy) -> Vec<String> {
     let mut env: Vec<String> = p
         .env
         .pass
@@ -411,40 +481,43 @@ pub fn policy(p: &Policy) -> String {
             .iter()
             .map(|r| format!("set {}={}  [{}]", r.value.0, r.value.1, r.source)),
     );
-    section("env", env);
-    section(
-        "secrets",
-        p.secrets
-            .iter()
-            .map(|r| {
-                let s = &r.value;
-                let hosts: Vec<String> = s
-                    .hosts
-                    .iter()
-                    .map(|h| h.to_string())
-                    .chain(
-                        s.host_vars
-                            .iter()
-                            .map(|v| format!("the https host in ${v}")),
-                    )
-                    .collect();
-                format!(
-                    "{} from {}{}, only to {}{}  [{}]",
-                    s.name,
-                    s.from,
-                    s.env
-                        .as_ref()
-                        .map(|e| format!(", placeholder in {e}"))
-                        .unwrap_or_default(),
-                    hosts.join(", "),
-                    if s.optional { " (optional)" } else { "" },
-                    r.source
+    env
+}
+
+fn secret_rows(p: &Policy) -> Vec<String> {
+    p.secrets
+        .iter()
+        .map(|r| {
+            let s = &r.value;
+            let hosts: Vec<String> = s
+                .hosts
+                .iter()
+                .map(|h| h.to_string())
+                .chain(
+                    s.host_vars
+                        .iter()
+                        .map(|v| format!("the https host in ${v}")),
                 )
-            })
-            .collect(),
-    );
+                .collect();
+            format!(
+                "{} from {}{}, only to {}{}  [{}]",
+                s.name,
+                s.from,
+                s.env
+                    .as_ref()
+                    .map(|e| format!(", placeholder in {e}"))
+                    .unwrap_or_default(),
+                hosts.join(", "),
+                if s.optional { " (optional)" } else { "" },
+                r.source
+            )
+        })
+        .collect()
+}
+
+fn limit_rows(p: &Policy) -> Vec<String> {
     let l = &p.limits;
-    let lim: Vec<String> = [
+    [
         ("nofile", &l.nofile),
         ("nproc", &l.nproc),
         ("fsize", &l.fsize),
@@ -457,8 +530,10 @@ pub fn policy(p: &Policy) -> String {
         v.as_ref()
             .map(|v| format!("{n} = {}  [{}]", v.value, v.source))
     })
-    .collect();
-    section("limits", lim);
+    .collect()
+}
+
+fn process_rows(p: &Policy) -> Vec<String> {
     let mut proc_rows = Vec::new();
     if let Some(v) = &p.process.allow_ptrace {
         proc_rows.push(format!("allow_ptrace = {}  [{}]", v.value, v.source));
@@ -466,22 +541,21 @@ pub fn policy(p: &Policy) -> String {
     if let Some(v) = &p.process.allow_nested_userns {
         proc_rows.push(format!("allow_nested_userns = {}  [{}]", v.value, v.source));
     }
-    section("process", proc_rows);
-    section(
-        "security",
-        p.security
-            .allow_degraded
-            .iter()
-            .map(|v| format!("allow_degraded {:?}  [{}]", v.value, v.source))
-            .chain(
-                p.security
-                    .allow_shared_dir
-                    .iter()
-                    .map(|v| format!("allow_shared_dir {}  [{}]", v.value.display(), v.source)),
-            )
-            .collect(),
-    );
-    s
+    proc_rows
+}
+
+fn security_rows(p: &Policy) -> Vec<String> {
+    p.security
+        .allow_degraded
+        .iter()
+        .map(|v| format!("allow_degraded {:?}  [{}]", v.value, v.source))
+        .chain(
+            p.security
+                .allow_shared_dir
+                .iter()
+                .map(|v| format!("allow_shared_dir {}  [{}]", v.value.display(), v.source)),
+        )
+        .collect()
 }
 
 /// The refusal a run would meet, as the last part of a preview.
@@ -523,5 +597,126 @@ pub fn mark_refused(text: &str, refused: &[policy::Widening]) -> String {
             out.push('\n');
         }
     }
+    out
+}
+
+/// `cage sessions`: one row per session, oldest first. Every field the
+/// agent could choose (the command, the workspace's name) is escaped.
+pub fn sessions(all: &[(std::path::PathBuf, session::Record)]) -> String {
+    use session::changes;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  WORKSPACE  COMMAND",
+        "SESSION", "STARTED (UTC)", "MODE", "STATUS", "CHANGES"
+    );
+    for (dir, r) in all {
+        let status = match (r.status(), &r.applied) {
+            (_, Some(_)) => "applied".to_string(),
+            (session::Status::Running, _) => "running".to_string(),
+            (session::Status::Exited(c), _) => format!("exit {c}"),
+            (session::Status::Killed, _) => "killed".to_string(),
+        };
+        let counts = if r.mode == policy::WorkspaceMode::Overlay {
+            match changes::collect(&dir.join("upper"), &r.workspace, &r.protect) {
+                Ok(list) => {
+                    let s = changes::summarize(&list);
+                    let mut c = format!("+{} ~{} -{}", s.added, s.modified, s.deleted);
+                    if !s.protected.is_empty() {
+                        c.push_str(&format!(" !{}", s.protected.len()));
+                    }
+                    c
+                }
+                Err(_) => "unreadable".to_string(),
+            }
+        } else {
+            "-".to_string()
+        };
+        let started: String = r.started.replace('T', " ").chars().take(19).collect();
+        let _ = writeln!(
+            out,
+            "{:<24}  {:<19}  {:<8}  {:<8}  {:<16}  {}  {}",
+            crate::term::escape(&r.id),
+            crate::term::escape(&started),
+            format!("{:?}", r.mode).to_lowercase(),
+            status,
+            counts,
+            crate::term::escape_path(&r.workspace),
+            r.command
+                .iter()
+                .map(|a| crate::term::escape(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    out
+}
+
+/// `cage apply`'s report: each change applied, what was overwritten,
+/// skipped or held back as protected, and the count. Paths are escaped.
+pub fn applied(outcome: &session::apply::Outcome, record: &session::Record) -> String {
+    use session::changes::Kind;
+    let mut out = String::new();
+    for c in &outcome.applied {
+        if c.old.is_dir() && c.new.is_dir() && c.kind == Kind::Modified {
+            let _ = writeln!(out, "  mode {}/", crate::term::escape_path(&c.path));
+            continue;
+        }
+        let mark = match c.kind {
+            Kind::Added => "A",
+            Kind::Modified => "M",
+            Kind::Deleted => "D",
+        };
+        let suffix = if c.new.is_dir() || (c.kind == Kind::Deleted && c.old.is_dir()) {
+            "/"
+        } else {
+            ""
+        };
+        let flag = match &c.protected {
+            Some(name) => format!("  (protected: {name}; review it before running anything)"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {}{suffix}{flag}",
+            crate::term::escape_path(&c.path)
+        );
+    }
+    for p in &outcome.forced {
+        let _ = writeln!(
+            out,
+            "cage: overwrote {}, which had changed on the host (--force)",
+            crate::term::escape_path(p)
+        );
+    }
+    for p in &outcome.skipped {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: a special file (fifo, socket or device)",
+            crate::term::escape_path(p)
+        );
+    }
+    for (p, name) in &outcome.protected {
+        let _ = writeln!(
+            out,
+            "cage: skipped {}: protected ({}): it runs or steers code outside the cage; review \
+             it with `cage diff`, then apply it with --include-protected {}",
+            crate::term::escape_path(p),
+            crate::term::escape(name),
+            crate::term::escape_path(p)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "cage: applied {} change(s) of session {} to {}{}",
+        outcome.applied.len(),
+        crate::term::escape(&record.id),
+        crate::term::escape_path(&record.workspace),
+        if outcome.protected.is_empty() {
+            String::new()
+        } else {
+            format!("; skipped {} protected path(s)", outcome.protected.len())
+        }
+    );
     out
 }

@@ -7,7 +7,7 @@
 //! CLONE_NEWUSER fails in a multi-threaded process, and the cloned child is
 //! a copy of one thread. The proxy's threads start after clone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,9 +123,33 @@ impl SupervisorError {
     }
 }
 
-/// Runs the plan; returns the exit status to pass on: the agent's own, or
-/// 128+N when it was killed by signal N. `session` receives the audit
-/// records; proxy mode requires one.
+/// Before anything of the cage exists: what makes a run impossible.
+/// Proxy mode requires the session's log; an overlay, a host that can
+/// mount it (the kernel would say only EINVAL from inside).
+pub fn check(plan: &Plan, session: Option<&Session>) -> Result<(), SupervisorError> {
+    // Network none's proxy only refuses: without a log, its listeners are
+    // closed and connections fail as in an empty namespace.
+    if plan.network.mode == crate::policy::NetMode::Proxy && session.is_none() {
+        return Err(SupervisorError::NoAuditLog {
+            rule: plan.network.source.to_string(),
+        });
+    }
+    if let Some(overlay) = &plan.workspace.overlay {
+        crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
+    }
+    Ok(())
+}
+
+/// What a run leaves: the exit status to pass on (the agent's own, or
+/// 128+N when it was killed by signal N) or cage's failure, and the
+/// supervisor's end-of-session lines (the guard's tally, what the cgroup
+/// limits stopped), to print once every record is written.
+pub struct Ran {
+    pub status: Result<i32, SupervisorError>,
+    pub lines: Vec<String>,
+}
+
+/// Runs the plan (after `check`). `session` receives the audit records.
 ///
 /// 1. Compile everything the children need (they must not fail to allocate
 ///    or parse after clone).
@@ -136,76 +160,25 @@ impl SupervisorError {
 ///    the listeners init hands over, record the enforcement the agent
 ///    reports, keep a failure report.
 /// 6. Forward signals that were sent to us until init exits.
-/// 7. Turn the end of init, or a report from the cage, into a status; close
-///    the session's record; tell the user what was denied.
+/// 7. Turn the end of init, or a report from the cage, into a status.
+///
+/// Closing the session's record and telling the user what happened is the
+/// session's (`session::run`).
 pub fn run(
     plan: &Plan,
     session: Option<&Session>,
     cgroup: crate::cgroup::Place,
     vault: Option<Arc<Vault>>,
-) -> Result<i32, SupervisorError> {
-    if plan.network.proxy.is_some() && session.is_none() {
-        return Err(SupervisorError::NoAuditLog {
-            rule: plan.network.source.to_string(),
-        });
-    }
-    // Before clone: the kernel would say only EINVAL from inside.
-    if let Some(overlay) = &plan.workspace.overlay {
-        crate::session::preflight::check(overlay).map_err(SupervisorError::Preflight)?;
-    }
-    // A second early: file times come from a coarse clock (and some
-    // filesystems keep whole seconds); reporting a change the user made
-    // just before is the safe side.
-    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
-    // A direct session's trees, before the agent can touch them.
-    let snapshot = session
-        .filter(|_| plan.workspace.mode == crate::policy::WorkspaceMode::Direct)
-        .map(|s| snapshot_roots(plan, s));
+) -> Ran {
     let stdio = term::Stdio::now();
-    let result = run_cage(plan, session, cgroup, vault);
+    let mut lines = Vec::new();
+    let status = run_cage(plan, session, cgroup, vault, &mut lines);
     // The agent shared stdio; what it set on them is not the user's.
     stdio.restore();
-    // Every record is written before anything is printed: the agent may
-    // have sabotaged the shared terminal, and giving up on it must cost
-    // only the copy on the screen (term::emit never blocks for long).
-    let mut lines = Vec::new();
-    lines.extend(GUARD_LINE.with(|l| l.take()));
-    lines.extend(LIMITS_LINE.with(|l| l.take()));
-    // Whatever the outcome: a failed run may have created paths too.
-    lines.extend(quarantine_created(plan, session));
-    if result.is_ok() && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
-        lines.extend(report_hidden(plan, started, session));
-    }
-    if let (Some(snapshot), Some(session)) = (&snapshot, session) {
-        let changed = snapshot.compare();
-        let _ = session.log.write(audit::Record::FilesChanged(changed));
-    }
-    lines.extend(keep_state(plan, session));
-    if let Some(overlay) = &plan.workspace.overlay {
-        lines.extend(report_overlay(plan, overlay, session));
-    }
-    if let Some(session) = session {
-        let (status, error) = match &result {
-            Ok(status) => (*status, None),
-            Err(e) => (e.exit_code(), Some(chain(e))),
-        };
-        let _ = session.ended(status, error);
-        let _ = crate::session::record_end(&session.dir, status);
-        lines.extend(session.secrets_summary());
-        lines.extend(session.denied_summary());
-    }
-    for line in &lines {
-        term::emit(line);
-    }
-    result
+    Ran { status, lines }
 }
 
 thread_local! {
-    /// The guard's one-line tally, printed with the other end-of-session
-    /// lines once every record is written.
-    static GUARD_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
-    /// What the cgroup limits did, or why they could not be set.
-    static LIMITS_LINE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
     /// The graded mode's record, for the log once the start record is in.
     static GRADED_RECORD: std::cell::Cell<Option<audit::GradedRun>> =
         const { std::cell::Cell::new(None) };
@@ -242,7 +215,7 @@ fn make_cgroup(
 
 /// The end of the session's cgroups: what the limits did, as a record and
 /// a line for the user when they stopped something.
-fn finish_cgroup(cg: crate::cgroup::SessionCgroup, session: Option<&Session>) {
+fn finish_cgroup(cg: crate::cgroup::SessionCgroup, session: Option<&Session>) -> Option<String> {
     let enforced = cg.wanted.describe();
     let o = cg.finish();
     if let Some(s) = session {
@@ -265,213 +238,7 @@ fn finish_cgroup(cg: crate::cgroup::SessionCgroup, session: Option<&Session>) {
     if o.pids_refused > 0 {
         said.push(format!("the pids limit refused {} fork(s)", o.pids_refused));
     }
-    if !said.is_empty() {
-        LIMITS_LINE.with(|l| l.set(Some(format!("cage: {}", said.join("; ")))));
-    }
-}
-
-/// The end-of-session rescan: protected paths the session created anyway
-/// (a race won against the guard, a link, a path only a rescan sees) are
-/// moved into the session's quarantine, listed with the command that puts
-/// each back, and recorded; never deleted, never left in place. Returns
-/// the lines to print (names escaped).
-fn quarantine_created(plan: &Plan, session: Option<&Session>) -> Vec<String> {
-    let found = crate::plan::created_protected(&plan.workspace);
-    let mut created = found.paths;
-    // Paths a rule hides or keeps read-only, missing at the start inside a
-    // writable grant.
-    created.extend(
-        plan.guard
-            .missing
-            .iter()
-            .chain(plan.guards.iter().map(|g| &g.path))
-            // cage made these itself, before the run (its own config
-            // directory, so that it can be hidden).
-            .filter(|p| !plan.create.iter().any(|c| c.path == **p))
-            .filter(|p| p.symlink_metadata().is_ok())
-            .cloned(),
-    );
-    created.sort();
-    created.dedup();
-    let mut lines = Vec::new();
-    for (dir, e) in &found.unreadable {
-        lines.push(format!(
-            "cage: error: {} stayed unreadable after the session ({e}); cage could not check it \
-             for protected paths: inspect it before running anything there",
-            term::escape_path(dir)
-        ));
-    }
-    if created.is_empty() && found.reopened.is_empty() {
-        return lines;
-    }
-    let Some(session) = session else {
-        lines.push(format!(
-            "cage: warning: this session created {} protected path(s), and without a session \
-             directory they could not be quarantined; review them before running anything:",
-            created.len()
-        ));
-        lines.extend(
-            created
-                .iter()
-                .map(|p| format!("cage:   {}", term::escape_path(p))),
-        );
-        return lines;
-    };
-    let (moved, failed) = crate::session::quarantine::quarantine(&session.dir, &created);
-    let _ = session
-        .log
-        .write(audit::Record::Quarantined(audit::Quarantined {
-            moved: moved.clone(),
-            failed: failed.clone(),
-            reopened: found.reopened.clone(),
-        }));
-    for dir in &found.reopened {
-        lines.push(format!(
-            "cage: warning: the session made {} unreadable; cage made it readable again to \
-             check it",
-            term::escape_path(dir)
-        ));
-    }
-    if !moved.is_empty() {
-        lines.push(format!(
-            "cage: warning: this session created {} protected path(s) that run or steer code \
-             outside the cage; they were moved out of the way, into {}:",
-            moved.len(),
-            term::escape_path(&session.dir.join("quarantine"))
-        ));
-        for (from, _) in &moved {
-            lines.push(format!(
-                "cage:   {}    (put back: cage restore {} {})",
-                term::escape_path(from),
-                session.id,
-                term::escape_path(from)
-            ));
-        }
-    }
-    for (path, e) in &failed {
-        lines.push(format!(
-            "cage: error: {} could not be quarantined ({}); review it before running anything",
-            term::escape_path(path),
-            term::escape(e)
-        ));
-    }
-    lines
-}
-
-/// The workspace and every writable grant, cage's own state directory
-/// left out (the session's log grows there).
-fn snapshot_roots(plan: &Plan, session: &Session) -> crate::session::snapshot::Snapshot {
-    let mut roots = vec![plan.workspace.path.clone()];
-    roots.extend(plan.guard.roots.iter().cloned());
-    let state = session.dir.parent().and_then(Path::parent);
-    let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
-    crate::session::snapshot::Snapshot::take(&roots, &skip)
-}
-
-/// Changes git does not show but host programs run: one line, and the
-/// bounded list in the audit log (issue 9 item 7).
-fn report_hidden(
-    plan: &Plan,
-    since: std::time::SystemTime,
-    session: Option<&Session>,
-) -> Vec<String> {
-    use crate::session::hidden;
-    let report = hidden::scan(&plan.workspace.path, since);
-    if let Some(session) = session
-        && report.count > 0
-    {
-        let _ = session
-            .log
-            .write(audit::Record::HiddenChanges(audit::HiddenChanges {
-                count: report.count,
-                paths: report
-                    .listed
-                    .iter()
-                    .map(|h| audit::HiddenChange {
-                        path: h.path.clone(),
-                        class: h.class.label().to_string(),
-                    })
-                    .collect(),
-            }));
-    }
-    hidden::summary_line(&report, session.map(|s| s.id.as_str()))
-        .into_iter()
-        .collect()
-}
-
-/// Agent state directories: their write-through files, from the session's
-/// layer to the host, now that nothing in the cage can race the copy.
-fn keep_state(plan: &Plan, session: Option<&Session>) -> Vec<String> {
-    let (kept, warnings) = crate::session::state::harvest(plan);
-    if let Some(session) = session
-        && !kept.is_empty()
-    {
-        let _ = session
-            .log
-            .write(audit::Record::StateKept(audit::StateKept { paths: kept }));
-    }
-    warnings
-        .iter()
-        .map(|w| format!("cage: warning: {}", term::escape(w)))
-        .collect()
-}
-
-/// The end of an overlay session: one line of counts, and how to review
-/// (returned, to print after the records are written).
-fn report_overlay(
-    plan: &Plan,
-    overlay: &crate::plan::OverlayPlan,
-    session: Option<&Session>,
-) -> Vec<String> {
-    use crate::session::changes;
-    let names: Vec<String> = plan
-        .workspace
-        .watch
-        .iter()
-        .map(|n| n.value.clone())
-        .collect();
-    let id = &overlay.session;
-    let mut lines = Vec::new();
-    match changes::collect(&overlay.upper, &plan.workspace.path, &names) {
-        Ok(list) => {
-            let s = changes::summarize(&list);
-            let mut line = format!(
-                "cage: overlay session {id}: {} added, {} modified, {} deleted",
-                s.added, s.modified, s.deleted
-            );
-            if !s.protected.is_empty() {
-                let names: Vec<String> = s.protected.iter().map(|p| term::escape_path(p)).collect();
-                line.push_str(&format!(
-                    "; {} protected path(s) touched: {}",
-                    s.protected.len(),
-                    names.join(", ")
-                ));
-            }
-            lines.push(line);
-            if !list.is_empty() {
-                lines.push(format!(
-                    "cage: review: cage diff {id} [--stat]; land: cage apply {id}; drop: cage \
-                     discard {id}"
-                ));
-            }
-            if let Some(session) = session {
-                let _ = session
-                    .log
-                    .write(audit::Record::OverlayChanges(audit::OverlayChanges {
-                        added: s.added,
-                        modified: s.modified,
-                        deleted: s.deleted,
-                        protected: s.protected,
-                    }));
-            }
-        }
-        Err(e) => lines.push(format!(
-            "cage: warning: reading the changes of overlay session {id}: {}; they are kept in {}",
-            term::escape_text(&chain(&e)),
-            term::escape_path(&overlay.upper)
-        )),
-    }
-    lines
+    (!said.is_empty()).then(|| format!("cage: {}", said.join("; ")))
 }
 
 /// Test only: makes cage act as if user namespaces could not be created.
@@ -527,13 +294,14 @@ fn run_cage(
     session: Option<&Session>,
     place: crate::cgroup::Place,
     vault: Option<Arc<Vault>>,
+    lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     use crate::plan::graded::Graded;
     // Probed only where the graded mode is allowed; elsewhere clone's own
     // failure says why.
     if let Some(why) = userns_refused(plan.graded.is_some()) {
         return match &plan.graded {
-            Some(Graded::Ready(g)) => run_graded(plan, g, &why, session, place, vault),
+            Some(Graded::Ready(g)) => run_graded(plan, g, &why, session, place, vault, lines),
             Some(Graded::Refused {
                 why: refused,
                 source,
@@ -556,9 +324,10 @@ fn run_cage(
         cgroup.as_ref(),
         vault,
         Mode::Namespaces,
+        lines,
     );
     if let Some(cg) = cgroup {
-        finish_cgroup(cg, session);
+        lines.extend(finish_cgroup(cg, session));
     }
     result
 }
@@ -573,6 +342,7 @@ fn run_graded(
     session: Option<&Session>,
     place: crate::cgroup::Place,
     vault: Option<Arc<Vault>>,
+    lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     use std::os::unix::fs::DirBuilderExt;
     let abi = sandbox::landlock::kernel_abi();
@@ -615,9 +385,10 @@ fn run_graded(
         cgroup.as_ref(),
         vault,
         Mode::Graded,
+        lines,
     );
     if let Some(cg) = cgroup {
-        finish_cgroup(cg, session);
+        lines.extend(finish_cgroup(cg, session));
     }
     // The agent's scratch files go with the session; links in it are
     // removed, never followed.
@@ -632,6 +403,7 @@ fn run_in(
     cgroup: Option<&crate::cgroup::SessionCgroup>,
     vault: Option<Arc<Vault>>,
     mode: Mode,
+    lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     // Execs are watched where a session log can record them.
     let watch = crate::sandbox::guard::Watch {
@@ -709,10 +481,28 @@ fn run_in(
         };
 
     // 6.
-    let status = loop {
+    let status = wait_forwarding(child, &sfd, mode)?;
+    if mode == Mode::Graded {
+        // No pid namespace ends the rest with the agent: its process group
+        // (its own session's) goes with it.
+        let _ = kill(Pid::from_raw(-child.as_raw()), Signal::SIGKILL);
+    }
+
+    // 7. A report explains a cage failure; without one, the status is the
+    //    agent's.
+    lines.extend(stop_helpers(proxy, control, guard));
+    match failure {
+        Some(report) => Err(failure_error(plan, report)),
+        None => Ok(status),
+    }
+}
+
+/// Step 6: waits for init, passing on the signals sent to us.
+fn wait_forwarding(child: Pid, sfd: &SignalFd, mode: Mode) -> Result<i32, SupervisorError> {
+    loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(SupervisorError::Wait(e)),
@@ -728,45 +518,34 @@ fn run_in(
             // session and gets them from here.
             let _ = kill(child, sig);
         }
-    };
-    if mode == Mode::Graded {
-        // No pid namespace ends the rest with the agent: its process group
-        // (its own session's) goes with it.
-        let _ = kill(Pid::from_raw(-child.as_raw()), Signal::SIGKILL);
     }
+}
 
-    // 7. A report explains a cage failure; without one, the status is the
-    //    agent's.
+/// Step 7a: the control channel, the proxy (its open connections get
+/// `DRAIN` to write their end records) and the guard stop; the guard's
+/// tally is the line returned.
+fn stop_helpers(
+    proxy: Option<Proxy>,
+    control: Option<crate::control::Control>,
+    guard: Option<Guard>,
+) -> Option<String> {
     if let Some(control) = control {
         control.finish();
     }
     if let Some(proxy) = &proxy {
         proxy.drain(DRAIN);
     }
-    if let Some(guard) = guard {
-        finish_guard(guard);
-    }
-    if let Some(report) = failure {
-        return Err(failure_error(plan, report));
-    }
-    Ok(status)
+    let refused = guard.map_or(0, Guard::finish);
+    (refused > 0).then(|| {
+        format!(
+            "cage: the guard refused {refused} attempt(s) to create protected paths \
+             (`cage log` lists them)"
+        )
+    })
 }
 
-/// The guard's tally, for the end-of-session lines.
-fn finish_guard(guard: Guard) {
-    let refused = guard.finish();
-    if refused > 0 {
-        GUARD_LINE.with(|l| {
-            l.set(Some(format!(
-                "cage: the guard refused {refused} attempt(s) to create protected paths \
-                 (`cage log` lists them)"
-            )))
-        });
-    }
-}
-
-/// Step 7: a failure report from the cage as the run's error, with the
-/// hints the supervisor can add.
+/// Step 7b: the cage's failure report as the run's error, with the hints
+/// that fit its step.
 fn failure_error(plan: &Plan, report: Report) -> SupervisorError {
     match report {
         Report::Failed {

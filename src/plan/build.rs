@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::host::Host;
 use crate::policy::{self, Layer, NetMode, Policy, Provenance, Sourced, WorkspaceMode};
 
+use super::deepest_cover;
 use super::seccomp::build_seccomp;
 use super::{
     Access, CommandPlan, CreateDir, EnvVar, FileKind, HostRule, LandlockPlan, Limit, LimitsPlan,
@@ -28,7 +29,7 @@ const HOST_DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Variables that name the CA certificates a corporate TLS proxy needs: the
 /// file or directory each names is shown read-only and the variable passed.
-const CA_VARS: &[&str] = &[
+pub(crate) const CA_VARS: &[&str] = &[
     "NODE_EXTRA_CA_CERTS",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -190,44 +191,296 @@ pub fn build_for_session(
     let mut notes = Vec::new();
 
     // 1. Workspace.
-    let workspace = resolve_workspace(policy, host)?;
-    let mode = policy
-        .workspace
-        .mode
-        .as_ref()
-        .map(|m| m.value)
-        .unwrap_or(WorkspaceMode::Direct);
-    let mode_source = policy
-        .workspace
-        .mode
-        .as_ref()
-        .map(|m| m.source.clone())
-        .unwrap_or(Provenance::Default {
-            what: "workspace mode",
-        });
-    let overlay = (mode == WorkspaceMode::Overlay).then(|| {
-        let session = session.unwrap_or(SESSION_PLACEHOLDER).to_string();
-        let dir = host.state_dir.join("sessions").join(&session);
-        OverlayPlan {
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            dir,
-            session,
-        }
-    });
-    if let Some(o) = &overlay
-        && (o.dir.starts_with(&workspace.value) || workspace.value.starts_with(&o.dir))
-    {
-        return Err(BuildError::OverlayInsideWorkspace {
-            workspace: workspace.value.clone(),
-            upper: o.upper.clone(),
-        });
-    }
+    let ws = Workspace::resolve(policy, host, session)?;
 
-    // 2. The view.
+    // 2. The view: grants, agent state, the workspace, the command, then
+    //    what is protected inside the writable trees, hides over all of
+    //    it, and the system files last.
     let network = build_network(policy);
     let secrets = super::secrets::build(policy, host, network.mode, &mut notes)?;
     let mut view = View::default();
+    let hides = resolve_hides(policy, host, &mut notes)?;
+    let mut guards = build_guards(policy);
+    let mut create = Vec::new();
+    add_grants(&mut view, policy, host, &hides, &mut notes)?;
+    let session_dir = host
+        .state_dir
+        .join("sessions")
+        .join(session.unwrap_or(SESSION_PLACEHOLDER));
+    let state = add_state(
+        &mut view,
+        policy,
+        host,
+        &session_dir,
+        &hides,
+        &mut create,
+        &mut notes,
+    )?;
+    ws.add_to(&mut view);
+    // The command where the user's shell finds it, and its interpreter;
+    // after the workspace, so a command inside it needs nothing more.
+    let facts = crate::host::CommandFacts::probe(
+        &argv[0],
+        host.var("PATH").unwrap_or(HOST_DEFAULT_PATH),
+        &host.cwd,
+    );
+    add_command(&mut view, &facts, host, &ws.path.value, &hides, &mut notes)?;
+    add_ca_files(&mut view, host, &hides, &mut notes)?;
+    let prot = Protection::find(&mut view, policy, host, &ws, &mut notes)?;
+    keep_host_files(&mut view, host, &mut create, &mut guards);
+    add_hides(&mut view, &hides);
+    let granted_dirs = granted_dirs_to_walk(policy, &ws.path.value, &hides)?;
+    hide_sockets(&mut view, &prot.sockets, &granted_dirs, &hides);
+    let resolv = resolv_conf_path();
+    add_system_files(&mut view, &network, &resolv, secrets.is_some());
+    let mounts = view.finish();
+    if secrets.is_some() {
+        super::secrets::check_bundle(&mounts)?;
+    }
+    let guard = build_guard(
+        policy,
+        host,
+        &mounts,
+        &prot.names,
+        &prot.known_gitdirs,
+        &prot.gitdirs,
+        &guards,
+    );
+    check_view(&mounts, host, &ws, &network, &resolv, &mut notes)?;
+
+    // 3. Landlock mirrors the view.
+    let landlock = build_landlock(policy, &mounts);
+
+    // 4. Syscalls, environment, network, limits.
+    let seccomp = seccomp_for(policy);
+    let mut env = build_env(policy, host, &mounts, &network);
+    finish_env(&mut env, host, &mounts);
+    if let Some(secrets) = &secrets {
+        super::secrets::apply_env(&mut env, secrets);
+    }
+    let limits = build_limits(policy);
+
+    // 5. The command.
+    let command = resolve_plan_command(argv, &facts, host, &env, &mounts, &hides, &mut notes);
+
+    let mut plan = Plan {
+        command,
+        cwd: host.cwd.clone(),
+        hostname: "cage".to_string(),
+        uid: host.uid,
+        gid: host.gid,
+        workspace: WorkspacePlan {
+            path: ws.path.value,
+            mode: ws.mode,
+            source: ws.path.source,
+            protected: prot.protected,
+            // Rescanned at the end where the session's writes land on the
+            // host; in overlay mode, the names `cage diff` flags.
+            watch: prot.names,
+            links: prot.links,
+            gitdirs: prot.gitdirs,
+            known_gitdirs: prot.known_gitdirs,
+            overlay: ws.overlay,
+        },
+        mounts,
+        landlock,
+        seccomp,
+        env,
+        network,
+        limits,
+        notes,
+        guards,
+        guard,
+        state,
+        create,
+        secrets,
+        graded: None,
+    };
+    // Without namespaces, when allowed: from the finished plan, so both
+    // modes grant the same paths.
+    if let Some(l) = policy
+        .security
+        .allow_degraded
+        .iter()
+        .find(|l| l.value == Layer::Namespaces)
+    {
+        plan.graded = Some(super::graded::build(&plan, &l.source, &session_dir));
+    }
+    Ok(plan)
+}
+
+/// The hides a rule asked for, resolved against the host.
+type Hides = [Sourced<(PathBuf, FileKind)>];
+
+/// The workspace, its mode, and in overlay mode where the upper layer goes.
+struct Workspace {
+    path: Sourced<PathBuf>,
+    mode: WorkspaceMode,
+    mode_source: Provenance,
+    overlay: Option<OverlayPlan>,
+}
+
+impl Workspace {
+    fn resolve(policy: &Policy, host: &Host, session: Option<&str>) -> Result<Self, BuildError> {
+        let path = resolve_workspace(policy, host)?;
+        let (mode, mode_source) = match &policy.workspace.mode {
+            Some(m) => (m.value, m.source.clone()),
+            None => (
+                WorkspaceMode::Direct,
+                Provenance::Default {
+                    what: "workspace mode",
+                },
+            ),
+        };
+        let overlay = (mode == WorkspaceMode::Overlay).then(|| {
+            let session = session.unwrap_or(SESSION_PLACEHOLDER).to_string();
+            let dir = host.state_dir.join("sessions").join(&session);
+            OverlayPlan {
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                dir,
+                session,
+            }
+        });
+        if let Some(o) = &overlay
+            && (o.dir.starts_with(&path.value) || path.value.starts_with(&o.dir))
+        {
+            return Err(BuildError::OverlayInsideWorkspace {
+                workspace: path.value.clone(),
+                upper: o.upper.clone(),
+            });
+        }
+        Ok(Workspace {
+            path,
+            mode,
+            mode_source,
+            overlay,
+        })
+    }
+
+    /// The workspace itself: an overlay, or a bind writable unless the
+    /// mode is readonly.
+    fn add_to(&self, view: &mut View) {
+        let dst = self.path.value.clone();
+        match &self.overlay {
+            Some(o) => view.push(Mount::Overlay {
+                lower: dst.clone(),
+                dst,
+                upper: o.upper.clone(),
+                work: o.work.clone(),
+                source: self.mode_source.clone(),
+            }),
+            None => view.push(Mount::Bind {
+                src: dst.clone(),
+                dst,
+                access: if self.mode == WorkspaceMode::Readonly {
+                    Access::ReadOnly
+                } else {
+                    Access::ReadWrite
+                },
+                kind: FileKind::Dir,
+                source: self.path.source.clone(),
+            }),
+        }
+    }
+}
+
+/// What the workspace holds that the view must protect, from one walk.
+struct Protection {
+    /// The names protected at any depth.
+    names: Vec<Sourced<String>>,
+    /// Protected paths found, bound read-only.
+    protected: Vec<super::Protected>,
+    /// Protected names that are links (noted, not protected).
+    links: Vec<PathBuf>,
+    /// Verified linked worktrees, granted.
+    gitdirs: Vec<LinkedGitdir>,
+    /// Every git directory the walk found.
+    known_gitdirs: Vec<PathBuf>,
+    /// Unix sockets found in the workspace.
+    sockets: Vec<PathBuf>,
+}
+
+impl Protection {
+    /// Walks the workspace once for protected names, refuses hard-linked
+    /// protected files, grants genuine linked worktrees, and binds what it
+    /// found read-only with the directories leading to it pinned.
+    fn find(
+        view: &mut View,
+        policy: &Policy,
+        host: &Host,
+        ws: &Workspace,
+        notes: &mut Vec<String>,
+    ) -> Result<Self, BuildError> {
+        let names = protected_names(policy, host, &ws.path.value);
+        let scan = super::protect::scan(&ws.path.value, &names);
+        refuse_hard_links(&scan.found)?;
+        for (dir, e) in &scan.unreadable {
+            notes.push(format!(
+                "{} cannot be read ({e}), so cage cannot see whether it holds protected paths",
+                dir.display()
+            ));
+        }
+        let gitdirs = linked_gitdirs(&scan.outside, ws, notes);
+        add_gitdirs(view, &gitdirs);
+        let protected = add_protected(view, &ws.path.value, &scan.found, &gitdirs);
+        for link in &scan.links {
+            notes.push(format!(
+                "{} is a symbolic link, so cage cannot protect it; check where it points \
+                 before trusting it",
+                link.display()
+            ));
+        }
+        Ok(Protection {
+            names,
+            protected,
+            links: scan.links,
+            gitdirs,
+            known_gitdirs: scan.gitdirs,
+            sockets: scan.sockets,
+        })
+    }
+}
+
+/// The finished view must show the working directory; in proxy mode, a
+/// resolv.conf that could not be replaced is noted.
+fn check_view(
+    mounts: &[Mount],
+    host: &Host,
+    ws: &Workspace,
+    network: &NetworkPlan,
+    resolv: &Path,
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    if network.proxy.is_some()
+        && !mounts
+            .iter()
+            .any(|m| matches!(m, Mount::File { dst, .. } if dst == resolv))
+    {
+        notes.push(format!(
+            "{} does not exist in a directory the cage sees, so it cannot be pointed at \
+             cage's DNS stub; programs that resolve names themselves will fail",
+            resolv.display()
+        ));
+    }
+    if !is_visible(mounts, &host.cwd) {
+        return Err(BuildError::CwdNotVisible {
+            cwd: host.cwd.clone(),
+            workspace: ws.path.value.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// An empty private home, `[filesystem] tmpfs`, and the read, write and
+/// copy grants, each checked against shared directories and the project.
+fn add_grants(
+    view: &mut View,
+    policy: &Policy,
+    host: &Host,
+    hides: &Hides,
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
     view.push(Mount::Tmpfs {
         dst: host.home.clone(),
         mode: 0o700,
@@ -242,9 +495,6 @@ pub fn build_for_session(
             source: rule.source.clone(),
         });
     }
-    let hides = resolve_hides(policy, host, &mut notes)?;
-    let mut guards = build_guards(policy);
-    let mut create = Vec::new();
     for (rules, access) in [
         (&policy.filesystem.read, Access::ReadOnly),
         (&policy.filesystem.write, Access::ReadWrite),
@@ -253,68 +503,21 @@ pub fn build_for_session(
             if let Some((real, _)) = existing(&rule.value.path, &rule.source)? {
                 check_shared_dir(policy, host, &real, "a grant", &rule.source)?;
             }
-            add_bind(&mut view, rule, access, &hides, &mut notes)?;
+            add_bind(view, rule, access, hides, notes)?;
             check_project_reach(policy, &rule.value.path, &rule.source)?;
         }
     }
     for rule in &policy.filesystem.copy {
-        add_copy(&mut view, rule, &hides, &mut notes)?;
+        add_copy(view, rule, hides, notes)?;
         check_project_reach(policy, &rule.value.path, &rule.source)?;
     }
-    let session_dir = host
-        .state_dir
-        .join("sessions")
-        .join(session.unwrap_or(SESSION_PLACEHOLDER));
-    let state = add_state(
-        &mut view,
-        policy,
-        host,
-        &session_dir,
-        &hides,
-        &mut create,
-        &mut notes,
-    )?;
-    match &overlay {
-        Some(o) => view.push(Mount::Overlay {
-            dst: workspace.value.clone(),
-            lower: workspace.value.clone(),
-            upper: o.upper.clone(),
-            work: o.work.clone(),
-            source: mode_source.clone(),
-        }),
-        None => view.push(Mount::Bind {
-            src: workspace.value.clone(),
-            dst: workspace.value.clone(),
-            access: if mode == WorkspaceMode::Readonly {
-                Access::ReadOnly
-            } else {
-                Access::ReadWrite
-            },
-            kind: FileKind::Dir,
-            source: workspace.source.clone(),
-        }),
-    }
-    // The command where the user's shell finds it, and its interpreter;
-    // after the workspace, so a command inside it needs nothing more.
-    let facts = crate::host::CommandFacts::probe(
-        &argv[0],
-        host.var("PATH").unwrap_or(HOST_DEFAULT_PATH),
-        &host.cwd,
-    );
-    add_command(
-        &mut view,
-        &facts,
-        host,
-        &workspace.value,
-        &hides,
-        &mut notes,
-    )?;
-    add_ca_files(&mut view, host, &hides, &mut notes)?;
-    // Linked worktrees: git needs the gitdir the `.git` file names, which
-    // lies outside the workspace. Granted only once the link is shown to be
-    // genuine; writable only where the workspace's writes land on the host
-    // (in overlay mode they must wait for review, so it is read-only).
-    let names: Vec<Sourced<String>> = super::BUILTIN_PROTECTED
+    Ok(())
+}
+
+/// The names protected at any depth of the workspace: the built-in list,
+/// `[workspace] protect`, and any `core.hooksPath` git would use.
+fn protected_names(policy: &Policy, host: &Host, workspace: &Path) -> Vec<Sourced<String>> {
+    super::BUILTIN_PROTECTED
         .iter()
         .map(|n| {
             Sourced::new(
@@ -325,30 +528,32 @@ pub fn build_for_session(
             )
         })
         .chain(policy.workspace.protect.iter().cloned())
-        .chain(hooks_path_names(host, &workspace.value))
-        .collect();
-    let scan = super::protect::scan(&workspace.value, &names);
-    refuse_hard_links(&scan.found)?;
-    for (dir, e) in &scan.unreadable {
-        notes.push(format!(
-            "{} cannot be read ({e}), so cage cannot see whether it holds protected paths",
-            dir.display()
-        ));
-    }
-    let known_gitdirs = scan.gitdirs.clone();
-    let gitdir_access = match mode {
+        .chain(hooks_path_names(host, workspace))
+        .collect()
+}
+
+/// Linked worktrees: git needs the gitdir the `.git` file names, which
+/// lies outside the workspace. Granted only once the link is shown to be
+/// genuine; writable only where the workspace's writes land on the host
+/// (in overlay mode they must wait for review, so it is read-only).
+fn linked_gitdirs(
+    outside: &[(PathBuf, PathBuf)],
+    ws: &Workspace,
+    notes: &mut Vec<String>,
+) -> Vec<LinkedGitdir> {
+    let access = match ws.mode {
         WorkspaceMode::Direct => Access::ReadWrite,
         WorkspaceMode::Overlay | WorkspaceMode::Readonly => Access::ReadOnly,
     };
     let mut gitdirs = Vec::new();
-    for (dotgit, target) in &scan.outside {
+    for (dotgit, target) in outside {
         match super::protect::verify_linked(dotgit, target) {
             Ok((gitdir, common)) => {
-                if mode == WorkspaceMode::Overlay {
+                if ws.mode == WorkspaceMode::Overlay {
                     notes.push(format!(
                         "{} is a linked worktree of {}: in overlay mode its gitdir is \
                          read-only (git can read, not commit)",
-                        workspace.value.display(),
+                        ws.path.value.display(),
                         common.display()
                     ));
                 }
@@ -356,7 +561,7 @@ pub fn build_for_session(
                     dotgit: dotgit.clone(),
                     gitdir,
                     common,
-                    access: gitdir_access,
+                    access,
                 });
             }
             Err(why) => notes.push(format!(
@@ -367,97 +572,107 @@ pub fn build_for_session(
             )),
         }
     }
-    let linked_source = Provenance::Default {
+    gitdirs
+}
+
+/// A verified linked worktree's common dir and gitdir, bound with the
+/// access [`linked_gitdirs`] chose.
+fn add_gitdirs(view: &mut View, gitdirs: &[LinkedGitdir]) {
+    let source = Provenance::Default {
         what: "linked worktree: the gitdir its .git file names, verified",
     };
-    for g in &gitdirs {
+    for g in gitdirs {
         for dir in [&g.common, &g.gitdir] {
             view.push(Mount::Bind {
                 src: dir.clone(),
                 dst: dir.clone(),
                 access: g.access,
                 kind: FileKind::Dir,
-                source: linked_source.clone(),
+                source: source.clone(),
             });
         }
     }
-    let mut protected;
-    let watch;
-    let links;
-    // In every mode, readonly included: a write rule (`write = [".git"]`)
-    // can open part of a read-only workspace again, and the protected
-    // paths under it must stay read-only there.
-    {
-        protected = scan.found;
-        links = scan.links;
-        for link in &links {
-            notes.push(format!(
-                "{} is a symbolic link, so cage cannot protect it; check where it points before \
-                 trusting it",
-                link.display()
-            ));
-        }
-        for g in gitdirs.iter().filter(|g| g.access == Access::ReadWrite) {
-            protected.extend(super::protect::protect_linked(g));
-        }
-        // Rescanned at the end where the session's writes land on the host;
-        // in overlay mode, the names `cage diff` flags.
-        watch = names.clone();
-        // Every directory between a grant root (the workspace, a linked
-        // gitdir) and a protected path is pinned: otherwise
-        // `mv .git x && mkdir -p .git/hooks` swaps the protected path out
-        // from under its read-only bind.
-        // A worktree's gitdir usually lies inside the common dir: then the
-        // common dir is its root, and the gitdir itself is pinned.
-        let roots: Vec<&Path> = std::iter::once(workspace.value.as_path())
-            .chain(gitdirs.iter().flat_map(|g| {
-                let inner = g.gitdir.starts_with(&g.common);
-                std::iter::once(g.common.as_path()).chain((!inner).then_some(g.gitdir.as_path()))
-            }))
-            .collect();
-        let mut pins = BTreeSet::new();
-        for p in &protected {
-            let Some(root) = roots
-                .iter()
-                .filter(|r| p.path.starts_with(r))
-                .max_by_key(|r| r.components().count())
-            else {
-                continue;
-            };
-            for a in p.path.ancestors().skip(1) {
-                if a == *root || !a.starts_with(root) {
-                    break;
-                }
-                pins.insert(a.to_path_buf());
+}
+
+/// The protected paths found in the workspace and in writable linked
+/// gitdirs, each bound read-only over its tree, with the directories
+/// leading to it pinned. In every mode, readonly included: a write rule
+/// (`write = [".git"]`) can open part of a read-only workspace again, and
+/// the protected paths under it must stay read-only there.
+fn add_protected(
+    view: &mut View,
+    workspace: &Path,
+    found: &[super::Protected],
+    gitdirs: &[LinkedGitdir],
+) -> Vec<super::Protected> {
+    let mut protected = found.to_vec();
+    for g in gitdirs.iter().filter(|g| g.access == Access::ReadWrite) {
+        protected.extend(super::protect::protect_linked(g));
+    }
+    for dst in pins(workspace, &protected, gitdirs) {
+        view.push(Mount::Pin {
+            dst,
+            source: Provenance::Default {
+                what: "pinned: holds protected paths",
+            },
+        });
+    }
+    for p in &protected {
+        let kind = if p.path.is_dir() {
+            FileKind::Dir
+        } else {
+            FileKind::File
+        };
+        view.push(Mount::Bind {
+            src: p.path.clone(),
+            dst: p.path.clone(),
+            access: Access::ReadOnly,
+            kind,
+            source: p.source.clone(),
+        });
+    }
+    protected
+}
+
+/// Every directory between a grant root (the workspace, a linked gitdir)
+/// and a protected path: pinned, as otherwise `mv .git x && mkdir -p
+/// .git/hooks` swaps the protected path out from under its read-only bind.
+/// A worktree's gitdir usually lies inside the common dir: then the common
+/// dir is its root, and the gitdir itself is pinned.
+fn pins(
+    workspace: &Path,
+    protected: &[super::Protected],
+    gitdirs: &[LinkedGitdir],
+) -> BTreeSet<PathBuf> {
+    let roots: Vec<&Path> = std::iter::once(workspace)
+        .chain(gitdirs.iter().flat_map(|g| {
+            let inner = g.gitdir.starts_with(&g.common);
+            std::iter::once(g.common.as_path()).chain((!inner).then_some(g.gitdir.as_path()))
+        }))
+        .collect();
+    let mut pins = BTreeSet::new();
+    for p in protected {
+        let Some(root) = roots
+            .iter()
+            .filter(|r| p.path.starts_with(r))
+            .max_by_key(|r| r.components().count())
+        else {
+            continue;
+        };
+        for a in p.path.ancestors().skip(1) {
+            if a == *root || !a.starts_with(root) {
+                break;
             }
-        }
-        for dst in pins {
-            view.push(Mount::Pin {
-                dst,
-                source: Provenance::Default {
-                    what: "pinned: holds protected paths",
-                },
-            });
-        }
-        for p in &protected {
-            let kind = if p.path.is_dir() {
-                FileKind::Dir
-            } else {
-                FileKind::File
-            };
-            view.push(Mount::Bind {
-                src: p.path.clone(),
-                dst: p.path.clone(),
-                access: Access::ReadOnly,
-                kind,
-                source: p.source.clone(),
-            });
+            pins.insert(a.to_path_buf());
         }
     }
-    keep_host_files(&mut view, host, &mut create, &mut guards);
-    // Hides go over whatever granted tree they fall in; a hide outside every
-    // grant needs no mount, since nothing shows it.
-    for hide in &hides {
+    pins
+}
+
+/// Hides go over whatever granted tree they fall in; a hide outside every
+/// grant needs no mount, since nothing shows it.
+fn add_hides(view: &mut View, hides: &Hides) {
+    for hide in hides {
         if view.covering_bind(&hide.value.0).is_some() {
             view.push(Mount::Hide {
                 dst: hide.value.0.clone(),
@@ -466,11 +681,13 @@ pub fn build_for_session(
             });
         }
     }
-    // Unix sockets in granted trees at start (a tmux server's, an
-    // ssh-agent's) are host services: hidden, as Landlock before ABI 9
-    // cannot refuse connect(2) to a path socket.
-    let granted_dirs = granted_dirs_to_walk(policy, &workspace.value, &hides)?;
-    for socket in host_sockets(&scan.sockets, &granted_dirs, &hides) {
+}
+
+/// Unix sockets in granted trees at start (a tmux server's, an
+/// ssh-agent's) are host services: hidden, as Landlock before ABI 9
+/// cannot refuse connect(2) to a path socket.
+fn hide_sockets(view: &mut View, found: &[PathBuf], granted_dirs: &[PathBuf], hides: &Hides) {
+    for socket in host_sockets(found, granted_dirs, hides) {
         let Some(bind) = view.covering_bind(&socket).map(|m| m.dst().to_path_buf()) else {
             continue;
         };
@@ -491,6 +708,11 @@ pub fn build_for_session(
             });
         }
     }
+}
+
+/// /proc without the keyring listings, /dev, the DNS stub's resolv.conf
+/// in proxy mode, /etc/hosts, and the CA bundle when a secret is swapped.
+fn add_system_files(view: &mut View, network: &NetworkPlan, resolv: &Path, secrets: bool) {
     view.push(Mount::Proc {
         dst: "/proc".into(),
     });
@@ -506,13 +728,17 @@ pub fn build_for_session(
         });
     }
     view.push(Mount::Dev { dst: "/dev".into() });
-    let resolv = resolv_conf_path();
     if network.proxy.is_some() {
         view.push(Mount::File {
-            dst: resolv.clone(),
+            dst: resolv.to_path_buf(),
             contents: RESOLV_CONF.to_string(),
             source: Provenance::Default {
-                what: "proxy mode: names resolve through cage's DNS stub",
+                what: match network.mode {
+                    NetMode::Proxy => "proxy mode: names resolve through cage's DNS stub",
+                    _ => {
+                        "network none: names go to cage's DNS stub, which refuses and records them"
+                    }
+                },
             },
         });
     }
@@ -526,78 +752,42 @@ pub fn build_for_session(
             what: "the cage's hostname, cage, resolves",
         },
     });
-    if secrets.is_some() {
+    if secrets {
         view.push(super::secrets::bundle_mount());
     }
-    let mounts = view.finish();
-    if secrets.is_some() {
-        super::secrets::check_bundle(&mounts)?;
-    }
-    let guard = build_guard(
-        policy,
-        host,
-        &mounts,
-        &names,
-        &known_gitdirs,
-        &gitdirs,
-        &guards,
-    );
-    if network.proxy.is_some()
-        && !mounts
-            .iter()
-            .any(|m| matches!(m, Mount::File { dst, .. } if *dst == resolv))
-    {
-        notes.push(format!(
-            "{} does not exist in a directory the cage sees, so it cannot be pointed at \
-             cage's DNS stub; programs that resolve names themselves will fail",
-            resolv.display()
-        ));
-    }
+}
 
-    // The working directory must exist inside.
-    if !is_visible(&mounts, &host.cwd) {
-        return Err(BuildError::CwdNotVisible {
-            cwd: host.cwd.clone(),
-            workspace: workspace.value.clone(),
-        });
-    }
+/// The syscall filter, with the switches the policy turned on.
+fn seccomp_for(policy: &Policy) -> super::SeccompPlan {
+    let on = |p: &Option<Sourced<bool>>| p.as_ref().filter(|p| p.value).map(|p| p.source.clone());
+    build_seccomp(
+        on(&policy.process.allow_ptrace).as_ref(),
+        on(&policy.process.allow_nested_userns).as_ref(),
+    )
+}
 
-    // 3. Landlock mirrors the view.
-    let landlock = build_landlock(policy, &mounts);
-
-    // 4. Syscalls, environment, network, limits.
-    let allow_ptrace = policy
-        .process
-        .allow_ptrace
-        .as_ref()
-        .filter(|p| p.value)
-        .map(|p| &p.source);
-    let allow_nested_userns = policy
-        .process
-        .allow_nested_userns
-        .as_ref()
-        .filter(|p| p.value)
-        .map(|p| &p.source);
-    let seccomp = build_seccomp(allow_ptrace, allow_nested_userns);
-    let mut env = build_env(policy, host, &mounts, &network);
-    finish_env(&mut env, host, &mounts);
-    if let Some(secrets) = &secrets {
-        super::secrets::apply_env(&mut env, secrets);
-    }
-    let limits = build_limits(policy);
-
-    // 5. The command.
+/// The command resolved against the final PATH and view, with a note when
+/// it is not the file the user's shell would run.
+fn resolve_plan_command(
+    argv: &[String],
+    facts: &crate::host::CommandFacts,
+    host: &Host,
+    env: &[EnvVar],
+    mounts: &[Mount],
+    hides: &Hides,
+    notes: &mut Vec<String>,
+) -> CommandPlan {
     let path_var = env
         .iter()
         .find(|v| v.name == "PATH")
         .map(|v| v.value.as_str())
         .unwrap_or(DEFAULT_PATH);
-    let program = resolve_command(&argv[0], path_var, &host.cwd, &mounts);
+    let program = resolve_command(&argv[0], path_var, &host.cwd, mounts);
     // Found inside, but not the file the user's shell would run: say so.
     if let (Some(program), Some(found)) = (&program, &facts.found)
         && program.canonicalize().ok().as_ref() != Some(&found.real)
-        && !is_visible(&mounts, &found.real)
-        && let super::command::NotFound::NotVisible { why, .. } = not_found(&facts, host, &hides)
+        && !is_visible(mounts, &found.real)
+        && let super::command::NotFound::NotVisible { why, .. } = not_found(facts, host, hides)
     {
         notes.push(format!(
             "your shell runs {}, which is not visible inside the cage ({why}); {} runs instead",
@@ -605,54 +795,12 @@ pub fn build_for_session(
             program.display()
         ));
     }
-    let not_found = program.is_none().then(|| not_found(&facts, host, &hides));
-
-    let mut plan = Plan {
-        command: CommandPlan {
-            argv: argv.to_vec(),
-            program,
-            not_found,
-        },
-        cwd: host.cwd.clone(),
-        hostname: "cage".to_string(),
-        uid: host.uid,
-        gid: host.gid,
-        workspace: WorkspacePlan {
-            path: workspace.value,
-            mode,
-            source: workspace.source,
-            protected,
-            watch,
-            links,
-            gitdirs,
-            known_gitdirs,
-            overlay,
-        },
-        mounts,
-        landlock,
-        seccomp,
-        env,
-        network,
-        limits,
-        notes,
-        guards,
-        guard,
-        state,
-        create,
-        secrets,
-        graded: None,
-    };
-    // 6. Without namespaces, when allowed: from the finished plan, so both
-    //    modes grant the same paths.
-    if let Some(l) = policy
-        .security
-        .allow_degraded
-        .iter()
-        .find(|l| l.value == Layer::Namespaces)
-    {
-        plan.graded = Some(super::graded::build(&plan, &l.source, &session_dir));
+    let not_found = program.is_none().then(|| not_found(facts, host, hides));
+    CommandPlan {
+        argv: argv.to_vec(),
+        program,
+        not_found,
     }
-    Ok(plan)
 }
 
 /// A protected file with another hard link could be changed through the
@@ -1175,10 +1323,51 @@ fn add_state(
     policy: &Policy,
     host: &Host,
     session_dir: &Path,
-    hides: &[Sourced<(PathBuf, FileKind)>],
+    hides: &Hides,
     create: &mut Vec<CreateDir>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<StatePlan>, BuildError> {
+    let mut out = Vec::new();
+    for entry in merge_state(policy) {
+        let (dir, source) = (&entry.value.dir, &entry.source);
+        check_project_reach(policy, dir, source)?;
+        let Some(lower) = state_lower(dir, source, &entry.value.about, host, hides, create, notes)?
+        else {
+            continue;
+        };
+        let layer = session_dir.join("state").join(out.len().to_string());
+        let mut plan = StatePlan {
+            dir: dir.clone(),
+            lower: lower.clone(),
+            upper: layer.join("upper"),
+            work: layer.join("work"),
+            live: Vec::new(),
+            files: Vec::new(),
+            settings: entry.value.settings.clone(),
+            source: source.clone(),
+        };
+        for keep in &entry.value.keep {
+            if keep.dir {
+                add_kept_dir(view, &mut plan, &keep.path, hides, create, notes)?;
+            } else {
+                plan.files.push(keep.path.clone());
+            }
+        }
+        view.push(Mount::Overlay {
+            dst: dir.clone(),
+            lower,
+            upper: plan.upper.clone(),
+            work: plan.work.clone(),
+            source: source.clone(),
+        });
+        out.push(plan);
+    }
+    Ok(out)
+}
+
+/// `[[filesystem.state]]` entries, those for one directory merged: their
+/// `keep` lists joined, the first `about` kept.
+fn merge_state(policy: &Policy) -> Vec<Sourced<policy::StatePolicy>> {
     let mut merged: Vec<Sourced<policy::StatePolicy>> = Vec::new();
     for entry in &policy.filesystem.state {
         let dir = normalize(&entry.value.dir);
@@ -1200,104 +1389,102 @@ fn add_state(
             }
         }
     }
-    let mut out = Vec::new();
-    for entry in merged {
-        let (dir, source) = (&entry.value.dir, &entry.source);
-        let hidden = |p: &Path| hides.iter().find(|h| p.starts_with(&h.value.0));
-        check_project_reach(policy, dir, source)?;
-        let lower = match existing(dir, source)? {
-            Some((real, FileKind::Dir)) => real,
-            Some((real, FileKind::File)) => {
-                notes.push(format!(
-                    "{} ({source}) is not a directory ({}), so it is not granted",
-                    dir.display(),
-                    real.display()
-                ));
-                continue;
-            }
-            None => {
-                create.push(CreateDir {
-                    path: dir.clone(),
-                    about: entry.value.about.clone(),
-                    source: source.clone(),
-                });
-                dir.clone()
-            }
-        };
-        if let Some(h) = hidden(&lower).or_else(|| hidden(dir)) {
+    merged
+}
+
+/// The host directory a state directory overlays: its real path, or the
+/// path itself, to be created, when missing. `None` (with a note) when it
+/// is not a directory, is hidden, or holds cage's own files.
+fn state_lower(
+    dir: &Path,
+    source: &Provenance,
+    about: &Option<String>,
+    host: &Host,
+    hides: &Hides,
+    create: &mut Vec<CreateDir>,
+    notes: &mut Vec<String>,
+) -> Result<Option<PathBuf>, BuildError> {
+    let (lower, missing) = match existing(dir, source)? {
+        Some((real, FileKind::Dir)) => (real, false),
+        Some((real, FileKind::File)) => {
             notes.push(format!(
-                "{} ({source}) is not granted: it is hidden by {}",
+                "{} ({source}) is not a directory ({}), so it is not granted",
                 dir.display(),
-                h.source
+                real.display()
             ));
-            create.retain(|c| c.path != *dir);
-            continue;
+            return Ok(None);
         }
-        if [&host.state_dir, &host.config_dir]
-            .iter()
-            .any(|c| c.starts_with(&lower) || c.starts_with(dir))
-        {
-            notes.push(format!(
-                "{} ({source}) holds cage's own files, so it is not granted as a state directory",
-                dir.display()
-            ));
-            create.retain(|c| c.path != *dir);
-            continue;
-        }
-        let n = out.len();
-        let layer = session_dir.join("state").join(n.to_string());
-        let mut plan = StatePlan {
-            dir: dir.clone(),
-            lower: lower.clone(),
-            upper: layer.join("upper"),
-            work: layer.join("work"),
-            live: Vec::new(),
-            files: Vec::new(),
-            settings: entry.value.settings.clone(),
-            source: source.clone(),
-        };
-        for keep in &entry.value.keep {
-            if !keep.dir {
-                plan.files.push(keep.path.clone());
-                continue;
-            }
-            let host_path = lower.join(&keep.path);
-            match existing(&host_path, source)? {
-                Some((real, FileKind::Dir)) if real == host_path && hidden(&real).is_none() => {}
-                None => create.push(CreateDir {
-                    path: host_path.clone(),
-                    about: None,
-                    source: source.clone(),
-                }),
-                Some((real, _)) => {
-                    notes.push(format!(
-                        "{} ({source}) is kept private: it is not a plain directory (it \
-                         resolves to {}), so cage does not write through to it",
-                        dir.join(&keep.path).display(),
-                        real.display()
-                    ));
-                    continue;
-                }
-            }
-            view.push(Mount::Bind {
-                src: host_path,
-                dst: dir.join(&keep.path),
-                access: Access::ReadWrite,
-                kind: FileKind::Dir,
-                source: source.clone(),
-            });
-            plan.live.push(dir.join(&keep.path));
-        }
-        view.push(Mount::Overlay {
-            dst: dir.clone(),
-            lower,
-            upper: plan.upper.clone(),
-            work: plan.work.clone(),
+        None => (dir.to_path_buf(), true),
+    };
+    let hidden = |p: &Path| hides.iter().find(|h| p.starts_with(&h.value.0));
+    if let Some(h) = hidden(&lower).or_else(|| hidden(dir)) {
+        notes.push(format!(
+            "{} ({source}) is not granted: it is hidden by {}",
+            dir.display(),
+            h.source
+        ));
+        return Ok(None);
+    }
+    if [&host.state_dir, &host.config_dir]
+        .iter()
+        .any(|c| c.starts_with(&lower) || c.starts_with(dir))
+    {
+        notes.push(format!(
+            "{} ({source}) holds cage's own files, so it is not granted as a state directory",
+            dir.display()
+        ));
+        return Ok(None);
+    }
+    if missing {
+        create.push(CreateDir {
+            path: dir.to_path_buf(),
+            about: about.clone(),
             source: source.clone(),
         });
-        out.push(plan);
     }
-    Ok(out)
+    Ok(Some(lower))
+}
+
+/// A `keep` directory of a state directory: bound read-write over the
+/// overlay, so what the agent writes there reaches the host; kept private
+/// when it is not a plain directory.
+fn add_kept_dir(
+    view: &mut View,
+    plan: &mut StatePlan,
+    keep: &Path,
+    hides: &Hides,
+    create: &mut Vec<CreateDir>,
+    notes: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let (dir, source) = (&plan.dir, &plan.source);
+    let host_path = plan.lower.join(keep);
+    let hidden = |p: &Path| hides.iter().any(|h| p.starts_with(&h.value.0));
+    match existing(&host_path, source)? {
+        Some((real, FileKind::Dir)) if real == host_path && !hidden(&real) => {}
+        None => create.push(CreateDir {
+            path: host_path.clone(),
+            about: None,
+            source: source.clone(),
+        }),
+        Some((real, _)) => {
+            notes.push(format!(
+                "{} ({source}) is kept private: it is not a plain directory (it resolves to {}), \
+                 so cage does not write through to it",
+                dir.join(keep).display(),
+                real.display()
+            ));
+            return Ok(());
+        }
+    }
+    view.push(Mount::Bind {
+        src: host_path,
+        dst: dir.join(keep),
+        access: Access::ReadWrite,
+        kind: FileKind::Dir,
+        source: source.clone(),
+    });
+    plan.live.push(dir.join(keep));
+    Ok(())
 }
 
 /// Files that stay read-only wherever a writable grant holds them (`--rw
@@ -1783,14 +1970,6 @@ impl View {
     }
 }
 
-/// The mount whose destination is the deepest proper-or-equal prefix.
-fn deepest_cover<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
-    mounts
-        .iter()
-        .filter(|m| path.starts_with(m.dst()))
-        .max_by_key(|m| m.dst().components().count())
-}
-
 /// Whether `path` exists inside the view and is not hidden.
 pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
     let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -1957,7 +2136,10 @@ fn build_env(policy: &Policy, host: &Host, mounts: &[Mount], network: &NetworkPl
     if let Some(proxy) = &network.proxy {
         let url = format!("http://{}", proxy.listen);
         let source = || Provenance::Default {
-            what: "proxy mode: the cage reaches the network through cage's proxy",
+            what: match network.mode {
+                NetMode::Proxy => "proxy mode: the cage reaches the network through cage's proxy",
+                _ => "network none: connections go to cage's proxy, which refuses and records them",
+            },
         };
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
             set(name, &url, source());
@@ -2015,10 +2197,18 @@ fn build_network(policy: &Policy) -> NetworkPlan {
             })
             .collect()
     };
-    let proxy = (mode == NetMode::Proxy).then(|| ProxyPlan {
+    // None mode has the proxy too, with nothing allowed (`Rules::from_plan`)
+    // and nothing forwarded: an attempt to reach a host is refused by cage
+    // with a record and its `cage allow` line, instead of failing unseen in
+    // an empty net namespace. Nothing leaves unless the host's user opens
+    // a host for the running session with `cage allow`.
+    let proxy = (mode != NetMode::Host).then(|| ProxyPlan {
         listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, PROXY_PORT),
         dns: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53),
-        forwards: build_forwards(policy),
+        forwards: match mode {
+            NetMode::Proxy => build_forwards(policy),
+            _ => Vec::new(),
+        },
     });
     NetworkPlan {
         mode,

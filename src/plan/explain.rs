@@ -27,11 +27,7 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
             real.display()
         ));
     }
-    let cover = plan
-        .mounts
-        .iter()
-        .filter(|m| real.starts_with(m.dst()))
-        .max_by_key(|m| m.dst().components().count());
+    let cover = super::deepest_cover(&plan.mounts, &real);
     let hide_rule =
         policy.filesystem.hide.iter().find(|h| {
             real.starts_with(h.value.path.canonicalize().unwrap_or(h.value.path.clone()))
@@ -41,113 +37,8 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
         .protected
         .iter()
         .find(|p| real.starts_with(&p.path));
-    let allowed = match cover {
-        Some(Mount::Pin { dst, source }) => {
-            lines.push(format!(
-                "visible and writable: inside the workspace; {} cannot be renamed or removed \
-                 because it holds protected paths ({source})",
-                dst.display()
-            ));
-            true
-        }
-        Some(Mount::Hide { dst, source, .. }) => {
-            lines.push(format!(
-                "hidden: {} is covered by an empty mount ({source})",
-                dst.display()
-            ));
-            false
-        }
-        Some(Mount::Bind {
-            access,
-            source,
-            dst,
-            ..
-        }) => {
-            if let Some(p) = protected {
-                lines.push(format!(
-                    "visible read-only: {} is a protected path ({}, {})",
-                    p.path.display(),
-                    p.name,
-                    p.source
-                ));
-            } else {
-                let how = match access {
-                    Access::ReadOnly => "visible read-only",
-                    Access::ReadWrite => "visible and writable",
-                };
-                lines.push(format!(
-                    "{how}: granted by {source} (bind of {})",
-                    dst.display()
-                ));
-            }
-            true
-        }
-        Some(Mount::Overlay {
-            dst, upper, source, ..
-        }) if plan.state.iter().any(|s| &s.dir == dst) => {
-            lines.push(format!(
-                "visible; an agent state directory ({source}): changes stay in the session's \
-                 layer ({}) and never reach the host; only its keep paths write through",
-                upper.display()
-            ));
-            true
-        }
-        Some(Mount::Overlay {
-            dst, upper, source, ..
-        }) => {
-            lines.push(format!(
-                "visible; writes land in the session's overlay ({}), not on the host, until \
-                 `cage apply` ({source}; overlay of {})",
-                upper.display(),
-                dst.display()
-            ));
-            true
-        }
-        Some(Mount::Tmpfs { dst, source, .. }) => {
-            lines.push(format!(
-                "not visible: {} is a fresh, empty tmpfs inside the cage ({source}); the host's \
-                 files there are not shown",
-                dst.display()
-            ));
-            false
-        }
-        Some(Mount::Proc { .. }) | Some(Mount::Dev { .. }) => {
-            lines.push("the cage's own /proc or /dev, not the host's".to_string());
-            true
-        }
-        Some(Mount::Symlink {
-            target,
-            dst,
-            source,
-        }) => {
-            lines.push(format!(
-                "{} is a link to {} ({source})",
-                dst.display(),
-                target.display()
-            ));
-            true
-        }
-        Some(Mount::File { dst, source, .. }) => {
-            lines.push(format!(
-                "{} is a read-only file cage writes for the cage ({source}); the host's file is \
-                 not shown",
-                dst.display()
-            ));
-            true
-        }
-        Some(Mount::Copy { dst, source, .. }) => {
-            lines.push(format!(
-                "visible as a private copy: {} shows the host's content, and the agent's \
-                 writes stay in the cage ({source})",
-                dst.display()
-            ));
-            true
-        }
-        Some(Mount::Dir { .. }) | None => {
-            lines.push("not visible: no rule grants it".to_string());
-            false
-        }
-    };
+    let (allowed, line) = describe_cover(plan, cover, protected);
+    lines.push(line);
     if let Some(h) = hide_rule
         && !matches!(cover, Some(Mount::Hide { .. }))
     {
@@ -157,6 +48,98 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
         ));
     }
     Explanation { allowed, lines }
+}
+
+/// Whether the mount that covers a path shows it, and why, in words.
+fn describe_cover(
+    plan: &Plan,
+    cover: Option<&Mount>,
+    protected: Option<&super::Protected>,
+) -> (bool, String) {
+    let Some(cover) = cover else {
+        return (false, "not visible: no rule grants it".to_string());
+    };
+    let line = match cover {
+        Mount::Pin { dst, source } => format!(
+            "visible and writable: inside the workspace; {} cannot be renamed or removed \
+             because it holds protected paths ({source})",
+            dst.display()
+        ),
+        Mount::Hide { dst, source, .. } => {
+            let line = format!(
+                "hidden: {} is covered by an empty mount ({source})",
+                dst.display()
+            );
+            return (false, line);
+        }
+        Mount::Bind {
+            access,
+            source,
+            dst,
+            ..
+        } => match protected {
+            Some(p) => format!(
+                "visible read-only: {} is a protected path ({}, {})",
+                p.path.display(),
+                p.name,
+                p.source
+            ),
+            None => {
+                let how = match access {
+                    Access::ReadOnly => "visible read-only",
+                    Access::ReadWrite => "visible and writable",
+                };
+                format!("{how}: granted by {source} (bind of {})", dst.display())
+            }
+        },
+        Mount::Overlay {
+            dst, upper, source, ..
+        } if plan.state.iter().any(|s| &s.dir == dst) => format!(
+            "visible; an agent state directory ({source}): changes stay in the session's \
+             layer ({}) and never reach the host; only its keep paths write through",
+            upper.display()
+        ),
+        Mount::Overlay {
+            dst, upper, source, ..
+        } => format!(
+            "visible; writes land in the session's overlay ({}), not on the host, until \
+             `cage apply` ({source}; overlay of {})",
+            upper.display(),
+            dst.display()
+        ),
+        Mount::Tmpfs { dst, source, .. } => {
+            let line = format!(
+                "not visible: {} is a fresh, empty tmpfs inside the cage ({source}); the host's \
+                 files there are not shown",
+                dst.display()
+            );
+            return (false, line);
+        }
+        Mount::Proc { .. } | Mount::Dev { .. } => {
+            "the cage's own /proc or /dev, not the host's".to_string()
+        }
+        Mount::Symlink {
+            target,
+            dst,
+            source,
+        } => format!(
+            "{} is a link to {} ({source})",
+            dst.display(),
+            target.display()
+        ),
+        Mount::File { dst, source, .. } => format!(
+            "{} is a read-only file cage writes for the cage ({source}); the host's file is \
+             not shown",
+            dst.display()
+        ),
+        Mount::Copy { dst, source, .. } => format!(
+            "visible as a private copy: {} shows the host's content, and the agent's \
+             writes stay in the cage ({source})",
+            dst.display()
+        ),
+        Mount::Dir { .. } => return (false, "not visible: no rule grants it".to_string()),
+    };
+    (true, line)
 }
 
 /// Explains a host and port.

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::policy::{HostPattern, NetMode, Provenance, WorkspaceMode};
 
+pub(crate) use build::CA_VARS;
 pub use build::{
     BuildError, MAX_FORWARDS, SESSION_PLACEHOLDER, build, build_for_session,
     normalize as normalize_path,
@@ -504,3 +505,13 @@ pub struct Limit {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+
+/// The mount whose destination is the deepest proper-or-equal prefix of
+/// `path`: the one that decides what the cage shows there (the plan orders
+/// mounts parents first; of two at one depth, the later wins).
+pub(crate) fn deepest_cover<'a>(mounts: &'a [Mount], path: &std::path::Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(m.dst()))
+        .max_by_key(|m| m.dst().components().count())
+}

@@ -57,25 +57,44 @@ pub fn build_seccomp(
     allow_ptrace: Option<&Provenance>,
     allow_nested_userns: Option<&Provenance>,
 ) -> SeccompPlan {
-    let src = |what| Provenance::Default { what };
     let mut deny = Vec::new();
-    let always = |deny: &mut Vec<SyscallRule>, names: &[&str], errno: Errno, what: &'static str| {
-        for name in names {
-            deny.push(SyscallRule {
-                name: (*name).to_string(),
-                errno,
-                when: ArgMatch::Always,
-                source: src(what),
-            });
-        }
-    };
+    deny_reach_and_surface(&mut deny, allow_ptrace);
+    deny_view_and_namespaces(&mut deny, allow_nested_userns);
+    deny_machine_and_devices(&mut deny);
+    SeccompPlan {
+        deny,
+        kill_foreign_abi: true,
+        // 11. Calls newer than cage (threat 5): nobody reviewed them, so they
+        //     fail closed, as on an older kernel, where callers fall back.
+        newest_known: Some(NEWEST_KNOWN.to_string()),
+        nested_userns: allow_nested_userns.cloned(),
+    }
+}
 
+fn src(what: &'static str) -> Provenance {
+    Provenance::Default { what }
+}
+
+/// Denies each of `names` whatever its arguments.
+fn always(deny: &mut Vec<SyscallRule>, names: &[&str], errno: Errno, what: &'static str) {
+    for name in names {
+        deny.push(SyscallRule {
+            name: (*name).to_string(),
+            errno,
+            when: ArgMatch::Always,
+            source: src(what),
+        });
+    }
+}
+
+/// Classes 1-3: other processes, the keyring, kernel attack surface.
+fn deny_reach_and_surface(deny: &mut Vec<SyscallRule>, allow_ptrace: Option<&Provenance>) {
     // 1. Reaching into another process (threat 1, 4): its memory, and with
     //    pidfd_getfd its descriptors (sockets too, which /proc/PID/fd cannot
     //    reopen). All the calls that check PTRACE_MODE_ATTACH by syscall.
     if allow_ptrace.is_none() {
         always(
-            &mut deny,
+            deny,
             &[
                 "ptrace",
                 "process_vm_readv",
@@ -88,14 +107,14 @@ pub fn build_seccomp(
     }
     // 2. The kernel keyring holds credentials (threat 1).
     always(
-        &mut deny,
+        deny,
         &["keyctl", "add_key", "request_key"],
         Errno::EPERM,
         "seccomp: kernel keyring",
     );
     // 3. Large kernel attack surface that agents do not use (threat 5).
     always(
-        &mut deny,
+        deny,
         &[
             "bpf",
             "perf_event_open",
@@ -111,6 +130,10 @@ pub fn build_seccomp(
         Errno::EPERM,
         "seccomp: kernel attack surface",
     );
+}
+
+/// Classes 4-5: the view and namespaces.
+fn deny_view_and_namespaces(deny: &mut Vec<SyscallRule>, allow_nested_userns: Option<&Provenance>) {
     // 4. Reshaping the view: mounts and the new mount API (threat 2, 5).
     //    With nested user namespaces allowed, the classic calls an inner
     //    sandbox makes are given back (see NESTED_USERNS_CALLS); the new
@@ -122,14 +145,9 @@ pub fn build_seccomp(
     } else {
         &["mount", "umount2", "pivot_root", "chroot"]
     };
+    always(deny, classic_mounts, Errno::EPERM, "seccomp: mount API");
     always(
-        &mut deny,
-        classic_mounts,
-        Errno::EPERM,
-        "seccomp: mount API",
-    );
-    always(
-        &mut deny,
+        deny,
         &[
             "open_tree",
             "move_mount",
@@ -148,12 +166,12 @@ pub fn build_seccomp(
     //    `[process] allow_nested_userns` gives back unshare and clone with
     //    namespace flags, never setns.
     if allow_nested_userns.is_none() {
-        always(&mut deny, &["unshare"], Errno::EPERM, "seccomp: namespaces");
+        always(deny, &["unshare"], Errno::EPERM, "seccomp: namespaces");
     }
-    always(&mut deny, &["setns"], Errno::EPERM, "seccomp: namespaces");
+    always(deny, &["setns"], Errno::EPERM, "seccomp: namespaces");
     // clone3 passes its flags in memory, which seccomp cannot read: answer
     // ENOSYS so libc falls back to clone, whose flags we can check.
-    always(&mut deny, &["clone3"], Errno::ENOSYS, "seccomp: namespaces");
+    always(deny, &["clone3"], Errno::ENOSYS, "seccomp: namespaces");
     if allow_nested_userns.is_none() {
         deny.push(SyscallRule {
             name: "clone".to_string(),
@@ -165,9 +183,14 @@ pub fn build_seccomp(
             source: src("seccomp: namespaces"),
         });
     }
+}
+
+/// Classes 6-10: the machine, file handles, personality, the terminal,
+/// socket families.
+fn deny_machine_and_devices(deny: &mut Vec<SyscallRule>) {
     // 6. The machine itself (threat 5).
     always(
-        &mut deny,
+        deny,
         &[
             "init_module",
             "finit_module",
@@ -187,7 +210,7 @@ pub fn build_seccomp(
     );
     // 7. File handles bypass path-based checks (the "shocker" escape).
     always(
-        &mut deny,
+        deny,
         &["open_by_handle_at", "name_to_handle_at"],
         Errno::EPERM,
         "seccomp: file handles",
@@ -226,13 +249,5 @@ pub fn build_seccomp(
             },
             source: src("seccomp: socket families"),
         });
-    }
-    SeccompPlan {
-        deny,
-        kill_foreign_abi: true,
-        // 11. Calls newer than cage (threat 5): nobody reviewed them, so they
-        //     fail closed, as on an older kernel, where callers fall back.
-        newest_known: Some(NEWEST_KNOWN.to_string()),
-        nested_userns: allow_nested_userns.cloned(),
     }
 }

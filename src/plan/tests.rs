@@ -635,18 +635,49 @@ fn proxy_mode_binds_a_resolver_file_over_the_hosts() {
 }
 
 #[test]
-fn other_modes_have_no_proxy() {
+fn host_mode_has_no_proxy() {
     let t = Tree::new("no-proxy");
-    for mode in [NetMode::None, NetMode::Host] {
-        let mut p = base(&t);
-        p.network.mode = Some(Sourced::new(mode, src("test")));
-        let plan = plan(&p, &t);
-        assert!(plan.network.proxy.is_none());
-        assert!(!plan.env.iter().any(|v| v.name.ends_with("_PROXY")));
-        assert!(!plan.mounts.iter().any(
+    let mut p = base(&t);
+    p.network.mode = Some(Sourced::new(NetMode::Host, src("test")));
+    let plan = plan(&p, &t);
+    assert!(plan.network.proxy.is_none());
+    assert!(!plan.env.iter().any(|v| v.name.ends_with("_PROXY")));
+    assert!(
+        !plan.mounts.iter().any(
             |m| matches!(m, Mount::File { contents, .. } if contents.starts_with("nameserver"))
+        )
+    );
+}
+
+/// None mode: the agent's attempts go to cage's proxy and DNS stub, which
+/// allow nothing (whatever allow rules a policy holds) and forward no
+/// loopback port, so each attempt is refused with a record.
+#[test]
+fn none_mode_has_a_proxy_that_allows_nothing() {
+    let t = Tree::new("none-proxy");
+    let mut p = base(&t);
+    p.network.mode = Some(Sourced::new(NetMode::None, src("test")));
+    for rule in ["example.com", "127.0.0.1:8080"] {
+        p.network.allow.push(Sourced::new(
+            policy::HostPattern::parse(rule).unwrap(),
+            src("test"),
         ));
     }
+    let plan = plan(&p, &t);
+    let proxy = plan.network.proxy.as_ref().expect("a refusing proxy");
+    assert!(proxy.forwards.is_empty());
+    assert!(plan.env.iter().any(|v| v.name == "HTTPS_PROXY"));
+    assert!(
+        plan.mounts.iter().any(
+            |m| matches!(m, Mount::File { contents, .. } if contents.starts_with("nameserver"))
+        )
+    );
+    let rules = crate::proxy::Rules::from_plan(&plan.network);
+    assert!(rules.decide_name("example.com").is_none());
+    assert!(matches!(
+        rules.decide("example.com", 443),
+        crate::proxy::rules::Verdict::Deny(None)
+    ));
 }
 
 #[test]

@@ -155,112 +155,18 @@ impl Converter<'_> {
 
     fn convert(&self, raw: schema::File) -> Result<Fragment, PolicyError> {
         let mut rules = Policy::default();
-        let mut extends = Vec::new();
-        for e in &raw.extends {
-            let name = e.get_ref().clone();
-            if !valid_profile_name(&name) {
-                return Err(PolicyError::ProfileName {
-                    at: At(Some(self.at(e))),
-                    name,
-                });
-            }
-            let Sourced {
-                value: name,
-                source,
-            } = self.sourced(e, name);
-            extends.push(Extend {
-                name,
-                at: self.at(e),
-                source,
-            });
-        }
+        let extends = self.extends(&raw.extends)?;
         if let Some(ws) = raw.workspace {
-            if let Some(path) = &ws.path {
-                let rule = self.path(path)?;
-                if rule.optional {
-                    return Err(PolicyError::Path {
-                        at: self.at(path),
-                        path: path.get_ref().clone(),
-                        reason: "the workspace cannot be optional",
-                    });
-                }
-                rules.workspace.path = Some(self.sourced(path, rule.path));
-            }
-            rules.workspace.mode = ws.mode.as_ref().map(|m| self.sourced(m, *m.get_ref()));
-            for p in &ws.protect {
-                let name = protect_name(p.get_ref()).map_err(|reason| PolicyError::Protect {
-                    at: self.at(p),
-                    name: p.get_ref().clone(),
-                    reason,
-                })?;
-                push_unique(&mut rules.workspace.protect, self.sourced(p, name));
-            }
+            self.workspace(&ws, &mut rules.workspace)?;
         }
         if let Some(fs) = raw.filesystem {
-            for (list, out) in [
-                (&fs.read, &mut rules.filesystem.read),
-                (&fs.write, &mut rules.filesystem.write),
-                (&fs.hide, &mut rules.filesystem.hide),
-                (&fs.tmpfs, &mut rules.filesystem.tmpfs),
-                (&fs.copy, &mut rules.filesystem.copy),
-            ] {
-                for p in list {
-                    let rule = self.path(p)?;
-                    push_unique(out, self.sourced(p, rule));
-                }
-            }
-            for entry in &fs.state {
-                let state = self.state(entry.get_ref())?;
-                push_unique(&mut rules.filesystem.state, self.sourced(entry, state));
-            }
+            self.filesystem(&fs, &mut rules.filesystem)?;
         }
         if let Some(net) = raw.network {
-            rules.network.mode = net.mode.as_ref().map(|m| self.sourced(m, *m.get_ref()));
-            for (list, out) in [
-                (&net.allow, &mut rules.network.allow),
-                (&net.deny, &mut rules.network.deny),
-            ] {
-                for h in list {
-                    let pattern = HostPattern::parse(h.get_ref()).map_err(|reason| {
-                        PolicyError::HostPattern {
-                            at: self.at(h),
-                            pattern: h.get_ref().clone(),
-                            reason,
-                        }
-                    })?;
-                    push_unique(out, self.sourced(h, pattern));
-                }
-            }
+            self.network(&net, &mut rules.network)?;
         }
         if let Some(env) = raw.env {
-            for p in &env.pass {
-                check_env_name(p.get_ref(), true).map_err(|reason| PolicyError::EnvName {
-                    at: self.at(p),
-                    name: p.get_ref().clone(),
-                    reason,
-                })?;
-                push_unique(&mut rules.env.pass, self.sourced(p, p.get_ref().clone()));
-            }
-            let mut set: Vec<_> = env.set.iter().collect();
-            set.sort_by_key(|(k, _)| k.span().start);
-            for (k, v) in set {
-                check_env_name(k.get_ref(), false).map_err(|reason| PolicyError::EnvName {
-                    at: self.at(k),
-                    name: k.get_ref().clone(),
-                    reason,
-                })?;
-                if v.get_ref().contains('\0') {
-                    return Err(PolicyError::EnvValue {
-                        at: self.at(v),
-                        name: k.get_ref().clone(),
-                    });
-                }
-                let value = expand_env_value(v.get_ref(), self.host);
-                rules
-                    .env
-                    .set
-                    .push(self.sourced(k, (k.get_ref().clone(), value)));
-            }
+            self.env(&env, &mut rules.env)?;
         }
         if let Some(l) = raw.limits {
             let out = &mut rules.limits;
@@ -297,6 +203,130 @@ impl Converter<'_> {
             rules.secrets.push(self.sourced(k, secret));
         }
         Ok(Fragment { extends, rules })
+    }
+
+    fn extends(&self, raw: &[Spanned<String>]) -> Result<Vec<Extend>, PolicyError> {
+        let mut extends = Vec::new();
+        for e in raw {
+            let name = e.get_ref().clone();
+            if !valid_profile_name(&name) {
+                return Err(PolicyError::ProfileName {
+                    at: At(Some(self.at(e))),
+                    name,
+                });
+            }
+            let Sourced {
+                value: name,
+                source,
+            } = self.sourced(e, name);
+            extends.push(Extend {
+                name,
+                at: self.at(e),
+                source,
+            });
+        }
+        Ok(extends)
+    }
+
+    fn workspace(
+        &self,
+        ws: &schema::Workspace,
+        out: &mut super::WorkspacePolicy,
+    ) -> Result<(), PolicyError> {
+        if let Some(path) = &ws.path {
+            let rule = self.path(path)?;
+            if rule.optional {
+                return Err(PolicyError::Path {
+                    at: self.at(path),
+                    path: path.get_ref().clone(),
+                    reason: "the workspace cannot be optional",
+                });
+            }
+            out.path = Some(self.sourced(path, rule.path));
+        }
+        out.mode = ws.mode.as_ref().map(|m| self.sourced(m, *m.get_ref()));
+        for p in &ws.protect {
+            let name = protect_name(p.get_ref()).map_err(|reason| PolicyError::Protect {
+                at: self.at(p),
+                name: p.get_ref().clone(),
+                reason,
+            })?;
+            push_unique(&mut out.protect, self.sourced(p, name));
+        }
+        Ok(())
+    }
+
+    fn filesystem(
+        &self,
+        fs: &schema::Filesystem,
+        out: &mut super::FilesystemPolicy,
+    ) -> Result<(), PolicyError> {
+        for (list, out) in [
+            (&fs.read, &mut out.read),
+            (&fs.write, &mut out.write),
+            (&fs.hide, &mut out.hide),
+            (&fs.tmpfs, &mut out.tmpfs),
+            (&fs.copy, &mut out.copy),
+        ] {
+            for p in list {
+                let rule = self.path(p)?;
+                push_unique(out, self.sourced(p, rule));
+            }
+        }
+        for entry in &fs.state {
+            let state = self.state(entry.get_ref())?;
+            push_unique(&mut out.state, self.sourced(entry, state));
+        }
+        Ok(())
+    }
+
+    fn network(
+        &self,
+        net: &schema::Network,
+        out: &mut super::NetworkPolicy,
+    ) -> Result<(), PolicyError> {
+        out.mode = net.mode.as_ref().map(|m| self.sourced(m, *m.get_ref()));
+        for (list, out) in [(&net.allow, &mut out.allow), (&net.deny, &mut out.deny)] {
+            for h in list {
+                let pattern =
+                    HostPattern::parse(h.get_ref()).map_err(|reason| PolicyError::HostPattern {
+                        at: self.at(h),
+                        pattern: h.get_ref().clone(),
+                        reason,
+                    })?;
+                push_unique(out, self.sourced(h, pattern));
+            }
+        }
+        Ok(())
+    }
+
+    fn env(&self, env: &schema::Env, out: &mut super::EnvPolicy) -> Result<(), PolicyError> {
+        for p in &env.pass {
+            check_env_name(p.get_ref(), true).map_err(|reason| PolicyError::EnvName {
+                at: self.at(p),
+                name: p.get_ref().clone(),
+                reason,
+            })?;
+            push_unique(&mut out.pass, self.sourced(p, p.get_ref().clone()));
+        }
+        let mut set: Vec<_> = env.set.iter().collect();
+        set.sort_by_key(|(k, _)| k.span().start);
+        for (k, v) in set {
+            check_env_name(k.get_ref(), false).map_err(|reason| PolicyError::EnvName {
+                at: self.at(k),
+                name: k.get_ref().clone(),
+                reason,
+            })?;
+            if v.get_ref().contains('\0') {
+                return Err(PolicyError::EnvValue {
+                    at: self.at(v),
+                    name: k.get_ref().clone(),
+                });
+            }
+            let value = expand_env_value(v.get_ref(), self.host);
+            out.set.push(self.sourced(k, (k.get_ref().clone(), value)));
+        }
+        Ok(())
     }
 
     fn secret(

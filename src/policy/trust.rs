@@ -389,86 +389,79 @@ pub(crate) fn widenings(
     project: &Fragment,
     root: &Path,
 ) -> Vec<Widening> {
-    let mut out = Vec::new();
-    let mut add = |source: &Provenance, what: String| {
-        out.push(Widening {
-            source: source.clone(),
-            what,
-        })
+    let mut f = Found {
+        out: Vec::new(),
+        root,
     };
-    let inside = |p: &Path| p.starts_with(root);
-    let root_shown = root.display();
-
     for e in &project.extends {
         if !applied.contains(&e.name) {
-            add(
+            f.add(
                 &e.source,
                 format!("extends \"{}\", a profile not already in use", e.name),
             );
         }
     }
-
     let Policy {
         // Bookkeeping of the merge, not rules.
         sources: _,
         project: _,
-        workspace:
-            WorkspacePolicy {
-                path,
-                mode,
-                // Narrowing: more read-only paths.
-                protect: _,
-            },
-        filesystem:
-            FilesystemPolicy {
-                read,
-                write,
-                // Narrowing: less is shown.
-                hide: _,
-                tmpfs: _,
-                copy,
-                state,
-            },
-        network:
-            NetworkPolicy {
-                mode: net_mode,
-                allow,
-                // Narrowing.
-                deny: _,
-            },
-        env:
-            EnvPolicy {
-                pass,
-                // The file's own words, not the host's: a value set inside
-                // the cage gives the agent nothing it could not set itself.
-                set: _,
-            },
-        limits:
-            LimitsPolicy {
-                nofile,
-                nproc,
-                fsize,
-                memory,
-                pids,
-                cpu,
-                required,
-            },
-        process:
-            ProcessPolicy {
-                allow_ptrace,
-                allow_nested_userns,
-            },
-        security:
-            SecurityPolicy {
-                allow_degraded,
-                allow_shared_dir,
-            },
+        workspace,
+        filesystem,
+        network,
+        env,
+        limits,
+        process,
+        security,
         secrets,
     } = &project.rules;
+    workspace_widenings(&mut f, lower, workspace);
+    filesystem_widenings(&mut f, lower, filesystem);
+    network_widenings(&mut f, lower, network);
+    env_widenings(&mut f, lower, env);
+    secret_widenings(&mut f, lower, secrets);
+    limit_widenings(&mut f, lower, limits);
+    process_widenings(&mut f, lower, process);
+    security_widenings(&mut f, lower, security);
+    f.out
+}
 
+/// The widenings found so far, and the project root paths are judged by.
+struct Found<'a> {
+    out: Vec<Widening>,
+    root: &'a Path,
+}
+
+impl Found<'_> {
+    fn add(&mut self, source: &Provenance, what: String) {
+        self.out.push(Widening {
+            source: source.clone(),
+            what,
+        });
+    }
+}
+
+/// The mode of the workspace below, or the strictest when none is set.
+fn lower_mode(lower: &Policy) -> WorkspaceMode {
+    lower
+        .workspace
+        .mode
+        .as_ref()
+        .map_or(WorkspaceMode::Readonly, |m| m.value)
+}
+
+fn workspace_widenings(f: &mut Found, lower: &Policy, workspace: &WorkspacePolicy) {
+    let WorkspacePolicy {
+        path,
+        mode,
+        // Narrowing: more read-only paths.
+        protect: _,
+    } = workspace;
+    let root: &Path = f.root;
+    let inside = |p: &Path| p.starts_with(root);
+    let root_shown = root.display();
     if let Some(path) = path {
         if !inside(&path.value) {
-            add(
+            f.add(
                 &path.source,
                 format!(
                     "workspace.path {} is outside the project root {root_shown}",
@@ -477,14 +470,10 @@ pub(crate) fn widenings(
             );
         }
     }
-    let lower_mode = lower
-        .workspace
-        .mode
-        .as_ref()
-        .map_or(WorkspaceMode::Readonly, |m| m.value);
+    let lower_mode = lower_mode(lower);
     if let Some(mode) = mode {
         if mode.value > lower_mode {
-            add(
+            f.add(
                 &mode.source,
                 format!(
                     "workspace.mode \"{}\" is less strict than \"{}\" below it",
@@ -494,7 +483,22 @@ pub(crate) fn widenings(
             );
         }
     }
+}
 
+fn filesystem_widenings(f: &mut Found, lower: &Policy, filesystem: &FilesystemPolicy) {
+    let FilesystemPolicy {
+        read,
+        write,
+        // Narrowing: less is shown.
+        hide: _,
+        tmpfs: _,
+        copy,
+        state,
+    } = filesystem;
+    let root: &Path = f.root;
+    let inside = |p: &Path| p.starts_with(root);
+    let root_shown = root.display();
+    let lower_mode = lower_mode(lower);
     let has = |list: &[Sourced<PathRule>], p: &Path| list.iter().any(|r| r.value.path == p);
     // A copy shows the host's content, as a read does.
     for (key, list) in [("read", read), ("copy", copy)] {
@@ -505,7 +509,7 @@ pub(crate) fn widenings(
                 && !has(&lower.filesystem.write, p)
                 && !has(&lower.filesystem.copy, p)
             {
-                add(
+                f.add(
                     &r.source,
                     format!(
                         "filesystem.{key} {} is outside the project root {root_shown}",
@@ -521,7 +525,7 @@ pub(crate) fn widenings(
             continue;
         }
         if !inside(p) {
-            add(
+            f.add(
                 &r.source,
                 format!(
                     "filesystem.write {} is outside the project root {root_shown}",
@@ -532,7 +536,7 @@ pub(crate) fn widenings(
             // Writes inside the root only narrow when the workspace is
             // already writable; under overlay or readonly they would let
             // the agent change the real files.
-            add(
+            f.add(
                 &r.source,
                 format!(
                     "filesystem.write {} makes workspace files writable, but the workspace \
@@ -548,7 +552,7 @@ pub(crate) fn widenings(
     // it: never from an untrusted project file.
     for st in state {
         if !lower.filesystem.state.iter().any(|x| x.value == st.value) {
-            add(
+            f.add(
                 &st.source,
                 format!(
                     "filesystem.state {} creates and writes through to a directory outside \
@@ -558,7 +562,15 @@ pub(crate) fn widenings(
             );
         }
     }
+}
 
+fn network_widenings(f: &mut Found, lower: &Policy, network: &NetworkPolicy) {
+    let NetworkPolicy {
+        mode: net_mode,
+        allow,
+        // Narrowing.
+        deny: _,
+    } = network;
     let lower_net = lower
         .network
         .mode
@@ -566,7 +578,7 @@ pub(crate) fn widenings(
         .map_or(NetMode::None, |m| m.value);
     if let Some(mode) = net_mode {
         if mode.value > lower_net {
-            add(
+            f.add(
                 &mode.source,
                 format!(
                     "network.mode \"{}\" opens more than \"{}\" below it",
@@ -578,16 +590,24 @@ pub(crate) fn widenings(
     }
     for a in allow {
         if !lower.network.allow.iter().any(|x| x.value == a.value) {
-            add(
+            f.add(
                 &a.source,
                 format!("network.allow \"{}\" allows a host", a.value),
             );
         }
     }
+}
 
+fn env_widenings(f: &mut Found, lower: &Policy, env: &EnvPolicy) {
+    let EnvPolicy {
+        pass,
+        // The file's own words, not the host's: a value set inside the
+        // cage gives the agent nothing it could not set itself.
+        set: _,
+    } = env;
     for p in pass {
         if !lower.env.pass.iter().any(|x| x.value == p.value) {
-            add(
+            f.add(
                 &p.source,
                 format!(
                     "env.pass \"{}\" passes host environment variables into the cage",
@@ -596,7 +616,9 @@ pub(crate) fn widenings(
             );
         }
     }
+}
 
+fn secret_widenings(f: &mut Found, lower: &Policy, secrets: &[Sourced<super::SecretPolicy>]) {
     // A secret's value is read on the host (a `cmd:` runs there) and sent
     // to its hosts: an untrusted file may drop hosts from a secret below
     // it, never add a secret or a host.
@@ -610,7 +632,7 @@ pub(crate) fn widenings(
                 && s.host_vars.iter().all(|h| b.value.host_vars.contains(h))
         });
         if !narrows {
-            add(
+            f.add(
                 &sec.source,
                 format!(
                     "secrets.{} reads a secret on the host ({}) or sends one to a host not \
@@ -620,7 +642,18 @@ pub(crate) fn widenings(
             );
         }
     }
+}
 
+fn limit_widenings(f: &mut Found, lower: &Policy, limits: &LimitsPolicy) {
+    let LimitsPolicy {
+        nofile,
+        nproc,
+        fsize,
+        memory,
+        pids,
+        cpu,
+        required,
+    } = limits;
     let b = &lower.limits;
     for (key, mine, below) in [
         ("nofile", nofile, &b.nofile),
@@ -633,14 +666,14 @@ pub(crate) fn widenings(
         let Some(mine) = mine else { continue };
         match below {
             Some(below) if mine.value <= below.value => {}
-            Some(below) => add(
+            Some(below) => f.add(
                 &mine.source,
                 format!(
                     "limits.{key} = {} raises the limit of {} below it",
                     mine.value, below.value
                 ),
             ),
-            None => add(
+            None => f.add(
                 &mine.source,
                 format!(
                     "limits.{key} = {} sets a limit no source below it sets, \
@@ -654,16 +687,23 @@ pub(crate) fn widenings(
     if let Some(r) = required {
         let below = lower.limits.required.as_ref().is_some_and(|b| b.value);
         if !r.value && below {
-            add(
+            f.add(
                 &r.source,
                 "limits.required = false lets cage run without the cgroup limits".into(),
             );
         }
     }
+}
+
+fn process_widenings(f: &mut Found, lower: &Policy, process: &ProcessPolicy) {
+    let ProcessPolicy {
+        allow_ptrace,
+        allow_nested_userns,
+    } = process;
     if let Some(p) = allow_ptrace {
         let below = lower.process.allow_ptrace.as_ref().is_some_and(|b| b.value);
         if p.value && !below {
-            add(
+            f.add(
                 &p.source,
                 "process.allow_ptrace = true lets the agent trace its own processes".into(),
             );
@@ -676,7 +716,7 @@ pub(crate) fn widenings(
             .as_ref()
             .is_some_and(|b| b.value);
         if p.value && !below {
-            add(
+            f.add(
                 &p.source,
                 "process.allow_nested_userns = true lets the agent create user namespaces, \
                  widening the kernel's attack surface"
@@ -684,6 +724,13 @@ pub(crate) fn widenings(
             );
         }
     }
+}
+
+fn security_widenings(f: &mut Found, lower: &Policy, security: &SecurityPolicy) {
+    let SecurityPolicy {
+        allow_degraded,
+        allow_shared_dir,
+    } = security;
     for layer in allow_degraded {
         if !lower
             .security
@@ -691,7 +738,7 @@ pub(crate) fn widenings(
             .iter()
             .any(|x| x.value == layer.value)
         {
-            add(
+            f.add(
                 &layer.source,
                 format!(
                     "security.allow_degraded \"{}\" lets cage run without that layer",
@@ -702,7 +749,7 @@ pub(crate) fn widenings(
     }
     // Only a flag can accept a shared directory; a file never does.
     for dir in allow_shared_dir {
-        add(
+        f.add(
             &dir.source,
             format!(
                 "security.allow_shared_dir {} exposes a directory other programs keep \
@@ -711,7 +758,6 @@ pub(crate) fn widenings(
             ),
         );
     }
-    out
 }
 
 fn workspace_mode_name(m: WorkspaceMode) -> &'static str {

@@ -87,8 +87,14 @@ impl Rules {
             text: r.pattern.to_string(),
             source: r.source.to_string(),
         };
+        // Network none: the proxy is there to refuse and record, so it
+        // allows nothing, whatever allow rules the policies hold.
+        let allow = match net.mode {
+            crate::policy::NetMode::Proxy => net.allow.iter().map(conv).collect(),
+            _ => Vec::new(),
+        };
         Rules {
-            allow: net.allow.iter().map(conv).collect(),
+            allow,
             deny: net.deny.iter().map(conv).collect(),
         }
     }

@@ -141,12 +141,12 @@ fn run_in(
     let exe = std::env::current_exe().map_err(fail("finding cage's own binary"))?;
     let host = shadow.host(real, DECOY_ENV);
     // The command only chooses the profile, as in a run; the probe runs.
-    let mut request = crate::commands::request(args, command);
+    let mut request = crate::session::run::request(args, command);
     // First as the run would load it and plan it, on the real host: what
     // the run refuses (an untrusted project file that widens, a bad line,
     // a shared directory as the workspace) is refused here with the same
     // words and the real paths. Nothing runs; the plan is dropped.
-    let as_run = crate::commands::Loaded::new(real.clone(), request.clone())?;
+    let as_run = crate::session::run::Loaded::new(real.clone(), request.clone())?;
     as_run.plan(&[exe.to_string_lossy().into_owned()], None)?;
     // The project's policy as a run would load it: an untrusted file is
     // found by discovery in the copy and may only narrow, as in a run; a
@@ -160,7 +160,7 @@ fn run_in(
         request.project = ProjectMode::Skip;
         request.policy_files.push(copy);
     }
-    let loaded = crate::commands::Loaded::new(host.clone(), request)?;
+    let loaded = crate::session::run::Loaded::new(host.clone(), request)?;
     let policy = loaded.policy.clone();
 
     let listeners = Listeners::open(shadow).map_err(fail("opening the decoy listeners"))?;
@@ -214,8 +214,8 @@ fn run_in(
     let (status, output, errors) = capture_output(|| {
         // The selftest never moves into a new scope: its decoys would
         // be left behind by the exec.
-        let place = crate::commands::cgroup_place(&loaded.policy, false)?;
-        crate::commands::launch(&loaded, &argv, place)
+        let place = crate::session::run::cgroup_place(&loaded.policy, false)?;
+        crate::session::run::Run::open(&loaded, &argv, place)?.run()
     })
     .map_err(fail("capturing the probe's output"))?;
     let observed: Vec<Observed> = output

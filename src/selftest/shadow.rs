@@ -19,7 +19,8 @@ use crate::host::Host;
 const MAX_ENTRIES: usize = 2000;
 /// And no deeper than this.
 const MAX_DEPTH: usize = 12;
-/// Variables whose values pass as they are: they name no secret. Every
+/// Variables whose values pass as they are (these and the CA variables,
+/// `plan::CA_VARS`): they name no secret. Every
 /// other variable keeps its name (so the plan is the same) with a
 /// placeholder for its value: a profile that passes an API key passes
 /// nothing real.
@@ -33,13 +34,6 @@ const KEPT_VARS: &[&str] = &[
     "SHELL",
     "TZ",
     "NO_COLOR",
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-    "PIP_CERT",
 ];
 /// These would point cage's own directories at the real ones.
 const DROPPED_VARS: &[&str] = &[
@@ -210,7 +204,10 @@ impl Shadow {
             .map(|(k, v)| {
                 let value = if k == "HOME" {
                     home.clone()
-                } else if KEPT_VARS.contains(&k.as_str()) || k.starts_with("LC_") {
+                } else if KEPT_VARS.contains(&k.as_str())
+                    || crate::plan::CA_VARS.contains(&k.as_str())
+                    || k.starts_with("LC_")
+                {
                     v.clone()
                 } else {
                     "cage-selftest-placeholder".to_string()

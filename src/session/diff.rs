@@ -243,6 +243,67 @@ pub fn is_binary(data: &[u8]) -> bool {
     odd * 10 >= probe.len() * 3
 }
 
+/// A directory's change: directories carry no lines, so only an added
+/// empty one, a deleted one, or a mode change is worth a header.
+fn render_dir(out: &mut String, change: &Change, p: &str, color: Color) {
+    // Directories carry no lines: only an added empty one, a deleted
+    // one, or a mode change is worth a header.
+    let header = |out: &mut String| {
+        let _ = writeln!(
+            out,
+            "{}",
+            color.paint("1", &format!("diff --git a/{p} b/{p}"))
+        );
+    };
+    match (change.kind, &change.old, &change.new) {
+        (Kind::Modified, Node::Dir { .. }, Node::Dir { .. }) => {
+            header(out);
+            let _ = writeln!(
+                out,
+                "old mode {}\nnew mode {}",
+                git_mode(&change.old).unwrap_or_default(),
+                git_mode(&change.new).unwrap_or_default()
+            );
+        }
+        (Kind::Added, _, Node::Dir { .. }) => {
+            let _ = writeln!(out, "# new directory {p}/");
+        }
+        (Kind::Deleted, Node::Dir { .. }, _) => {
+            let _ = writeln!(out, "# deleted directory {p}/");
+        }
+        _ => {}
+    }
+}
+
+/// The mode lines of a file's header: new, deleted, changed (and a change
+/// of type, a file become a link).
+fn mode_lines(out: &mut String, change: &Change) {
+    let (om, nm) = (git_mode(&change.old), git_mode(&change.new));
+    let type_change = om.is_some()
+        && nm.is_some()
+        && om.as_deref().map(|m| &m[..2]) != nm.as_deref().map(|m| &m[..2]);
+    match (change.kind, &om, &nm) {
+        (Kind::Added, _, Some(m)) => {
+            let _ = writeln!(out, "new file mode {m}");
+        }
+        (Kind::Deleted, Some(m), _) => {
+            let _ = writeln!(out, "deleted file mode {m}");
+        }
+        (Kind::Modified, Some(a), Some(b)) if a != b => {
+            let _ = writeln!(out, "old mode {a}\nnew mode {b}");
+            if type_change {
+                let _ = writeln!(
+                    out,
+                    "# type changed: {} -> {}",
+                    kind_name(&change.old),
+                    kind_name(&change.new)
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
 /// git's mode for a node: 100644, 100755, 120000, 040755.
 fn git_mode(node: &Node) -> Option<String> {
     match node {
@@ -293,33 +354,7 @@ pub fn render(
         return Ok((out, None));
     }
     if change.old.is_dir() || change.new.is_dir() {
-        // Directories carry no lines: only an added empty one, a deleted
-        // one, or a mode change is worth a header.
-        let header = |out: &mut String| {
-            let _ = writeln!(
-                out,
-                "{}",
-                color.paint("1", &format!("diff --git a/{p} b/{p}"))
-            );
-        };
-        match (change.kind, &change.old, &change.new) {
-            (Kind::Modified, Node::Dir { .. }, Node::Dir { .. }) => {
-                header(&mut out);
-                let _ = writeln!(
-                    out,
-                    "old mode {}\nnew mode {}",
-                    git_mode(&change.old).unwrap_or_default(),
-                    git_mode(&change.new).unwrap_or_default()
-                );
-            }
-            (Kind::Added, _, Node::Dir { .. }) => {
-                let _ = writeln!(out, "# new directory {p}/");
-            }
-            (Kind::Deleted, Node::Dir { .. }, _) => {
-                let _ = writeln!(out, "# deleted directory {p}/");
-            }
-            _ => {}
-        }
+        render_dir(&mut out, change, &p, color);
         return Ok((out, None));
     }
     let old = content(&change.old, &host.join(&change.path))?;
@@ -329,30 +364,7 @@ pub fn render(
         "{}",
         color.paint("1", &format!("diff --git a/{p} b/{p}"))
     );
-    let (om, nm) = (git_mode(&change.old), git_mode(&change.new));
-    let type_change = om.is_some()
-        && nm.is_some()
-        && om.as_deref().map(|m| &m[..2]) != nm.as_deref().map(|m| &m[..2]);
-    match (change.kind, &om, &nm) {
-        (Kind::Added, _, Some(m)) => {
-            let _ = writeln!(out, "new file mode {m}");
-        }
-        (Kind::Deleted, Some(m), _) => {
-            let _ = writeln!(out, "deleted file mode {m}");
-        }
-        (Kind::Modified, Some(a), Some(b)) if a != b => {
-            let _ = writeln!(out, "old mode {a}\nnew mode {b}");
-            if type_change {
-                let _ = writeln!(
-                    out,
-                    "# type changed: {} -> {}",
-                    kind_name(&change.old),
-                    kind_name(&change.new)
-                );
-            }
-        }
-        _ => {}
-    }
+    mode_lines(&mut out, change);
     let from = if change.kind == Kind::Added {
         "/dev/null".to_string()
     } else {

@@ -5,16 +5,20 @@
 //!
 //! This module owns reserving a session directory, its record, finding a
 //! session again (by id prefix, or the latest for the working directory),
-//! listing and discarding. `changes` reads an overlay session's upper
+//! listing and discarding. `run` is a session's lifecycle (open → run →
+//! finish), `finish` its end-of-session reports. `changes` reads an overlay session's upper
 //! layer, `diff` renders it, `apply` lands it on the host, `preflight`
 //! checks the host can mount it. Nothing here runs inside the cage.
 
 pub mod apply;
 pub mod changes;
 pub mod diff;
+pub mod direct;
+mod finish;
 pub mod hidden;
 pub mod preflight;
 pub mod quarantine;
+pub mod run;
 pub mod snapshot;
 pub mod state;
 

@@ -106,6 +106,111 @@ fn every_program_a_script_runs_is_recorded_with_its_exit() {
     }
 }
 
+/// The check for issue 15, as it reads: `cage -- sh -c 'git --version; ls
+/// /nonexistent; curl -s https://example.com'` with the default profile's
+/// network (none), then `cage log`: the three commands with their argv and
+/// exits, the denied connection with its `cage allow` line, the end.
+/// Layer: network (none mode's proxy, which allows nothing: the attempt is
+/// refused by cage and recorded) + guard (observation). Fails if none mode
+/// leaves curl to fail unseen in an empty net namespace.
+#[test]
+fn a_session_log_tells_its_commands_and_its_denied_connection() {
+    require_userns!();
+    let cage = Cage::new();
+    let out = cage.sh("git --version; ls /nonexistent; curl -s https://example.com");
+    assert_ne!(out.code, 0, "curl cannot have reached example.com\n{out}");
+    // The end-of-session summary names the host and the live allow line.
+    assert!(
+        out.stderr.contains("1 connection denied: example.com:443")
+            && out.stderr.contains("cage allow example.com"),
+        "{out}"
+    );
+    let records = records(&cage);
+    assert_eq!(records[0]["event"], "session_start", "{records:#?}");
+    assert_eq!(records.last().unwrap()["event"], "session_end");
+    for (want, code) in [
+        (&["git", "--version"][..], Some(0)),
+        (&["ls", "/nonexistent"][..], Some(2)),
+        (&["curl", "-s", "https://example.com"][..], None),
+    ] {
+        let (_, end) = exec_and_end(&records, want);
+        let end = end.unwrap_or_else(|| panic!("no end for {want:?}: {records:#?}"));
+        assert_eq!(end["status"], "exited", "{want:?}: {end}");
+        match code {
+            Some(c) => assert_eq!(end["code"], c, "{want:?}: {end}"),
+            None => assert_ne!(end["code"], 0, "{want:?}: {end}"),
+        }
+    }
+    let denied = records
+        .iter()
+        .find(|r| r["event"] == "net" && r["decision"] == "deny")
+        .unwrap_or_else(|| panic!("no denied connection in {records:#?}"));
+    assert_eq!(denied["host"], "example.com", "{denied}");
+    assert_eq!(denied["port"], 443, "{denied}");
+
+    // For people: the story in order, and the hint with the denial.
+    let log = cage.cli(["log"]);
+    log.assert_success();
+    let lines: Vec<&str> = log.stdout.lines().collect();
+    let at = |marker: &str, text: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(marker) && l.contains(text))
+            .unwrap_or_else(|| panic!("{marker:?} {text:?} missing:\n{log}"))
+    };
+    let story = [
+        at("exec ", "  git --version"),
+        at("exit ", "git: exit 0"),
+        at("exec ", "  ls /nonexistent"),
+        at("exit ", "ls: exit 2"),
+        at("exec ", "  curl -s https://example.com"),
+        at("deny ", "connect  example.com:443"),
+        at("allow with: ", "cage allow example.com"),
+        at("exit ", "curl: exit "),
+        at("end ", "exit "),
+    ];
+    assert!(
+        story.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{log}"
+    );
+    let denied = cage.cli(["log", "--denied"]);
+    denied.assert_success();
+    assert!(
+        denied.stdout.contains("example.com:443")
+            && denied.stdout.contains("allow with: cage allow example.com"),
+        "{denied}"
+    );
+}
+
+/// Layer: network (none mode's DNS stub). A program that resolves a name
+/// itself, ignoring the proxy variables, asks cage's stub, which refuses
+/// it (no answer, nothing resolved upstream) with a record and the
+/// `cage allow` line. Fails if none mode leaves the resolver unanswered.
+#[test]
+fn a_name_resolved_in_none_mode_is_refused_and_recorded() {
+    require_userns!();
+    let cage = Cage::new();
+    let out = cage.run(["getent", "ahosts", "example.com"]);
+    assert_ne!(out.code, 0, "example.com cannot have resolved\n{out}");
+    assert!(
+        out.stderr.contains("DNS name refused: example.com")
+            && out.stderr.contains("cage allow example.com"),
+        "{out}"
+    );
+    let records = records(&cage);
+    let refused = records
+        .iter()
+        .find(|r| r["event"] == "dns")
+        .unwrap_or_else(|| panic!("no dns record in {records:#?}"));
+    assert_eq!(refused["decision"], "deny", "{refused}");
+    assert_eq!(refused["answers"], serde_json::json!([]), "{refused}");
+    let denied = cage.cli(["log", "--denied"]);
+    assert!(
+        denied.stdout.contains("allow with: cage allow example.com"),
+        "{denied}"
+    );
+}
+
 /// Layer: guard (observation). A program run from a memory file (fexecve
 /// of a memfd, execveat with AT_EMPTY_PATH), under a name that is not its
 /// own, from a second thread, is still an exec record naming the memfd.

@@ -145,6 +145,19 @@ fn pipx(cage: &Cage) -> String {
     format!("{}/.local/bin:{SYSTEM_PATH}", cage.home().display())
 }
 
+/// `cage -- AGENT --version` succeeds and prints the pinned version, for
+/// each agent.
+fn answers_version(cage: &Cage, agents: &[(&str, &str)]) {
+    for (agent, want) in agents {
+        let out = cage.run([*agent, "--version"]);
+        assert_eq!(out.code, 0, "cage -- {agent} --version\n{out}");
+        assert!(
+            out.stdout.contains(want),
+            "cage -- {agent} --version\n{out}"
+        );
+    }
+}
+
 /// Layer: view (the command's installation, granted read-only). npm with
 /// nvm: every npm agent answers `cage -- AGENT --version`, no flag.
 #[test]
@@ -156,18 +169,14 @@ fn agents_installed_with_nvm_run_with_no_flag() {
     let cage = Cage::new();
     let path = nvm(&cage);
     let cage = cage.host_env("PATH", &path);
-    for (agent, want) in [
-        ("claude", "2.1.330"),
-        ("codex", "0.169.0"),
-        ("gemini", "0.61.0"),
-    ] {
-        let out = cage.run([agent, "--version"]);
-        assert_eq!(out.code, 0, "cage -- {agent} --version\n{out}");
-        assert!(
-            out.stdout.contains(want),
-            "cage -- {agent} --version\n{out}"
-        );
-    }
+    answers_version(
+        &cage,
+        &[
+            ("claude", "2.1.330"),
+            ("codex", "0.169.0"),
+            ("gemini", "0.61.0"),
+        ],
+    );
     // Without the grant (no profile either), nvm's node is not there.
     let out = cage.cli([
         "--no-auto-profile",
@@ -191,18 +200,14 @@ fn agents_installed_in_an_npm_prefix_run_with_no_flag() {
     let cage = Cage::new();
     let path = npm_prefix(&cage);
     let cage = cage.host_env("PATH", &path);
-    for (agent, want) in [
-        ("codex", "0.169.0"),
-        ("gemini", "0.61.0"),
-        ("claude", "2.1.330"),
-    ] {
-        let out = cage.run([agent, "--version"]);
-        assert_eq!(out.code, 0, "cage -- {agent} --version\n{out}");
-        assert!(
-            out.stdout.contains(want),
-            "cage -- {agent} --version\n{out}"
-        );
-    }
+    answers_version(
+        &cage,
+        &[
+            ("codex", "0.169.0"),
+            ("gemini", "0.61.0"),
+            ("claude", "2.1.330"),
+        ],
+    );
 }
 
 /// Layer: view. The native installer's link in ~/.local/bin is recreated
@@ -218,9 +223,7 @@ fn claude_from_the_native_installer_runs_with_no_flag() {
     let cage = Cage::new();
     let path = native(&cage);
     let cage = cage.host_env("PATH", &path);
-    let out = cage.run(["claude", "--version"]);
-    assert_eq!(out.code, 0, "cage -- claude --version\n{out}");
-    assert!(out.stdout.contains("2.1.330"), "{out}");
+    answers_version(&cage, &[("claude", "2.1.330")]);
     let log = cage.cli(["log"]);
     assert!(
         log.stdout
@@ -247,9 +250,7 @@ fn aider_from_pipx_runs_with_no_flag() {
     let cage = Cage::new();
     let path = pipx(&cage);
     let cage = cage.host_env("PATH", &path);
-    let out = cage.run(["aider", "--version"]);
-    assert_eq!(out.code, 0, "cage -- aider --version\n{out}");
-    assert!(out.stdout.contains("0.86.2"), "{out}");
+    answers_version(&cage, &[("aider", "0.86.2")]);
 }
 
 /// The dry run of `cage -- claude` says which profile applies and why,
