@@ -221,7 +221,7 @@ _cage() {
                     return 0
                     ;;
                 --allow-degraded)
-                    COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "landlock namespaces" -- "${cur}"))
                     return 0
                     ;;
                 --allow-shared-dir)
@@ -409,7 +409,7 @@ _cage() {
                     return 0
                     ;;
                 --allow-degraded)
-                    COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "landlock namespaces" -- "${cur}"))
                     return 0
                     ;;
                 --allow-shared-dir)
@@ -965,7 +965,7 @@ _cage() {
                     return 0
                     ;;
                 --allow-degraded)
-                    COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "landlock namespaces" -- "${cur}"))
                     return 0
                     ;;
                 --allow-shared-dir)
@@ -1049,7 +1049,7 @@ _cage() {
                     return 0
                     ;;
                 --allow-degraded)
-                    COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "landlock namespaces" -- "${cur}"))
                     return 0
                     ;;
                 --allow-shared-dir)
@@ -1119,7 +1119,7 @@ _cage() {
                     return 0
                     ;;
                 --allow-degraded)
-                    COMPREPLY=($(compgen -W "landlock" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "landlock namespaces" -- "${cur}"))
                     return 0
                     ;;
                 --allow-shared-dir)

@@ -94,6 +94,9 @@ pub enum Record {
     HiddenChanges(HiddenChanges),
     /// The cgroup limits that were enforced, and what they did.
     Limits(LimitsOutcome),
+    /// The session ran in the graded mode (no namespaces): why, and what
+    /// was not isolated.
+    Graded(GradedRun),
     /// The proxy swapped a secret in, refused a placeholder, or scrubbed a
     /// real value from a response. Names the secret, never its value.
     Secret(SecretUse),
@@ -112,6 +115,15 @@ pub enum Record {
     /// or the log reached its cap): counted, never blocking the agent.
     RecordsDropped(RecordsDropped),
     SessionEnd(SessionEnd),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GradedRun {
+    /// Why user namespaces could not be created.
+    pub reason: String,
+    /// The rule that allowed the graded mode.
+    pub allowed_by: String,
+    pub not_isolated: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1321,6 +1333,12 @@ pub fn render(line: &Line) -> String {
         Record::OverlayChanges(c) => render_overlay_changes(clock, c),
         Record::StateKept(k) => render_state_kept(clock, k),
         Record::HiddenChanges(h) => render_hidden_changes(clock, h),
+        Record::Graded(g) => format!(
+            "{clock}  WARN   graded mode ({}; allowed by {}): not isolated: {}",
+            g.reason,
+            g.allowed_by,
+            g.not_isolated.join("; ")
+        ),
         Record::Limits(l) => format!(
             "{clock}  limits {}; {} out-of-memory kill(s), {} fork(s) refused, CPU throttled \
              {} time(s)",

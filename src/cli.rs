@@ -190,8 +190,10 @@ pub struct PolicyArgs {
     /// (`cage -- claude` otherwise applies the claude profile).
     #[arg(long)]
     pub no_auto_profile: bool,
-    /// Run even if the kernel cannot enforce LAYER (only: landlock). cage
-    /// says so on every run.
+    /// Run even if the kernel cannot enforce LAYER: landlock (run with
+    /// what Landlock the kernel has), namespaces (when user namespaces
+    /// cannot be created, run the graded mode: Landlock and seccomp on the
+    /// host's file tree, --net none only). cage says so on every run.
     #[arg(long, value_name = "LAYER")]
     pub allow_degraded: Vec<LayerArg>,
     /// Accept PATH as the workspace or a --ro/--rw grant although it is a
@@ -537,12 +539,14 @@ impl From<WorkspaceArg> for WorkspaceMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LayerArg {
     Landlock,
+    Namespaces,
 }
 
 impl From<LayerArg> for Layer {
     fn from(l: LayerArg) -> Self {
         match l {
             LayerArg::Landlock => Layer::Landlock,
+            LayerArg::Namespaces => Layer::Namespaces,
         }
     }
 }

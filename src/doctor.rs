@@ -71,7 +71,7 @@ fn userns() -> Check {
     let what = "user namespaces";
     // By trying, as a run would: a sysctl, an AppArmor profile or a
     // container's seccomp filter may each be what refuses.
-    let errno = match try_userns() {
+    let errno = match crate::supervisor::try_userns() {
         Ok(()) => {
             return Check {
                 what,
@@ -89,27 +89,20 @@ fn userns() -> Check {
     } else {
         "refused"
     };
+    // Without namespaces, Landlock is what the graded mode stands on.
+    let graded = if crate::sandbox::landlock::kernel_abi() > 0 {
+        "; graded mode available: `--allow-degraded namespaces --net none` runs with Landlock \
+         and seccomp only (README, graded mode)"
+    } else {
+        "; no graded mode either: it needs Landlock, which this kernel lacks"
+    };
     Check {
         what,
         status: status.into(),
         action: format!(
-            "creating one failed ({}): {hint}",
+            "creating one failed ({}): {hint}{graded}",
             std::io::Error::from_raw_os_error(errno)
         ),
-    }
-}
-
-/// Creates a user namespace in a child that exits at once: `Err(errno)`
-/// when the kernel refuses.
-fn try_userns() -> Result<(), i32> {
-    // SAFETY: doctor has started no thread; the child only exits.
-    match unsafe { crate::sys::clone_process(libc::CLONE_NEWUSER) } {
-        Ok(None) => crate::sys::exit_now(0),
-        Ok(Some(pid)) => {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            Ok(())
-        }
-        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EPERM)),
     }
 }
 

@@ -37,6 +37,42 @@ pub fn profiles(policy: &Policy) -> String {
     }
 }
 
+/// The graded mode, when the policy allows it: what runs if user
+/// namespaces cannot be created.
+fn graded(s: &mut String, graded: Option<&crate::plan::graded::Graded>) {
+    use crate::plan::graded::Graded;
+    match graded {
+        None => {}
+        Some(Graded::Refused { why, source }) => {
+            let _ = writeln!(
+                s,
+                "graded     allowed [{source}], but this plan cannot run without user \
+                 namespaces: {why}"
+            );
+        }
+        Some(Graded::Ready(g)) => {
+            let _ = writeln!(
+                s,
+                "graded     used when user namespaces cannot be created [{}]: no namespaces; \
+                 Landlock on host paths ({} read, {} write, {} device rules, TCP denied), \
+                 seccomp refuses socket(), TMPDIR={}",
+                g.source,
+                g.landlock.read.len(),
+                g.landlock.write.len(),
+                g.landlock.devices.len(),
+                g.tmp.display()
+            );
+            for r in &g.landlock.write {
+                let _ = writeln!(s, "  rw   {}  [{}]", r.path.display(), r.source);
+            }
+            for r in &g.landlock.read {
+                let _ = writeln!(s, "  ro   {}  [{}]", r.path.display(), r.source);
+            }
+            let _ = writeln!(s, "  not isolated: {}", g.not_isolated.join("; "));
+        }
+    }
+}
+
 /// The plan for people: one line per decision, with its rule, by section.
 pub fn plan(plan: &Plan) -> String {
     let mut s = String::new();
@@ -253,6 +289,7 @@ fn plan_network(s: &mut String, plan: &Plan) {
         "network    {:?} [{}]",
         plan.network.mode, plan.network.source
     );
+    graded(s, plan.graded.as_ref());
     if let Some(p) = &plan.network.proxy {
         let _ = writeln!(
             s,

@@ -37,7 +37,10 @@ pub enum SupervisorError {
     Channel(#[source] std::io::Error),
     #[error("blocking signals")]
     Signals(#[source] nix::Error),
-    #[error("creating the namespaces (clone): {hint}")]
+    #[error(
+        "creating the namespaces (clone): {hint}; or, with less isolation, \
+         `--allow-degraded namespaces` (see README, graded mode)"
+    )]
     Clone {
         hint: String,
         #[source]
@@ -78,6 +81,33 @@ pub enum SupervisorError {
          (requested by {rule})"
     )]
     NoAuditLog { rule: String },
+    #[error(
+        "user namespaces cannot be created here ({why}), and cage refuses to run without \
+         them. Fix that, or accept the graded mode (Landlock and seccomp only, no namespaces, \
+         --net none) with `--allow-degraded namespaces`"
+    )]
+    NoUserns { why: String },
+    #[error(
+        "user namespaces cannot be created here ({why}); the graded mode is allowed ({rule}), \
+         but this plan cannot run without namespaces: {refused}"
+    )]
+    GradedRefused {
+        why: String,
+        refused: String,
+        rule: String,
+    },
+    #[error(
+        "user namespaces cannot be created here ({why}), and the graded mode needs Landlock, \
+         which this kernel lacks (not built in, or not in the `lsm=` boot parameter): without \
+         both there is nothing left to isolate with"
+    )]
+    GradedNoLandlock { why: String },
+    #[error("creating the graded mode's private tmp directory {}", .path.display())]
+    GradedTmp {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("setting up the cgroup limits, which [limits] requires ({rule})")]
     Cgroup {
         rule: String,
@@ -151,6 +181,12 @@ pub fn run(
     Ran { status, lines }
 }
 
+thread_local! {
+    /// The graded mode's record, for the log once the start record is in.
+    static GRADED_RECORD: std::cell::Cell<Option<audit::GradedRun>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// Step 2b: the session's cgroups, when the limits have a place. Failing
 /// to make them is fatal only when the policy requires the limits.
 fn make_cgroup(
@@ -208,6 +244,54 @@ fn finish_cgroup(cg: crate::cgroup::SessionCgroup, session: Option<&Session>) ->
     (!said.is_empty()).then(|| format!("cage: {}", said.join("; ")))
 }
 
+/// Test only: makes cage act as if user namespaces could not be created.
+/// It can only make cage refuse, or take the graded mode where the user
+/// allowed it; it never adds anything (README, testing).
+const FORCE_NO_USERNS: &str = "CAGE_TEST_FORCE_NO_USERNS";
+
+/// How the cage is made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Cloned into new namespaces, under cage init.
+    Namespaces,
+    /// Forked without namespaces (`plan::graded`).
+    Graded,
+}
+
+/// Why user namespaces are unavailable, found by trying (as a run would:
+/// a sysctl, an AppArmor profile or a container's seccomp filter may each
+/// be what refuses), or forced by [`FORCE_NO_USERNS`]. `probe` false: only
+/// the forcing is looked at.
+fn userns_refused(probe: bool) -> Option<String> {
+    if std::env::var_os(FORCE_NO_USERNS).is_some_and(|v| v == "1") {
+        return Some(format!("{FORCE_NO_USERNS}=1, a test setting"));
+    }
+    if !probe {
+        return None;
+    }
+    try_userns().err().map(|errno| {
+        format!(
+            "{}: {}",
+            std::io::Error::from_raw_os_error(errno),
+            userns_hint(Some(errno))
+        )
+    })
+}
+
+/// Creates a user namespace in a child that exits at once: `Err(errno)`
+/// when the kernel refuses. Call only while single-threaded.
+pub fn try_userns() -> Result<(), i32> {
+    // SAFETY: callers have started no thread; the child only exits.
+    match unsafe { sys::clone_process(libc::CLONE_NEWUSER) } {
+        Ok(None) => sys::exit_now(0),
+        Ok(Some(pid)) => {
+            let _ = waitpid(Pid::from_raw(pid), None);
+            Ok(())
+        }
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EPERM)),
+    }
+}
+
 fn run_cage(
     plan: &Plan,
     session: Option<&Session>,
@@ -215,14 +299,103 @@ fn run_cage(
     vault: Option<Arc<Vault>>,
     lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
+    use crate::plan::graded::Graded;
+    // Probed only where the graded mode is allowed; elsewhere clone's own
+    // failure says why.
+    if let Some(why) = userns_refused(plan.graded.is_some()) {
+        return match &plan.graded {
+            Some(Graded::Ready(g)) => run_graded(plan, g, &why, session, place, vault, lines),
+            Some(Graded::Refused {
+                why: refused,
+                source,
+            }) => Err(SupervisorError::GradedRefused {
+                why,
+                refused: refused.clone(),
+                rule: source.to_string(),
+            }),
+            None => Err(SupervisorError::NoUserns { why }),
+        };
+    }
     // 1.
     let filters = seccomp::build_filters(&plan.seccomp).map_err(SupervisorError::Seccomp)?;
     // 2b. While cage is single-threaded: a cgroup moves whole processes.
     let cgroup = make_cgroup(plan, place)?;
-    let result = run_in(plan, session, filters, cgroup.as_ref(), vault, lines);
+    let result = run_in(
+        plan,
+        session,
+        filters,
+        cgroup.as_ref(),
+        vault,
+        Mode::Namespaces,
+        lines,
+    );
     if let Some(cg) = cgroup {
         lines.extend(finish_cgroup(cg, session));
     }
+    result
+}
+
+/// The graded mode: the plan's graded Landlock, seccomp and environment,
+/// no namespaces. Refuses without Landlock; says what is not isolated,
+/// on stderr and in the record, before the agent starts.
+fn run_graded(
+    plan: &Plan,
+    g: &crate::plan::graded::GradedPlan,
+    why: &str,
+    session: Option<&Session>,
+    place: crate::cgroup::Place,
+    vault: Option<Arc<Vault>>,
+    lines: &mut Vec<String>,
+) -> Result<i32, SupervisorError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let abi = sandbox::landlock::kernel_abi();
+    if abi <= 0 {
+        return Err(SupervisorError::GradedNoLandlock { why: why.into() });
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&g.tmp)
+        .map_err(|source| SupervisorError::GradedTmp {
+            path: g.tmp.clone(),
+            source,
+        })?;
+    term::emit(&term::escape_text(&crate::plan::graded::statement(
+        g, abi, why,
+    )));
+    // Written right after the start record (`read_setup`), which stays
+    // the log's first line.
+    GRADED_RECORD.with(|r| {
+        r.set(Some(audit::GradedRun {
+            reason: why.to_string(),
+            allowed_by: g.source.to_string(),
+            not_isolated: g.not_isolated.clone(),
+        }))
+    });
+    let caged = Plan {
+        landlock: g.landlock.clone(),
+        seccomp: g.seccomp.clone(),
+        env: g.env.clone(),
+        guard: g.guard.clone(),
+        ..plan.clone()
+    };
+    let filters = seccomp::build_filters(&caged.seccomp).map_err(SupervisorError::Seccomp)?;
+    let cgroup = make_cgroup(&caged, place)?;
+    let result = run_in(
+        &caged,
+        session,
+        filters,
+        cgroup.as_ref(),
+        vault,
+        Mode::Graded,
+        lines,
+    );
+    if let Some(cg) = cgroup {
+        lines.extend(finish_cgroup(cg, session));
+    }
+    // The agent's scratch files go with the session; links in it are
+    // removed, never followed.
+    let _ = std::fs::remove_dir_all(&g.tmp);
     result
 }
 
@@ -232,6 +405,7 @@ fn run_in(
     filters: Vec<seccompiler::BpfProgram>,
     cgroup: Option<&crate::cgroup::SessionCgroup>,
     vault: Option<Arc<Vault>>,
+    mode: Mode,
     lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     // Execs are watched where a session log can record them.
@@ -249,18 +423,21 @@ fn run_in(
     let mask = sandbox::watched_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(SupervisorError::Signals)?;
 
-    // 3. SAFETY: the supervisor has started no thread; cage is
-    //    single-threaded up to here.
-    let child = match unsafe { sys::clone_process(sandbox::clone_flags(plan)) } {
+    // 3. The graded mode forks, with no namespace.
+    let flags = match mode {
+        Mode::Namespaces => sandbox::clone_flags(plan),
+        Mode::Graded => 0,
+    };
+    // SAFETY: the supervisor has started no thread; cage is
+    // single-threaded up to here.
+    let child = match unsafe { sys::clone_process(flags) } {
         Ok(None) => {
             drop(ours);
-            init::run(
-                plan,
-                theirs,
-                exec.as_ref(),
-                &filters,
-                guard_program.as_deref(),
-            )
+            let (exec, guard) = (exec.as_ref(), guard_program.as_deref());
+            match mode {
+                Mode::Namespaces => init::run(plan, theirs, exec, &filters, guard),
+                Mode::Graded => init::graded_agent(plan, theirs, exec, &filters, guard),
+            }
         }
         Ok(Some(pid)) => Pid::from_raw(pid),
         Err(errno) => {
@@ -285,7 +462,7 @@ fn run_in(
             source,
         });
     }
-    if let Err(e) = write_id_maps(child, plan) {
+    if let Err(e) = write_id_maps(child, plan, mode) {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
         return Err(e);
@@ -296,17 +473,23 @@ fn run_in(
     let _ = ours.go();
 
     // 5. Threads may start from here on.
-    let (proxy, control, guard, failure) = match read_setup(&ours, plan, watch, session, vault) {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = waitpid(child, None);
-            return Err(e);
-        }
-    };
+    let (proxy, control, guard, failure) =
+        match read_setup(&ours, plan, watch, session, vault, mode) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(e);
+            }
+        };
 
     // 6.
-    let status = wait_forwarding(child, &sfd)?;
+    let status = wait_forwarding(child, &sfd, mode)?;
+    if mode == Mode::Graded {
+        // No pid namespace ends the rest with the agent: its process group
+        // (its own session's) goes with it.
+        let _ = kill(Pid::from_raw(-child.as_raw()), Signal::SIGKILL);
+    }
 
     // 7. A report explains a cage failure; without one, the status is the
     //    agent's.
@@ -318,7 +501,7 @@ fn run_in(
 }
 
 /// Step 6: waits for init, passing on the signals sent to us.
-fn wait_forwarding(child: Pid, sfd: &SignalFd) -> Result<i32, SupervisorError> {
+fn wait_forwarding(child: Pid, sfd: &SignalFd, mode: Mode) -> Result<i32, SupervisorError> {
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -328,12 +511,14 @@ fn wait_forwarding(child: Pid, sfd: &SignalFd) -> Result<i32, SupervisorError> {
             Err(e) => return Err(SupervisorError::Wait(e)),
         }
         if let Ok(Some(info)) = sfd.read_signal()
-            && info.ssi_code <= 0
+            && (info.ssi_code <= 0 || mode == Mode::Graded)
             && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
             && sig != Signal::SIGCHLD
         {
             // Sent to us with kill(2): pass it on. Terminal signals
-            // (SI_KERNEL) reach the agent directly through the process group.
+            // (SI_KERNEL) reach the agent directly through the process
+            // group, except in the graded mode, where the agent has its own
+            // session and gets them from here.
             let _ = kill(child, sig);
         }
     }
@@ -416,6 +601,7 @@ fn read_setup(
     watch: crate::sandbox::guard::Watch,
     session: Option<&Session>,
     vault: Option<Arc<Vault>>,
+    mode: Mode,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
     let mut control = None;
@@ -477,7 +663,10 @@ fn read_setup(
             }) => {
                 if let Some(session) = session {
                     let enforcement = audit::Enforcement {
-                        namespaces: namespaces(plan),
+                        namespaces: match mode {
+                            Mode::Namespaces => namespaces(plan),
+                            Mode::Graded => Vec::new(),
+                        },
                         landlock,
                         seccomp_filters,
                         seccomp_denied_calls: plan.seccomp.deny.len(),
@@ -487,6 +676,7 @@ fn read_setup(
                         no_new_privs,
                     };
                     let _ = session.started(Some(enforcement));
+                    write_graded(session);
                 }
                 started = true;
             }
@@ -499,6 +689,7 @@ fn read_setup(
     // enforced; Session::started writes it once either way.
     if !started && let Some(session) = session {
         let _ = session.started(None);
+        write_graded(session);
     }
     if (watch.creations || watch.execs) && guard.is_none() && started {
         // The agent reported its enforcement without handing over the
@@ -509,6 +700,13 @@ fn read_setup(
         });
     }
     Ok((proxy, control, guard, failure))
+}
+
+/// The graded mode's record, when this run is one.
+fn write_graded(session: &Session) {
+    if let Some(g) = GRADED_RECORD.with(|r| r.take()) {
+        let _ = session.log.write(audit::Record::Graded(g));
+    }
 }
 
 /// The namespaces the cage was cloned into, by their /proc/PID/ns names.
@@ -541,7 +739,10 @@ fn raise_nofile_limit() {
 /// Identity maps: the agent keeps the user's uid and gid. setgroups is
 /// denied first, as the kernel requires for an unprivileged gid map, and so
 /// the cage cannot drop supplementary groups to dodge a deny ACL.
-fn write_id_maps(child: Pid, plan: &Plan) -> Result<(), SupervisorError> {
+fn write_id_maps(child: Pid, plan: &Plan, mode: Mode) -> Result<(), SupervisorError> {
+    if mode == Mode::Graded {
+        return Ok(());
+    }
     let dir = PathBuf::from(format!("/proc/{child}"));
     for (file, content) in [
         ("setgroups", "deny".to_string()),

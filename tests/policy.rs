@@ -1145,6 +1145,8 @@ fn untrusted_project_files_may_not_widen() {
             "process.allow_nested_userns = true lets the agent create user namespaces, widening the kernel's attack surface".into()),
         ("", vec![], "[security]\nallow_degraded = [\"landlock\"]\n",
             "security.allow_degraded \"landlock\" lets cage run without that layer".into()),
+        ("", vec![], "[security]\nallow_degraded = [\"namespaces\"]\n",
+            "security.allow_degraded \"namespaces\" lets cage run without that layer".into()),
         ("", vec!["git"], "extends = [\"git\", \"claude\"]\n",
             "extends \"claude\", a profile not already in use".into()),
     ];

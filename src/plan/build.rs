@@ -269,7 +269,7 @@ pub fn build_for_session(
     // 5. The command.
     let command = resolve_plan_command(argv, &facts, host, &env, &mounts, &hides, &mut notes);
 
-    Ok(Plan {
+    let mut plan = Plan {
         command,
         cwd: host.cwd.clone(),
         hostname: "cage".to_string(),
@@ -301,7 +301,19 @@ pub fn build_for_session(
         state,
         create,
         secrets,
-    })
+        graded: None,
+    };
+    // Without namespaces, when allowed: from the finished plan, so both
+    // modes grant the same paths.
+    if let Some(l) = policy
+        .security
+        .allow_degraded
+        .iter()
+        .find(|l| l.value == Layer::Namespaces)
+    {
+        plan.graded = Some(super::graded::build(&plan, &l.source, &session_dir));
+    }
+    Ok(plan)
 }
 
 /// The hides a rule asked for, resolved against the host.
@@ -2099,6 +2111,7 @@ fn build_landlock(policy: &Policy, mounts: &[Mount]) -> LandlockPlan {
         devices,
         scope_abstract_sockets: true,
         scope_signals: true,
+        deny_tcp: false,
     }
 }
 

@@ -11,6 +11,7 @@ mod build;
 pub mod command;
 pub mod explain;
 mod listing;
+pub mod graded;
 mod protect;
 pub mod seccomp;
 pub mod secrets;
@@ -70,6 +71,10 @@ pub struct Plan {
     pub create: Vec<CreateDir>,
     /// Secrets held back from the cage and swapped in by the proxy.
     pub secrets: Option<SecretsPlan>,
+    /// `--allow-degraded namespaces`: what runs when user namespaces
+    /// cannot be created (the supervisor tries first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graded: Option<graded::Graded>,
 }
 
 /// One agent state directory, resolved.
@@ -325,6 +330,11 @@ pub struct LandlockPlan {
     pub scope_abstract_sockets: bool,
     /// ABI ≥ 6: no signals to processes outside the cage.
     pub scope_signals: bool,
+    /// ABI ≥ 4: no TCP bind or connect at all (the graded mode with
+    /// `--net none`, where no network namespace isolates). The normal
+    /// mode leaves TCP to its network namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny_tcp: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -1250,3 +1250,86 @@ fn a_nul_byte_in_a_set_variable_is_refused_with_its_rule() {
     );
     assert!(e.to_string().contains(".cage.toml:7"), "{e}");
 }
+
+fn graded_policy(t: &Tree, mode: NetMode) -> Policy {
+    let mut p = base(t);
+    p.network.mode = Some(Sourced::new(mode, src("test")));
+    p.security.allow_degraded = vec![Sourced::new(policy::Layer::Namespaces, src("test"))];
+    p
+}
+
+/// The graded mode grants the view's host paths, never the home or /tmp,
+/// writes only in the workspace and the private tmp, refuses every socket.
+#[test]
+fn graded_mode_grants_the_views_host_paths_only() {
+    use super::graded::Graded;
+    let t = Tree::new("graded");
+    let plan = plan(&graded_policy(&t, NetMode::None), &t);
+    let Some(Graded::Ready(g)) = &plan.graded else {
+        panic!("no graded plan: {:?}", plan.graded);
+    };
+    let write: Vec<&Path> = g.landlock.write.iter().map(|r| r.path.as_path()).collect();
+    assert_eq!(write, [t.ws().as_path(), g.tmp.as_path()], "{write:?}");
+    assert!(
+        g.tmp
+            .starts_with(t.home().join(".local/state/cage/sessions"))
+    );
+    let read: Vec<&Path> = g.landlock.read.iter().map(|r| r.path.as_path()).collect();
+    assert!(read.contains(&Path::new("/usr")) && read.contains(&Path::new("/proc")));
+    for denied in [t.home(), PathBuf::from("/tmp"), PathBuf::from("/dev")] {
+        assert!(
+            !read.contains(&denied.as_path()) && !write.contains(&denied.as_path()),
+            "{} granted",
+            denied.display()
+        );
+    }
+    assert!(g.landlock.list.is_empty() && g.landlock.deny_tcp);
+    // The host's terminals are not the cage's.
+    assert!(
+        g.landlock
+            .devices
+            .iter()
+            .all(|d| !d.path.starts_with("/dev/pts") && d.path != Path::new("/dev/ptmx")),
+        "{:?}",
+        g.landlock.devices
+    );
+    let socket: Vec<_> = g
+        .seccomp
+        .deny
+        .iter()
+        .filter(|r| r.name == "socket")
+        .collect();
+    assert_eq!(socket.len(), 1);
+    assert_eq!(socket[0].when, super::ArgMatch::Always);
+    assert!(g.env.iter().any(|v| v.name == "TMPDIR"));
+    // The normal mode is untouched.
+    assert!(
+        plan.landlock
+            .write
+            .iter()
+            .any(|r| r.path == Path::new("/tmp"))
+    );
+}
+
+/// What needs namespaces refuses the graded mode, with the reason.
+#[test]
+fn graded_mode_refuses_what_needs_namespaces() {
+    use super::graded::Graded;
+    let t = Tree::new("graded-refused");
+    let proxy = plan(&graded_policy(&t, NetMode::Proxy), &t);
+    assert!(
+        matches!(&proxy.graded, Some(Graded::Refused { why, .. }) if why.contains("--net none")),
+        "{:?}",
+        proxy.graded
+    );
+    let mut p = graded_policy(&t, NetMode::None);
+    p.workspace.mode = Some(Sourced::new(policy::WorkspaceMode::Overlay, src("test")));
+    let overlay = plan(&p, &t);
+    assert!(
+        matches!(&overlay.graded, Some(Graded::Refused { why, .. }) if why.contains("overlay")),
+        "{:?}",
+        overlay.graded
+    );
+    // Not allowed: no graded plan at all.
+    assert!(plan(&base(&t), &t).graded.is_none());
+}

@@ -79,7 +79,18 @@ pub fn widenings(
         state,
         create,
         secrets,
+        graded,
     } = with;
+    if let Some(super::graded::Graded::Ready(g)) = graded
+        && without.graded.is_none()
+    {
+        out.add(
+            Some(&g.source),
+            "lets cage run without namespaces (the graded mode) where user namespaces are \
+             unavailable"
+                .into(),
+        );
+    }
     if (*uid, *gid) != (without.uid, without.gid) {
         out.add(None, "runs the agent under other ids".into());
     }
@@ -445,7 +456,11 @@ fn compare_landlock(out: &mut Findings, without: &LandlockPlan, with: &LandlockP
         devices,
         scope_abstract_sockets,
         scope_signals,
+        deny_tcp,
     } = with;
+    if without.deny_tcp && !deny_tcp {
+        out.add(None, "Landlock no longer denies TCP".into());
+    }
     if let (Requirement::BestEffort { source }, Requirement::Required) =
         (requirement, &without.requirement)
     {

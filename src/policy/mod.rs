@@ -56,6 +56,10 @@ pub enum NetMode {
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
     Landlock,
+    /// User namespaces (and with them the mount view, the pid, net, ipc
+    /// and uts namespaces): without them cage runs the graded mode
+    /// (`plan::graded`), Landlock and seccomp only.
+    Namespaces,
 }
 
 /// A filesystem path from a rule, `~` expanded and made absolute, but not

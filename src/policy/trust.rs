@@ -771,6 +771,7 @@ fn workspace_mode_name(m: WorkspaceMode) -> &'static str {
 fn layer_name(l: Layer) -> &'static str {
     match l {
         Layer::Landlock => "landlock",
+        Layer::Namespaces => "namespaces",
     }
 }
 

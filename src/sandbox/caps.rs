@@ -84,6 +84,31 @@ pub fn drop_all() -> Result<(), CapsError> {
     nix::sys::prctl::set_no_new_privs().map_err(CapsError::NoNewPrivs)
 }
 
+/// The graded mode's drop (no user namespace, so no CAP_SETPCAP to empty
+/// the bounding set with), for a process that holds no capability:
+///
+/// 1. no_new_privs first: from here no exec can gain a capability (setuid
+///    bits and file capabilities are ignored), so the bounding set, which
+///    only caps what an exec could gain, bounds nothing.
+/// 2. Every other set must read back empty; a process that holds any
+///    capability (cage started by root) takes [`drop_all`] instead, which
+///    fails rather than leave one behind.
+pub fn drop_unprivileged() -> Result<(), CapsError> {
+    nix::sys::prctl::set_no_new_privs().map_err(CapsError::NoNewPrivs)?;
+    let holds_any = [
+        CapSet::Effective,
+        CapSet::Permitted,
+        CapSet::Inheritable,
+        CapSet::Ambient,
+    ]
+    .into_iter()
+    .any(|set| caps::read(None, set).map_or(true, |c| !c.is_empty()));
+    if holds_any {
+        return drop_all();
+    }
+    Ok(())
+}
+
 /// Whether every capability set reads back empty (for the audit record:
 /// what was achieved, not what was asked).
 pub fn all_clear() -> bool {

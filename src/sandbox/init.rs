@@ -132,7 +132,14 @@ pub fn run(
     // 5. The signals stay blocked here (inherited from the supervisor) and
     //    are read from a signalfd; the agent unblocks them before exec.
     let agent = match fork_single_threaded() {
-        Ok(ForkResult::Child) => agent(plan, &channel, exec, seccomp_filters, guard),
+        Ok(ForkResult::Child) => agent(
+            plan,
+            &channel,
+            exec,
+            seccomp_filters,
+            guard,
+            Caps::InUserns,
+        ),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(
             &channel,
@@ -179,6 +186,70 @@ pub fn run(
     }
 }
 
+/// The agent of the graded mode (no namespaces, no init): forked straight
+/// from the supervisor. Never returns.
+///
+/// 1. Die with the supervisor; close every inherited descriptor but the
+///    channel (init does both in the normal mode).
+/// 2. Wait until the supervisor has moved it into the session's cgroup.
+/// 3. A new session, without a controlling terminal: nothing can push
+///    input into the user's terminal (TIOCSTI needs it to be the caller's
+///    controlling terminal, and seccomp refuses it too), and the whole
+///    group can be killed when the agent ends.
+/// 4. The agent's own steps, with the graded plan's Landlock, seccomp and
+///    environment.
+pub fn graded_agent(
+    plan: &Plan,
+    channel: Channel,
+    exec: Option<&Exec>,
+    seccomp_filters: &[seccompiler::BpfProgram],
+    guard: Option<&[libc::sock_filter]>,
+) -> ! {
+    // 1.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if let Err(e) = close_inherited(&channel) {
+        fail(
+            &channel,
+            Step::Init,
+            "closing inherited file descriptors",
+            Some(e),
+            EXIT_CAGE,
+        );
+    }
+    // 2.
+    if channel.wait_go().is_err() {
+        sys::exit_now(EXIT_CAGE);
+    }
+    // 3.
+    if let Err(e) = nix::unistd::setsid() {
+        fail(
+            &channel,
+            Step::Confine,
+            "starting a new session (setsid)",
+            Some(e.into()),
+            EXIT_CAGE,
+        );
+    }
+    // 4.
+    agent(
+        plan,
+        &channel,
+        exec,
+        seccomp_filters,
+        guard,
+        Caps::Unprivileged,
+    )
+}
+
+/// Where the agent drops its capabilities from.
+#[derive(Clone, Copy)]
+enum Caps {
+    /// Every capability over its own user namespace: all dropped.
+    InUserns,
+    /// The graded mode: none held, and no CAP_SETPCAP for the bounding set.
+    Unprivileged,
+}
+
 /// The agent: the last steps before exec. Never returns.
 ///
 /// 1. Default signal mask and SIGPIPE disposition (both survive exec).
@@ -198,6 +269,7 @@ fn agent(
     exec: Option<&Exec>,
     filters: &[seccompiler::BpfProgram],
     guard: Option<&[libc::sock_filter]>,
+    held: Caps,
 ) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // 1.
@@ -222,7 +294,11 @@ fn agent(
         Err(e) => report(channel, Step::Confine, &e, None),
     };
     // 4.
-    if let Err(e) = caps::drop_all() {
+    let dropped = match held {
+        Caps::InUserns => caps::drop_all(),
+        Caps::Unprivileged => caps::drop_unprivileged(),
+    };
+    if let Err(e) = dropped {
         report(channel, Step::Confine, &e, None)
     }
     // 5.

@@ -7,15 +7,17 @@
 //! sandbox is acceptable are the plan's: this module never widens a rule or
 //! skips one.
 //!
-//! Network access rights are deliberately not handled: the cage's private
-//! loopback must keep working, and the network namespace is what isolates.
+//! Network access rights are handled only when the plan denies TCP
+//! outright (the graded mode, which has no network namespace): in the
+//! normal mode the cage's private loopback must keep working, and the
+//! network namespace is what isolates.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, PathFdError,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
+    PathFdError, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
 };
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +114,12 @@ pub fn install(plan: &LandlockPlan) -> Result<LandlockStatus, LandlockError> {
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(NEWEST))
         .map_err(LandlockError::BuildRuleset)?;
+    // Handled with no port rule: every TCP bind and connect is denied.
+    if plan.deny_tcp {
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(NEWEST))
+            .map_err(LandlockError::BuildRuleset)?;
+    }
     let scopes = requested_scopes(plan);
     if !scopes.is_empty() {
         ruleset = ruleset.scope(scopes).map_err(LandlockError::BuildRuleset)?;
@@ -187,6 +195,11 @@ const FS_RIGHTS: [(AccessFs, &str); 17] = [
     (AccessFs::ResolveUnix, "resolve_unix"),
 ];
 
+const NET_RIGHTS: [(AccessNet, &str); 2] = [
+    (AccessNet::BindTcp, "bind_tcp"),
+    (AccessNet::ConnectTcp, "connect_tcp"),
+];
+
 const SCOPES: [(Scope, &str); 2] = [
     (Scope::AbstractUnixSocket, "abstract_unix_socket"),
     (Scope::Signal, "signal"),
@@ -231,6 +244,12 @@ pub fn rights_by_kind() -> Vec<(&'static str, Vec<&'static str>)> {
 fn fs_since(access: AccessFs) -> i32 {
     ABIS.iter()
         .find(|abi| AccessFs::from_all(**abi).contains(access))
+        .map_or(i32::MAX, |abi| *abi as i32)
+}
+
+fn net_since(access: AccessNet) -> i32 {
+    ABIS.iter()
+        .find(|abi| AccessNet::from_all(**abi).contains(access))
         .map_or(i32::MAX, |abi| *abi as i32)
 }
 
@@ -290,8 +309,13 @@ fn assess(abi: i32, plan: &LandlockPlan) -> Assessment {
         .iter()
         .filter(|(scope, _)| requested_scopes(plan).contains(*scope))
         .map(|(scope, name)| (format!("scope:{name}"), scope_since(*scope)));
+    let net = NET_RIGHTS
+        .iter()
+        .filter(|_| plan.deny_tcp)
+        .map(|(access, name)| (format!("net:{name}"), net_since(*access)));
     let missing: Vec<Missing> = fs
         .chain(scopes)
+        .chain(net)
         .filter(|(_, since)| *since > abi)
         .map(|(what, since)| Missing {
             what,
@@ -476,6 +500,7 @@ mod tests {
             devices: rules(devices),
             scope_abstract_sockets: false,
             scope_signals: false,
+            deny_tcp: false,
         }
     }
 

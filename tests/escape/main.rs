@@ -11,6 +11,7 @@
 //! - `allow`: `cage allow` on a running session; its channel out of reach (3)
 //! - `commands`: every program the agent runs, recorded with its end
 //! - `filesystem`: reading secrets, writing outside, planting hooks (1, 2)
+//! - `graded`: the graded mode without user namespaces (1, 2, 4)
 //! - `hidden`: changes git does not show, named at the end (2)
 //! - `hygiene`: environment and inherited descriptors (1)
 //! - `listings`: the walk's listing cache hides no protected path (2)
@@ -43,6 +44,7 @@ mod allow;
 mod commands;
 mod filesystem;
 mod front_door;
+mod graded;
 mod hidden;
 mod hygiene;
 mod kernel;

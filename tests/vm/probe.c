@@ -7,11 +7,20 @@
  *                      "forks ok A failed B"
  *   probe burn SECS    spins on the CPU for SECS seconds of wall time
  *   probe landlock     prints the kernel's Landlock ABI ("landlock 0": none)
+ *   probe unix PATH    connects to the unix socket PATH
+ *   probe tcp PORT     connects to 127.0.0.1:PORT
+ *   probe udp PORT     sends a datagram to 127.0.0.1:PORT
+ *   probe listen PORT SECS  listens on 127.0.0.1:PORT for SECS seconds
+ * The connecting ones print "ALLOWED: WHAT" or "REFUSED: WHAT (error)".
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -49,7 +58,47 @@ static int burn(int secs) {
     return 0;
 }
 
+static int verdict(const char *what, int ok) {
+    if (ok) printf("ALLOWED: %s\n", what);
+    else printf("REFUSED: %s (%s)\n", what, strerror(errno));
+    return ok ? 0 : 1;
+}
+
+static struct sockaddr_in loopback(int port) {
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+static int net(const char *kind, const char *arg) {
+    if (!strcmp(kind, "unix")) {
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        strncpy(a.sun_path, arg, sizeof a.sun_path - 1);
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        return verdict("unix connect", s >= 0 && connect(s, (void *)&a, sizeof a) == 0);
+    }
+    struct sockaddr_in a = loopback(atoi(arg));
+    if (!strcmp(kind, "tcp")) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        return verdict("tcp connect", s >= 0 && connect(s, (void *)&a, sizeof a) == 0);
+    }
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    return verdict("udp send", s >= 0 && sendto(s, "x", 1, 0, (void *)&a, sizeof a) == 1);
+}
+
+static int listen_for(int port, int secs) {
+    struct sockaddr_in a = loopback(port);
+    int one = 1, s = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(s, (void *)&a, sizeof a) || listen(s, 8)) { perror("listen"); return 1; }
+    sleep(secs);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && (!strcmp(argv[1], "unix") || !strcmp(argv[1], "tcp") || !strcmp(argv[1], "udp")))
+        return net(argv[1], argv[2]);
+    if (argc >= 4 && !strcmp(argv[1], "listen")) return listen_for(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "mem")) return mem(atol(argv[2]));
     if (argc >= 3 && !strcmp(argv[1], "fork")) return forks(atoi(argv[2]));
     if (argc >= 3 && !strcmp(argv[1], "burn")) return burn(atoi(argv[2]));
@@ -58,6 +107,6 @@ int main(int argc, char **argv) {
         printf("landlock %ld\n", abi < 0 ? 0 : abi);
         return 0;
     }
-    fprintf(stderr, "usage: probe mem MIB | fork N | burn SECS | landlock\n");
+    fprintf(stderr, "usage: probe mem MIB | fork N | burn SECS | landlock | unix PATH | tcp PORT | udp PORT | listen PORT SECS\n");
     return 2;
 }

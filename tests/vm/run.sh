@@ -5,7 +5,8 @@
 # or a guest did not finish. About 10 minutes on 2 cores under TCG.
 #
 #   bookworm 6.12   limits, userns, apparmor   cgroup v2 limits; userns refused by
-#                                              sysctl; AppArmor 3.0 and the profile
+#                                              sysctl, and the graded mode there;
+#                                              AppArmor 3.0 and the profile
 #   bookworm 6.1    landlock                   Landlock ABI 2
 #   bookworm 6.12   landlock                   booted without Landlock
 #   trixie 6.12     apparmor, limits           AppArmor 4: userns denied, shipped profile
@@ -23,11 +24,15 @@ done
 gcc -O2 -static -o "$runs/probe" "$here/probe.c" || exit 1
 cp "$repo/contrib/apparmor/cage" "$runs/apparmor-cage"
 for suite in bookworm trixie; do
+    # Only the trixie guest boots trixie.
+    [ -n "${CAGE_VM_ONLY:-}" ] && [ $suite = trixie ] && [ "$CAGE_VM_ONLY" != trixie ] && continue
     "$here/image.sh" $suite || { echo "vm: building the $suite guest failed" >&2; exit 1; }
 done
 nolandlock="lsm=lockdown,capability,yama,apparmor,bpf"
 failed=0
 guest() { # NAME SUITE KERNEL APPEND CASES...
+    # CAGE_VM_ONLY=NAME: boot that guest only (while working on its cases).
+    [ -n "${CAGE_VM_ONLY:-}" ] && [ "$CAGE_VM_ONLY" != "$1" ] && return 0
     local name=$1 suite=$2 kernel=$3 append=$4
     shift 4
     local script="$runs/$name.sh"

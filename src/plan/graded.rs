@@ -1,0 +1,325 @@
+//! The graded mode: what cage does when user namespaces cannot be created
+//! and the user allowed running without them (`--allow-degraded
+//! namespaces`). Pure: derived from the normal plan, so both modes grant
+//! the same paths, and decided here, not in the sandbox.
+//!
+//! Without namespaces there is no mount view, so:
+//! 1. Landlock rules go on the host paths the view would bind (same path
+//!    inside and outside), read or write as bound; cage's own tmpfs
+//!    mounts (the empty home, /tmp, /dev/shm) have no host path and are
+//!    denied; a private per-session directory stands in for /tmp (TMPDIR).
+//! 2. Landlock cannot take a path back out of a granted tree: a hide
+//!    inside a grant (a secret in `~/.claude`) refuses the mode, except the
+//!    unix sockets the view hides, which point 3 covers, and the keyring
+//!    listings in /proc, which say only names.
+//! 3. No network namespace: only `--net none` is supported. seccomp
+//!    refuses socket(2) for every family (so no TCP, UDP, raw, netlink or
+//!    packet socket, and no AF_UNIX socket that could connect to a path
+//!    socket such as the systemd user manager's bus, ssh-agent or
+//!    docker.sock); socketpair(2) stays, AF_UNIX only. Landlock ABI ≥ 4
+//!    also denies every TCP bind and connect.
+//! 4. What needs a mount namespace refuses the mode: an overlay workspace,
+//!    agent state directories (overlays), the proxy's secrets.
+//! 5. A writable workspace needs the guard: Landlock cannot keep
+//!    `.git/hooks` read-only inside it, so creating protected names is
+//!    refused live by the guard and the end-of-session rescan is the
+//!    backstop.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{
+    ArgMatch, EnvVar, Errno, LandlockPlan, Mount, PathRule, Plan, SeccompPlan, SyscallRule,
+};
+use crate::policy::{NetMode, Provenance, WorkspaceMode};
+
+/// The graded mode of a plan, when the policy allows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Graded {
+    /// What runs when user namespaces are unavailable.
+    Ready(Box<GradedPlan>),
+    /// The plan needs something only namespaces give: cage refuses to run
+    /// without them, for this reason.
+    Refused { why: String, source: Provenance },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GradedPlan {
+    /// The rule that allowed it.
+    pub source: Provenance,
+    /// Rules on host paths.
+    pub landlock: LandlockPlan,
+    pub seccomp: SeccompPlan,
+    /// The agent's environment: the plan's, with TMPDIR.
+    pub env: Vec<EnvVar>,
+    /// The private directory TMPDIR names, made 0700 before the run.
+    pub tmp: PathBuf,
+    /// The plan's guard, less the paths that hold `tmp` (cage's state
+    /// directory): Landlock grants only `tmp` in them.
+    pub guard: super::GuardPlan,
+    /// What is not isolated, for the one line on stderr and the record.
+    pub not_isolated: Vec<String>,
+}
+
+/// The graded mode of `plan`; `session_dir` holds the private tmp.
+pub fn build(plan: &Plan, source: &Provenance, session_dir: &Path) -> Graded {
+    match build_ready(plan, source, session_dir) {
+        Ok(g) => Graded::Ready(Box::new(g)),
+        Err(why) => Graded::Refused {
+            why,
+            source: source.clone(),
+        },
+    }
+}
+
+fn build_ready(plan: &Plan, source: &Provenance, session_dir: &Path) -> Result<GradedPlan, String> {
+    refusals(plan)?;
+    let tmp = session_dir.join("tmp");
+    let landlock = build_landlock(plan, &tmp)?;
+    let mut env: Vec<EnvVar> = plan
+        .env
+        .iter()
+        .filter(|v| v.name != "TMPDIR")
+        .cloned()
+        .collect();
+    env.push(EnvVar {
+        name: "TMPDIR".into(),
+        value: tmp.display().to_string(),
+        source: Provenance::Default {
+            what: "graded mode: a private tmp directory instead of /tmp",
+        },
+    });
+    env.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(GradedPlan {
+        source: source.clone(),
+        landlock,
+        seccomp: build_seccomp(&plan.seccomp),
+        env,
+        guard: {
+            let mut guard = plan.guard.clone();
+            guard.paths.retain(|p| !tmp.starts_with(&p.value));
+            guard.missing.retain(|p| !tmp.starts_with(p));
+            guard
+        },
+        tmp,
+        not_isolated: not_isolated(plan),
+    })
+}
+
+/// Step 4 and 5, and the network: what only namespaces can do.
+fn refusals(plan: &Plan) -> Result<(), String> {
+    match plan.network.mode {
+        NetMode::None => {}
+        NetMode::Proxy => {
+            return Err(format!(
+                "the proxy network mode ({}) needs a network namespace, and the graded mode \
+                 supports only --net none",
+                plan.network.source
+            ));
+        }
+        NetMode::Host => {
+            return Err(format!(
+                "--net host ({}) is not supported in the graded mode; use --net none",
+                plan.network.source
+            ));
+        }
+    }
+    if plan.workspace.mode == WorkspaceMode::Overlay {
+        return Err(format!(
+            "the overlay workspace mode ({}) needs a mount namespace; use --workspace direct \
+             or --workspace readonly",
+            plan.workspace.source
+        ));
+    }
+    if let Some(s) = plan.state.first() {
+        return Err(format!(
+            "the agent state directory {} ({}) is an overlay, which needs a mount namespace",
+            s.dir.display(),
+            s.source
+        ));
+    }
+    if plan.secrets.is_some() {
+        return Err("secrets are swapped in by the proxy, which needs a network namespace".into());
+    }
+    if plan.workspace.mode == WorkspaceMode::Direct && !plan.guard.active() {
+        return Err(
+            "a writable workspace needs the guard in the graded mode (Landlock cannot keep its \
+             protected paths read-only), and the plan has no guard roots"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Hides that the graded mode may drop: point 2 of the module doc.
+fn hide_may_go(source: &Provenance) -> bool {
+    matches!(
+        source,
+        Provenance::Default {
+            what: "unix sockets in granted trees are hidden" | "kernel keyring listings"
+        }
+    )
+}
+
+/// Step 1 and 2: the view's host binds as Landlock rules on host paths.
+fn build_landlock(plan: &Plan, tmp: &Path) -> Result<LandlockPlan, String> {
+    let rule = |path: &Path, source: &Provenance| PathRule {
+        path: path.to_path_buf(),
+        source: source.clone(),
+    };
+    let (mut read, mut write) = (Vec::new(), Vec::new());
+    for m in &plan.mounts {
+        match m {
+            Mount::Bind {
+                src,
+                access,
+                source,
+                ..
+            } => match access {
+                super::Access::ReadOnly => read.push(rule(src, source)),
+                super::Access::ReadWrite => write.push(rule(src, source)),
+            },
+            // The host file itself, read-only: its private copy needs a
+            // mount.
+            Mount::Copy { src, source, .. } => read.push(rule(src, source)),
+            Mount::Proc { dst } => read.push(rule(
+                dst,
+                &Provenance::Default {
+                    what: "graded mode: the host's procfs",
+                },
+            )),
+            Mount::Hide { dst, source, .. } => {
+                if !hide_may_go(source) {
+                    return Err(format!(
+                        "{} is hidden inside a granted tree ({source}), and Landlock cannot \
+                         hide a path inside a granted directory",
+                        dst.display()
+                    ));
+                }
+            }
+            Mount::Overlay { .. } => {
+                return Err("the workspace overlay needs a mount namespace".into());
+            }
+            // cage's own tmpfs and files: no host path to grant.
+            Mount::Dir { .. }
+            | Mount::Tmpfs { .. }
+            | Mount::Pin { .. }
+            | Mount::Dev { .. }
+            | Mount::Symlink { .. }
+            | Mount::File { .. } => {}
+        }
+    }
+    write.push(rule(
+        tmp,
+        &Provenance::Default {
+            what: "graded mode: a private tmp directory instead of /tmp",
+        },
+    ));
+    Ok(LandlockPlan {
+        requirement: plan.landlock.requirement.clone(),
+        // The normal mode lists the view's root; the host's root would
+        // list every directory beneath it (Landlock rights are inherited).
+        list: Vec::new(),
+        read,
+        write,
+        // The same device nodes, the host's, but for the terminals: the
+        // host's /dev/pts holds the user's other terminals (writable by the
+        // same uid), where the normal mode has a private devpts. /dev
+        // itself is not listed.
+        devices: plan
+            .landlock
+            .devices
+            .iter()
+            .filter(|d| d.path.starts_with("/dev"))
+            .filter(|d| !d.path.starts_with("/dev/pts") && d.path != Path::new("/dev/ptmx"))
+            .cloned()
+            .collect(),
+        scope_abstract_sockets: true,
+        scope_signals: true,
+        deny_tcp: true,
+    })
+}
+
+/// Step 3: the plan's deny list, with socket(2) refused for every family
+/// and socketpair(2) for all but AF_UNIX.
+fn build_seccomp(normal: &SeccompPlan) -> SeccompPlan {
+    let source = Provenance::Default {
+        what: "graded mode: no sockets, socketpair(AF_UNIX) only",
+    };
+    let mut deny: Vec<SyscallRule> = normal
+        .deny
+        .iter()
+        .filter(|r| r.name != "socket" && r.name != "socketpair")
+        .cloned()
+        .collect();
+    deny.push(SyscallRule {
+        name: "socket".into(),
+        errno: Errno::EPERM,
+        when: ArgMatch::Always,
+        source: source.clone(),
+    });
+    deny.push(SyscallRule {
+        name: "socketpair".into(),
+        errno: Errno::EPERM,
+        when: ArgMatch::NotIn32 {
+            arg: 0,
+            values: vec![libc::AF_UNIX as u32],
+        },
+        source,
+    });
+    SeccompPlan {
+        deny,
+        ..normal.clone()
+    }
+}
+
+/// What the graded mode leaves shared with the host, in the words of the
+/// one line printed on every run.
+fn not_isolated(plan: &Plan) -> Vec<String> {
+    let mut out = vec![
+        "host processes are visible (no pid namespace; Landlock refuses ptrace and \
+         /proc/PID/mem|environ of processes outside the cage)"
+            .to_string(),
+        "no mount view (Landlock rules on the host's paths instead)".to_string(),
+        "no private /tmp (TMPDIR is a private directory; /tmp itself is denied)".to_string(),
+        "hostname, System V and POSIX IPC and the cgroup tree are the host's".to_string(),
+        "/proc/keys and /proc/key-users are readable".to_string(),
+        "directories above the grants cannot be listed (no `ls /`)".to_string(),
+        "no new pseudo-terminals (the host's /dev/pts holds the user's other terminals)"
+            .to_string(),
+        "processes the agent starts outlive cage if killed with it, unless a cgroup holds \
+         them"
+            .to_string(),
+    ];
+    if plan.workspace.mode == WorkspaceMode::Direct {
+        out.push(
+            "protected files that exist in the workspace (.git/config, .envrc, ...) are \
+             writable: the guard refuses only creating protected names"
+                .to_string(),
+        );
+    }
+    out
+}
+
+/// The line printed on every graded run: `abi` is the kernel's Landlock
+/// ABI, which decides what the scopes cover.
+pub fn statement(g: &GradedPlan, abi: i32, why: &str) -> String {
+    let mut lost = g.not_isolated.clone();
+    if abi < 6 {
+        lost.push(format!(
+            "signals and abstract unix sockets reach host processes (Landlock ABI {abi} < 6)"
+        ));
+    }
+    if abi < 4 {
+        lost.push(format!(
+            "TCP is refused by seccomp only (Landlock ABI {abi} < 4)"
+        ));
+    }
+    format!(
+        "cage: warning: graded mode ({why}; allowed by {}): not isolated: {}",
+        g.source,
+        lost.join("; ")
+    )
+}

@@ -1,0 +1,242 @@
+//! The graded mode (`--allow-degraded namespaces`, `plan::graded`): no
+//! namespaces, Landlock on host paths, seccomp refusing sockets. Forced
+//! here with the test-only `CAGE_TEST_FORCE_NO_USERNS=1`, which makes cage
+//! act as if user namespaces could not be created; the VM tier runs the
+//! same mode where a sysctl really forbids them (`tests/vm/cases/userns.sh`).
+//!
+//! Each test has a control where a refusal could be vacuous: the same
+//! probe works on the host, as the same user.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use crate::harness::{ATTEMPT, Cage, host_processes_with, poll_until, unique};
+
+/// The flags and the forcing variable of a graded run.
+fn graded(cage: Cage) -> Cage {
+    cage.args(["--allow-degraded", "namespaces", "--net", "none"])
+        .host_env("CAGE_TEST_FORCE_NO_USERNS", "1")
+}
+
+/// The one line every graded run prints, and its record in the audit log.
+#[test]
+fn graded_mode_says_what_is_not_isolated() {
+    require_userns!();
+    let cage = graded(Cage::new());
+    let out = cage.run(["true"]);
+    out.assert_success();
+    for text in [
+        "cage: warning: graded mode (",
+        "not isolated: host processes are visible",
+        "no mount view",
+        "no private /tmp",
+    ] {
+        assert!(out.stderr.contains(text), "missing {text:?}\n{out}");
+    }
+    let log = cage.cli(["log"]);
+    assert!(
+        log.stdout.contains("graded mode") && log.stdout.contains("not isolated"),
+        "no graded record in the log\n{log}"
+    );
+}
+
+/// Without the flag, a host without user namespaces gets a refusal that
+/// names it.
+#[test]
+fn graded_mode_is_refused_without_the_flag() {
+    require_userns!();
+    let cage = Cage::new()
+        .args(["--net", "none"])
+        .host_env("CAGE_TEST_FORCE_NO_USERNS", "1");
+    let out = cage.run(["true"]);
+    out.assert_code(125);
+    assert!(
+        out.stderr.contains("--allow-degraded namespaces")
+            && !out.stderr.contains("cage: warning: graded mode"),
+        "\n{out}"
+    );
+}
+
+/// The proxy needs a network namespace: refused, naming --net none.
+#[test]
+fn graded_mode_refuses_the_proxy() {
+    require_userns!();
+    let cage = Cage::new()
+        .args(["--allow-degraded", "namespaces", "--net", "proxy"])
+        .host_env("CAGE_TEST_FORCE_NO_USERNS", "1");
+    let out = cage.run(["true"]);
+    out.assert_code(125);
+    assert!(out.stderr.contains("only --net none"), "\n{out}");
+}
+
+/// Layer: Landlock on host paths. The home is absent.
+#[test]
+fn graded_agent_cannot_read_ssh_keys() {
+    require_userns!();
+    let key = "-----BEGIN OPENSSH PRIVATE KEY----- graded";
+    let cage = graded(Cage::new().home_file(".ssh/id_ed25519", key));
+    let path = cage.home().join(".ssh/id_ed25519");
+    cage.run_on_host(["cat", path.to_str().unwrap()])
+        .assert_success()
+        .assert_line(key);
+    let out = cage.sh(&format!(
+        r#"{ATTEMPT}
+attempt 'cat "$HOME/.ssh/id_ed25519"'
+attempt 'cat {p}'
+attempt 'ls "$HOME/.ssh"'
+attempt 'ls "$HOME"'
+"#,
+        p = path.display()
+    ));
+    out.assert_success()
+        .assert_all_refused(4)
+        .assert_absent(key);
+}
+
+/// Layer: Landlock on host paths. Only the workspace and the private
+/// TMPDIR are writable: not the home, /tmp, /dev/shm, the test's own
+/// directory beside the home, nor cage's state directory; nor the host's
+/// pseudo-terminals (/dev/ptmx, /dev/pts: the user's other terminals).
+#[test]
+fn graded_agent_cannot_write_outside_the_workspace() {
+    require_userns!();
+    let cage = graded(Cage::new());
+    let name = unique("graded-write");
+    let root = cage.root().display().to_string();
+    let home = cage.home().display().to_string();
+    let out = cage.sh(&format!(
+        r#"{ATTEMPT}
+attempt 'touch {home}/{name}'
+attempt 'touch /tmp/{name}'
+attempt 'touch /dev/shm/{name}'
+attempt 'touch {root}/{name}'
+attempt 'touch "$TMPDIR/../{name}"'
+attempt ': <>/dev/ptmx'
+echo "ws=$(touch ./{name} && echo yes)"
+echo "tmp=$(touch "$TMPDIR/{name}" && echo yes)"
+"#
+    ));
+    out.assert_success().assert_all_refused(6);
+    assert_eq!(out.value("ws"), Some("yes"), "\n{out}");
+    assert_eq!(out.value("tmp"), Some("yes"), "\n{out}");
+    for dir in [cage.home(), cage.root(), std::path::Path::new("/tmp")] {
+        assert!(
+            !dir.join(&name).exists(),
+            "{} was written\n{out}",
+            dir.display()
+        );
+    }
+}
+
+/// Layer: the guard (Landlock cannot keep .git/hooks read-only inside a
+/// writable workspace). Planting a hook is refused, and none is left.
+#[test]
+fn graded_git_hook_cannot_be_planted() {
+    require_userns!();
+    let cage = graded(Cage::new());
+    let out = cage.sh(&format!(
+        r##"{ATTEMPT}
+attempt 'printf "#!/bin/sh\necho pwned\n" > .git/hooks/pre-commit'
+attempt 'mkdir -p .git/hooks/x.d && touch .git/hooks/post-checkout'
+attempt 'printf "export X=1\n" > .envrc'
+"##
+    ));
+    out.assert_success().assert_all_refused(3);
+    let ws = cage.workspace();
+    for p in [
+        ".git/hooks/pre-commit",
+        ".git/hooks/post-checkout",
+        ".envrc",
+    ] {
+        assert!(!ws.join(p).exists(), "{p} was planted\n{out}");
+    }
+}
+
+/// A Python probe: `ALLOWED: what` or `REFUSED: what (error)` per line.
+const SOCKET_PROBE: &str = r#"
+import socket, sys
+tcp, path = int(sys.argv[1]), sys.argv[2]
+def attempt(what, f):
+    try:
+        f(); print("ALLOWED: " + what)
+    except OSError as e:
+        print("REFUSED: %s (%s)" % (what, e))
+def tcp_connect():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.settimeout(5)
+    s.connect(("127.0.0.1", tcp))
+def udp_send():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.1", 53))
+def unix_connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+def raw():
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+def netlink():
+    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+attempt("tcp connect", tcp_connect)
+attempt("udp send", udp_send)
+attempt("unix connect", unix_connect)
+attempt("raw socket", raw)
+attempt("netlink socket", netlink)
+a, b = socket.socketpair(); a.send(b"ok"); print("pair=" + b.recv(2).decode())
+"#;
+
+/// Layer: seccomp (socket(2) refused for every family) and Landlock's TCP
+/// rights. A loopback TCP listener and a listening unix socket in the
+/// workspace (standing in for the user's systemd bus, ssh-agent,
+/// docker.sock) are reachable on the host, not from the cage; UDP, raw and
+/// netlink sockets are refused too; socketpair still works.
+#[test]
+fn graded_agent_cannot_reach_host_sockets() {
+    require_userns!();
+    let cage = graded(Cage::new());
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let path = cage.workspace().join("agent.sock");
+    let _unix = UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = path.display().to_string();
+    // Control: the same user reaches both on the host.
+    let host = cage.run_on_host(["python3", "-c", SOCKET_PROBE, &port, &path]);
+    host.assert_line("ALLOWED: tcp connect")
+        .assert_line("ALLOWED: unix connect");
+    let out = cage.run(["python3", "-c", SOCKET_PROBE, &port, &path]);
+    out.assert_success().assert_all_refused(5);
+    assert_eq!(out.value("pair"), Some("ok"), "\n{out}");
+}
+
+/// Layer: Landlock's scopes (signals, ABI 6) and its ptrace restriction:
+/// a host process of the same user is visible (no pid namespace) but
+/// cannot be signalled, nor its environment or memory read.
+#[test]
+fn graded_host_process_cannot_be_signalled_or_read() {
+    require_userns!();
+    let cage = graded(Cage::new());
+    let digits: String = unique("").chars().filter(char::is_ascii_digit).collect();
+    let arg = format!("1000.{digits}");
+    let mut host = cage.host_process(["sleep", &arg]);
+    assert!(
+        poll_until(Duration::from_secs(10), || !host_processes_with(&arg)
+            .is_empty()),
+        "the host process never showed up"
+    );
+    let pid = host.pid();
+    // Control: the same user reads its environment on the host.
+    cage.run_on_host(["cat", &format!("/proc/{pid}/environ")])
+        .assert_success();
+    let out = cage.sh(&format!(
+        r#"{ATTEMPT}
+echo "visible=$(test -d /proc/{pid} && echo yes)"
+attempt 'kill -TERM {pid}'
+attempt 'kill -STOP {pid}'
+attempt 'cat /proc/{pid}/environ'
+attempt 'head -c1 /proc/{pid}/mem'
+attempt 'ls -l /proc/{pid}/fd/'
+"#
+    ));
+    out.assert_success().assert_all_refused(5);
+    assert_eq!(out.value("visible"), Some("yes"), "\n{out}");
+    assert!(host.is_alive(), "the host process died\n{out}");
+}
