@@ -275,20 +275,7 @@ pub fn build_for_session(
         hostname: "cage".to_string(),
         uid: host.uid,
         gid: host.gid,
-        workspace: WorkspacePlan {
-            path: ws.path.value,
-            mode: ws.mode,
-            source: ws.path.source,
-            protected: prot.protected,
-            // Rescanned at the end where the session's writes land on the
-            // host; in overlay mode, the names `cage diff` flags.
-            watch: prot.names,
-            links: prot.links,
-            gitdirs: prot.gitdirs,
-            known_gitdirs: prot.known_gitdirs,
-            listings: prot.listings,
-            overlay: ws.overlay,
-        },
+        workspace: ws.into_plan(prot),
         mounts,
         landlock,
         seccomp,
@@ -303,17 +290,21 @@ pub fn build_for_session(
         secrets,
         graded: None,
     };
-    // Without namespaces, when allowed: from the finished plan, so both
-    // modes grant the same paths.
+    add_graded(&mut plan, policy, &session_dir);
+    Ok(plan)
+}
+
+/// The plan without namespaces, when a rule allows it: made from the
+/// finished plan, so both modes grant the same paths.
+fn add_graded(plan: &mut Plan, policy: &Policy, session_dir: &Path) {
     if let Some(l) = policy
         .security
         .allow_degraded
         .iter()
         .find(|l| l.value == Layer::Namespaces)
     {
-        plan.graded = Some(super::graded::build(&plan, &l.source, &session_dir));
+        plan.graded = Some(super::graded::build(plan, &l.source, session_dir));
     }
-    Ok(plan)
 }
 
 /// The hides a rule asked for, resolved against the host.
@@ -363,6 +354,24 @@ impl Workspace {
             mode_source,
             overlay,
         })
+    }
+
+    /// The workspace's part of the plan, with what the walk protected.
+    fn into_plan(self, prot: Protection) -> WorkspacePlan {
+        WorkspacePlan {
+            path: self.path.value,
+            mode: self.mode,
+            source: self.path.source,
+            protected: prot.protected,
+            // Rescanned at the end where the session's writes land on the
+            // host; in overlay mode, the names `cage diff` flags.
+            watch: prot.names,
+            links: prot.links,
+            gitdirs: prot.gitdirs,
+            known_gitdirs: prot.known_gitdirs,
+            listings: prot.listings,
+            overlay: self.overlay,
+        }
     }
 
     /// The workspace itself: an overlay, or a bind writable unless the

@@ -10,8 +10,8 @@
 mod build;
 pub mod command;
 pub mod explain;
-mod listing;
 pub mod graded;
+mod listing;
 mod protect;
 pub mod seccomp;
 pub mod secrets;

@@ -132,14 +132,9 @@ pub fn run(
     // 5. The signals stay blocked here (inherited from the supervisor) and
     //    are read from a signalfd; the agent unblocks them before exec.
     let agent = match fork_single_threaded() {
-        Ok(ForkResult::Child) => agent(
-            plan,
-            &channel,
-            exec,
-            seccomp_filters,
-            guard,
-            Caps::InUserns,
-        ),
+        Ok(ForkResult::Child) => {
+            agent(plan, &channel, exec, seccomp_filters, guard, Caps::InUserns)
+        }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(
             &channel,

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Session};
-use crate::plan::Plan;
 use crate::error::chain;
+use crate::plan::Plan;
 use crate::term;
 
 /// Every end-of-session report, in the order the user reads them.
