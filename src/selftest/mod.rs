@@ -564,87 +564,165 @@ fn judge(
     observed: &[Observed],
     before: &Snapshot,
 ) -> Vec<Line> {
-    // `otherwise`: the layer that still refuses when seccomp lets the call
-    // through; `None` when nothing in the plan does.
-    let seccomp = |call: &str, otherwise: Option<&str>| {
-        if denies(plan, call) {
-            (true, "blocked: seccomp".to_string())
-        } else {
-            match otherwise {
-                Some(layer) => (true, format!("blocked: {layer}")),
-                None => (
-                    false,
-                    "allowed by the plan (seccomp lets it through)".to_string(),
-                ),
-            }
-        }
-    };
-    let ioctl = |cmd: libc::c_ulong| {
-        if denies_ioctl(plan, cmd) {
-            (true, "blocked: seccomp".to_string())
-        } else {
-            (
-                false,
-                "allowed by the plan (seccomp lets it through)".to_string(),
-            )
-        }
-    };
-    let net_blocked = match plan.network.mode {
-        NetMode::Host => (
-            false,
-            format!(
-                "allowed by the plan: network host ({})",
-                plan.network.source
-            ),
-        ),
-        NetMode::None => (true, "blocked: net namespace".to_string()),
-        NetMode::Proxy => (true, "blocked: net namespace, proxy".to_string()),
-    };
-    let key = crate::plan::explain::explain_path(plan, policy, &spec.decoy_key);
-    let home = plan
-        .env
-        .iter()
-        .find(|v| v.name == "HOME")
-        .map(|v| v.value.clone());
-    let tilde = |p: &Path| match &home {
-        Some(h) => match p.strip_prefix(h) {
-            Ok(rest) => format!("~/{}", rest.display()),
-            Err(_) => p.display().to_string(),
-        },
-        None => p.display().to_string(),
-    };
+    let j = Judge::new(plan, policy, spec, before);
     let mut lines = Vec::new();
     for o in observed {
-        let (what, (expected_blocked, expected)) = match o.id.as_str() {
+        if let Some((what, expected)) = j.expected(&o.id) {
+            lines.push(line(&o.id, what, expected, o.reached, o.detail.clone()));
+        } else if let Some(l) = j.write(o) {
+            lines.push(l);
+        }
+    }
+    lines
+}
+
+/// An attempt in words, and whether the plan should block it, with the
+/// layer that should (or why it does not).
+type Expected = (String, (bool, String));
+
+/// What the plan says of each attempt the probe made.
+struct Judge<'a> {
+    plan: &'a Plan,
+    policy: &'a Policy,
+    spec: &'a Spec,
+    before: &'a Snapshot,
+    /// Whether the decoy key is visible inside.
+    key_visible: bool,
+    home: Option<String>,
+}
+
+const LET_THROUGH: &str = "allowed by the plan (seccomp lets it through)";
+
+impl<'a> Judge<'a> {
+    fn new(plan: &'a Plan, policy: &'a Policy, spec: &'a Spec, before: &'a Snapshot) -> Self {
+        let key_visible = crate::plan::explain::explain_path(plan, policy, &spec.decoy_key).allowed;
+        let home = plan
+            .env
+            .iter()
+            .find(|v| v.name == "HOME")
+            .map(|v| v.value.clone());
+        Judge {
+            plan,
+            policy,
+            spec,
+            before,
+            key_visible,
+            home,
+        }
+    }
+
+    fn expected(&self, id: &str) -> Option<Expected> {
+        self.process(id)
+            .or_else(|| self.network(id))
+            .or_else(|| self.kernel(id))
+    }
+
+    /// `otherwise`: the layer that still refuses when seccomp lets the
+    /// call through; `None` when nothing in the plan does.
+    fn seccomp(&self, call: &str, otherwise: Option<&str>) -> (bool, String) {
+        match otherwise {
+            _ if denies(self.plan, call) => (true, "blocked: seccomp".to_string()),
+            Some(layer) => (true, format!("blocked: {layer}")),
+            None => (false, LET_THROUGH.to_string()),
+        }
+    }
+
+    fn ioctl(&self, cmd: libc::c_ulong) -> (bool, String) {
+        if denies_ioctl(self.plan, cmd) {
+            (true, "blocked: seccomp".to_string())
+        } else {
+            (false, LET_THROUGH.to_string())
+        }
+    }
+
+    fn tilde(&self, p: &Path) -> String {
+        match self.home.as_ref().map(|h| p.strip_prefix(h)) {
+            Some(Ok(rest)) => format!("~/{}", rest.display()),
+            _ => p.display().to_string(),
+        }
+    }
+
+    /// Other processes, the terminal, secrets in files and variables.
+    fn process(&self, id: &str) -> Option<Expected> {
+        let blocked = |s: &str| (true, format!("blocked: {s}"));
+        let spec = self.spec;
+        Some(match id {
             "outlive" => (
                 "outlive the cage (a detached process)".to_string(),
-                (true, "blocked: pid namespace dies with init".to_string()),
-            ),
-            "proxy-denied" => (
-                format!("CONNECT {DENIED_HOST}:443 via the proxy"),
-                (true, "blocked: proxy (no allow rule)".to_string()),
-            ),
-            "proxy-loopback" => (
-                format!("CONNECT 127.0.0.1:{} via the proxy", spec.tcp_port),
-                (true, "blocked: proxy refuses loopback".to_string()),
+                blocked("pid namespace dies with init"),
             ),
             "hidden-key" => (
-                format!("read the decoy key {}", tilde(&spec.decoy_key)),
-                if key.allowed {
+                format!("read the decoy key {}", self.tilde(&spec.decoy_key)),
+                if self.key_visible {
                     (
                         false,
                         "allowed by the plan: the path is visible".to_string(),
                     )
                 } else {
-                    (true, "blocked: view (hidden)".to_string())
+                    blocked("view (hidden)")
                 },
             ),
             "decoy-env" => (
                 format!("read ${} (a decoy)", spec.decoy_env),
-                match plan.env.iter().find(|v| v.name == spec.decoy_env) {
+                match self.plan.env.iter().find(|v| v.name == spec.decoy_env) {
                     Some(v) => (false, format!("allowed by the plan ({})", v.source)),
-                    None => (true, "blocked: environment allowlist".to_string()),
+                    None => blocked("environment allowlist"),
                 },
+            ),
+            "tiocsti" => (
+                "TIOCSTI (type into the terminal)".to_string(),
+                self.ioctl(libc::TIOCSTI),
+            ),
+            "tioclinux" => (
+                "TIOCLINUX (the console's selection)".to_string(),
+                self.ioctl(libc::TIOCLINUX),
+            ),
+            "ptrace-init" => (
+                "ptrace cage init (pid 1)".to_string(),
+                self.seccomp("ptrace", Some("init not dumpable")),
+            ),
+            "init-mem" => (
+                "read /proc/1/mem (cage init)".to_string(),
+                blocked("init not dumpable"),
+            ),
+            "process-vm-readv" => (
+                "process_vm_readv cage init".to_string(),
+                self.seccomp("process_vm_readv", Some("init not dumpable")),
+            ),
+            "supervisor-mem" => (
+                format!("open /proc/{}/mem (the supervisor)", spec.supervisor_pid),
+                blocked("pid namespace"),
+            ),
+            "signal-host" => (
+                format!("signal the supervisor (host pid {})", spec.supervisor_pid),
+                blocked("pid namespace, Landlock scope"),
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The network: the proxy, host addresses and sockets.
+    fn network(&self, id: &str) -> Option<Expected> {
+        let plan = self.plan;
+        let net_blocked = match plan.network.mode {
+            NetMode::Host => (
+                false,
+                format!(
+                    "allowed by the plan: network host ({})",
+                    plan.network.source
+                ),
+            ),
+            NetMode::None => (true, "blocked: net namespace".to_string()),
+            NetMode::Proxy => (true, "blocked: net namespace, proxy".to_string()),
+        };
+        Some(match id {
+            "proxy-denied" => (
+                format!("CONNECT {DENIED_HOST}:443 via the proxy"),
+                (true, "blocked: proxy (no allow rule)".to_string()),
+            ),
+            "proxy-loopback" => (
+                format!("CONNECT 127.0.0.1:{} via the proxy", self.spec.tcp_port),
+                (true, "blocked: proxy refuses loopback".to_string()),
             ),
             id if id.starts_with("tcp ") => {
                 let spelling = &id[4..];
@@ -654,8 +732,8 @@ fn judge(
                     spelling.to_string()
                 };
                 (
-                    format!("connect to host {shown}:{}", spec.tcp_port),
-                    net_blocked.clone(),
+                    format!("connect to host {shown}:{}", self.spec.tcp_port),
+                    net_blocked,
                 )
             }
             "abstract-socket" => (
@@ -664,7 +742,7 @@ fn judge(
                     NetMode::Host if plan.landlock.scope_abstract_sockets => {
                         (true, "blocked: Landlock scope".to_string())
                     }
-                    NetMode::Host => (false, net_blocked.1.clone()),
+                    NetMode::Host => (false, net_blocked.1),
                     _ => (true, "blocked: net namespace, Landlock scope".to_string()),
                 },
             ),
@@ -672,127 +750,88 @@ fn judge(
                 "connect to a socket in the workspace".to_string(),
                 (true, "blocked: view (socket hidden)".to_string()),
             ),
-            "tiocsti" => (
-                "TIOCSTI (type into the terminal)".to_string(),
-                ioctl(libc::TIOCSTI),
-            ),
-            "tioclinux" => (
-                "TIOCLINUX (the console's selection)".to_string(),
-                ioctl(libc::TIOCLINUX),
-            ),
-            "ptrace-init" => (
-                "ptrace cage init (pid 1)".to_string(),
-                seccomp("ptrace", Some("init not dumpable")),
-            ),
-            "init-mem" => (
-                "read /proc/1/mem (cage init)".to_string(),
-                (true, "blocked: init not dumpable".to_string()),
-            ),
-            "process-vm-readv" => (
-                "process_vm_readv cage init".to_string(),
-                seccomp("process_vm_readv", Some("init not dumpable")),
-            ),
-            "supervisor-mem" => (
-                format!("open /proc/{}/mem (the supervisor)", spec.supervisor_pid),
-                (true, "blocked: pid namespace".to_string()),
-            ),
-            "signal-host" => (
-                format!("signal the supervisor (host pid {})", spec.supervisor_pid),
-                (true, "blocked: pid namespace, Landlock scope".to_string()),
-            ),
-            "userns" => (
-                "create a user namespace".to_string(),
-                seccomp("unshare", Some("no capabilities")),
-            ),
-            "mount" => (
-                "mount a tmpfs".to_string(),
-                seccomp("mount", Some("no capabilities")),
-            ),
-            "fsopen" => (
-                "fsopen (the new mount API)".to_string(),
-                seccomp("fsopen", Some("no capabilities")),
-            ),
             "raw-socket" => (
                 "open a raw IPv4 socket".to_string(),
                 (true, "blocked: no capabilities".to_string()),
             ),
             "packet-socket" => (
                 "open a packet socket".to_string(),
-                seccomp("socket", Some("no capabilities")),
+                self.seccomp("socket", Some("no capabilities")),
             ),
-            "keyctl" => (
-                "keyctl (the kernel keyring)".to_string(),
-                seccomp("keyctl", None),
+            _ => return None,
+        })
+    }
+
+    /// The kernel's wider surface: namespaces, mounts, keyring, bpf, ABIs.
+    fn kernel(&self, id: &str) -> Option<Expected> {
+        let call =
+            |what: &str, call: &str, otherwise| (what.to_string(), self.seccomp(call, otherwise));
+        Some(match id {
+            "userns" => call(
+                "create a user namespace",
+                "unshare",
+                Some("no capabilities"),
             ),
-            "bpf" => ("bpf".to_string(), seccomp("bpf", None)),
-            "perf" => (
-                "perf_event_open".to_string(),
-                seccomp("perf_event_open", None),
+            "mount" => call("mount a tmpfs", "mount", Some("no capabilities")),
+            "fsopen" => call(
+                "fsopen (the new mount API)",
+                "fsopen",
+                Some("no capabilities"),
             ),
-            "io-uring" => (
-                "io_uring_setup".to_string(),
-                seccomp("io_uring_setup", None),
-            ),
-            "userfaultfd" => ("userfaultfd".to_string(), seccomp("userfaultfd", None)),
+            "keyctl" => call("keyctl (the kernel keyring)", "keyctl", None),
+            "bpf" => call("bpf", "bpf", None),
+            "perf" => call("perf_event_open", "perf_event_open", None),
+            "io-uring" => call("io_uring_setup", "io_uring_setup", None),
+            "userfaultfd" => call("userfaultfd", "userfaultfd", None),
             "foreign-abi" => (
                 "an i386 syscall (int 0x80)".to_string(),
                 // Each filter program also kills on an architecture it
                 // was not built for.
-                if plan.seccomp.kill_foreign_abi || !plan.seccomp.deny.is_empty() {
+                if self.plan.seccomp.kill_foreign_abi || !self.plan.seccomp.deny.is_empty() {
                     (true, "blocked: seccomp (kill)".to_string())
                 } else {
                     (false, "allowed by the plan".to_string())
                 },
             ),
-            other => {
-                let Some(i) = spec.writes.iter().position(|(id, _)| id == other) else {
-                    continue;
-                };
-                let path = &spec.writes[i].1;
-                let changed = std::fs::read(path).ok() != before.0[i];
-                let in_ws = path.starts_with(&plan.workspace.path);
-                let what = match other {
-                    "write-home" => format!("write {}", tilde(path)),
-                    "write-outside" => "write a file beside the workspace".to_string(),
-                    _ => format!("plant {}", rel(path, &plan.workspace.path)),
-                };
-                let granted = || {
-                    // The file's directory: the file itself may not exist.
-                    let dir = path.parent().unwrap_or(path);
-                    crate::plan::explain::explain_path(plan, policy, dir).allowed
-                };
-                let expected = if in_ws {
-                    (true, "blocked: protected (mount, guard)".to_string())
-                } else if granted() {
-                    (true, "blocked: guard (kept read-only)".to_string())
-                } else {
-                    (true, "blocked: view (not granted)".to_string())
-                };
-                // A write the probe made that is not on the host stayed in
-                // the cage (its tmpfs, the overlay's upper layer); one the
-                // session's end moved into quarantine was on the host.
-                let landed =
-                    changed || (o.reached && in_ws && plan.workspace.mode == WorkspaceMode::Direct);
-                let observed = if landed {
-                    "written on the host".to_string()
-                } else if o.reached {
-                    "stayed inside the cage".to_string()
-                } else {
-                    o.detail.clone()
-                };
-                lines.push(line(other, what, expected, landed, observed));
-                continue;
-            }
-        };
-        lines.push(line(
-            &o.id,
-            what,
-            (expected_blocked, expected),
-            o.reached,
-            o.detail.clone(),
-        ));
+            _ => return None,
+        })
     }
-    lines
+
+    /// A write the probe attempted: whether it landed on the host.
+    fn write(&self, o: &Observed) -> Option<Line> {
+        let (plan, id) = (self.plan, o.id.as_str());
+        let i = self.spec.writes.iter().position(|(w, _)| w == id)?;
+        let path = &self.spec.writes[i].1;
+        let changed = std::fs::read(path).ok() != self.before.0[i];
+        let in_ws = path.starts_with(&plan.workspace.path);
+        let what = match id {
+            "write-home" => format!("write {}", self.tilde(path)),
+            "write-outside" => "write a file beside the workspace".to_string(),
+            _ => format!("plant {}", rel(path, &plan.workspace.path)),
+        };
+        // The file's directory: the file itself may not exist.
+        let dir = path.parent().unwrap_or(path);
+        let expected = if in_ws {
+            (true, "blocked: protected (mount, guard)".to_string())
+        } else if crate::plan::explain::explain_path(plan, self.policy, dir).allowed {
+            (true, "blocked: guard (kept read-only)".to_string())
+        } else {
+            (true, "blocked: view (not granted)".to_string())
+        };
+        // A write the probe made that is not on the host stayed in the
+        // cage (its tmpfs, the overlay's upper layer); one the session's
+        // end moved into quarantine was on the host.
+        let landed =
+            changed || (o.reached && in_ws && plan.workspace.mode == WorkspaceMode::Direct);
+        let observed = if landed {
+            "written on the host".to_string()
+        } else if o.reached {
+            "stayed inside the cage".to_string()
+        } else {
+            o.detail.clone()
+        };
+        Some(line(id, what, expected, landed, observed))
+    }
 }
 
 fn rel(path: &Path, base: &Path) -> String {
