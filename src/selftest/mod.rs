@@ -140,44 +140,11 @@ fn run_in(
     let fail = |step: &'static str| move |source| Error::Selftest { step, source };
     let exe = std::env::current_exe().map_err(fail("finding cage's own binary"))?;
     let host = shadow.host(real, DECOY_ENV);
-    // The command only chooses the profile, as in a run; the probe runs.
-    let mut request = crate::session::run::request(args, command);
-    // First as the run would load it and plan it, on the real host: what
-    // the run refuses (an untrusted project file that widens, a bad line,
-    // a shared directory as the workspace) is refused here with the same
-    // words and the real paths. Nothing runs; the plan is dropped.
-    let as_run = crate::session::run::Loaded::new(real.clone(), request.clone())?;
-    as_run.plan(&[exe.to_string_lossy().into_owned()], None)?;
-    // The project's policy as a run would load it: an untrusted file is
-    // found by discovery in the copy and may only narrow, as in a run; a
-    // trusted one is applied as a named (trusted) file from the copy, so
-    // its relative paths land in the copy too.
-    if request.project == ProjectMode::Discover
-        && let Some(file) = policy::find_project_file(real)
-        && policy::is_trusted(&file, real).unwrap_or(false)
-        && let Some(copy) = shadow.mirror(&file)
-    {
-        request.project = ProjectMode::Skip;
-        request.policy_files.push(copy);
-    }
-    let mut loaded = crate::session::run::Loaded::new(host.clone(), request)?;
+    let mut loaded = load(real, &host, shadow, args, command, &exe)?;
     let policy = loaded.policy.clone();
 
     let listeners = Listeners::open(shadow).map_err(fail("opening the decoy listeners"))?;
-    let mut writes = vec![
-        ("write-home".to_string(), host.home.join(".bashrc")),
-        (
-            "write-outside".to_string(),
-            shadow.root().join("outside-the-workspace"),
-        ),
-    ];
-    let ws = shadow.workspace();
-    if ws.join(".git").is_dir() {
-        writes.push(("plant-hook".into(), ws.join(".git/hooks/pre-commit")));
-        writes.push(("git-config".into(), ws.join(".git/config")));
-    }
-    writes.push(("plant-envrc".into(), ws.join(".envrc")));
-    writes.push(("plant-vscode".into(), ws.join(".vscode/tasks.json")));
+    let writes = planned_writes(&host, shadow);
     // The proxy's address is fixed by the plan's mode, not the session.
     let proxy = build_plan(
         &policy,
@@ -222,66 +189,19 @@ fn run_in(
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice(l).ok())
         .collect();
-    // cage's own lines about the session (what the guard refused, a state
-    // directory created, an overlay to review) name the throwaway session,
-    // which is gone: the report says the same per attempt. Notes and
-    // warnings about the plan are the user's, and pass.
-    // The stream is shared with the cage, so each line is escaped again.
-    let errors = String::from_utf8_lossy(&errors);
-    for l in errors.lines() {
-        if l.starts_with("cage: note:") || l.starts_with("cage: warning:") {
-            crate::term::emit(&crate::term::escape_text(l));
-        }
-    }
+    relay_notes(&errors);
     let status = status?;
     if observed.is_empty() {
         // What the cage said is the only clue left.
-        for l in errors.lines() {
+        for l in String::from_utf8_lossy(&errors).lines() {
             crate::term::emit(&crate::term::escape_text(l));
         }
         return Err(Error::SelftestProbe { status });
     }
     let accepted = listeners.accepted();
-    let survivors = survivors(&spec.token);
-    let observed: Vec<Observed> = observed
-        .into_iter()
-        .map(|o| match o.id.as_str() {
-            "outlive" if !survivors.is_empty() => Observed {
-                reached: true,
-                detail: format!("still running on the host: pid {survivors:?}"),
-                ..o
-            },
-            "outlive" if o.detail == "left a detached process" => Observed {
-                detail: "gone with the cage".into(),
-                ..o
-            },
-            _ => o,
-        })
-        .collect();
-    for pid in &survivors {
-        // Ours (it carries this run's token), and reported above.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let observed = with_survivors(observed, &spec.token);
     let mut lines = judge(&plan, &policy, &spec, &observed, &before);
-    // An attempt the probe did not report proves nothing: it fails the
-    // selftest as an escape would.
-    let mut missing = 0;
-    for id in expected_ids(&spec) {
-        if !observed.iter().any(|o| o.id == id) {
-            missing += 1;
-            lines.push(Line {
-                what: id.clone(),
-                id,
-                expected: "-".into(),
-                expected_blocked: true,
-                observed: "the probe did not report it".into(),
-                verdict: "NOT RUN",
-            });
-        }
-    }
+    let missing = add_missing(&mut lines, &spec, &observed);
     let exposed = lines.iter().filter(|l| l.verdict == "EXPOSED").count();
     // A connection the host's listeners saw counts even if the probe
     // missed it.
@@ -300,24 +220,146 @@ fn run_in(
         host_listener_connections: accepted,
         exit_code: code,
     };
-    let text = if json {
-        let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
-        s.push('\n');
-        s
-    } else {
-        render(&report, &policy, shadow)
-    };
-    match crate::term::write_stdout(text.as_bytes()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(source) => {
-            return Err(Error::Output {
-                what: "the selftest report",
-                source,
+    print_report(&report, json, &policy, shadow)?;
+    Ok(code)
+}
+
+/// The policy as the run loads it, for the shadow host. First as the run
+/// would load it and plan it on the real host: what the run refuses (an
+/// untrusted project file that widens, a bad line, a shared directory as
+/// the workspace) is refused here with the same words and the real paths.
+/// Nothing runs; that plan is dropped.
+fn load(
+    real: &Host,
+    host: &Host,
+    shadow: &Shadow,
+    args: &PolicyArgs,
+    command: Option<&str>,
+    exe: &Path,
+) -> Result<crate::session::run::Loaded, Error> {
+    // The command only chooses the profile, as in a run; the probe runs.
+    let mut request = crate::session::run::request(args, command);
+    let as_run = crate::session::run::Loaded::new(real.clone(), request.clone())?;
+    as_run.plan(&[exe.to_string_lossy().into_owned()], None)?;
+    // The project's policy as a run would load it: an untrusted file is
+    // found by discovery in the copy and may only narrow, as in a run; a
+    // trusted one is applied as a named (trusted) file from the copy, so
+    // its relative paths land in the copy too.
+    if request.project == ProjectMode::Discover
+        && let Some(file) = policy::find_project_file(real)
+        && policy::is_trusted(&file, real).unwrap_or(false)
+        && let Some(copy) = shadow.mirror(&file)
+    {
+        request.project = ProjectMode::Skip;
+        request.policy_files.push(copy);
+    }
+    crate::session::run::Loaded::new(host.clone(), request)
+}
+
+/// The files the probe tries to write or plant, by attempt id.
+fn planned_writes(host: &Host, shadow: &Shadow) -> Vec<(String, PathBuf)> {
+    let mut writes = vec![
+        ("write-home".to_string(), host.home.join(".bashrc")),
+        (
+            "write-outside".to_string(),
+            shadow.root().join("outside-the-workspace"),
+        ),
+    ];
+    let ws = shadow.workspace();
+    if ws.join(".git").is_dir() {
+        writes.push(("plant-hook".into(), ws.join(".git/hooks/pre-commit")));
+        writes.push(("git-config".into(), ws.join(".git/config")));
+    }
+    writes.push(("plant-envrc".into(), ws.join(".envrc")));
+    writes.push(("plant-vscode".into(), ws.join(".vscode/tasks.json")));
+    writes
+}
+
+/// cage's own lines about the session (what the guard refused, a state
+/// directory created, an overlay to review) name the throwaway session,
+/// which is gone: the report says the same per attempt. Notes and warnings
+/// about the plan are the user's, and pass. The stream is shared with the
+/// cage, so each line is escaped again.
+fn relay_notes(errors: &[u8]) {
+    let errors = String::from_utf8_lossy(errors);
+    for l in errors.lines() {
+        if l.starts_with("cage: note:") || l.starts_with("cage: warning:") {
+            crate::term::emit(&crate::term::escape_text(l));
+        }
+    }
+}
+
+/// The probe's detached process, judged from outside: still running on
+/// the host is an escape (and is killed, being ours: it carries this
+/// run's token).
+fn with_survivors(observed: Vec<Observed>, token: &str) -> Vec<Observed> {
+    let survivors = survivors(token);
+    let observed = observed
+        .into_iter()
+        .map(|o| match o.id.as_str() {
+            "outlive" if !survivors.is_empty() => Observed {
+                reached: true,
+                detail: format!("still running on the host: pid {survivors:?}"),
+                ..o
+            },
+            "outlive" if o.detail == "left a detached process" => Observed {
+                detail: "gone with the cage".into(),
+                ..o
+            },
+            _ => o,
+        })
+        .collect();
+    for pid in &survivors {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    observed
+}
+
+/// An attempt the probe did not report proves nothing: it fails the
+/// selftest as an escape would. Returns how many.
+fn add_missing(lines: &mut Vec<Line>, spec: &Spec, observed: &[Observed]) -> usize {
+    let mut missing = 0;
+    for id in expected_ids(spec) {
+        if !observed.iter().any(|o| o.id == id) {
+            missing += 1;
+            lines.push(Line {
+                what: id.clone(),
+                id,
+                expected: "-".into(),
+                expected_blocked: true,
+                observed: "the probe did not report it".into(),
+                verdict: "NOT RUN",
             });
         }
     }
-    Ok(code)
+    missing
+}
+
+/// The report on stdout, as text or JSON; a closed pipe is not an error.
+fn print_report(
+    report: &Report,
+    json: bool,
+    policy: &Policy,
+    shadow: &Shadow,
+) -> Result<(), Error> {
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        render(report, policy, shadow)
+    };
+    match crate::term::write_stdout(text.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(source) => Err(Error::Output {
+            what: "the selftest report",
+            source,
+        }),
+    }
 }
 
 /// Builds the plan; a path a rule requires in the home that the empty
