@@ -14,25 +14,9 @@ set -euo pipefail
 
 runs=${1:-3}
 conns=${2:-2000}
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-if [ "$(id -u)" = 0 ]; then
-    user=cage-test
-    id "$user" >/dev/null 2>&1 || { echo "proxy.sh: no user $user (useradd -m $user)" >&2; exit 1; }
-    (cd "$here" && cargo build --release --locked -q)
-    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
-    cp "$here/target/release/cage" "$here/benches/proxy.sh" "$dir/"
-    chmod 755 "$dir" "$dir/cage" "$dir/proxy.sh"
-    chown -R "$user" "$dir"
-    trap 'rm -rf "$dir"' EXIT
-    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage bash $dir/proxy.sh $runs $conns"
-    exit
-fi
-
-cage=${CAGE_BIN:-$here/target/release/cage}
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "proxy.sh: $tool is not installed" >&2; exit 1; }
-done
+. "$(dirname "$0")/common.sh"
+bench_setup proxy.sh "$@"
+need curl python3
 
 ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
 cd "$ws"
