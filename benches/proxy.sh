@@ -5,6 +5,8 @@
 #
 #   benches/proxy.sh [RUNS] [CONNECTIONS]     (default 3 runs, 2000 connections)
 #
+# CAGE_BASELINE=/path/to/other/cage adds its CONNECT rows (before/after).
+#
 # Everything stays on 127.0.0.1: a Python server on the host's loopback,
 # clients (curl, Python) inside a cage. "direct" clients run in a cage with
 # --net host, so the only difference from the proxied runs is the proxy.
@@ -157,6 +159,28 @@ for mode in http connect; do
         caged --net proxy "${allow[@]}" -- python3 rate.py "$mode" "$port" "$conns"
     done | sort -n | head -1)
 done
+if [ -n "${CAGE_BASELINE:-}" ]; then
+    secs[baseline]=$(for _ in $(seq "$runs"); do
+        "$CAGE_BASELINE" --no-project-policy --net proxy "${allow[@]}" -- \
+            python3 rate.py connect "$port" "$conns"
+    done | sort -n | head -1)
+fi
+
+# The supervisor's CPU time per CONNECT connection (user + system, all its
+# threads), read just before the agent exits: less noisy than wall time
+# on a loaded machine.
+cpu_per_conn() { # BINARY
+    rm -f rate-done
+    "$1" --no-project-policy --net proxy "${allow[@]}" -- \
+        sh -c "python3 rate.py connect $port $conns >/dev/null; touch rate-done; sleep 0.3" &
+    local sup=$!
+    while [ ! -e rate-done ]; do sleep 0.05; done
+    local ticks
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$sup/stat")
+    wait "$sup"
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n=$((conns + 50)) \
+        'BEGIN { printf "%.3f", t / hz * 1000 / n }'
+}
 row() {
     awk -v s="$2" -v d="${secs[direct]}" -v n="$conns" -v name="$1" 'BEGIN {
         added = (s - d) / n * 1000
@@ -170,6 +194,12 @@ echo "|---|---:|---:|---:|"
 row "direct, cage --net host" "${secs[direct]}"
 row "proxy, HTTP forward" "${secs[http]}"
 row "proxy, CONNECT" "${secs[connect]}"
+[ -n "${CAGE_BASELINE:-}" ] && row "proxy, CONNECT, baseline binary" "${secs[baseline]}"
+echo
+echo "| supervisor CPU per CONNECT connection | ms |"
+echo "|---|---:|"
+echo "| cage | $(cpu_per_conn "$cage") |"
+[ -n "${CAGE_BASELINE:-}" ] && echo "| baseline binary | $(cpu_per_conn "$CAGE_BASELINE") |"
 echo
 
 # Supervisor memory: idle, then with 200 tunnels open.
