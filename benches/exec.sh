@@ -17,28 +17,9 @@ set -euo pipefail
 
 runs=${1:-10}
 execs=${2:-1000}
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-if [ "$(id -u)" = 0 ]; then
-    user=cage-test
-    id "$user" >/dev/null 2>&1 || { echo "exec.sh: run .ci/setup first (no user $user)" >&2; exit 1; }
-    (cd "$here" && cargo build --release --locked -q)
-    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
-    cp "$here/target/release/cage" "$here/benches/exec.sh" "$dir/"
-    [ -n "${CAGE_BASELINE:-}" ] && cp "$CAGE_BASELINE" "$dir/baseline"
-    chmod 755 "$dir" "$dir"/*
-    chown -R "$user" "$dir"
-    trap 'rm -rf "$dir"' EXIT
-    base=""
-    [ -n "${CAGE_BASELINE:-}" ] && base="CAGE_BASELINE=$dir/baseline"
-    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage $base bash $dir/exec.sh $runs $execs"
-    exit
-fi
-
-cage=${CAGE_BIN:-$here/target/release/cage}
-for tool in hyperfine bwrap; do
-    command -v "$tool" >/dev/null || { echo "exec.sh: $tool is not installed" >&2; exit 1; }
-done
+. "$(dirname "$0")/common.sh"
+bench_setup exec.sh "$@"
+need hyperfine bwrap
 
 ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
 trap 'rm -rf "$ws"' EXIT

@@ -14,23 +14,9 @@
 set -euo pipefail
 
 runs=${1:-30}
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-if [ "$(id -u)" = 0 ]; then
-    user=cage-test
-    id "$user" >/dev/null 2>&1 || { echo "overlay.sh: run .ci/setup first (no user $user)" >&2; exit 1; }
-    (cd "$here" && cargo build --release --locked -q)
-    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
-    cp "$here/target/release/cage" "$here/benches/overlay.sh" "$dir/"
-    chmod 755 "$dir" "$dir/cage" "$dir/overlay.sh"
-    chown -R "$user" "$dir"
-    trap 'rm -rf "$dir"' EXIT
-    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage bash $dir/overlay.sh $runs"
-    exit
-fi
-
-cage=${CAGE_BIN:-$here/target/release/cage}
-command -v hyperfine >/dev/null || { echo "overlay.sh: hyperfine is not installed" >&2; exit 1; }
+. "$(dirname "$0")/common.sh"
+bench_setup overlay.sh "$@"
+need hyperfine
 
 base=$(mktemp -d /tmp/cage-bench-overlay.XXXXXX)
 trap 'rm -rf "$base"' EXIT

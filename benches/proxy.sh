@@ -5,6 +5,8 @@
 #
 #   benches/proxy.sh [RUNS] [CONNECTIONS]     (default 3 runs, 2000 connections)
 #
+# CAGE_BASELINE=/path/to/other/cage adds its CONNECT rows (before/after).
+#
 # Everything stays on 127.0.0.1: a Python server on the host's loopback,
 # clients (curl, Python) inside a cage. "direct" clients run in a cage with
 # --net host, so the only difference from the proxied runs is the proxy.
@@ -14,25 +16,9 @@ set -euo pipefail
 
 runs=${1:-3}
 conns=${2:-2000}
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-if [ "$(id -u)" = 0 ]; then
-    user=cage-test
-    id "$user" >/dev/null 2>&1 || { echo "proxy.sh: no user $user (useradd -m $user)" >&2; exit 1; }
-    (cd "$here" && cargo build --release --locked -q)
-    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
-    cp "$here/target/release/cage" "$here/benches/proxy.sh" "$dir/"
-    chmod 755 "$dir" "$dir/cage" "$dir/proxy.sh"
-    chown -R "$user" "$dir"
-    trap 'rm -rf "$dir"' EXIT
-    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage bash $dir/proxy.sh $runs $conns"
-    exit
-fi
-
-cage=${CAGE_BIN:-$here/target/release/cage}
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "proxy.sh: $tool is not installed" >&2; exit 1; }
-done
+. "$(dirname "$0")/common.sh"
+bench_setup proxy.sh "$@"
+need curl python3
 
 ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
 cd "$ws"
@@ -173,6 +159,28 @@ for mode in http connect; do
         caged --net proxy "${allow[@]}" -- python3 rate.py "$mode" "$port" "$conns"
     done | sort -n | head -1)
 done
+if [ -n "${CAGE_BASELINE:-}" ]; then
+    secs[baseline]=$(for _ in $(seq "$runs"); do
+        "$CAGE_BASELINE" --no-project-policy --net proxy "${allow[@]}" -- \
+            python3 rate.py connect "$port" "$conns"
+    done | sort -n | head -1)
+fi
+
+# The supervisor's CPU time per CONNECT connection (user + system, all its
+# threads), read just before the agent exits: less noisy than wall time
+# on a loaded machine.
+cpu_per_conn() { # BINARY
+    rm -f rate-done
+    "$1" --no-project-policy --net proxy "${allow[@]}" -- \
+        sh -c "python3 rate.py connect $port $conns >/dev/null; touch rate-done; sleep 0.3" &
+    local sup=$!
+    while [ ! -e rate-done ]; do sleep 0.05; done
+    local ticks
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$sup/stat")
+    wait "$sup"
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n=$((conns + 50)) \
+        'BEGIN { printf "%.3f", t / hz * 1000 / n }'
+}
 row() {
     awk -v s="$2" -v d="${secs[direct]}" -v n="$conns" -v name="$1" 'BEGIN {
         added = (s - d) / n * 1000
@@ -186,6 +194,12 @@ echo "|---|---:|---:|---:|"
 row "direct, cage --net host" "${secs[direct]}"
 row "proxy, HTTP forward" "${secs[http]}"
 row "proxy, CONNECT" "${secs[connect]}"
+[ -n "${CAGE_BASELINE:-}" ] && row "proxy, CONNECT, baseline binary" "${secs[baseline]}"
+echo
+echo "| supervisor CPU per CONNECT connection | ms |"
+echo "|---|---:|"
+echo "| cage | $(cpu_per_conn "$cage") |"
+[ -n "${CAGE_BASELINE:-}" ] && echo "| baseline binary | $(cpu_per_conn "$CAGE_BASELINE") |"
 echo
 
 # Supervisor memory: idle, then with 200 tunnels open.

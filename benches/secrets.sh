@@ -17,25 +17,9 @@ set -euo pipefail
 
 runs=${1:-3}
 conns=${2:-300}
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-if [ "$(id -u)" = 0 ]; then
-    user=cage-test
-    id "$user" >/dev/null 2>&1 || { echo "secrets.sh: no user $user (useradd -m $user)" >&2; exit 1; }
-    (cd "$here" && cargo build --release --locked -q)
-    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
-    cp "$here/target/release/cage" "$here/benches/secrets.sh" "$dir/"
-    chmod 755 "$dir" "$dir/cage" "$dir/secrets.sh"
-    chown -R "$user" "$dir"
-    trap 'rm -rf "$dir"' EXIT
-    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage bash $dir/secrets.sh $runs $conns"
-    exit
-fi
-
-cage=${CAGE_BIN:-$here/target/release/cage}
-for tool in openssl curl python3; do
-    command -v "$tool" >/dev/null || { echo "secrets.sh: $tool is not installed" >&2; exit 1; }
-done
+. "$(dirname "$0")/common.sh"
+bench_setup secrets.sh "$@"
+need openssl curl python3
 
 ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
 chmod 755 "$ws"

@@ -14,25 +14,9 @@
 set -euo pipefail
 
 runs=${1:-200}
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-if [ "$(id -u)" = 0 ]; then
-    user=cage-test
-    id "$user" >/dev/null 2>&1 || { echo "startup.sh: run .ci/setup first (no user $user)" >&2; exit 1; }
-    (cd "$here" && cargo build --release --locked -q)
-    dir=$(mktemp -d /tmp/cage-bench.XXXXXX)
-    cp "$here/target/release/cage" "$here/benches/startup.sh" "$dir/"
-    chmod 755 "$dir" "$dir/cage" "$dir/startup.sh"
-    chown -R "$user" "$dir"
-    trap 'rm -rf "$dir"' EXIT
-    su "$user" -s /bin/bash -c "CAGE_BIN=$dir/cage bash $dir/startup.sh $runs"
-    exit
-fi
-
-cage=${CAGE_BIN:-$here/target/release/cage}
-for tool in hyperfine bwrap unshare; do
-    command -v "$tool" >/dev/null || { echo "startup.sh: $tool is not installed" >&2; exit 1; }
-done
+. "$(dirname "$0")/common.sh"
+bench_setup startup.sh "$@"
+need hyperfine bwrap unshare
 
 ws=$(mktemp -d /tmp/cage-bench-ws.XXXXXX)
 trap 'rm -rf "$ws"' EXIT

@@ -630,10 +630,23 @@ wait("go2")
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
+    // (descriptors, of which pipes): idle proxy threads keep their splice
+    // pipe for the next tunnel, at most 8 threads of two ends each; its
+    // standard output and error are pipes too.
+    let fds_and_pipes = || {
+        let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
-            .count()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .collect();
+        let pipes = fds
+            .iter()
+            .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+            .count();
+        (fds.len(), pipes)
+    };
+    let fds = || {
+        let (all, pipes) = fds_and_pipes();
+        all - pipes
     };
     let rss_kib = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -647,6 +660,7 @@ wait("go2")
     // The warm-up connection's thread may still be closing.
     std::thread::sleep(Duration::from_millis(700));
     let (fds_before, rss_before) = (fds(), rss_kib());
+    let pipes_before = fds_and_pipes().1;
     std::fs::write(sb.ws.join("go1"), "").unwrap();
     let started = Instant::now();
     wait_for("phase2", Duration::from_secs(120));
@@ -657,6 +671,7 @@ wait("go2")
         std::thread::sleep(Duration::from_millis(20));
     }
     let (fds_after, rss_after) = (fds(), rss_kib());
+    let pipes_after = fds_and_pipes().1;
     std::fs::write(sb.ws.join("go2"), "").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -666,7 +681,11 @@ wait("go2")
     );
     assert!(
         fds_after <= fds_before,
-        "descriptors leaked: {fds_before} -> {fds_after}"
+        "descriptors other than pipes leaked: {fds_before} -> {fds_after}"
+    );
+    assert!(
+        pipes_after <= pipes_before + 16,
+        "pipes {pipes_before} -> {pipes_after}: more than 8 idle threads' pipes kept"
     );
     assert!(
         rss_after < rss_before + 8 * 1024,

@@ -343,7 +343,7 @@ fn tunnel(
     // Tunnels have no deadline: a model API may stream for minutes.
     let _ = client.set_read_timeout(None);
     let _ = client.set_write_timeout(None);
-    let bytes = relay::relay(client, &upstream, first_up, mode);
+    let bytes = relay::relay(&shared.pool, client, &upstream, first_up, mode);
     end(shared, id, host, port, bytes, started);
 }
 

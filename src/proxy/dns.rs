@@ -9,7 +9,7 @@
 //! ignored.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -242,45 +242,43 @@ pub(super) fn answer(shared: &Shared, msg: &[u8], proto: Proto) -> Option<Vec<u8
     Some(encode(&q, rcode, &answers))
 }
 
-/// Serves the UDP socket: a thread per query (resolving blocks), at most
-/// `max_dns` at a time; queries beyond that are dropped, as a busy server
-/// would, and the client retries.
-pub(super) fn serve_udp(sock: UdpSocket, shared: Arc<Shared>) {
-    let sock = Arc::new(sock);
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        if shared.dns_active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_dns {
-            shared.dns_active.fetch_sub(1, Ordering::SeqCst);
-            continue;
-        }
-        let msg = buf[..n].to_vec();
-        let (sock, sh) = (Arc::clone(&sock), Arc::clone(&shared));
-        let spawned = super::spawn(move || {
-            if let Some(resp) = answer(&sh, &msg, Proto::Udp) {
-                let _ = sock.send_to(&resp, peer);
-            }
-            sh.dns_active.fetch_sub(1, Ordering::SeqCst);
-        });
-        if !spawned {
-            shared.dns_active.fetch_sub(1, Ordering::SeqCst);
-        }
+/// Answers one query waiting on the UDP socket, on a thread of the pool
+/// (resolving blocks), at most `max_dns` at a time; queries beyond that
+/// are dropped, as a busy server would, and the client retries. False if
+/// the socket failed for good.
+pub(super) fn read_udp(sock: &Arc<UdpSocket>, buf: &mut [u8], shared: &Arc<Shared>) -> bool {
+    // Blocking, but poll(2) said a datagram is waiting and this thread is
+    // the only reader.
+    let (n, peer) = match sock.recv_from(buf) {
+        Ok(x) => x,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
+        Err(_) => return false,
+    };
+    if shared.dns_active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_dns {
+        shared.dns_active.fetch_sub(1, Ordering::SeqCst);
+        return true;
     }
+    let msg = buf[..n].to_vec();
+    let (sock, sh) = (Arc::clone(sock), Arc::clone(shared));
+    let job = move || {
+        if let Some(resp) = answer(&sh, &msg, Proto::Udp) {
+            let _ = sock.send_to(&resp, peer);
+        }
+        sh.dns_active.fetch_sub(1, Ordering::SeqCst);
+    };
+    if !shared.pool.run(Box::new(job)) {
+        shared.dns_active.fetch_sub(1, Ordering::SeqCst);
+    }
+    true
 }
 
-/// Serves the TCP listener: length-prefixed messages, a thread per
-/// connection, idle connections closed after the header timeout.
-pub(super) fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
-    super::accept_loop(listener, shared, |stream, shared| {
-        let _ = serve_tcp_conn(stream, &shared);
-    });
+/// One DNS-over-TCP connection: length-prefixed messages, idle
+/// connections closed after the header timeout.
+pub(super) fn serve_tcp_conn(stream: TcpStream, shared: &Shared) {
+    let _ = tcp_exchanges(stream, shared);
 }
 
-fn serve_tcp_conn(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+fn tcp_exchanges(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_read_timeout(Some(shared.config.header_timeout))?;
     stream.set_write_timeout(Some(shared.config.header_timeout))?;
     loop {

@@ -17,21 +17,25 @@
 //! value in the request head, with the run's [`crate::secrets::Vault`].
 //!
 //! Threads with blocking I/O: the supervisor is past clone when this
-//! starts. Each connection gets one thread (two once it is a tunnel; one
-//! for a terminated connection, which drives both TLS sessions with
-//! poll(2)), with small stacks; a cap on concurrent connections bounds
-//! them.
+//! starts. One thread accepts on every socket (poll(2)); each connection
+//! runs on a thread of a bounded pool ([`pool`]), two once it is a tunnel
+//! (one for a terminated connection, which drives both TLS sessions with
+//! poll(2)), and so does each DNS query. The pool starts no thread before
+//! the first connection and keeps a few idle ones for the next; a cap on
+//! concurrent connections and queries bounds it.
 
 mod conn;
 pub mod dns;
 pub mod http;
+mod pool;
 mod relay;
 pub mod rules;
 pub mod socks;
 mod tls;
 
 use std::io;
-use std::net::{IpAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +43,7 @@ use std::time::{Duration, Instant};
 use crate::audit::Log;
 use crate::sandbox::protocol::Listeners;
 
+use pool::Pool;
 pub use rules::Rules;
 
 /// Limits and timeouts.
@@ -82,6 +87,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// The run's secrets: connections to their hosts are terminated.
     vault: Option<Arc<crate::secrets::Vault>>,
+    /// Threads for connections, tunnel directions and DNS queries.
+    pool: Arc<Pool>,
 }
 
 /// A running proxy; the threads live as long as the process.
@@ -90,20 +97,19 @@ pub struct Proxy {
     shared: Arc<Shared>,
 }
 
-/// Stack for a connection's thread: parsing, getaddrinfo (glibc's resolver
-/// wants some room), then relaying.
-const CONN_STACK: usize = 256 * 1024;
-
 impl Proxy {
-    /// Starts serving `listeners`: one accepting thread per socket.
+    /// Starts serving `listeners`, all from one accepting thread.
     pub fn start(
         listeners: Listeners,
-        forwards: &[std::net::SocketAddr],
+        forwards: &[SocketAddr],
         rules: Rules,
         log: Arc<Log>,
         config: Config,
         vault: Option<Arc<crate::secrets::Vault>>,
     ) -> io::Result<Proxy> {
+        // Two threads per tunnel, one per DNS query: the caps on both
+        // bound the pool, so a job is never refused below them.
+        let threads = 2 * config.max_connections + config.max_dns;
         let shared = Arc::new(Shared {
             rules: std::sync::RwLock::new(Arc::new(rules)),
             log,
@@ -112,28 +118,25 @@ impl Proxy {
             active: AtomicUsize::new(0),
             dns_active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            pool: Arc::new(Pool::new(threads)),
         });
-        let proxy = TcpListener::from(listeners.proxy);
-        let udp = UdpSocket::from(listeners.dns_udp);
-        let tcp = TcpListener::from(listeners.dns_tcp);
-        let named = |name: &str| std::thread::Builder::new().name(name.into());
-        let s = Arc::clone(&shared);
-        named("cage:proxy")
-            .spawn(move || accept_loop(proxy, s, |stream, shared| conn::handle(stream, &shared)))?;
+        let mut tcp = vec![(TcpListener::from(listeners.proxy), Serve::Proxy)];
         // Each forwarded port, paired with its host address by plan order.
         for (fd, target) in listeners.forwards.into_iter().zip(forwards.iter().copied()) {
-            let s = Arc::clone(&shared);
-            let listener = TcpListener::from(fd);
-            named("cage:forward").spawn(move || {
-                accept_loop(listener, s, move |stream, shared| {
-                    conn::forward(stream, target, &shared)
-                })
-            })?;
+            tcp.push((TcpListener::from(fd), Serve::Forward(target)));
+        }
+        tcp.push((TcpListener::from(listeners.dns_tcp), Serve::DnsTcp));
+        let udp = Arc::new(UdpSocket::from(listeners.dns_udp));
+        // Non-blocking: poll says a listener is ready, but a connection
+        // reset before accept(2) would otherwise block the whole loop.
+        for (l, _) in &tcp {
+            l.set_nonblocking(true)?;
         }
         let s = Arc::clone(&shared);
-        named("cage:dns-udp").spawn(move || dns::serve_udp(udp, s))?;
-        let s = Arc::clone(&shared);
-        named("cage:dns-tcp").spawn(move || dns::serve_tcp(tcp, s))?;
+        std::thread::Builder::new()
+            .name("cage:proxy".into())
+            .stack_size(ACCEPT_STACK)
+            .spawn(move || accept_loop(&tcp, &udp, &s))?;
         Ok(Proxy { shared })
     }
 
@@ -165,47 +168,84 @@ impl Shared {
     }
 }
 
-/// Accepts until the listener fails for good; each connection runs
-/// `serve` on its own thread, up to the connection cap.
-fn accept_loop<F>(listener: TcpListener, shared: Arc<Shared>, serve: F)
-where
-    F: Fn(TcpStream, Arc<Shared>) + Send + Sync + Copy + 'static,
-{
+/// Stack for the accepting thread: it only polls, accepts and hands on.
+const ACCEPT_STACK: usize = 64 * 1024;
+
+/// What a TCP listener's connections get.
+#[derive(Clone, Copy)]
+enum Serve {
+    Proxy,
+    Forward(SocketAddr),
+    DnsTcp,
+}
+
+/// Accepts on every listener and reads every DNS datagram until one of
+/// them fails for good; each connection or query is a job for the pool,
+/// up to its cap.
+fn accept_loop(tcp: &[(TcpListener, Serve)], udp: &Arc<UdpSocket>, shared: &Arc<Shared>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut buf = vec![0u8; 4096];
     loop {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
-                // Out of descriptors or memory: let connections finish.
-                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                _ => return,
-            },
-        };
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            continue; // dropping the stream closes it
+        let mut fds: Vec<PollFd> = tcp
+            .iter()
+            .map(|(l, _)| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .collect();
+        fds.push(PollFd::new(udp.as_fd(), PollFlags::POLLIN));
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
         }
-        let s = Arc::clone(&shared);
-        let spawned = spawn(move || {
-            let done = Arc::clone(&s);
-            serve(stream, s);
-            done.active.fetch_sub(1, Ordering::SeqCst);
-        });
-        if !spawned {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        for ((listener, serve), _) in tcp.iter().zip(&ready).filter(|(_, r)| **r) {
+            if !accept_one(listener, *serve, shared) {
+                return;
+            }
+        }
+        if ready.last() == Some(&true) && !dns::read_udp(udp, &mut buf, shared) {
+            return;
         }
     }
 }
 
-/// Runs `f` on a new thread with a small stack; false if none could start.
-fn spawn<F: FnOnce() + Send + 'static>(f: F) -> bool {
-    std::thread::Builder::new()
-        .stack_size(CONN_STACK)
-        .spawn(f)
-        .is_ok()
+/// Accepts what `listener` has waiting; false if it failed for good.
+fn accept_one(listener: &TcpListener, serve: Serve, shared: &Arc<Shared>) -> bool {
+    let stream = match listener.accept() {
+        Ok((s, _)) => s,
+        Err(e) => {
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => true,
+                // Out of descriptors or memory: let connections finish.
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    true
+                }
+                _ => false,
+            };
+        }
+    };
+    // Accepted sockets do not inherit O_NONBLOCK on Linux: the job's
+    // blocking I/O sees a blocking socket.
+    if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        return true; // dropping the stream closes it
+    }
+    let s = Arc::clone(shared);
+    let job = move || {
+        match serve {
+            Serve::Proxy => conn::handle(stream, &s),
+            Serve::Forward(target) => conn::forward(stream, target, &s),
+            Serve::DnsTcp => dns::serve_tcp_conn(stream, &s),
+        }
+        s.active.fetch_sub(1, Ordering::SeqCst);
+    };
+    if !shared.pool.run(Box::new(job)) {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+    true
 }
 
 /// The host's addresses for `host` (a name, or an IP literal with or
