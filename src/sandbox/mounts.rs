@@ -364,13 +364,24 @@ fn open_path(path: &Path) -> Result<OwnedFd, MountError> {
     openat2(nix::fcntl::AT_FDCWD, path, how).map_err(err("opening", path))
 }
 
+/// The path that names an open descriptor to mount(2): /proc here is the
+/// host's procfs under /oldroot (staging has none).
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("{OLD}/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// A host path under /oldroot, as the user knows it (for messages).
+fn unhost(p: &Path) -> PathBuf {
+    p.strip_prefix(OLD)
+        .map(|p| Path::new("/").join(p))
+        .unwrap_or(p.into())
+}
+
 /// Recursive bind of `src` on `dst`, through descriptors; read-only applies
 /// to every submount. Always nosuid and nodev.
 fn bind(src: &Path, dst: &Path, access: Access) -> Result<(), MountError> {
     let s = open_path(src)?;
     let d = open_path(dst)?;
-    // /proc here is the host's procfs under /oldroot (staging has none).
-    let fd_path = |fd: &OwnedFd| PathBuf::from(format!("{OLD}/proc/self/fd/{}", fd.as_raw_fd()));
     let step = match access {
         Access::ReadOnly => "bind-mounting read-only",
         Access::ReadWrite => "bind-mounting read-write",
@@ -384,10 +395,7 @@ fn bind(src: &Path, dst: &Path, access: Access) -> Result<(), MountError> {
     )
     .map_err(|e| MountError::Sys {
         step,
-        path: src
-            .strip_prefix(OLD)
-            .map(|p| Path::new("/").join(p))
-            .unwrap_or(src.into()),
+        path: unhost(src),
         errno: e.into(),
     })?;
     let mut set = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
@@ -411,18 +419,12 @@ fn overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<(),
     let l = open_path(lower)?;
     let u = open_path(upper)?;
     let w = open_path(work)?;
-    let fd = |f: &OwnedFd| format!("{OLD}/proc/self/fd/{}", f.as_raw_fd());
     let data = format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
-        fd(&l),
-        fd(&u),
-        fd(&w)
+        fd_path(&l).display(),
+        fd_path(&u).display(),
+        fd_path(&w).display()
     );
-    let unhost = |p: &Path| {
-        p.strip_prefix(OLD)
-            .map(|p| Path::new("/").join(p))
-            .unwrap_or(p.into())
-    };
     mount(
         Some("overlay"),
         target,
@@ -472,9 +474,8 @@ fn dev(target: &Path) -> Result<(), MountError> {
             .map_err(err("creating the mount point", &dst))?;
         let src = host(&Path::new("/dev").join(node));
         let s = open_path(&src)?;
-        let fd_path = PathBuf::from(format!("{OLD}/proc/self/fd/{}", s.as_raw_fd()));
         mount(
-            Some(&fd_path),
+            Some(&fd_path(&s)),
             &dst,
             None::<&str>,
             MsFlags::MS_BIND,
