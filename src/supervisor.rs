@@ -181,12 +181,6 @@ pub fn run(
     Ran { status, lines }
 }
 
-thread_local! {
-    /// The graded mode's record, for the log once the start record is in.
-    static GRADED_RECORD: std::cell::Cell<Option<audit::GradedRun>> =
-        const { std::cell::Cell::new(None) };
-}
-
 /// Step 2b: the session's cgroups, when the limits have a place. Failing
 /// to make them is fatal only when the policy requires the limits.
 fn make_cgroup(
@@ -250,12 +244,19 @@ fn finish_cgroup(cg: crate::cgroup::SessionCgroup, session: Option<&Session>) ->
 const FORCE_NO_USERNS: &str = "CAGE_TEST_FORCE_NO_USERNS";
 
 /// How the cage is made.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+#[derive(Clone, Copy)]
+enum Mode<'a> {
     /// Cloned into new namespaces, under cage init.
     Namespaces,
-    /// Forked without namespaces (`plan::graded`).
-    Graded,
+    /// Forked without namespaces (`plan::graded`), with the record that
+    /// says what is not isolated, for the log once the start record is in.
+    Graded(&'a audit::GradedRun),
+}
+
+impl Mode<'_> {
+    fn graded(self) -> bool {
+        matches!(self, Mode::Graded(_))
+    }
 }
 
 /// Why user namespaces are unavailable, found by trying (as a run would:
@@ -365,13 +366,11 @@ fn run_graded(
     )));
     // Written right after the start record (`read_setup`), which stays
     // the log's first line.
-    GRADED_RECORD.with(|r| {
-        r.set(Some(audit::GradedRun {
-            reason: why.to_string(),
-            allowed_by: g.source.to_string(),
-            not_isolated: g.not_isolated.clone(),
-        }))
-    });
+    let record = audit::GradedRun {
+        reason: why.to_string(),
+        allowed_by: g.source.to_string(),
+        not_isolated: g.not_isolated.clone(),
+    };
     let caged = Plan {
         landlock: g.landlock.clone(),
         seccomp: g.seccomp.clone(),
@@ -387,7 +386,7 @@ fn run_graded(
         filters,
         cgroup.as_ref(),
         vault,
-        Mode::Graded,
+        Mode::Graded(&record),
         lines,
     );
     if let Some(cg) = cgroup {
@@ -426,7 +425,7 @@ fn run_in(
     // 3. The graded mode forks, with no namespace.
     let flags = match mode {
         Mode::Namespaces => sandbox::clone_flags(plan),
-        Mode::Graded => 0,
+        Mode::Graded(_) => 0,
     };
     // SAFETY: the supervisor has started no thread; cage is
     // single-threaded up to here.
@@ -436,7 +435,7 @@ fn run_in(
             let (exec, guard) = (exec.as_ref(), guard_program.as_deref());
             match mode {
                 Mode::Namespaces => init::run(plan, theirs, exec, &filters, guard),
-                Mode::Graded => init::graded_agent(plan, theirs, exec, &filters, guard),
+                Mode::Graded(_) => init::graded_agent(plan, theirs, exec, &filters, guard),
             }
         }
         Ok(Some(pid)) => Pid::from_raw(pid),
@@ -485,7 +484,7 @@ fn run_in(
 
     // 6.
     let status = wait_forwarding(child, &sfd, mode)?;
-    if mode == Mode::Graded {
+    if mode.graded() {
         // No pid namespace ends the rest with the agent: its process group
         // (its own session's) goes with it.
         let _ = kill(Pid::from_raw(-child.as_raw()), Signal::SIGKILL);
@@ -511,7 +510,7 @@ fn wait_forwarding(child: Pid, sfd: &SignalFd, mode: Mode) -> Result<i32, Superv
             Err(e) => return Err(SupervisorError::Wait(e)),
         }
         if let Ok(Some(info)) = sfd.read_signal()
-            && (info.ssi_code <= 0 || mode == Mode::Graded)
+            && (info.ssi_code <= 0 || mode.graded())
             && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
             && sig != Signal::SIGCHLD
         {
@@ -665,7 +664,7 @@ fn read_setup(
                     let enforcement = audit::Enforcement {
                         namespaces: match mode {
                             Mode::Namespaces => namespaces(plan),
-                            Mode::Graded => Vec::new(),
+                            Mode::Graded(_) => Vec::new(),
                         },
                         landlock,
                         seccomp_filters,
@@ -676,7 +675,7 @@ fn read_setup(
                         no_new_privs,
                     };
                     let _ = session.started(Some(enforcement));
-                    write_graded(session);
+                    write_graded(session, mode);
                 }
                 started = true;
             }
@@ -689,7 +688,7 @@ fn read_setup(
     // enforced; Session::started writes it once either way.
     if !started && let Some(session) = session {
         let _ = session.started(None);
-        write_graded(session);
+        write_graded(session, mode);
     }
     if (watch.creations || watch.execs) && guard.is_none() && started {
         // The agent reported its enforcement without handing over the
@@ -703,9 +702,9 @@ fn read_setup(
 }
 
 /// The graded mode's record, when this run is one.
-fn write_graded(session: &Session) {
-    if let Some(g) = GRADED_RECORD.with(|r| r.take()) {
-        let _ = session.log.write(audit::Record::Graded(g));
+fn write_graded(session: &Session, mode: Mode) {
+    if let Mode::Graded(g) = mode {
+        let _ = session.log.write(audit::Record::Graded(g.clone()));
     }
 }
 
@@ -740,7 +739,7 @@ fn raise_nofile_limit() {
 /// denied first, as the kernel requires for an unprivileged gid map, and so
 /// the cage cannot drop supplementary groups to dodge a deny ACL.
 fn write_id_maps(child: Pid, plan: &Plan, mode: Mode) -> Result<(), SupervisorError> {
-    if mode == Mode::Graded {
+    if mode.graded() {
         return Ok(());
     }
     let dir = PathBuf::from(format!("/proc/{child}"));
