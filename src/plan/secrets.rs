@@ -201,7 +201,7 @@ fn build_secret(
                 SecretSource::Env(v) => Some(v),
                 _ => None,
             });
-            if passed.into_iter().any(|v| passes(policy, v)) {
+            if p.mask || passed.into_iter().any(|v| passes(policy, v)) {
                 notes.push(format!(
                     "the secret {} ({prov}) is passed as it is: holding it back needs \
                      network mode proxy",
