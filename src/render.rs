@@ -324,10 +324,10 @@ fn plan_secrets(s: &mut String, plan: &Plan) {
                 "  {} from {}, placeholder in {}; swapped in only for HTTPS to {}{}{}  [{}]",
                 sec.name,
                 sec.from,
-                if sec.env.is_empty() {
-                    "no variable".to_string()
-                } else {
-                    sec.env.join(", ")
+                match (sec.env.is_empty(), sec.mask) {
+                    (true, true) => "the file's private copy".to_string(),
+                    (true, false) => "no variable".to_string(),
+                    (false, _) => sec.env.join(", "),
                 },
                 if hosts.is_empty() {
                     "no host".to_string()

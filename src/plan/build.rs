@@ -212,7 +212,7 @@ pub fn build_for_session(
         .state_dir
         .join("sessions")
         .join(session.unwrap_or(SESSION_PLACEHOLDER));
-    let state = add_state(
+    let mut state = add_state(
         &mut view,
         policy,
         host,
@@ -221,6 +221,9 @@ pub fn build_for_session(
         &mut create,
         &mut notes,
     )?;
+    if let Some(secrets) = &secrets {
+        super::secrets::mask_state(&mut state, secrets, &mut notes)?;
+    }
     ws.add_to(&mut view);
     // The command where the user's shell finds it, and its interpreter;
     // after the workspace, so a command inside it needs nothing more.
@@ -1364,6 +1367,7 @@ fn add_state(
             live: Vec::new(),
             files: Vec::new(),
             settings: entry.value.settings.clone(),
+            masked: Vec::new(),
             source: source.clone(),
         };
         for keep in &entry.value.keep {

@@ -99,6 +99,11 @@ pub struct StatePlan {
     /// set over the host's (written into the upper layer before the run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<crate::policy::StateSettings>,
+    /// Files, relative to `dir`, the session sees masked: a copy with the
+    /// placeholders of their secrets in place of the real values, written
+    /// into the upper layer at start and never copied back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<PathBuf>,
     pub source: Provenance,
 }
 

@@ -75,6 +75,9 @@ pub struct SecretPlan {
     /// Swapped in request bodies too.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body: bool,
+    /// A `json:` source's file is shown masked (see [`mask_state`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mask: bool,
     pub source: Provenance,
 }
 
@@ -120,6 +123,16 @@ pub enum SecretsError {
          shows the host's {dir} there; remove that grant, or the secrets"
     )]
     BundleCovered { dir: PathBuf },
+    #[error(
+        "the secret {name} ({rule}) masks {path}, but no [[filesystem.state]] directory \
+         holds it (or a kept directory shows the host's file there): the masked copy lives \
+         in a state directory's session layer; mask a file of one, or remove mask = true"
+    )]
+    MaskOutsideState {
+        name: String,
+        path: PathBuf,
+        rule: Provenance,
+    },
     #[error(
         "no CA certificates found for the proxy's upstream connections: set SSL_CERT_FILE to \
          a PEM bundle, or install the system's (ca-certificates)"
@@ -188,7 +201,7 @@ fn build_secret(
                 SecretSource::Env(v) => Some(v),
                 _ => None,
             });
-            if passed.into_iter().any(|v| passes(policy, v)) {
+            if p.mask || passed.into_iter().any(|v| passes(policy, v)) {
                 notes.push(format!(
                     "the secret {} ({prov}) is passed as it is: holding it back needs \
                      network mode proxy",
@@ -220,7 +233,7 @@ fn build_secret(
             _ => {}
         }
     }
-    if hosts.is_empty() {
+    if hosts.is_empty() && !p.mask {
         notes.push(format!(
             "the secret {} ({prov}) has no host to go to: the cage gets its placeholder, \
              which works nowhere",
@@ -234,6 +247,7 @@ fn build_secret(
         hosts,
         exclude: p.exclude.clone(),
         body: p.body,
+        mask: p.mask,
         source: prov.clone(),
     }))
 }
@@ -317,7 +331,54 @@ fn exists(from: &SecretSource, host: &Host) -> bool {
         SecretSource::Env(var) => host.var(var).is_some_and(|v| !v.is_empty()),
         SecretSource::File(path) => path.is_file(),
         SecretSource::Cmd(_) => true,
+        SecretSource::Json { path, pointer } => crate::secrets::json::holds(path, pointer),
     }
+}
+
+/// Each masked file goes into the session layer of the state directory
+/// that holds it, and out of that directory's copy-back: the session's copy
+/// holds placeholders, and written back it would destroy the host's login.
+/// A file no state directory holds, or one a kept directory shows live, is
+/// refused (the host's file would be what the cage sees).
+pub fn mask_state(
+    state: &mut [super::StatePlan],
+    plan: &SecretsPlan,
+    notes: &mut Vec<String>,
+) -> Result<(), SecretsError> {
+    for s in plan.secrets.iter().filter(|s| s.mask) {
+        let SecretSource::Json { path, .. } = &s.from else {
+            continue;
+        };
+        let outside = || SecretsError::MaskOutsideState {
+            name: s.name.clone(),
+            path: path.clone(),
+            rule: s.source.clone(),
+        };
+        let st = state
+            .iter_mut()
+            .find(|st| path.starts_with(&st.dir))
+            .ok_or_else(outside)?;
+        let rel = path
+            .strip_prefix(&st.dir)
+            .map_err(|_| outside())?
+            .to_path_buf();
+        if rel.as_os_str().is_empty() || st.live.iter().any(|d| path.starts_with(d)) {
+            return Err(outside());
+        }
+        if st.files.contains(&rel) {
+            st.files.retain(|f| *f != rel);
+            notes.push(format!(
+                "{} is masked for the secret {}: the session's copy is not written back to \
+                 the host",
+                path.display(),
+                s.name
+            ));
+        }
+        if !st.masked.contains(&rel) {
+            st.masked.push(rel);
+        }
+    }
+    Ok(())
 }
 
 /// Hide rules for `file:` sources, so no grant shows them.
@@ -326,7 +387,13 @@ pub fn hides(policy: &Policy) -> Vec<Sourced<policy::PathRule>> {
         .secrets
         .iter()
         .filter_map(|s| match &s.value.from {
-            SecretSource::File(path) => Some(Sourced::new(
+            SecretSource::File(path) => Some(path),
+            // Shown masked, from the state directory's session layer.
+            SecretSource::Json { path, .. } if !s.value.mask => Some(path),
+            _ => None,
+        })
+        .map(|path| {
+            Sourced::new(
                 policy::PathRule {
                     path: path.clone(),
                     optional: true,
@@ -334,8 +401,7 @@ pub fn hides(policy: &Policy) -> Vec<Sourced<policy::PathRule>> {
                 Provenance::Default {
                     what: "secrets: a secret's file is never visible inside",
                 },
-            )),
-            _ => None,
+            )
         })
         .collect()
 }

@@ -1127,6 +1127,7 @@ fn secret(
             body: false,
             host_vars: vec!["API_BASE".into()],
             optional,
+            mask: false,
         },
         src("test"),
     )
@@ -1332,4 +1333,54 @@ fn graded_mode_refuses_what_needs_namespaces() {
     );
     // Not allowed: no graded plan at all.
     assert!(plan(&base(&t), &t).graded.is_none());
+}
+
+#[test]
+fn a_masked_login_file_leaves_the_copy_back_and_must_be_in_a_state_dir() {
+    let t = Tree::new("secrets-mask");
+    let dir = t.home().join(".agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("login.json"),
+        r#"{"tokens":{"access":"tok-real-0123456789","refresh":"ref-real-0123456789"}}"#,
+    )
+    .unwrap();
+    let mut p = base(&t);
+    p.network.mode = Some(Sourced::new(NetMode::Proxy, src("test")));
+    p.filesystem.state = vec![state_rule(&dir, &[("login.json", false)])];
+    let json = |pointer: &str| policy::SecretSource::Json {
+        path: dir.join("login.json"),
+        pointer: pointer.into(),
+    };
+    let masked = |name: &str, pointer: &str| {
+        let mut s = secret(name, json(pointer), "UNUSED", true);
+        s.value.env = None;
+        s.value.mask = true;
+        s
+    };
+    p.secrets = vec![
+        masked("access", "/tokens/access"),
+        masked("refresh", "/tokens/refresh"),
+        // Optional, and the pointer names nothing: skipped.
+        masked("gone", "/tokens/none"),
+    ];
+    let plan = build(&p, &t.host(), &["true".to_string()]).unwrap();
+    assert_eq!(plan.state[0].files, Vec::<PathBuf>::new());
+    assert_eq!(plan.state[0].masked, [PathBuf::from("login.json")]);
+    assert_eq!(plan.secrets.as_ref().unwrap().secrets.len(), 2);
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(!text.contains("real-0123456789"), "a value is in the plan");
+    // Not hidden: the cage sees the masked copy there.
+    assert!(
+        !plan
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Hide { dst, .. } if *dst == dir.join("login.json")))
+    );
+    // No state directory holds it: refused.
+    p.filesystem.state.clear();
+    let e = build(&p, &t.host(), &["true".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no [[filesystem.state]] directory"), "{e}");
 }

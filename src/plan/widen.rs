@@ -620,6 +620,7 @@ fn compare_secrets(
         let known = below.iter().find(|b| b.name == s.name);
         let same = known.is_some_and(|b| {
             b.from == s.from
+                && b.mask == s.mask
                 && s.env.iter().all(|e| b.env.contains(e))
                 && s.hosts.iter().all(|h| b.hosts.contains(h))
         });

@@ -609,6 +609,7 @@ fn flag_secret(v: &str) -> Result<super::SecretPolicy, String> {
         body: false,
         host_vars: Vec::new(),
         optional: false,
+        mask: false,
     })
 }
 

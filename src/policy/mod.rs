@@ -329,6 +329,10 @@ pub struct SecretPolicy {
     pub host_vars: Vec<String>,
     /// Skipped when the source does not exist.
     pub optional: bool,
+    /// `mask = true` (a `json:` source only): the cage sees the file with
+    /// the placeholder where the value was, a private copy in the session
+    /// layer of the state directory that holds it, never written back.
+    pub mask: bool,
 }
 
 /// Where a secret's real value is read, on the host, by the supervisor.
@@ -342,6 +346,9 @@ pub enum SecretSource {
     /// `cmd:COMMAND ARGS`: the command's standard output (split on
     /// whitespace, no shell), run on the host before the cage starts.
     Cmd(Vec<String>),
+    /// `json:PATH#POINTER`: the JSON string an RFC 6901 pointer names in
+    /// the file (a token in an agent's login file).
+    Json { path: PathBuf, pointer: String },
 }
 
 impl std::fmt::Display for SecretSource {
@@ -350,6 +357,7 @@ impl std::fmt::Display for SecretSource {
             SecretSource::Env(v) => write!(f, "env:{v}"),
             SecretSource::File(p) => write!(f, "file:{}", p.display()),
             SecretSource::Cmd(argv) => write!(f, "cmd:{}", argv.join(" ")),
+            SecretSource::Json { path, pointer } => write!(f, "json:{}#{pointer}", path.display()),
         }
     }
 }

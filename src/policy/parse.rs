@@ -377,7 +377,16 @@ impl Converter<'_> {
                 .map_err(|reason| bad(self.at(h), format!("host `{}`: {reason}", h.get_ref())))?;
             exclude.push(pattern);
         }
-        if hosts.is_empty() && host_vars.is_empty() {
+        let mask = raw.mask.as_ref().is_some_and(|m| *m.get_ref());
+        if mask && !matches!(from, super::SecretSource::Json { .. }) {
+            return Err(bad(
+                self.at(name),
+                "`mask = true` needs a `json:PATH#/POINTER` source: the file cage masks".into(),
+            ));
+        }
+        // A masked token may go nowhere (a refresh token: its placeholder
+        // only keeps the file's shape).
+        if hosts.is_empty() && host_vars.is_empty() && !mask {
             return Err(bad(
                 self.at(name),
                 "name the hosts it may go to: hosts = [\"api.example.com\"]".into(),
@@ -392,6 +401,7 @@ impl Converter<'_> {
             body: raw.body.as_ref().is_some_and(|b| *b.get_ref()),
             host_vars,
             optional: raw.optional.as_ref().is_some_and(|o| *o.get_ref()),
+            mask,
         })
     }
 
@@ -654,7 +664,7 @@ fn protect_name(s: &str) -> Result<String, &'static str> {
 /// Environment names: letters, digits and `_`, not starting with a digit.
 /// In `pass`, a trailing `*` makes a prefix pattern (`LC_*`).
 /// `env:VAR`, `file:PATH` (`~` and relative paths resolved like any
-/// path rule), `cmd:COMMAND ARGS`.
+/// path rule), `cmd:COMMAND ARGS`, `json:PATH#/POINTER`.
 pub(crate) fn parse_secret_source(
     s: &str,
     base: &Path,
@@ -679,8 +689,20 @@ pub(crate) fn parse_secret_source(
             return Err("the command contains a NUL byte");
         }
         Ok(SecretSource::Cmd(argv))
+    } else if let Some(rest) = s.strip_prefix("json:") {
+        let (path, pointer) = rest
+            .split_once("#/")
+            .ok_or("`json:` names a file and a pointer: `json:PATH#/key/key`")?;
+        let rule = parse_path(path, base, host)?;
+        if rule.optional {
+            return Err("write `optional = true` instead of a `?` path");
+        }
+        Ok(SecretSource::Json {
+            path: rule.path,
+            pointer: format!("/{pointer}"),
+        })
     } else {
-        Err("`from` is `env:VAR`, `file:PATH` or `cmd:COMMAND ARGS`")
+        Err("`from` is `env:VAR`, `file:PATH`, `cmd:COMMAND ARGS` or `json:PATH#/POINTER`")
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) struct File {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = r#"a secret: { from = "env:VAR" | "file:PATH" | "cmd:COMMAND ARGS", env = "VAR", hosts = ["api.example.com"] }"#
+    expecting = r#"a secret: { from = "env:VAR" | "file:PATH" | "cmd:COMMAND ARGS" | "json:PATH#/POINTER", env = "VAR", hosts = ["api.example.com"] }"#
 )]
 pub(crate) struct Secret {
     pub from: Spanned<String>,
@@ -55,6 +55,9 @@ pub(crate) struct Secret {
     /// Skipped, not an error, when the source does not exist (an unset
     /// variable, a missing file): how profiles offer a secret.
     pub optional: Option<Spanned<bool>>,
+    /// A `json:` source's file is shown to the cage as a private copy with
+    /// the placeholder in the value's place.
+    pub mask: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -628,6 +628,7 @@ fn secret_widenings(f: &mut Found, lower: &Policy, secrets: &[Sourced<super::Sec
         let narrows = below.is_some_and(|b| {
             b.value.from == s.from
                 && b.value.env == s.env
+                && b.value.mask == s.mask
                 && s.hosts.iter().all(|h| b.value.hosts.contains(h))
                 && s.host_vars.iter().all(|h| b.value.host_vars.contains(h))
         });

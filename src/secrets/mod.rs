@@ -29,6 +29,7 @@
 //! the value. Init is also non-dumpable (`sandbox::init`), the second wall.
 
 pub mod ca;
+pub mod json;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,8 @@ pub enum SecretError {
     },
     #[error("{path} holds no CA certificate the proxy can use to check upstream servers")]
     NoRoots { path: PathBuf },
+    #[error("masking {path} for the cage: {why}; the run does not start with the real file")]
+    Mask { path: PathBuf, why: String },
     #[error("making the session CA: {0}")]
     Ca(String),
     #[error("mapping memory for the secret {name} (mmap, madvise MADV_WIPEONFORK)")]
@@ -200,6 +203,7 @@ pub fn prepare(plan: &mut Plan, host: &mut Host) -> Result<Option<Arc<Vault>>, S
         });
     }
     place_placeholders(plan, &secrets);
+    write_masked(plan, &sp.secrets, &secrets)?;
     let session_ca = ca::SessionCa::new().map_err(SecretError::Ca)?;
     write_bundle(plan, &sp.bundle, &sp.bundle_roots, session_ca.pem())?;
     let upstream = ca::client_config(&sp.upstream_roots)?;
@@ -238,6 +242,53 @@ fn place_placeholders(plan: &mut Plan, secrets: &[Secret]) {
             }
         }
     }
+}
+
+/// Each masked file's copy in its state directory's session layer: the
+/// host's bytes, every masked secret's value overwritten by its
+/// placeholder. Before the clone; refused (the run does not start) when a
+/// value cannot be masked.
+fn write_masked(
+    plan: &Plan,
+    specs: &[crate::plan::SecretPlan],
+    secrets: &[Secret],
+) -> Result<(), SecretError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    for st in &plan.state {
+        for rel in &st.masked {
+            let shown = st.dir.join(rel);
+            let fail = |why: String| SecretError::Mask {
+                path: shown.clone(),
+                why,
+            };
+            let mut raw =
+                json::load(&st.lower.join(rel)).map_err(|e| fail(format!("reading it: {e}")))?;
+            for (spec, secret) in specs.iter().zip(secrets) {
+                match &spec.from {
+                    SecretSource::Json { path, pointer } if spec.mask && *path == shown => {
+                        json::mask(&mut raw, pointer, secret.value(), &secret.placeholder)
+                            .map_err(|why| fail(format!("{pointer} ({}): {why}", spec.name)))?;
+                    }
+                    _ => {}
+                }
+            }
+            let copy = st.upper.join(rel);
+            if let Some(parent) = copy.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&copy)
+                .and_then(|mut f| f.write_all(&raw))
+                .map_err(|e| fail(format!("writing {}: {e}", copy.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// The bundle's text: the roots, then the session CA.
@@ -291,6 +342,12 @@ fn read(name: &str, from: &SecretSource, host: &Host) -> Result<Zeroizing<Vec<u8
                 .and_then(|f| f.take(MAX_LEN as u64 + 2).read_to_end(&mut value))
                 .map_err(fail)?;
         }
+        SecretSource::Json { path, pointer } => {
+            let raw = json::load(path).map_err(fail)?;
+            let found = json::find(&raw, pointer)
+                .ok_or_else(|| fail(std::io::Error::from_raw_os_error(libc::ENOENT)))?;
+            value.extend_from_slice(&found);
+        }
         SecretSource::Cmd(argv) => {
             let mut child = Command::new(&argv[0])
                 .args(&argv[1..])
@@ -337,18 +394,22 @@ fn read(name: &str, from: &SecretSource, host: &Host) -> Result<Zeroizing<Vec<u8
     Ok(value)
 }
 
+/// How far a value's type prefix may reach (`sk-ant-oat01-` is 13).
+const PREFIX: usize = 16;
+
 /// A random stand-in of the value's length and character classes: each
 /// letter becomes a random letter of the same case, each digit a random
 /// digit; punctuation stays where it is, and so does a short type prefix
-/// (`sk-ant-`, `ghp_`, `github_pat_`: everything up to the last `-` or `_`
-/// in the first 12 characters), which clients check and which is public.
-/// Never equal to the value. `None` if the system's CSPRNG fails.
+/// (`sk-ant-api03-`, `sk-ant-oat01-`, `ghp_`, `github_pat_`: everything up
+/// to the last `-` or `_` in the first [`PREFIX`] characters), which
+/// clients check and which is public. Never equal to the value. `None` if
+/// the system's CSPRNG fails.
 pub fn placeholder(value: &[u8]) -> Option<Vec<u8>> {
     use ring::rand::SystemRandom;
     let rng = SystemRandom::new();
     let prefix = value
         .iter()
-        .take(12)
+        .take(PREFIX)
         .rposition(|&b| b == b'-' || b == b'_')
         .map_or(0, |i| i + 1);
     loop {

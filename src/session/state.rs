@@ -300,6 +300,7 @@ mod tests {
                 live: vec![],
                 files: vec![],
                 settings: vec![],
+                masked: vec![],
                 source: Provenance::Default { what: "test" },
             }
         }

@@ -519,3 +519,80 @@ fn gemini_own_sandbox_is_switched_off_by_its_profile() {
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("FatalSandboxError"), "{out}");
 }
+
+/// Layers: view (a masked copy in the state directory's session layer)
+/// and proxy (secrets). Under the claude profile a claude.ai login file is
+/// shown with placeholders for its tokens, the rest as it is; the real
+/// tokens are nowhere inside (the file, the environment, /proc); the proxy
+/// swaps the real access token in for the API's host; the refresh token's
+/// placeholder goes nowhere (the proxy refuses it); and the host's file is
+/// byte-for-byte the same after the agent rewrote its copy.
+#[test]
+fn claude_login_file_is_masked_and_its_token_swapped_in() {
+    require_userns!();
+    const ACCESS: &str = "sk-ant-oat01-REALaccessTok0123456789abcdefghiKLMNOP";
+    const REFRESH: &str = "sk-ant-ort01-REALrefreshTok0123456789abcdefghQRSTU";
+    let file = format!(
+        "{{\"claudeAiOauth\":{{\"accessToken\":\"{ACCESS}\",\"refreshToken\":\"{REFRESH}\",\
+         \"expiresAt\":4102444800000,\"scopes\":[\"user:inference\"]}}}}"
+    );
+    let cage = Cage::new();
+    let (stub, ca) = Stub::start_tls(cage.root(), "true");
+    let port = stub.port;
+    let cage = cage
+        .home_file(".claude/.credentials.json", &file)
+        .host_env("ANTHROPIC_BASE_URL", &format!("https://127.0.0.1:{port}"))
+        .host_env("SSL_CERT_FILE", &ca.display().to_string())
+        .args(["-p", "claude", "--allow-host", &format!("127.0.0.1:{port}")]);
+    let url = format!("https://127.0.0.1:{port}/v1/messages/count_tokens");
+    let out = cage.sh(&format!(
+        "f=~/.claude/.credentials.json; cat $f; echo; \
+         get() {{ python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"claudeAiOauth\"][sys.argv[2]])' $f $1; }}; \
+         for t in accessToken refreshToken; do \
+           curl -sS -o /dev/null -w \"STATUS-$t:%{{http_code}}\\n\" -H \"Authorization: Bearer $(get $t)\" --data '{{}}' {url}; \
+         done; \
+         echo FOUND:$( (env; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; cat $f) | grep -c -e REALaccess[T]ok -e REALrefresh[T]ok); \
+         echo '{{\"claudeAiOauth\":{{\"accessToken\":\"rewritten\"}}}}' > $f.tmp && mv $f.tmp $f && echo rewrote"
+    ));
+    out.assert_absent(ACCESS).assert_absent(REFRESH);
+    assert!(out.stdout.contains("rewrote"), "{out}");
+    assert!(
+        out.stdout.contains("FOUND:0"),
+        "a real token is inside\n{out}"
+    );
+    // The copy: placeholders of the tokens' shape, the rest as it is.
+    let shown = out.stdout.lines().next().unwrap_or_default();
+    let masked = file.replace(&ACCESS[13..], "").replace(&REFRESH[13..], "");
+    let stripped: String = {
+        let doc: serde_json::Value = serde_json::from_str(shown).expect("the copy is JSON");
+        let a = doc["claudeAiOauth"]["accessToken"]
+            .as_str()
+            .unwrap_or_default();
+        let r = doc["claudeAiOauth"]["refreshToken"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            a.starts_with("sk-ant-oat01-") && a.len() == ACCESS.len(),
+            "{a}"
+        );
+        assert!(
+            r.starts_with("sk-ant-ort01-") && r.len() == REFRESH.len(),
+            "{r}"
+        );
+        shown.replace(&a[13..], "").replace(&r[13..], "")
+    };
+    assert_eq!(stripped, masked, "the rest of the file changed\n{out}");
+    // The access token was swapped in; the refresh token's placeholder
+    // was refused by the proxy and never reached the stand-in.
+    assert!(out.stdout.contains("STATUS-accessToken:200"), "{out}");
+    assert!(!out.stdout.contains("STATUS-refreshToken:200"), "{out}");
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_eq!(requests[0]["key"], format!("Bearer {ACCESS}"));
+    // The host's login is untouched, though the agent rewrote its copy.
+    assert_eq!(
+        std::fs::read_to_string(cage.home().join(".claude/.credentials.json")).unwrap(),
+        file,
+        "the host's login file changed\n{out}"
+    );
+}

@@ -62,13 +62,31 @@ print("END", flush=True)
 #[test]
 fn no_process_in_the_cage_holds_a_secret_value() {
     require_userns!();
-    let (k1, k2) = REAL.split_at(12);
     let cage = Cage::new()
         .host_env("TEST_KEY", REAL)
         // A second variable with the value, passed: it gets the
         // placeholder too, and its host copy is overwritten as well.
         .host_env("COPY_OF_KEY", REAL)
         .args(["--secret", "TEST_KEY@127.0.0.1:9", "--env", "COPY_OF_KEY"]);
+    no_process_holds_the_value(&cage);
+}
+
+/// Layer: supervisor memory, for a token read from a login file (the
+/// claude profile's masked `~/.claude/.credentials.json`): parsing the
+/// file leaves no copy behind that init would inherit.
+#[test]
+fn no_process_in_the_cage_holds_a_login_file_token() {
+    require_userns!();
+    let login = format!("{{\"claudeAiOauth\":{{\"accessToken\":\"{REAL}\",\"expiresAt\":1}}}}");
+    let cage = Cage::new()
+        .home_file(".claude/.credentials.json", &login)
+        .args(["-p", "claude"]);
+    no_process_holds_the_value(&cage);
+}
+
+/// The probe's scan inside, and init's memory scanned from outside.
+fn no_process_holds_the_value(cage: &Cage) {
+    let (k1, k2) = REAL.split_at(12);
     let running = cage.spawn(["python3", "-c", PROBE, k1, k2]);
     let ready = cage.workspace().join("ready");
     let started = poll_until(Duration::from_secs(30), || ready.exists());
