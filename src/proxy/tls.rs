@@ -610,23 +610,31 @@ impl BodyScan {
         }
         self.left = self.left.map(|n| n.saturating_sub(chunk.len() as u64));
         if self.left != Some(0) {
-            let keep = self
-                .swaps
-                .iter()
-                .map(|(p, _, _)| p)
-                .chain(self.refused.iter().map(|(p, _)| p))
-                .map(|p| {
-                    (1..p.len().min(buf.len() + 1))
-                        .rev()
-                        .find(|&n| buf.ends_with(&p[..n]))
-                        .unwrap_or(0)
-                })
-                .max()
-                .unwrap_or(0);
+            let patterns = self.swaps.iter().map(|(p, _, _)| p);
+            let keep = unfinished_tail(&buf, patterns.chain(self.refused.iter().map(|(p, _)| p)));
             self.held = buf.split_off(buf.len() - keep);
         }
         Ok((buf, new))
     }
+}
+
+/// The length of the longest tail of `buf` that is a proper prefix of one
+/// of `patterns`: what a stream must hold back, as the next chunk may
+/// complete it.
+fn unfinished_tail<'p, P: AsRef<[u8]> + 'p>(
+    buf: &[u8],
+    patterns: impl Iterator<Item = &'p P>,
+) -> usize {
+    patterns
+        .map(|p| {
+            let p = p.as_ref();
+            (1..p.len().min(buf.len() + 1))
+                .rev()
+                .find(|&n| buf.ends_with(&p[..n]))
+                .unwrap_or(0)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Replaces real values with their placeholders in a stream, across chunk
@@ -673,18 +681,7 @@ impl Scanner {
                 }
             }
         }
-        // The longest tail that is a proper prefix of some value.
-        let keep = self
-            .pairs
-            .iter()
-            .map(|(v, _, _)| {
-                (1..v.len().min(buf.len() + 1))
-                    .rev()
-                    .find(|&n| buf.ends_with(&v[..n]))
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0);
+        let keep = unfinished_tail(&buf, self.pairs.iter().map(|(v, _, _)| v));
         self.held = buf.split_off(buf.len() - keep);
         buf
     }
