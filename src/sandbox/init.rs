@@ -82,20 +82,8 @@ pub fn run(
 
     // 2. Descriptors the user's shell or an IDE left open must not reach
     //    the agent, nor sit in pid 1 where a bug could expose them.
-    if let Err(e) = close_inherited(&channel) {
-        fail(
-            &channel,
-            Step::Init,
-            "closing inherited file descriptors",
-            Some(e),
-            EXIT_CAGE,
-        );
-    }
-
     // 3. An EOF means the supervisor died before mapping us: just leave.
-    if channel.wait_go().is_err() {
-        sys::exit_now(EXIT_CAGE);
-    }
+    close_and_wait(&channel);
     // Non-dumpable: the agent cannot ptrace or read /proc/1/mem, fd/,
     // environ. Only now: it makes /proc/<pid> root-owned, which would have
     // stopped the supervisor writing the id maps.
@@ -200,21 +188,9 @@ pub fn graded_agent(
     seccomp_filters: &[seccompiler::BpfProgram],
     guard: Option<&[libc::sock_filter]>,
 ) -> ! {
-    // 1.
+    // 1. and 2.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if let Err(e) = close_inherited(&channel) {
-        fail(
-            &channel,
-            Step::Init,
-            "closing inherited file descriptors",
-            Some(e),
-            EXIT_CAGE,
-        );
-    }
-    // 2.
-    if channel.wait_go().is_err() {
-        sys::exit_now(EXIT_CAGE);
-    }
+    close_and_wait(&channel);
     // 3.
     if let Err(e) = nix::unistd::setsid() {
         fail(
@@ -234,6 +210,24 @@ pub fn graded_agent(
         guard,
         Caps::Unprivileged,
     )
+}
+
+/// The first steps of cage's first process, in either mode: close every
+/// inherited descriptor but the channel, then wait for the supervisor's
+/// go (an EOF: it died, so leave quietly).
+fn close_and_wait(channel: &Channel) {
+    if let Err(e) = close_inherited(channel) {
+        fail(
+            channel,
+            Step::Init,
+            "closing inherited file descriptors",
+            Some(e),
+            EXIT_CAGE,
+        );
+    }
+    if channel.wait_go().is_err() {
+        sys::exit_now(EXIT_CAGE);
+    }
 }
 
 /// Where the agent drops its capabilities from.
