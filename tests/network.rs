@@ -121,6 +121,15 @@ impl Sandbox {
         Run(out)
     }
 
+    /// A policy file beside the home and workspace, readable by the test
+    /// user, for `-f`.
+    fn policy(&self, text: &str) -> PathBuf {
+        let path = self.root.join("secrets.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
     /// A file in the workspace, readable inside.
     fn file(&self, name: &str, text: &str) {
         let path = self.ws.join(name);
@@ -1207,16 +1216,10 @@ fn an_excluded_host_keeps_its_tunnel_and_never_gets_the_secret() {
     let sb = Sandbox::new("secrets-exclude");
     let ca_file = ca.write(&sb.root);
     let (a, b) = (swapped.port, excluded.port);
-    let policy = sb.root.join("secrets.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
-             hosts = [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\"]\nexclude = [\"127.0.0.1:{b}\"]\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let policy = sb.policy(&format!(
+        "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
+         hosts = [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\"]\nexclude = [\"127.0.0.1:{b}\"]\n"
+    ));
     let out = sb
         .command(&[
             "-f",
@@ -1277,18 +1280,12 @@ fn a_body_gets_the_secret_only_by_rule_and_never_another_hosts_placeholder() {
     let sb = Sandbox::new("secrets-body-rule");
     let ca_file = ca.write(&sb.root);
     let (a, b) = (api.port, other.port);
-    let policy = sb.root.join("secrets.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
-             hosts = [\"127.0.0.1:{a}\"]\nbody = true\n\
-             [secrets.OTHER_KEY]\nfrom = \"env:OTHER_KEY\"\nenv = \"OTHER_KEY\"\n\
-             hosts = [\"127.0.0.1:{b}\"]\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let policy = sb.policy(&format!(
+        "[secrets.TEST_KEY]\nfrom = \"env:TEST_KEY\"\nenv = \"TEST_KEY\"\n\
+         hosts = [\"127.0.0.1:{a}\"]\nbody = true\n\
+         [secrets.OTHER_KEY]\nfrom = \"env:OTHER_KEY\"\nenv = \"OTHER_KEY\"\n\
+         hosts = [\"127.0.0.1:{b}\"]\n"
+    ));
     let post = |port: u16, var: &str, path: &str| {
         format!(
             "{CURL} -x http://127.0.0.1:3128 --data \"{{\\\"key\\\": \\\"${var}\\\"}}\" \
