@@ -29,40 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The host-side server: GET /bytes/N answers N bytes, anything else a short
-# body; a connection with no request is held open (for the tunnel count).
-cat > server.py <<'EOF'
-import socket, sys, threading
-chunk = b"\0" * (1 << 20)
-def serve(c):
-    try:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = c.recv(4096)
-            if not d:
-                return
-            head += d
-        path = head.split(b" ")[1].decode()
-        if path.startswith("/bytes/"):
-            n = int(path[7:])
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n)
-            while n > 0:
-                k = min(n, len(chunk))
-                c.sendall(chunk[:k])
-                n -= k
-        else:
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-    finally:
-        c.close()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
-s.listen(1024)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
+# The host-side server is benches/http_server.py.
 
 # Short requests: CONNECTIONS sequential connections, one request each.
 cat > rate.py <<'EOF'
@@ -109,9 +76,9 @@ open("tunnels-open", "w").close()
 while not os.path.exists("tunnels-done"):
     time.sleep(0.05)
 EOF
-chmod 644 server.py rate.py tunnels.py
+chmod 644 rate.py tunnels.py
 
-python3 server.py > port.txt &
+python3 "$bench_dir/http_server.py" > port.txt &
 server_pid=$!
 for _ in $(seq 50); do [ -s port.txt ] && break; sleep 0.1; done
 port=$(cat port.txt)

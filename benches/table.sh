@@ -154,38 +154,6 @@ for _ in 1 2 3; do
 done
 
 # --- 7, 8: the proxy -------------------------------------------------------
-cat > "$ws/server.py" <<'EOF'
-import socket, threading
-chunk = b"\0" * (1 << 20)
-def serve(c):
-    try:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = c.recv(4096)
-            if not d:
-                return
-            head += d
-        path = head.split(b" ")[1].decode()
-        if path.startswith("/bytes/"):
-            n = int(path[7:])
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n)
-            while n > 0:
-                k = min(n, len(chunk))
-                c.sendall(chunk[:k])
-                n -= k
-        else:
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-    finally:
-        c.close()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
-s.listen(1024)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
 # N sequential connections, one short request each, direct or through the
 # proxy named by http_proxy (CONNECT, with its credentials if it has any).
 cat > "$main/rate.py" <<'EOF'
@@ -228,7 +196,7 @@ for _ in range(n):
 print((time.perf_counter() - t) / n * 1000)
 EOF
 chmod -R a+rX "$ws"
-python3 "$ws/server.py" > "$ws/port.txt" &
+python3 "$bench_dir/http_server.py" > "$ws/port.txt" &
 server_pid=$!
 for _ in $(seq 50); do [ -s "$ws/port.txt" ] && break; sleep 0.1; done
 port=$(cat "$ws/port.txt")
