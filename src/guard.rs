@@ -4,6 +4,12 @@
 //! audit record per refusal; and records every exec it hands over, which
 //! always goes on (`execs`).
 //!
+//! In the graded mode, which has no read-only view, it also refuses
+//! changing what [`GuardPlan::existing`] keeps read-only: opening it for
+//! writing, truncate, chmod (by path or by fd), removing it, a hard link
+//! to it (a writable alias), and a rename that moves it (or a directory
+//! holding it) away or replaces it.
+//!
 //! For each notification:
 //! 1. read the path arguments from the agent's memory (/proc/PID/mem);
 //! 2. resolve the parent directory as the agent would, inside its root
@@ -18,8 +24,10 @@
 //! a directory on the way, between steps 2 and 4. The guard does not claim
 //! to win that race; what a won race creates is found by the end-of-session
 //! rescan and moved into quarantine (`session::quarantine`), so it does not
-//! stay on the host. A path the guard cannot resolve is refused (fail
-//! closed) with the errno the resolution met.
+//! stay on the host; what a won race changes in an existing protected file
+//! is put back from the copy taken at the start (`session::originals`). A
+//! path the guard cannot resolve is refused (fail closed) with the errno
+//! the resolution met.
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -213,8 +221,15 @@ enum Op {
     Symlink(u64, u64),
     /// rename*: (olddirfd, old, newdirfd, new, flags).
     Rename(u64, u64, u64, u64, u64),
-    /// link*: the new name (dirfd, path).
-    Link(u64, u64),
+    /// link*: the new name (dirfd, path), and the source (dirfd, path,
+    /// linkat's flags).
+    Link(u64, u64, (u64, u64, u64)),
+    /// truncate, chmod, fchmodat*: (dirfd, path, follow the last link).
+    Change(u64, u64, bool),
+    /// fchmod, and fchmodat2 with AT_EMPTY_PATH: the file an fd holds.
+    ChangeFd(u64),
+    /// unlink*, rmdir: (dirfd, path).
+    Remove(u64, u64),
 }
 
 const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
@@ -246,9 +261,31 @@ fn decode(nr: i64, a: [u64; 6], pid: u32) -> Option<(&'static str, Op)> {
         #[cfg(target_arch = "x86_64")]
         libc::SYS_renameat => ("renameat", Op::Rename(a[0], a[1], a[2], a[3], 0)),
         libc::SYS_renameat2 => ("renameat2", Op::Rename(a[0], a[1], a[2], a[3], a[4])),
+        // link(2) does not follow a link it is given.
         #[cfg(target_arch = "x86_64")]
-        libc::SYS_link => ("link", Op::Link(AT_FDCWD, a[1])),
-        libc::SYS_linkat => ("linkat", Op::Link(a[2], a[3])),
+        libc::SYS_link => ("link", Op::Link(AT_FDCWD, a[1], (AT_FDCWD, a[0], 0))),
+        libc::SYS_linkat => ("linkat", Op::Link(a[2], a[3], (a[0], a[1], a[4]))),
+        libc::SYS_truncate => ("truncate", Op::Change(AT_FDCWD, a[0], true)),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_chmod => ("chmod", Op::Change(AT_FDCWD, a[0], true)),
+        libc::SYS_fchmod => ("fchmod", Op::ChangeFd(a[0])),
+        // fchmodat(2) has no flags: it always follows.
+        libc::SYS_fchmodat => ("fchmodat", Op::Change(a[0], a[1], true)),
+        crate::sandbox::guard::FCHMODAT2 => {
+            let flags = a[3] as i32;
+            let empty = read_path(pid, a[1]).is_ok_and(|p| p.is_empty());
+            if flags & libc::AT_EMPTY_PATH != 0 && empty {
+                ("fchmodat2", Op::ChangeFd(a[0]))
+            } else {
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                ("fchmodat2", Op::Change(a[0], a[1], follow))
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_unlink => ("unlink", Op::Remove(AT_FDCWD, a[0])),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rmdir => ("rmdir", Op::Remove(AT_FDCWD, a[0])),
+        libc::SYS_unlinkat => ("unlinkat", Op::Remove(a[0], a[1])),
         _ => return None,
     })
 }
@@ -264,17 +301,57 @@ fn decide(plan: &GuardPlan, req: &libc::seccomp_notif) -> Decision {
         let path = target(pid, dirfd, addr, follow)?;
         Ok(plan.refusal(&path, &is_gitdir).map(|why| (path, why)))
     };
+    // What changes or removes an existing name: `rule` is the plan's
+    // question for the path (`write_refusal`, or `move_away_refusal`).
+    let change = |dirfd: u64,
+                  addr: u64,
+                  follow: bool,
+                  rule: &dyn Fn(&Path) -> Option<String>|
+     -> Result<Option<(PathBuf, String)>, i32> {
+        if plan.existing.is_empty() {
+            return Ok(None);
+        }
+        match target(pid, dirfd, addr, follow) {
+            Ok(path) => Ok(rule(&path).map(|why| (path, why))),
+            // An fd that names no path (a pipe behind /proc/self/fd/N),
+            // or a component that is no directory, where the kernel fails
+            // the same way: nothing the plan keeps.
+            Err(libc::ENOTDIR) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let write = |path: &Path| plan.write_refusal(path);
+    let away = |path: &Path| plan.move_away_refusal(path);
     let verdict = match op {
-        Op::Open(dirfd, addr, flags) => {
+        Op::Open(dirfd, addr, flags) => (|| {
             let flags = flags as i32;
-            if flags & libc::O_CREAT == 0 {
-                return Decision::Continue;
-            }
+            let creating = flags & libc::O_CREAT != 0;
+            let writing = flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0;
             // O_EXCL and O_NOFOLLOW never create through a final link.
             let follow = flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0;
-            check(dirfd, addr, follow)
-        }
-        Op::Create(dirfd, addr) | Op::Link(dirfd, addr) => check(dirfd, addr, false),
+            if creating && let Some(hit) = check(dirfd, addr, follow)? {
+                return Ok(Some(hit));
+            }
+            if !writing {
+                return Ok(None);
+            }
+            change(dirfd, addr, follow, &write)
+        })(),
+        Op::Create(dirfd, addr) => check(dirfd, addr, false),
+        // A hard link to a kept file is a writable alias of it.
+        Op::Link(dirfd, addr, (odfd, old, flags)) => (|| {
+            if let Some(hit) = check(dirfd, addr, false)? {
+                return Ok(Some(hit));
+            }
+            let flags = flags as i32;
+            if flags & libc::AT_EMPTY_PATH != 0 && read_path(pid, old).is_ok_and(|p| p.is_empty()) {
+                return Ok(fd_target(pid, odfd).and_then(|p| write(&p).map(|why| (p, why))));
+            }
+            change(odfd, old, flags & libc::AT_SYMLINK_FOLLOW != 0, &write)
+        })(),
+        Op::Change(dirfd, addr, follow) => change(dirfd, addr, follow, &write),
+        Op::ChangeFd(fd) => Ok(fd_target(pid, fd).and_then(|p| write(&p).map(|why| (p, why)))),
+        Op::Remove(dirfd, addr) => change(dirfd, addr, false, &away),
         // git makes no links in a git directory; one there (`objects`,
         // `logs`, `rebase-merge` replaced by a link) would send git's reads
         // and writes somewhere the allowlist does not look.
@@ -291,6 +368,13 @@ fn decide(plan: &GuardPlan, req: &libc::seccomp_notif) -> Decision {
         Op::Rename(odfd, old, ndfd, new, flags) => (|| {
             if let Some(hit) = check(ndfd, new, false)? {
                 return Ok(Some(hit));
+            }
+            // Moving a kept file (or a directory holding one) away, or
+            // replacing one.
+            for (dirfd, addr) in [(odfd, old), (ndfd, new)] {
+                if let Some(hit) = change(dirfd, addr, false, &away)? {
+                    return Ok(Some(hit));
+                }
             }
             let src = target(pid, odfd, old, false)?;
             let dst = target(pid, ndfd, new, false)?;
@@ -371,6 +455,13 @@ fn target(pid: u32, dirfd: u64, addr: u64, follow: bool) -> Result<PathBuf, i32>
         }
     }
     Err(libc::ELOOP)
+}
+
+/// The file the agent's descriptor `fd` holds, by the path it was opened
+/// at; `None` when it names no path (a pipe, a socket, a deleted file).
+fn fd_target(pid: u32, fd: u64) -> Option<PathBuf> {
+    let path = std::fs::read_link(format!("/proc/{pid}/fd/{}", fd as i32)).ok()?;
+    (path.is_absolute() && !path.to_string_lossy().ends_with(" (deleted)")).then_some(path)
 }
 
 /// A path through the agent's own `/proc/self/{fd/N,cwd,root}` (magic

@@ -411,9 +411,11 @@ fn run_in(
     let watch = crate::sandbox::guard::Watch {
         creations: plan.guard.active(),
         execs: session.is_some(),
+        writes: !plan.guard.existing.is_empty(),
     };
-    let guard_program =
-        (watch.creations || watch.execs).then(|| crate::sandbox::guard::build_program(watch));
+    let guard_program = watch
+        .any()
+        .then(|| crate::sandbox::guard::build_program(watch));
     let exec = init::Exec::of(plan).map_err(SupervisorError::Nul)?;
     let (ours, theirs) = Channel::pair().map_err(SupervisorError::Channel)?;
 
@@ -690,7 +692,7 @@ fn read_setup(
         let _ = session.started(None);
         write_graded(session, mode);
     }
-    if (watch.creations || watch.execs) && guard.is_none() && started {
+    if watch.any() && guard.is_none() && started {
         // The agent reported its enforcement without handing over the
         // guard: it cannot happen, but if it did, nothing would answer.
         return Err(SupervisorError::Setup {

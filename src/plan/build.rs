@@ -961,6 +961,7 @@ fn build_guard(
         gitdirs,
         paths,
         missing,
+        existing: Vec::new(),
     }
 }
 

@@ -24,6 +24,13 @@
 //!    `.git/hooks` read-only inside it, so creating protected names is
 //!    refused live by the guard and the end-of-session rescan is the
 //!    backstop.
+//! 6. What the view binds read-only inside a writable tree and exists at
+//!    the start (`.git/config`, `.git/hooks`, `.envrc`, a `--ro` grant
+//!    inside the workspace) is the guard's too: [`GuardPlan::existing`]
+//!    (`super::GuardPlan`), at most [`MAX_EXISTING`] entries, else the
+//!    mode is refused. The guard refuses writing, truncating, chmod,
+//!    linking, moving and removing them; a change that wins the race
+//!    against it is put back at the end (`session::originals`).
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +39,12 @@ use serde::Serialize;
 use super::{
     ArgMatch, EnvVar, Errno, LandlockPlan, Mount, PathRule, Plan, SeccompPlan, SyscallRule,
 };
-use crate::policy::{NetMode, Provenance, WorkspaceMode};
+use crate::policy::{NetMode, Provenance, Sourced, WorkspaceMode};
+
+/// Most read-only paths inside writable trees the graded guard keeps
+/// (point 6): each is one more prefix checked on every write the agent
+/// opens, and one more tree the session's end compares.
+pub const MAX_EXISTING: usize = 4096;
 
 /// The graded mode of a plan, when the policy allows it.
 #[derive(Clone, Debug, Serialize)]
@@ -92,17 +104,16 @@ fn build_ready(plan: &Plan, source: &Provenance, session_dir: &Path) -> Result<G
         },
     });
     env.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut guard = plan.guard.clone();
+    guard.paths.retain(|p| !tmp.starts_with(&p.value));
+    guard.missing.retain(|p| !tmp.starts_with(p));
+    guard.existing = existing(plan, &guard.roots)?;
     Ok(GradedPlan {
         source: source.clone(),
         landlock,
         seccomp: build_seccomp(&plan.seccomp),
         env,
-        guard: {
-            let mut guard = plan.guard.clone();
-            guard.paths.retain(|p| !tmp.starts_with(&p.value));
-            guard.missing.retain(|p| !tmp.starts_with(p));
-            guard
-        },
+        guard,
         tmp,
         not_isolated: not_isolated(plan),
     })
@@ -242,6 +253,40 @@ fn build_landlock(plan: &Plan, tmp: &Path) -> Result<LandlockPlan, String> {
     })
 }
 
+/// Point 6: what the view keeps read-only strictly inside a writable
+/// tree (`roots`, the guard's), as it exists at the start; more than
+/// [`MAX_EXISTING`] refuses the mode (fail closed: an entry left out
+/// would be writable).
+fn existing(plan: &Plan, roots: &[PathBuf]) -> Result<Vec<Sourced<PathBuf>>, String> {
+    let mut out: Vec<Sourced<PathBuf>> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Bind {
+                src,
+                access: super::Access::ReadOnly,
+                source,
+                ..
+            }
+            | Mount::Copy { src, source, .. } => Some((src, source)),
+            _ => None,
+        })
+        .filter(|(src, _)| roots.iter().any(|r| src.starts_with(r) && *src != r))
+        .filter(|(src, _)| src.symlink_metadata().is_ok())
+        .map(|(src, source)| Sourced::new(src.clone(), source.clone()))
+        .collect();
+    out.sort_by(|a, b| a.value.cmp(&b.value));
+    out.dedup_by(|a, b| a.value == b.value);
+    if out.len() > MAX_EXISTING {
+        return Err(format!(
+            "the writable trees hold {} read-only paths (protected files, read-only grants), and \
+             the graded mode's guard keeps at most {MAX_EXISTING}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
 /// Step 3: the plan's deny list, with socket(2) refused for every family
 /// and socketpair(2) for all but AF_UNIX.
 fn build_seccomp(normal: &SeccompPlan) -> SeccompPlan {
@@ -295,8 +340,9 @@ fn not_isolated(plan: &Plan) -> Vec<String> {
     ];
     if plan.workspace.mode == WorkspaceMode::Direct {
         out.push(
-            "protected files that exist in the workspace (.git/config, .envrc, ...) are \
-             writable: the guard refuses only creating protected names"
+            "protected files in the workspace (.git/config, .envrc, ...) are kept by the guard, \
+             not a read-only view: a change that races it, or sets their times or extended \
+             attributes, lasts until the session ends, when cage puts the original back"
                 .to_string(),
         );
     }

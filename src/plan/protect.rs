@@ -615,6 +615,16 @@ pub struct GuardPlan {
     /// Those of `paths` that were missing at the start inside a writable
     /// tree: one that exists at the end was made by the session.
     pub missing: Vec<PathBuf>,
+    /// The graded mode only (`plan::graded`): what the view keeps
+    /// read-only inside a writable tree, existing at the start (protected
+    /// files and directories, read-only grants). Without a mount view
+    /// nothing else keeps them so: the guard refuses writing, changing the
+    /// mode of, linking, moving and removing them, and what slips is put
+    /// back at the end (`session::originals`). Empty in the normal plan,
+    /// whose read-only binds do it; never serialised, so the plan's
+    /// snapshots do not list the workspace's files.
+    #[serde(skip)]
+    pub existing: Vec<Sourced<PathBuf>>,
 }
 
 impl GuardPlan {
@@ -701,6 +711,51 @@ impl GuardPlan {
             return Some("HEAD: it makes its directory a git repository".into());
         }
         None
+    }
+
+    /// Why changing the existing `path` in place (writing, truncating,
+    /// changing its mode, removing it) is refused, or `None`: it is, or
+    /// lies under, one of [`GuardPlan::existing`], and no writable tree
+    /// deeper than that entry holds it.
+    pub fn write_refusal(&self, path: &Path) -> Option<String> {
+        let hit = self
+            .existing
+            .iter()
+            .filter(|e| path.starts_with(&e.value))
+            .max_by_key(|e| e.value.components().count())?;
+        if self
+            .roots
+            .iter()
+            .any(|r| r.starts_with(&hit.value) && r != &hit.value && path.starts_with(r))
+        {
+            return None;
+        }
+        Some(format!(
+            "{} ({}): it exists and is kept read-only",
+            hit.value.display(),
+            hit.source
+        ))
+    }
+
+    /// Why moving or removing `path` is refused because of what it holds:
+    /// it is, lies under, or holds one of [`GuardPlan::existing`] (`mv
+    /// sub elsewhere` would take `sub/.envrc` along, where the normal
+    /// mode's view pins `sub`).
+    pub fn move_away_refusal(&self, path: &Path) -> Option<String> {
+        if let Some(why) = self.write_refusal(path) {
+            return Some(why);
+        }
+        self.existing
+            .iter()
+            .find(|e| e.value.starts_with(path))
+            .map(|e| {
+                format!(
+                    "{} holds {} ({}), which is kept read-only",
+                    path.display(),
+                    e.value.display(),
+                    e.source
+                )
+            })
     }
 
     /// Why moving `src` to `dst` is refused beyond what creating `dst`

@@ -409,6 +409,8 @@ fn compare_guard(out: &mut Findings, without: &GuardPlan, with: &GuardPlan, view
         gitdirs,
         paths,
         missing,
+        // The graded mode's, filled after the plans are compared.
+        existing: _,
     } = with;
     for r in &without.roots {
         let checked = roots.iter().any(|x| r.starts_with(x));

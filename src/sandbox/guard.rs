@@ -2,8 +2,10 @@
 //! (open and openat with O_CREAT, creat, openat2, mkdir*, mknod*, rename*,
 //! link*, symlink*) to the supervisor as a user notification
 //! (SECCOMP_RET_USER_NOTIF), and every execve/execveat, which the
-//! supervisor records and always lets go on (`execs`); everything else
-//! goes through.
+//! supervisor records and always lets go on (`execs`); with `writes` (the
+//! graded mode, which has no read-only view), also every call that changes
+//! an existing file in place or removes it ([`WRITES`], and open/openat
+//! for writing); everything else goes through.
 //!
 //! [`build_program`] is pure; [`install`] loads it on the calling thread
 //! and returns the listener. Which names are refused is the plan's
@@ -70,6 +72,39 @@ pub const WITH_CREAT: &[(libc::c_long, u32)] = &[(libc::SYS_open, 1), (libc::SYS
 #[cfg(target_arch = "aarch64")]
 pub const WITH_CREAT: &[(libc::c_long, u32)] = &[(libc::SYS_openat, 2)];
 
+/// Calls that change an existing name in place, or remove it: the
+/// `writes` watch. Left out: ftruncate (an fd opened for writing, which
+/// the open already answered), the utimes family and the xattr family
+/// (neither changes what runs; the end-of-session check compares content
+/// and mode), chown (an unprivileged user can only pick one of its own
+/// groups).
+#[cfg(target_arch = "x86_64")]
+pub const WRITES: &[libc::c_long] = &[
+    libc::SYS_truncate,
+    libc::SYS_chmod,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    FCHMODAT2,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rmdir,
+];
+#[cfg(target_arch = "aarch64")]
+pub const WRITES: &[libc::c_long] = &[
+    libc::SYS_truncate,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    FCHMODAT2,
+    libc::SYS_unlinkat,
+];
+
+/// fchmodat2(2) (Linux 6.6), the same number on every architecture; not
+/// in every libc's list yet.
+pub const FCHMODAT2: libc::c_long = 452;
+
+/// The open flags that write: O_CREAT for `creations`, these for `writes`.
+const WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) as u32;
+
 /// Calls that start a program: observed, never refused.
 pub const EXECS: &[libc::c_long] = &[libc::SYS_execve, libc::SYS_execveat];
 
@@ -80,6 +115,17 @@ pub struct Watch {
     pub creations: bool,
     /// execve and execveat (a session log records them).
     pub execs: bool,
+    /// Calls that change or remove an existing name (the plan keeps some
+    /// read-only without a view: `GuardPlan::existing`); link* and
+    /// rename* too, whose source can be one.
+    pub writes: bool,
+}
+
+impl Watch {
+    /// Whether the program hands anything over.
+    pub fn any(self) -> bool {
+        self.creations || self.execs || self.writes
+    }
 }
 
 /// x32 calls carry this bit in the number (x86_64 only).
@@ -112,15 +158,24 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
         // call goes to the supervisor, which refuses what it cannot decode.
         ops.push((JGE_K, To::Notify, To::Next, X32_BIT));
     }
-    for nr in ALWAYS.iter().filter(|_| watch.creations) {
+    // link* and rename* are creations, and their source is a write.
+    for nr in ALWAYS.iter().filter(|_| watch.creations || watch.writes) {
         ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
     }
-    for (nr, arg) in WITH_CREAT.iter().filter(|_| watch.creations) {
+    for nr in WRITES.iter().filter(|_| watch.writes) {
+        ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
+    }
+    let flags = if watch.creations {
+        libc::O_CREAT as u32
+    } else {
+        0
+    } | if watch.writes { WRITE_FLAGS } else { 0 };
+    for (nr, arg) in WITH_CREAT.iter().filter(|_| flags != 0) {
         // Not this call: skip its two-instruction flag test (which ends
         // in a verdict either way, so the number need not be reloaded).
         ops.push((JEQ_K, To::Next, To::Skip(2), *nr as u32));
         ops.push((LD_W_ABS, To::Next, To::Next, arg_low(*arg)));
-        ops.push((JSET_K, To::Notify, To::Allow, libc::O_CREAT as u32));
+        ops.push((JSET_K, To::Notify, To::Allow, flags));
     }
     let allow = ops.len();
     let notify = allow + 1;
@@ -176,18 +231,31 @@ pub fn install(prog: &[sock_filter]) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
-    const ALL: [Watch; 3] = [
+    const ALL: [Watch; 5] = [
         Watch {
             creations: true,
             execs: true,
+            writes: false,
         },
         Watch {
             creations: true,
             execs: false,
+            writes: false,
         },
         Watch {
             creations: false,
             execs: true,
+            writes: false,
+        },
+        Watch {
+            creations: true,
+            execs: true,
+            writes: true,
+        },
+        Watch {
+            creations: false,
+            execs: false,
+            writes: true,
         },
     ];
 
@@ -250,13 +318,25 @@ mod tests {
             }
             assert_eq!(
                 verdict(&prog, libc::SYS_mkdirat, [0; 6]),
-                expect(watch.creations)
+                expect(watch.creations || watch.writes)
             );
             assert_eq!(
                 verdict(&prog, libc::SYS_openat, [0, 0, creat, 0, 0, 0]),
                 expect(watch.creations)
             );
             assert_eq!(verdict(&prog, libc::SYS_openat, [0; 6]), allow);
+            for flag in [libc::O_WRONLY, libc::O_RDWR, libc::O_TRUNC] {
+                let flags = (flag | libc::O_CLOEXEC) as u64;
+                assert_eq!(
+                    verdict(&prog, libc::SYS_openat, [0, 0, flags, 0, 0, 0]),
+                    expect(watch.writes),
+                    "{watch:?} {flag:#o}"
+                );
+            }
+            for nr in WRITES {
+                assert_eq!(verdict(&prog, *nr, [0; 6]), expect(watch.writes));
+            }
+            assert_eq!(verdict(&prog, libc::SYS_ftruncate, [0; 6]), allow);
             assert_eq!(verdict(&prog, libc::SYS_getpid, [0; 6]), allow);
             assert_eq!(verdict(&prog, libc::SYS_clone, [0; 6]), allow);
         }

@@ -240,3 +240,98 @@ attempt 'ls -l /proc/{pid}/fd/'
     assert_eq!(out.value("visible"), Some("yes"), "\n{out}");
     assert!(host.is_alive(), "the host process died\n{out}");
 }
+
+/// Protected files that exist at the start (a hook, `.envrc`, besides git
+/// init's `.git/config`), each with its content.
+const KEPT: &[(&str, &str)] = &[
+    (".git/hooks/pre-commit", "#!/bin/sh\nexit 0\n"),
+    (".envrc", "export SAFE=1\n"),
+];
+
+/// Layer: the guard's `writes` watch (no read-only view in the graded
+/// mode). Every way of changing an existing protected file is refused
+/// live (writing, truncating, copying over, chmod by path and by fd, a
+/// hard link to write through, moving it away or a file over it, removing
+/// it or its directory), and the host files are the originals afterwards.
+#[test]
+fn graded_existing_protected_files_cannot_be_changed() {
+    require_userns!();
+    let mut cage = Cage::new();
+    for (rel, content) in KEPT {
+        cage = cage.workspace_file(rel, content);
+    }
+    let cage = graded(cage);
+    let ws = cage.workspace().to_path_buf();
+    let config = std::fs::read(ws.join(".git/config")).unwrap();
+    // Control: the same user changes them on the host (in a copy).
+    let copy = cage.user_dir("copy");
+    cage.run_on_host(["cp", "-a", ws.to_str().unwrap(), copy.to_str().unwrap()])
+        .assert_success();
+    let c = copy.join("proj");
+    let c = c.display();
+    cage.run_on_host([
+        "sh",
+        "-c",
+        &format!("echo x >> {c}/.git/config && chmod +x {c}/.git/hooks/pre-commit"),
+    ])
+    .assert_success();
+    let out = cage.sh(&format!(
+        r##"{ATTEMPT}
+printf '#!/bin/sh\necho pwned\n' > "$TMPDIR/evil"
+attempt 'printf "[core]\n\thooksPath = /tmp\n" >> .git/config'
+attempt 'truncate -s 0 .envrc'
+attempt ': > .envrc'
+attempt 'cp "$TMPDIR/evil" .git/hooks/pre-commit'
+attempt 'chmod +x .git/hooks/pre-commit'
+attempt 'python3 -c "import os; fd = os.open(\".git/config\", os.O_RDWR); os.write(fd, b\"pwned\")"'
+attempt 'python3 -c "import os; os.truncate(\".git/config\", 0)"'
+attempt 'python3 -c "import os; os.fchmod(os.open(\".git/hooks/pre-commit\", os.O_RDONLY), 0o755)"'
+attempt 'ln .git/config x && echo pwned >> x'
+attempt 'mv .git/config config.away && printf "[core]\n\thooksPath = /tmp\n" > .git/config'
+attempt 'echo pwned > y && mv y .envrc'
+attempt 'touch .git/hooks/post-checkout'
+attempt 'rm .git/hooks/pre-commit'
+attempt 'mv .git/hooks hooks.away'
+attempt 'rm -rf .git/info'
+attempt 'mv .git git.away'
+"##
+    ));
+    out.assert_success().assert_all_refused(16);
+    assert_eq!(
+        std::fs::read(ws.join(".git/config")).unwrap(),
+        config,
+        ".git/config changed\n{out}"
+    );
+    for (rel, content) in KEPT {
+        assert_eq!(
+            std::fs::read_to_string(ws.join(rel)).ok().as_deref(),
+            Some(*content),
+            "{rel} changed\n{out}"
+        );
+        let mode = std::fs::metadata(ws.join(rel))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o644, "{rel} changed mode\n{out}");
+    }
+    assert!(ws.join(".git/info/exclude").exists(), "\n{out}");
+    assert!(!ws.join(".git/hooks/post-checkout").exists(), "\n{out}");
+}
+
+/// The `writes` watch keeps only what the normal plan keeps read-only:
+/// git's everyday writes (the index, objects, refs, logs, COMMIT_EDITMSG)
+/// still work in a graded session, and the commit is on the host.
+#[test]
+fn graded_git_add_and_commit_still_work() {
+    require_userns!();
+    let cage = graded(Cage::new().workspace_file("a.txt", "hello\n"));
+    let out = cage.sh(
+        "git add a.txt && git -c user.name=t -c user.email=t@example.com commit -qm one \
+         && echo committed=yes && git checkout -qb side && git stash list && echo branch=yes",
+    );
+    out.assert_success();
+    assert_eq!(out.value("committed"), Some("yes"), "\n{out}");
+    assert_eq!(out.value("branch"), Some("yes"), "\n{out}");
+    let log = cage.run_on_host(["git", "log", "--format=%s", "main"]);
+    log.assert_success().assert_line("one");
+}
