@@ -79,6 +79,10 @@ pub enum Record {
     /// Protected paths the session created anyway, moved out of the
     /// workspace into the session's directory.
     Quarantined(Quarantined),
+    /// The graded mode: protected paths that existed at the start and that
+    /// the session changed anyway (a race won against the guard), put
+    /// back from the copy taken at the start.
+    Restored(Restored),
     /// An overlay session's changes, counted from its upper layer when it
     /// ended.
     OverlayChanges(OverlayChanges),
@@ -350,6 +354,17 @@ pub struct Quarantined {
     /// Directories the session made unreadable, made readable again.
     #[serde(default)]
     pub reopened: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Restored {
+    /// Paths put back as they were at the start.
+    pub restored: Vec<PathBuf>,
+    /// What the session left there, or added inside a protected
+    /// directory: (where it was, where it is now, in the quarantine).
+    pub moved: Vec<(PathBuf, PathBuf)>,
+    /// Paths that could not be put back, with why.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1330,6 +1345,7 @@ pub fn render(line: &Line) -> String {
             g.pid
         ),
         Record::Quarantined(q) => render_quarantined(clock, q),
+        Record::Restored(r) => render_restored(clock, r),
         Record::OverlayChanges(c) => render_overlay_changes(clock, c),
         Record::StateKept(k) => render_state_kept(clock, k),
         Record::HiddenChanges(h) => render_hidden_changes(clock, h),
@@ -1552,6 +1568,35 @@ fn render_quarantined(clock: &str, q: &Quarantined) -> String {
     for (path, e) in &q.failed {
         s.push_str(&format!(
             "\n{clock}  FAILED to move {}: {}",
+            crate::term::escape_path(path),
+            crate::term::escape(e)
+        ));
+    }
+    s
+}
+
+/// A `Restored` record for people.
+fn render_restored(clock: &str, r: &Restored) -> String {
+    let mut s = format!(
+        "{clock}  restore  {} protected path(s) the session changed were put back",
+        r.restored.len()
+    );
+    for p in &r.restored {
+        s.push_str(&format!(
+            "\n{clock}  restore  {}",
+            crate::term::escape_path(p)
+        ));
+    }
+    for (from, to) in &r.moved {
+        s.push_str(&format!(
+            "\n{clock}  quarantine  {} -> {}",
+            crate::term::escape_path(from),
+            crate::term::escape_path(to)
+        ));
+    }
+    for (path, e) in &r.failed {
+        s.push_str(&format!(
+            "\n{clock}  FAILED to put back {}: {}",
             crate::term::escape_path(path),
             crate::term::escape(e)
         ));

@@ -380,6 +380,10 @@ fn run_graded(
     };
     let filters = seccomp::build_filters(&caged.seccomp).map_err(SupervisorError::Seccomp)?;
     let cgroup = make_cgroup(&caged, place)?;
+    // The guard's backstop: what it keeps, recorded before the agent runs.
+    let existing: Vec<PathBuf> = g.guard.existing.iter().map(|e| e.value.clone()).collect();
+    let originals =
+        session.map(|s| crate::session::originals::Originals::record(&existing, &s.dir));
     let result = run_in(
         &caged,
         session,
@@ -391,6 +395,11 @@ fn run_graded(
     );
     if let Some(cg) = cgroup {
         lines.extend(finish_cgroup(cg, session));
+    }
+    // After the cgroup's end, which kills what the session left running
+    // (where there is one: else `originals` says so).
+    if let (Some(o), Some(s)) = (originals, session) {
+        lines.extend(o.finish(s));
     }
     // The agent's scratch files go with the session; links in it are
     // removed, never followed.

@@ -16,6 +16,7 @@ pub mod diff;
 pub mod direct;
 mod finish;
 pub mod hidden;
+pub mod originals;
 pub mod preflight;
 pub mod quarantine;
 pub mod run;

@@ -335,3 +335,60 @@ fn graded_git_add_and_commit_still_work() {
     let log = cage.run_on_host(["git", "log", "--format=%s", "main"]);
     log.assert_success().assert_line("one");
 }
+
+/// Swaps the path string between the guard's check and the kernel's own
+/// read (the race `src/guard.rs` documents) until a write lands in
+/// `.git/config`; prints `won=N`.
+const RACE: &str = r#"
+import ctypes, os, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+kept, harmless = b".git/config", b"harmless.tx"
+buf = ctypes.create_string_buffer(harmless, 12)
+ino = os.stat(".git/config").st_ino
+stop = False
+def flip():
+    while not stop:
+        ctypes.memmove(buf, kept, 11)
+        ctypes.memmove(buf, harmless, 11)
+t = threading.Thread(target=flip)
+t.start()
+won, end = 0, time.time() + 20
+while time.time() < end and not won:
+    fd = libc.open(buf, os.O_WRONLY | os.O_APPEND)
+    if fd >= 0:
+        if os.fstat(fd).st_ino == ino:
+            os.write(fd, b"\n[core]\n\thooksPath = /tmp\n")
+            won += 1
+        os.close(fd)
+stop = True
+t.join()
+print("won=%d" % won)
+"#;
+
+/// The backstop (`session::originals`): a write that wins the race against
+/// the guard lasts only until the session ends, when the original comes
+/// back and the session's version goes to the quarantine, with a record.
+#[test]
+fn graded_race_won_against_the_guard_is_put_back() {
+    require_userns!();
+    let cage = graded(Cage::new().workspace_file("harmless.tx", "x\n"));
+    let ws = cage.workspace().to_path_buf();
+    let config = std::fs::read(ws.join(".git/config")).unwrap();
+    let out = cage.python(RACE);
+    out.assert_success();
+    let won: usize = out.value("won").and_then(|w| w.parse().ok()).unwrap_or(0);
+    assert!(won > 0, "the race was never won: nothing to put back\n{out}");
+    assert_eq!(
+        std::fs::read(ws.join(".git/config")).unwrap(),
+        config,
+        ".git/config was not put back\n{out}"
+    );
+    assert!(
+        out.stderr.contains("cage put the originals back")
+            && out.stderr.contains("restored ")
+            && out.stderr.contains(".git/config"),
+        "\n{out}"
+    );
+    let log = cage.cli(["log"]);
+    assert!(log.stdout.contains("restore "), "no restore record\n{log}");
+}
