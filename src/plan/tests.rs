@@ -1312,6 +1312,43 @@ fn graded_mode_grants_the_views_host_paths_only() {
     );
 }
 
+/// What the view keeps read-only inside the workspace and exists is the
+/// graded guard's (no view keeps it there); git's everyday files are not;
+/// the normal plan keeps none (its binds do).
+#[test]
+fn graded_mode_keeps_existing_protected_paths_through_the_guard() {
+    use super::graded::Graded;
+    let t = Tree::new("graded-existing");
+    let ws = t.ws();
+    for f in [
+        ".git/config",
+        ".git/index",
+        ".git/HEAD",
+        ".envrc",
+        "src/a.rs",
+    ] {
+        std::fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
+        std::fs::write(ws.join(f), "x").unwrap();
+    }
+    let plan = plan(&graded_policy(&t, NetMode::None), &t);
+    let Some(Graded::Ready(g)) = &plan.graded else {
+        panic!("no graded plan: {:?}", plan.graded);
+    };
+    let kept: Vec<&Path> = g.guard.existing.iter().map(|e| e.value.as_path()).collect();
+    for p in [".git/config", ".git/hooks", ".envrc"] {
+        assert!(
+            kept.contains(&ws.join(p).as_path()),
+            "{p} not kept: {kept:?}"
+        );
+    }
+    let refused = |p: &str| g.guard.write_refusal(&ws.join(p)).is_some();
+    assert!(refused(".git/config") && refused(".git/hooks/pre-commit") && refused(".envrc"));
+    assert!(!refused(".git/index") && !refused(".git/HEAD") && !refused("src/a.rs"));
+    let away = |p: &str| g.guard.move_away_refusal(&ws.join(p)).is_some();
+    assert!(away(".git") && away(".git/hooks") && !away("src"));
+    assert!(plan.guard.existing.is_empty());
+}
+
 /// What needs namespaces refuses the graded mode, with the reason.
 #[test]
 fn graded_mode_refuses_what_needs_namespaces() {

@@ -294,9 +294,12 @@ attempt 'rm .git/hooks/pre-commit'
 attempt 'mv .git/hooks hooks.away'
 attempt 'rm -rf .git/info'
 attempt 'mv .git git.away'
+attempt 'ln -s .git/config l && echo pwned >> l'
+attempt 'python3 -c "import os; fd = os.open(\".git/config\", os.O_RDONLY); os.open(\"/proc/self/fd/%d\" % fd, os.O_WRONLY)"'
+attempt 'python3 -c "import os; os.rename(\".envrc\", \".envrc.away\")"'
 "##
     ));
-    out.assert_success().assert_all_refused(16);
+    out.assert_success().assert_all_refused(19);
     assert_eq!(
         std::fs::read(ws.join(".git/config")).unwrap(),
         config,
@@ -377,7 +380,10 @@ fn graded_race_won_against_the_guard_is_put_back() {
     let out = cage.python(RACE);
     out.assert_success();
     let won: usize = out.value("won").and_then(|w| w.parse().ok()).unwrap_or(0);
-    assert!(won > 0, "the race was never won: nothing to put back\n{out}");
+    assert!(
+        won > 0,
+        "the race was never won: nothing to put back\n{out}"
+    );
     assert_eq!(
         std::fs::read(ws.join(".git/config")).unwrap(),
         config,
