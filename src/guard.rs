@@ -329,13 +329,22 @@ fn decide(plan: &GuardPlan, req: &libc::seccomp_notif) -> Decision {
             let writing = flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0;
             // O_EXCL and O_NOFOLLOW never create through a final link.
             let follow = flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0;
-            if creating && let Some(hit) = check(dirfd, addr, follow)? {
-                return Ok(Some(hit));
+            if !creating {
+                return match writing {
+                    true => change(dirfd, addr, follow, &write),
+                    false => Ok(None),
+                };
             }
-            if !writing {
-                return Ok(None);
+            // Resolved once for both questions: a creating open is the
+            // common one (every `>` in a shell).
+            let path = target(pid, dirfd, addr, follow)?;
+            if let Some(why) = plan.refusal(&path, &is_gitdir) {
+                return Ok(Some((path, why)));
             }
-            change(dirfd, addr, follow, &write)
+            Ok(writing
+                .then(|| write(&path))
+                .flatten()
+                .map(|why| (path, why)))
         })(),
         Op::Create(dirfd, addr) => check(dirfd, addr, false),
         // A hard link to a kept file is a writable alias of it.
