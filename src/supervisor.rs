@@ -551,7 +551,7 @@ fn stop_helpers(
     let refused = guard.map_or(0, Guard::finish);
     (refused > 0).then(|| {
         format!(
-            "cage: the guard refused {refused} attempt(s) to create protected paths \
+            "cage: the guard refused {refused} attempt(s) to create or change protected paths \
              (`cage log` lists them)"
         )
     })

@@ -150,6 +150,11 @@ impl Originals {
     /// when anything was done, and returns the lines to print.
     pub fn finish(self, session: &Session) -> Vec<String> {
         let out = self.settle(&session.dir);
+        // The copies are the user's own files: kept only while one of
+        // them is still needed.
+        if out.failed.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.store);
+        }
         if out.is_empty() {
             return Vec::new();
         }
@@ -239,8 +244,15 @@ impl Originals {
                 .map_err(|err| format!("making the directory again: {err}")),
             Kind::Link(target) => std::os::unix::fs::symlink(target, &e.path)
                 .map_err(|err| format!("making the link again: {err}")),
-            Kind::File(_, true) => copy_back(&location(&self.store, &e.path), &e.path, e.mode)
-                .map_err(|err| format!("copying the original back: {err}")),
+            Kind::File(_, true) => {
+                let copy = location(&self.store, &e.path);
+                copy_back(&copy, &e.path, e.mode).map_err(|err| {
+                    format!(
+                        "copying the original back: {err}; the original is in {}",
+                        copy.display()
+                    )
+                })
+            }
             Kind::File(_, false) => Err(format!(
                 "it changed, and it was too large for cage to keep a copy (over {} MiB, or {} MiB \
                  in all): the session's version is in the quarantine, the original is lost",
@@ -293,11 +305,18 @@ impl Restored {
             for p in &self.restored {
                 lines.push(format!("cage:   restored {}", term::escape_path(p)));
             }
-            for (from, _) in &self.moved {
+            for (from, to) in &self.moved {
+                // Something new has nothing in its place: it can go back.
+                let hint = match self.restored.contains(from) {
+                    true => format!("the session's version, now {}", term::escape_path(to)),
+                    false => format!(
+                        "new; put back: cage restore {} {}",
+                        session.id,
+                        term::escape_path(from)
+                    ),
+                };
                 lines.push(format!(
-                    "cage:   moved {}    (the session's version; put back: cage restore {} {})",
-                    term::escape_path(from),
-                    session.id,
+                    "cage:   moved {}    ({hint})",
                     term::escape_path(from)
                 ));
             }
