@@ -398,3 +398,29 @@ fn graded_race_won_against_the_guard_is_put_back() {
     let log = cage.cli(["log"]);
     assert!(log.stdout.contains("restore "), "no restore record\n{log}");
 }
+
+/// The class, not a list of names: a read-only grant inside the writable
+/// workspace (`--ro`) is kept by the guard too, where Landlock cannot
+/// take the write right back; the rest of the workspace stays writable.
+#[test]
+fn graded_read_only_grant_inside_the_workspace_stays_read_only() {
+    require_userns!();
+    let cage = Cage::new().workspace_file("vendor/lib.sh", "echo lib\n");
+    let vendor = cage.workspace().join("vendor");
+    let cage = graded(cage.args(["--ro", vendor.to_str().unwrap()]));
+    let out = cage.sh(&format!(
+        r#"{ATTEMPT}
+attempt 'echo pwned >> vendor/lib.sh'
+attempt 'rm vendor/lib.sh'
+attempt 'touch vendor/new && test -e vendor/new'
+echo "ws=$(echo ok > mine.txt && echo yes)"
+"#
+    ));
+    out.assert_success().assert_all_refused(3);
+    assert_eq!(out.value("ws"), Some("yes"), "\n{out}");
+    assert_eq!(
+        std::fs::read_to_string(vendor.join("lib.sh")).unwrap(),
+        "echo lib\n"
+    );
+    assert!(!vendor.join("new").exists(), "\n{out}");
+}
