@@ -8,7 +8,9 @@
 //! listing and discarding. `run` is a session's lifecycle (open → run →
 //! finish), `finish` its end-of-session reports. `changes` reads an overlay session's upper
 //! layer, `diff` renders it, `apply` lands it on the host, `preflight`
-//! checks the host can mount it. Nothing here runs inside the cage.
+//! checks the host can mount it; `originals` puts back what a graded
+//! session changed in protected files anyway. Nothing here runs inside
+//! the cage.
 
 pub mod apply;
 pub mod changes;
