@@ -16,6 +16,13 @@
 //! tunnelled ([`tls`]): the proxy swaps the secret's placeholder for its
 //! value in the request head, with the run's [`crate::secrets::Vault`].
 //!
+//! In the graded mode (`plan::graded`, no network namespace) the
+//! supervisor binds the listeners on the host's loopback instead, where
+//! any host process could reach them: [`Config::peers`] then names the
+//! only client addresses served, those the guard's connect handler made
+//! for the agent (`guard::connect`); every other connection is closed on
+//! accept, and every DNS datagram dropped (the agent cannot send UDP).
+//!
 //! Threads with blocking I/O: the supervisor is past clone when this
 //! starts. One thread accepts on every socket (poll(2)); each connection
 //! runs on a thread of a bounded pool ([`pool`]), two once it is a tunnel
@@ -60,6 +67,35 @@ pub struct Config {
     pub max_connections: usize,
     /// DNS queries being answered at once; more are dropped.
     pub max_dns: usize,
+    /// The graded mode: serve only clients whose address is here.
+    pub peers: Option<Arc<Peers>>,
+}
+
+/// The client addresses the guard connected for the agent and the proxy
+/// has not accepted yet (the graded mode). Each is served once: the
+/// agent's socket holds its port until it closes.
+#[derive(Debug, Default)]
+pub struct Peers(std::sync::Mutex<std::collections::HashSet<SocketAddr>>);
+
+impl Peers {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<SocketAddr>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection from `addr` is about to be made for the agent.
+    pub fn expect(&self, addr: SocketAddr) {
+        self.set().insert(addr);
+    }
+
+    /// The connection from `addr` was not made after all.
+    pub fn forget(&self, addr: SocketAddr) {
+        self.set().remove(&addr);
+    }
+
+    /// Whether `addr` was expected; it is not any longer.
+    fn take(&self, addr: SocketAddr) -> bool {
+        self.set().remove(&addr)
+    }
 }
 
 impl Default for Config {
@@ -70,6 +106,7 @@ impl Default for Config {
             max_head: http::MAX_HEAD,
             max_connections: 1024,
             max_dns: 64,
+            peers: None,
         }
     }
 }
@@ -150,6 +187,29 @@ impl Proxy {
         self.shared.active.load(Ordering::SeqCst) + self.shared.dns_active.load(Ordering::SeqCst)
     }
 
+    /// The graded mode's record of a connect(2) the guard refused: the
+    /// agent tried `addr` directly instead of through the proxy.
+    pub fn deny_direct(&self, addr: SocketAddr) {
+        let _ = self
+            .shared
+            .log
+            .write(crate::audit::Record::Net(crate::audit::Net {
+                id: self.shared.next_id.fetch_add(1, Ordering::SeqCst),
+                proto: crate::audit::Proto::Tcp,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                addr: Some(addr.to_string()),
+                decision: crate::audit::Decision::Deny,
+                reason: Some(
+                    "a direct connect() (graded mode: only cage's proxy can be connected to; \
+                 HTTPS_PROXY names it)"
+                        .to_string(),
+                ),
+                rule: None,
+                source: None,
+            }));
+    }
+
     /// Waits up to `grace` for open connections to finish (their end
     /// records), then returns how many are still open.
     pub fn drain(&self, grace: Duration) -> usize {
@@ -214,6 +274,10 @@ fn accept_loop(tcp: &[(TcpListener, Serve)], udp: &Arc<UdpSocket>, shared: &Arc<
 /// Accepts what `listener` has waiting; false if it failed for good.
 fn accept_one(listener: &TcpListener, serve: Serve, shared: &Arc<Shared>) -> bool {
     let stream = match listener.accept() {
+        // Graded: a host process, not the agent (dropping closes it).
+        Ok((_, peer)) if shared.config.peers.as_ref().is_some_and(|p| !p.take(peer)) => {
+            return true;
+        }
         Ok((s, _)) => s,
         Err(e) => {
             return match e.raw_os_error() {

@@ -2,8 +2,14 @@
 //! (open and openat with O_CREAT, creat, openat2, mkdir*, mknod*, rename*,
 //! link*, symlink*) to the supervisor as a user notification
 //! (SECCOMP_RET_USER_NOTIF), and every execve/execveat, which the
-//! supervisor records and always lets go on (`execs`); everything else
-//! goes through.
+//! supervisor records and always lets go on (`execs`), and in the graded
+//! proxy mode every connect, which the supervisor answers itself
+//! (`guard::connect`); everything else goes through. In that mode it also
+//! refuses outright (EPERM) what would get around the connect handler:
+//! bind and listen (the agent has no business serving on the host's
+//! loopback) and TCP fast open (sendto, sendmsg, sendmmsg with
+//! MSG_FASTOPEN connect without connect(2)). Here and not in the deny
+//! list because they belong with the handler they protect.
 //!
 //! [`build_program`] is pure; [`install`] loads it on the calling thread
 //! and returns the listener. Which names are refused is the plan's
@@ -80,7 +86,27 @@ pub struct Watch {
     pub creations: bool,
     /// execve and execveat (a session log records them).
     pub execs: bool,
+    /// connect (the graded proxy mode: the supervisor connects).
+    pub connect: bool,
 }
+
+impl Watch {
+    /// Whether the program hands anything over at all.
+    pub fn any(self) -> bool {
+        self.creations || self.execs || self.connect
+    }
+}
+
+/// Calls refused in the graded proxy mode.
+pub const NO_SERVING: &[libc::c_long] = &[libc::SYS_bind, libc::SYS_listen];
+
+/// Calls that connect with MSG_FASTOPEN, and which argument holds the
+/// flags.
+pub const FAST_OPEN: &[(libc::c_long, u32)] = &[
+    (libc::SYS_sendto, 3),
+    (libc::SYS_sendmsg, 2),
+    (libc::SYS_sendmmsg, 3),
+];
 
 /// x32 calls carry this bit in the number (x86_64 only).
 const X32_BIT: u32 = 0x4000_0000;
@@ -90,6 +116,7 @@ enum To {
     Next,
     Allow,
     Notify,
+    Deny,
     Skip(usize),
 }
 
@@ -104,6 +131,12 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
     if watch.execs {
         for nr in EXECS {
             ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
+        }
+    }
+    if watch.connect {
+        ops.push((JEQ_K, To::Notify, To::Next, libc::SYS_connect as u32));
+        for nr in NO_SERVING {
+            ops.push((JEQ_K, To::Deny, To::Next, *nr as u32));
         }
     }
     if cfg!(target_arch = "x86_64") {
@@ -122,8 +155,15 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
         ops.push((LD_W_ABS, To::Next, To::Next, arg_low(*arg)));
         ops.push((JSET_K, To::Notify, To::Allow, libc::O_CREAT as u32));
     }
+    for (nr, arg) in FAST_OPEN.iter().filter(|_| watch.connect) {
+        // As for O_CREAT below: the flag test ends in a verdict.
+        ops.push((JEQ_K, To::Next, To::Skip(2), *nr as u32));
+        ops.push((LD_W_ABS, To::Next, To::Next, arg_low(*arg)));
+        ops.push((JSET_K, To::Deny, To::Allow, libc::MSG_FASTOPEN as u32));
+    }
     let allow = ops.len();
     let notify = allow + 1;
+    let deny = allow + 2;
     let mut prog: Vec<sock_filter> = ops
         .iter()
         .enumerate()
@@ -133,6 +173,7 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
                     To::Next => i + 1,
                     To::Allow => allow,
                     To::Notify => notify,
+                    To::Deny => deny,
                     To::Skip(n) => i + 1 + n,
                 };
                 // Programs are a few dozen instructions: offsets fit.
@@ -158,6 +199,12 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
         jf: 0,
         k: libc::SECCOMP_RET_USER_NOTIF,
     });
+    prog.push(sock_filter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    });
     prog
 }
 
@@ -176,18 +223,26 @@ pub fn install(prog: &[sock_filter]) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
-    const ALL: [Watch; 3] = [
+    const ALL: [Watch; 4] = [
         Watch {
             creations: true,
             execs: true,
+            connect: false,
         },
         Watch {
             creations: true,
             execs: false,
+            connect: false,
         },
         Watch {
             creations: false,
             execs: true,
+            connect: false,
+        },
+        Watch {
+            creations: true,
+            execs: true,
+            connect: true,
         },
     ];
 
@@ -201,7 +256,10 @@ mod tests {
                     assert!(i + 1 + (ins.jf as usize) < prog.len());
                 }
             }
-            assert_eq!(prog.last().map(|i| i.k), Some(libc::SECCOMP_RET_USER_NOTIF));
+            assert_eq!(
+                prog.last().map(|i| i.k),
+                Some(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32)
+            );
         }
     }
 
@@ -257,6 +315,30 @@ mod tests {
                 expect(watch.creations)
             );
             assert_eq!(verdict(&prog, libc::SYS_openat, [0; 6]), allow);
+            assert_eq!(
+                verdict(&prog, libc::SYS_connect, [0; 6]),
+                expect(watch.connect)
+            );
+            let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+            let refuse = |on: bool| if on { eperm } else { allow };
+            assert_eq!(
+                verdict(&prog, libc::SYS_bind, [0; 6]),
+                refuse(watch.connect)
+            );
+            assert_eq!(
+                verdict(&prog, libc::SYS_listen, [0; 6]),
+                refuse(watch.connect)
+            );
+            let fastopen = libc::MSG_FASTOPEN as u64;
+            assert_eq!(
+                verdict(&prog, libc::SYS_sendto, [0, 0, 0, fastopen, 0, 0]),
+                refuse(watch.connect)
+            );
+            assert_eq!(
+                verdict(&prog, libc::SYS_sendmsg, [0, 0, fastopen, 0, 0, 0]),
+                refuse(watch.connect)
+            );
+            assert_eq!(verdict(&prog, libc::SYS_sendto, [0; 6]), allow);
             assert_eq!(verdict(&prog, libc::SYS_getpid, [0; 6]), allow);
             assert_eq!(verdict(&prog, libc::SYS_clone, [0; 6]), allow);
         }
