@@ -373,7 +373,7 @@ pub fn statement(g: &GradedPlan, abi: i32, why: &str) -> String {
     }
     if abi < 4 {
         lost.push(format!(
-            "TCP is refused by seccomp only (Landlock ABI {abi} < 4)"
+            "TCP is refused by seccomp and the guard only (Landlock ABI {abi} < 4)"
         ));
     }
     format!(
