@@ -72,29 +72,37 @@ pub struct Config {
 }
 
 /// The client addresses the guard connected for the agent and the proxy
-/// has not accepted yet (the graded mode). Each is served once: the
-/// agent's socket holds its port until it closes.
+/// has not accepted yet (the graded mode). Each is served once, and only
+/// within [`PEER_WAIT`] of its connect: a connect still under way that
+/// failed later leaves its entry, and the port it names is free again.
 #[derive(Debug, Default)]
-pub struct Peers(std::sync::Mutex<std::collections::HashSet<SocketAddr>>);
+pub struct Peers(std::sync::Mutex<std::collections::HashMap<SocketAddr, Instant>>);
+
+/// How long an expected client address stays expected.
+pub const PEER_WAIT: Duration = Duration::from_secs(30);
 
 impl Peers {
-    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<SocketAddr>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SocketAddr, Instant>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A connection from `addr` is about to be made for the agent.
     pub fn expect(&self, addr: SocketAddr) {
-        self.set().insert(addr);
+        let mut map = self.map();
+        map.retain(|_, at| at.elapsed() < PEER_WAIT);
+        map.insert(addr, Instant::now());
     }
 
     /// The connection from `addr` was not made after all.
     pub fn forget(&self, addr: SocketAddr) {
-        self.set().remove(&addr);
+        self.map().remove(&addr);
     }
 
-    /// Whether `addr` was expected; it is not any longer.
+    /// Whether `addr` was expected, recently; it is not any longer.
     fn take(&self, addr: SocketAddr) -> bool {
-        self.set().remove(&addr)
+        self.map()
+            .remove(&addr)
+            .is_some_and(|at| at.elapsed() < PEER_WAIT)
     }
 }
 

@@ -465,3 +465,18 @@ fn dns_stub_answers_allowed_names_and_refuses_others() {
         "{log}"
     );
 }
+
+/// The graded mode's peer check: an expected client is served once, an
+/// unexpected one never (`Peers`).
+#[test]
+fn only_expected_peers_are_served_once() {
+    let peers = super::Peers::default();
+    let a: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let b: std::net::SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    peers.expect(a);
+    peers.expect(b);
+    peers.forget(b);
+    assert!(peers.take(a));
+    assert!(!peers.take(a), "served twice");
+    assert!(!peers.take(b), "forgotten, still served");
+}

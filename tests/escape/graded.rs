@@ -342,7 +342,7 @@ fn graded_proxy_reaches_allowed_hosts_only() {
 /// `ALLOWED: what` or `REFUSED: what (error)` per line, then whether a
 /// plain TCP socket still reaches the proxy (`proxy=ok`).
 const DIRECT_PROBE: &str = r#"
-import os, socket, sys
+import os, select, socket, sys
 tcp, path = int(sys.argv[1]), sys.argv[2]
 def attempt(what, f):
     try:
@@ -383,11 +383,25 @@ attempt("unix connect", unix_connect)
 attempt("tcp listen", listen)
 attempt("tcp listen unbound", listen_unbound)
 attempt("raw socket", raw)
+def through_proxy(family, host, port, blocking):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    if blocking:
+        s.settimeout(5); s.connect((host, port))
+    else:
+        s.setblocking(False)
+        try:
+            s.connect((host, port))
+        except BlockingIOError:
+            pass
+        select.select([], [s], [], 5); s.setblocking(True); s.settimeout(5)
+    s.sendall(b"GET http://h/ HTTP/1.0\r\n\r\n")
+    return "ok" if s.recv(12).startswith(b"HTTP/1.1 403") else "no"
 proxy = os.environ.get("HTTPS_PROXY", "").rsplit(":", 1)
 if len(proxy) == 2 and proxy[1].isdigit():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.settimeout(5)
-    s.connect(("127.0.0.1", int(proxy[1]))); s.sendall(b"GET http://h/ HTTP/1.0\r\n\r\n")
-    print("proxy=" + ("ok" if s.recv(12).startswith(b"HTTP/1.1 403") else "no"))
+    port = int(proxy[1])
+    print("proxy=" + through_proxy(socket.AF_INET, "127.0.0.1", port, True))
+    print("proxy6=" + through_proxy(socket.AF_INET6, "::ffff:127.0.0.1", port, True))
+    print("proxy_nonblocking=" + through_proxy(socket.AF_INET, "127.0.0.1", port, False))
 "#;
 
 /// Layer: seccomp and the guard's connect handler (and Landlock's TCP
@@ -395,7 +409,8 @@ if len(proxy) == 2 and proxy[1].isdigit():
 /// directly: not a TCP listener on the host's loopback (by connect, a
 /// v4-mapped address or TCP fast open), not UDP, SCTP, MPTCP, raw or unix
 /// sockets, and it cannot listen; the direct connect is recorded as a
-/// denial; a plain TCP socket still reaches the proxy.
+/// denial; a plain TCP socket still reaches the proxy (IPv4, v4-mapped
+/// IPv6, non-blocking).
 #[test]
 fn graded_proxy_agent_cannot_reach_host_sockets_directly() {
     require_userns!();
@@ -409,7 +424,9 @@ fn graded_proxy_agent_cannot_reach_host_sockets_directly() {
     let path = path.display().to_string();
     let out = cage.run(["python3", "-c", DIRECT_PROBE, &port.to_string(), &path]);
     out.assert_success().assert_all_refused(10);
-    assert_eq!(out.value("proxy"), Some("ok"), "\n{out}");
+    for how in ["proxy", "proxy6", "proxy_nonblocking"] {
+        assert_eq!(out.value(how), Some("ok"), "{how}\n{out}");
+    }
     assert!(
         tcp.accept().is_err(),
         "the listener got a connection\n{out}"
