@@ -10,7 +10,7 @@
 //! 3. check the notification is still live (the pid was not reused);
 //! 4. duplicate the agent's socket (pidfd_open, pidfd_getfd: the same open
 //!    file description), bind the duplicate to an ephemeral loopback port
-//!    and tell the proxy to expect that client address ([`Peers`]: the
+//!    (with SO_REUSEADDR and SO_REUSEPORT cleared) and tell the proxy to expect that client address ([`Peers`]: the
 //!    proxy closes every other client, so host processes cannot use it);
 //! 5. connect the duplicate to the proxy, which connects the agent's
 //!    socket, and answer with the result (0, or the errno: EINPROGRESS
@@ -141,8 +141,16 @@ fn connect_for(tid: u32, fd: RawFd, proxy: SocketAddrV4, peers: &Peers) -> Resul
         }
     };
     // Bound first, so the proxy knows the client's address before the
-    // connection can be accepted. EINVAL: bound already (a connect that
+    // connection can be accepted, and alone: with SO_REUSEADDR or
+    // SO_REUSEPORT set by the agent, a host process could bind the same
+    // address and pass for it. EINVAL: bound already (a connect that
     // failed before).
+    for reuse in [
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReuseAddr, &false),
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReusePort, &false),
+    ] {
+        reuse.map_err(|e| e as i32)?;
+    }
     match crate::sys::bind_inet(sock.as_raw_fd(), local) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
