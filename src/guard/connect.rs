@@ -75,7 +75,15 @@ pub(super) fn answer(listener: RawFd, req: &libc::seccomp_notif, to: &Connects) 
 /// another family; the errno connect(2) would give for a bad one.
 fn read_addr(pid: u32, addr: u64, len: usize) -> Result<Option<SocketAddr>, i32> {
     let mut raw = vec![0u8; len.min(MAX_ADDR)];
-    let got = super::read_mem_upto(pid, addr, &mut raw).map_err(|_| libc::EFAULT)?;
+    // A process that cannot be read (non-dumpable) is refused; a bad
+    // pointer fails as the kernel would fail it.
+    let got = super::read_mem_upto(pid, addr, &mut raw).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            libc::EACCES
+        } else {
+            libc::EFAULT
+        }
+    })?;
     if got < raw.len() {
         return Err(libc::EFAULT);
     }
