@@ -367,6 +367,10 @@ def mptcp():
     socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
 def unix_connect():
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+def unix_socket():
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def netlink():
+    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
 def listen():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.bind(("127.0.0.1", 0)); s.listen()
 def listen_unbound():
@@ -380,6 +384,8 @@ attempt("udp send", udp_send)
 attempt("sctp socket", sctp)
 attempt("mptcp socket", mptcp)
 attempt("unix connect", unix_connect)
+attempt("unix socket", unix_socket)
+attempt("netlink socket", netlink)
 attempt("tcp listen", listen)
 attempt("tcp listen unbound", listen_unbound)
 attempt("raw socket", raw)
@@ -407,8 +413,8 @@ if len(proxy) == 2 and proxy[1].isdigit():
 /// Layer: seccomp and the guard's connect handler (and Landlock's TCP
 /// rights behind them). A program that ignores the proxy reaches nothing
 /// directly: not a TCP listener on the host's loopback (by connect, a
-/// v4-mapped address or TCP fast open), not UDP, SCTP, MPTCP, raw or unix
-/// sockets, and it cannot listen; the direct connect is recorded as a
+/// v4-mapped address or TCP fast open), not UDP, SCTP, MPTCP, raw, netlink
+/// or unix sockets (each of socket(2)'s three rules), and it cannot listen; the direct connect is recorded as a
 /// denial; a plain TCP socket still reaches the proxy (IPv4, v4-mapped
 /// IPv6, non-blocking).
 #[test]
@@ -423,7 +429,7 @@ fn graded_proxy_agent_cannot_reach_host_sockets_directly() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
     let path = path.display().to_string();
     let out = cage.run(["python3", "-c", DIRECT_PROBE, &port.to_string(), &path]);
-    out.assert_success().assert_all_refused(10);
+    out.assert_success().assert_all_refused(12);
     for how in ["proxy", "proxy6", "proxy_nonblocking"] {
         assert_eq!(out.value(how), Some("ok"), "{how}\n{out}");
     }
@@ -442,6 +448,8 @@ fn graded_proxy_agent_cannot_reach_host_sockets_directly() {
         "udp send",
         "mptcp socket",
         "unix connect",
+        "unix socket",
+        "netlink socket",
         "tcp listen",
         "tcp listen unbound",
     ] {
