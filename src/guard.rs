@@ -2,7 +2,9 @@
 //! guard's seccomp program hands over (`sandbox::guard`), refusing with
 //! EACCES every creation the plan's [`GuardPlan`] protects, and writing one
 //! audit record per refusal; and records every exec it hands over, which
-//! always goes on (`execs`).
+//! always goes on (`execs`); and in the graded proxy mode, connects the
+//! agent's sockets to the proxy itself and refuses every other connect
+//! (`connect`).
 //!
 //! In the graded mode, which has no read-only view, it also refuses
 //! changing what [`GuardPlan::existing`] keeps read-only: opening it for
@@ -42,6 +44,7 @@ use crate::audit::{self, Log};
 use crate::plan::GuardPlan;
 use crate::sandbox::guard::Watch;
 
+pub mod connect;
 pub mod execs;
 
 /// Most links followed while resolving one name (the kernel's MAXSYMLINKS).
@@ -69,6 +72,7 @@ impl Guard {
         plan: GuardPlan,
         watch: Watch,
         log: Option<Arc<Log>>,
+        connects: Option<connect::Connects>,
     ) -> io::Result<Guard> {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
@@ -84,6 +88,7 @@ impl Guard {
                     &plan,
                     log.as_deref(),
                     tracker.as_mut(),
+                    connects.as_ref(),
                     &flag,
                     &count,
                 );
@@ -118,6 +123,7 @@ fn serve(
     plan: &GuardPlan,
     log: Option<&Log>,
     mut tracker: Option<&mut execs::Tracker>,
+    connects: Option<&connect::Connects>,
     stop: &AtomicBool,
     refused: &AtomicUsize,
 ) {
@@ -158,6 +164,12 @@ fn serve(
         let Some(req) = crate::sys::notif_recv(fd) else {
             continue;
         };
+        if let Some(to) = connects
+            && libc::c_long::from(req.data.nr) == libc::SYS_connect
+        {
+            connect::answer(fd, &req, to);
+            continue;
+        }
         if crate::sandbox::guard::EXECS.contains(&libc::c_long::from(req.data.nr)) {
             // Read before the call goes on: the caller's memory is
             // replaced once it succeeds.

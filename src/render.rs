@@ -55,11 +55,21 @@ fn graded(s: &mut String, graded: Option<&crate::plan::graded::Graded>) {
                 s,
                 "graded     used when user namespaces cannot be created [{}]: no namespaces; \
                  Landlock on host paths ({} read, {} write, {} device rules, TCP denied), \
-                 seccomp refuses socket(), TMPDIR={}",
+                 {}, TMPDIR={}",
                 g.source,
                 g.landlock.read.len(),
                 g.landlock.write.len(),
                 g.landlock.devices.len(),
+                if g.seccomp
+                    .deny
+                    .iter()
+                    .any(|r| { r.name == "socket" && r.when == crate::plan::ArgMatch::Always })
+                {
+                    "seccomp refuses socket()"
+                } else {
+                    "seccomp allows plain TCP sockets only, each connect made by the supervisor \
+                     to the proxy on the host's loopback"
+                },
                 g.tmp.display()
             );
             for r in &g.landlock.write {

@@ -84,7 +84,7 @@ pub enum SupervisorError {
     #[error(
         "user namespaces cannot be created here ({why}), and cage refuses to run without \
          them. Fix that, or accept the graded mode (Landlock and seccomp only, no namespaces, \
-         --net none) with `--allow-degraded namespaces`"
+         --net none or proxy) with `--allow-degraded namespaces`"
     )]
     NoUserns { why: String },
     #[error(
@@ -102,6 +102,8 @@ pub enum SupervisorError {
          both there is nothing left to isolate with"
     )]
     GradedNoLandlock { why: String },
+    #[error("binding the graded proxy mode's listener on the host's loopback")]
+    GradedProxy(#[source] std::io::Error),
     #[error("creating the graded mode's private tmp directory {}", .path.display())]
     GradedTmp {
         path: PathBuf,
@@ -328,6 +330,7 @@ fn run_cage(
         cgroup.as_ref(),
         vault,
         Mode::Namespaces,
+        None,
         lines,
     );
     if let Some(cg) = cgroup {
@@ -336,9 +339,43 @@ fn run_cage(
     result
 }
 
+/// The graded proxy mode's listeners, bound by the supervisor on the
+/// host's loopback (there is no cage loopback to bind them in), served
+/// only for the clients the guard's connect handler makes (`peers`).
+struct HostProxy {
+    listeners: crate::sandbox::protocol::Listeners,
+    addr: std::net::SocketAddrV4,
+    peers: Arc<proxy::Peers>,
+}
+
+impl HostProxy {
+    /// Ephemeral ports on 127.0.0.1: the proxy's, and the DNS stub's that
+    /// `Proxy::start` serves too (the agent can reach neither DNS socket:
+    /// it cannot send UDP, and connect reaches only the proxy's).
+    fn bind() -> std::io::Result<HostProxy> {
+        use std::net::{SocketAddr, TcpListener, UdpSocket};
+        let loopback = (std::net::Ipv4Addr::LOCALHOST, 0);
+        let proxy = TcpListener::bind(loopback)?;
+        let SocketAddr::V4(addr) = proxy.local_addr()? else {
+            return Err(std::io::ErrorKind::AddrNotAvailable.into());
+        };
+        Ok(HostProxy {
+            listeners: crate::sandbox::protocol::Listeners {
+                proxy: proxy.into(),
+                dns_udp: UdpSocket::bind(loopback)?.into(),
+                dns_tcp: TcpListener::bind(loopback)?.into(),
+                forwards: Vec::new(),
+            },
+            addr,
+            peers: Arc::default(),
+        })
+    }
+}
+
 /// The graded mode: the plan's graded Landlock, seccomp and environment,
 /// no namespaces. Refuses without Landlock; says what is not isolated,
-/// on stderr and in the record, before the agent starts.
+/// on stderr and in the record, before the agent starts. In proxy mode
+/// the proxy's listener is bound first, so the environment names it.
 fn run_graded(
     plan: &Plan,
     g: &crate::plan::graded::GradedPlan,
@@ -371,10 +408,25 @@ fn run_graded(
         allowed_by: g.source.to_string(),
         not_isolated: g.not_isolated.clone(),
     };
+    // Before the fork: its port goes in the agent's environment.
+    let host_proxy = (plan.network.mode == crate::policy::NetMode::Proxy)
+        .then(HostProxy::bind)
+        .transpose()
+        .map_err(SupervisorError::GradedProxy)?;
+    let mut env = g.env.clone();
+    if let (Some(hp), Some(p)) = (&host_proxy, &plan.network.proxy) {
+        let (planned, real) = (
+            format!("http://{}", p.listen),
+            format!("http://{}", hp.addr),
+        );
+        for v in env.iter_mut().filter(|v| v.value == planned) {
+            v.value.clone_from(&real);
+        }
+    }
     let caged = Plan {
         landlock: g.landlock.clone(),
         seccomp: g.seccomp.clone(),
-        env: g.env.clone(),
+        env,
         guard: g.guard.clone(),
         ..plan.clone()
     };
@@ -391,6 +443,7 @@ fn run_graded(
         cgroup.as_ref(),
         vault,
         Mode::Graded(&record),
+        host_proxy,
         lines,
     );
     if let Some(cg) = cgroup {
@@ -407,6 +460,9 @@ fn run_graded(
     result
 }
 
+// Both modes' one sequence; each argument is one thing a mode brings,
+// and `host_proxy` is moved into the proxy, so it cannot ride in `Mode`.
+#[allow(clippy::too_many_arguments)]
 fn run_in(
     plan: &Plan,
     session: Option<&Session>,
@@ -414,13 +470,16 @@ fn run_in(
     cgroup: Option<&crate::cgroup::SessionCgroup>,
     vault: Option<Arc<Vault>>,
     mode: Mode,
+    host_proxy: Option<HostProxy>,
     lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
-    // Execs are watched where a session log can record them.
+    // Execs are watched where a session log can record them; connects
+    // where the supervisor makes them (the graded proxy mode).
     let watch = crate::sandbox::guard::Watch {
         creations: plan.guard.active(),
         execs: session.is_some(),
         writes: !plan.guard.existing.is_empty(),
+        connect: host_proxy.is_some(),
     };
     let guard_program = watch
         .any()
@@ -484,7 +543,7 @@ fn run_in(
 
     // 5. Threads may start from here on.
     let (proxy, control, guard, failure) =
-        match read_setup(&ours, plan, watch, session, vault, mode) {
+        match read_setup(&ours, plan, watch, session, vault, mode, host_proxy) {
             Ok(x) => x,
             Err(e) => {
                 let _ = kill(child, Signal::SIGKILL);
@@ -604,7 +663,8 @@ type Setup = (
 
 /// Step 5: the cage's messages until its end of the channel closes (the
 /// agent exec'd, or the cage failed). Returns the running proxy, if any,
-/// and the first failure report.
+/// and the first failure report. The graded proxy mode's proxy starts
+/// first: the supervisor bound it, and the guard connects to it.
 fn read_setup(
     channel: &Channel,
     plan: &Plan,
@@ -612,56 +672,45 @@ fn read_setup(
     session: Option<&Session>,
     vault: Option<Arc<Vault>>,
     mode: Mode,
+    host_proxy: Option<HostProxy>,
 ) -> Result<Setup, SupervisorError> {
     let mut proxy = None;
     let mut control = None;
     let mut guard = None;
     let mut failure = None;
     let mut started = false;
+    let mut connects = None;
+    if let (Some(hp), Some(session)) = (host_proxy, session) {
+        let config = proxy::Config {
+            peers: Some(hp.peers.clone()),
+            ..proxy::Config::default()
+        };
+        let (running, c) = start_proxy(plan, session, hp.listeners, config, vault.clone())?;
+        connects = Some(crate::guard::connect::Connects {
+            addr: hp.addr,
+            peers: hp.peers,
+            proxy: running.clone(),
+        });
+        (proxy, control) = (Some(running), c);
+    }
     // EOF, or a broken channel: either way the cage is done talking.
     while let Ok(Some(msg)) = channel.recv() {
         match msg {
             Incoming::Listeners(listeners) => {
                 let Some(session) = session else { continue };
-                // Many tunnels, each a few descriptors: lift the soft limit
-                // to the hard one. After clone, so the cage keeps its own.
-                raise_nofile_limit();
-                let rules = Rules::from_plan(&plan.network);
-                let config = proxy::Config::default();
-                let forwards: Vec<std::net::SocketAddr> = plan
-                    .network
-                    .proxy
-                    .iter()
-                    .flat_map(|p| p.forwards.iter().map(|f| f.addr))
-                    .collect();
-                let running = Proxy::start(
+                let (running, c) = start_proxy(
+                    plan,
+                    session,
                     listeners,
-                    &forwards,
-                    rules.clone(),
-                    session.log.clone(),
-                    config,
+                    proxy::Config::default(),
                     vault.clone(),
-                )
-                .map_err(SupervisorError::Proxy)?;
-                // `cage allow` and `cage deny` from another terminal.
-                match crate::control::Control::start(
-                    &session.dir,
-                    rules,
-                    running.clone(),
-                    session.log.clone(),
-                ) {
-                    Ok(c) => control = Some(c),
-                    Err(e) => term::emit(&format!(
-                        "cage: warning: no control channel for `cage allow` in {}: {e}",
-                        term::escape_path(&session.dir)
-                    )),
-                }
-                proxy = Some(running);
+                )?;
+                (proxy, control) = (Some(running), c);
             }
             Incoming::Guard(listener) => {
                 let log = session.map(|s| s.log.clone());
                 guard = Some(
-                    Guard::start(listener, plan.guard.clone(), watch, log)
+                    Guard::start(listener, plan.guard.clone(), watch, log, connects.take())
                         .map_err(SupervisorError::Guard)?,
                 );
             }
@@ -710,6 +759,52 @@ fn read_setup(
         });
     }
     Ok((proxy, control, guard, failure))
+}
+
+/// The proxy on `listeners`, and the control channel for `cage allow`
+/// and `cage deny` from another terminal (a warning without it).
+fn start_proxy(
+    plan: &Plan,
+    session: &Session,
+    listeners: crate::sandbox::protocol::Listeners,
+    config: proxy::Config,
+    vault: Option<Arc<Vault>>,
+) -> Result<(Proxy, Option<crate::control::Control>), SupervisorError> {
+    // Many tunnels, each a few descriptors: lift the soft limit to the
+    // hard one. After clone, so the cage keeps its own.
+    raise_nofile_limit();
+    let rules = Rules::from_plan(&plan.network);
+    let forwards: Vec<std::net::SocketAddr> = plan
+        .network
+        .proxy
+        .iter()
+        .flat_map(|p| p.forwards.iter().map(|f| f.addr))
+        .collect();
+    let running = Proxy::start(
+        listeners,
+        &forwards,
+        rules.clone(),
+        session.log.clone(),
+        config,
+        vault,
+    )
+    .map_err(SupervisorError::Proxy)?;
+    let control = match crate::control::Control::start(
+        &session.dir,
+        rules,
+        running.clone(),
+        session.log.clone(),
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            term::emit(&format!(
+                "cage: warning: no control channel for `cage allow` in {}: {e}",
+                term::escape_path(&session.dir)
+            ));
+            None
+        }
+    };
+    Ok((running, control))
 }
 
 /// The graded mode's record, when this run is one.

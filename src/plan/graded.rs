@@ -12,14 +12,25 @@
 //!    inside a grant (a secret in `~/.claude`) refuses the mode, except the
 //!    unix sockets the view hides, which point 3 covers, and the keyring
 //!    listings in /proc, which say only names.
-//! 3. No network namespace: only `--net none` is supported. seccomp
-//!    refuses socket(2) for every family (so no TCP, UDP, raw, netlink or
-//!    packet socket, and no AF_UNIX socket that could connect to a path
-//!    socket such as the systemd user manager's bus, ssh-agent or
-//!    docker.sock); socketpair(2) stays, AF_UNIX only. Landlock ABI ≥ 4
-//!    also denies every TCP bind and connect.
+//! 3. No network namespace, so no private loopback: the agent shares the
+//!    host's. With `--net none`, seccomp refuses socket(2) for every family
+//!    (no TCP, UDP, raw, netlink or packet socket, and no AF_UNIX socket
+//!    that could connect to a path socket such as the systemd user
+//!    manager's bus, ssh-agent or docker.sock); socketpair(2) stays,
+//!    AF_UNIX only. With `--net proxy`, seccomp lets socket(2) make only
+//!    plain TCP sockets (AF_INET or AF_INET6, SOCK_STREAM, protocol 0 or
+//!    IPPROTO_TCP: no SCTP or MPTCP); the guard's program refuses bind(2),
+//!    listen(2) and TCP fast open (MSG_FASTOPEN connects without
+//!    connect(2)), and the guard answers every connect(2) itself
+//!    (`guard::connect`): only the
+//!    proxy's listener, which the supervisor binds on the host's loopback
+//!    at run time, can be connected to, by the supervisor on the agent's
+//!    behalf. Direct DNS is refused (no UDP); programs that use the proxy
+//!    let it resolve names. Landlock ABI ≥ 4 denies every TCP bind and
+//!    connect the agent makes itself, in both modes.
 //! 4. What needs a mount namespace refuses the mode: an overlay workspace,
-//!    agent state directories (overlays), the proxy's secrets.
+//!    agent state directories (overlays), the proxy's secrets (the CA
+//!    bundle that lets the cage trust the proxy lives in the view).
 //! 5. A writable workspace needs the guard: Landlock cannot keep
 //!    `.git/hooks` read-only inside it, so creating protected names is
 //!    refused live by the guard and the end-of-session rescan is the
@@ -94,6 +105,7 @@ fn build_ready(plan: &Plan, source: &Provenance, session_dir: &Path) -> Result<G
         .env
         .iter()
         .filter(|v| v.name != "TMPDIR")
+        .filter(|v| !loopback_skips_proxy(plan, v))
         .cloned()
         .collect();
     env.push(EnvVar {
@@ -111,7 +123,7 @@ fn build_ready(plan: &Plan, source: &Provenance, session_dir: &Path) -> Result<G
     Ok(GradedPlan {
         source: source.clone(),
         landlock,
-        seccomp: build_seccomp(&plan.seccomp),
+        seccomp: build_seccomp(&plan.seccomp, plan.network.mode),
         env,
         guard,
         tmp,
@@ -119,23 +131,23 @@ fn build_ready(plan: &Plan, source: &Provenance, session_dir: &Path) -> Result<G
     })
 }
 
+/// The proxy mode's NO_PROXY, which keeps the cage's private loopback
+/// local: in the graded mode the loopback is the host's, reachable only
+/// through the proxy (which admits only what an allow rule names), so the
+/// variable goes. A value the policy set stays.
+fn loopback_skips_proxy(plan: &Plan, v: &EnvVar) -> bool {
+    plan.network.mode == NetMode::Proxy
+        && v.name.eq_ignore_ascii_case("NO_PROXY")
+        && matches!(v.source, Provenance::Default { what } if what.starts_with("proxy mode"))
+}
+
 /// Step 4 and 5, and the network: what only namespaces can do.
 fn refusals(plan: &Plan) -> Result<(), String> {
-    match plan.network.mode {
-        NetMode::None => {}
-        NetMode::Proxy => {
-            return Err(format!(
-                "the proxy network mode ({}) needs a network namespace, and the graded mode \
-                 supports only --net none",
-                plan.network.source
-            ));
-        }
-        NetMode::Host => {
-            return Err(format!(
-                "--net host ({}) is not supported in the graded mode; use --net none",
-                plan.network.source
-            ));
-        }
+    if plan.network.mode == NetMode::Host {
+        return Err(format!(
+            "--net host ({}) is not supported in the graded mode; use --net proxy or --net none",
+            plan.network.source
+        ));
     }
     if plan.workspace.mode == WorkspaceMode::Overlay {
         return Err(format!(
@@ -152,7 +164,11 @@ fn refusals(plan: &Plan) -> Result<(), String> {
         ));
     }
     if plan.secrets.is_some() {
-        return Err("secrets are swapped in by the proxy, which needs a network namespace".into());
+        return Err(
+            "secrets need the CA bundle that lets the cage trust cage's proxy, which lives in \
+             the mount view"
+                .into(),
+        );
     }
     if plan.workspace.mode == WorkspaceMode::Direct && !plan.guard.active() {
         return Err(
@@ -288,35 +304,71 @@ fn existing(plan: &Plan, roots: &[PathBuf]) -> Result<Vec<Sourced<PathBuf>>, Str
 }
 
 /// Step 3: the plan's deny list, with socket(2) refused for every family
-/// and socketpair(2) for all but AF_UNIX.
-fn build_seccomp(normal: &SeccompPlan) -> SeccompPlan {
-    let source = Provenance::Default {
-        what: "graded mode: no sockets, socketpair(AF_UNIX) only",
-    };
+/// (`--net none`) or limited to plain TCP (`--net proxy`), and
+/// socketpair(2) for all but AF_UNIX.
+fn build_seccomp(normal: &SeccompPlan, mode: NetMode) -> SeccompPlan {
     let mut deny: Vec<SyscallRule> = normal
         .deny
         .iter()
         .filter(|r| r.name != "socket" && r.name != "socketpair")
         .cloned()
         .collect();
-    deny.push(SyscallRule {
-        name: "socket".into(),
+    let rule = |name: &str, when: ArgMatch, what: &'static str| SyscallRule {
+        name: name.into(),
         errno: Errno::EPERM,
-        when: ArgMatch::Always,
-        source: source.clone(),
-    });
-    deny.push(SyscallRule {
-        name: "socketpair".into(),
-        errno: Errno::EPERM,
-        when: ArgMatch::NotIn32 {
+        when,
+        source: Provenance::Default { what },
+    };
+    if mode == NetMode::Proxy {
+        deny_all_but_tcp(&mut deny, rule);
+    } else {
+        deny.push(rule(
+            "socket",
+            ArgMatch::Always,
+            "graded mode: no sockets, socketpair(AF_UNIX) only",
+        ));
+    }
+    deny.push(rule(
+        "socketpair",
+        ArgMatch::NotIn32 {
             arg: 0,
             values: vec![libc::AF_UNIX as u32],
         },
-        source,
-    });
+        "graded mode: socketpair(AF_UNIX) only",
+    ));
     SeccompPlan {
         deny,
         ..normal.clone()
+    }
+}
+
+/// `--net proxy`: socket(2) makes only plain TCP sockets, each part of the
+/// triple checked by its own rule (a call matching any rule is denied).
+/// bind(2), listen(2) and TCP fast open (sendto, sendmsg, sendmmsg with
+/// MSG_FASTOPEN, which connects without the connect(2) the guard answers)
+/// are refused by the guard's program (`sandbox::guard`, `Watch::connect`),
+/// which the supervisor installs with the connect handler.
+fn deny_all_but_tcp(
+    deny: &mut Vec<SyscallRule>,
+    rule: impl Fn(&str, ArgMatch, &'static str) -> SyscallRule,
+) {
+    const WHAT: &str = "graded proxy mode: plain TCP sockets only, connected by the guard";
+    let stream = libc::SOCK_STREAM as u32;
+    let (nonblock, cloexec) = (libc::SOCK_NONBLOCK as u32, libc::SOCK_CLOEXEC as u32);
+    for (arg, values) in [
+        (0, vec![libc::AF_INET as u32, libc::AF_INET6 as u32]),
+        (
+            1,
+            vec![
+                stream,
+                stream | nonblock,
+                stream | cloexec,
+                stream | nonblock | cloexec,
+            ],
+        ),
+        (2, vec![0, libc::IPPROTO_TCP as u32]),
+    ] {
+        deny.push(rule("socket", ArgMatch::NotIn32 { arg, values }, WHAT));
     }
 }
 
@@ -338,6 +390,13 @@ fn not_isolated(plan: &Plan) -> Vec<String> {
          them"
             .to_string(),
     ];
+    if plan.network.mode == NetMode::Proxy {
+        out.push(
+            "the host's loopback is shared: its services are reachable through the proxy only, \
+             as any host is, by allow rule; no direct DNS (the proxy resolves names)"
+                .to_string(),
+        );
+    }
     if plan.workspace.mode == WorkspaceMode::Direct {
         out.push(
             "protected files in the workspace (.git/config, .envrc, ...) are kept by the guard, \
@@ -360,7 +419,7 @@ pub fn statement(g: &GradedPlan, abi: i32, why: &str) -> String {
     }
     if abi < 4 {
         lost.push(format!(
-            "TCP is refused by seccomp only (Landlock ABI {abi} < 4)"
+            "TCP is refused by seccomp and the guard only (Landlock ABI {abi} < 4)"
         ));
     }
     format!(

@@ -1349,16 +1349,55 @@ fn graded_mode_keeps_existing_protected_paths_through_the_guard() {
     assert!(plan.guard.existing.is_empty());
 }
 
+/// The graded proxy mode: socket(2) only for plain TCP (one rule per
+/// argument; bind, listen and fast open are the guard's), Landlock still denying TCP
+/// (the guard connects for the agent), and no NO_PROXY: the host's
+/// loopback goes through the proxy.
+#[test]
+fn graded_proxy_mode_allows_plain_tcp_sockets_only() {
+    use super::graded::Graded;
+    let t = Tree::new("graded-proxy");
+    let plan = plan(&graded_policy(&t, NetMode::Proxy), &t);
+    let Some(Graded::Ready(g)) = &plan.graded else {
+        panic!("no graded plan: {:?}", plan.graded);
+    };
+    let rules = |name: &str| -> Vec<&super::ArgMatch> {
+        g.seccomp
+            .deny
+            .iter()
+            .filter(|r| r.name == name)
+            .map(|r| &r.when)
+            .collect()
+    };
+    let not_in = |arg: u8, values: Vec<u32>| super::ArgMatch::NotIn32 { arg, values };
+    assert_eq!(
+        rules("socket"),
+        [
+            &not_in(0, vec![2, 10]),
+            &not_in(1, vec![1, 0x801, 0x80001, 0x80801]),
+            &not_in(2, vec![0, 6]),
+        ]
+    );
+    assert!(g.landlock.deny_tcp);
+    assert!(g.env.iter().any(|v| v.name == "HTTPS_PROXY"));
+    assert!(
+        !g.env
+            .iter()
+            .any(|v| v.name.eq_ignore_ascii_case("NO_PROXY"))
+    );
+    assert!(plan.env.iter().any(|v| v.name == "NO_PROXY"));
+}
+
 /// What needs namespaces refuses the graded mode, with the reason.
 #[test]
 fn graded_mode_refuses_what_needs_namespaces() {
     use super::graded::Graded;
     let t = Tree::new("graded-refused");
-    let proxy = plan(&graded_policy(&t, NetMode::Proxy), &t);
+    let host = plan(&graded_policy(&t, NetMode::Host), &t);
     assert!(
-        matches!(&proxy.graded, Some(Graded::Refused { why, .. }) if why.contains("--net none")),
+        matches!(&host.graded, Some(Graded::Refused { why, .. }) if why.contains("--net host")),
         "{:?}",
-        proxy.graded
+        host.graded
     );
     let mut p = graded_policy(&t, NetMode::None);
     p.workspace.mode = Some(Sourced::new(policy::WorkspaceMode::Overlay, src("test")));

@@ -16,6 +16,13 @@
 //! tunnelled ([`tls`]): the proxy swaps the secret's placeholder for its
 //! value in the request head, with the run's [`crate::secrets::Vault`].
 //!
+//! In the graded mode (`plan::graded`, no network namespace) the
+//! supervisor binds the listeners on the host's loopback instead, where
+//! any host process could reach them: [`Config::peers`] then names the
+//! only client addresses served, those the guard's connect handler made
+//! for the agent (`guard::connect`); every other connection is closed on
+//! accept, and every DNS datagram dropped (the agent cannot send UDP).
+//!
 //! Threads with blocking I/O: the supervisor is past clone when this
 //! starts. One thread accepts on every socket (poll(2)); each connection
 //! runs on a thread of a bounded pool ([`pool`]), two once it is a tunnel
@@ -60,6 +67,43 @@ pub struct Config {
     pub max_connections: usize,
     /// DNS queries being answered at once; more are dropped.
     pub max_dns: usize,
+    /// The graded mode: serve only clients whose address is here.
+    pub peers: Option<Arc<Peers>>,
+}
+
+/// The client addresses the guard connected for the agent and the proxy
+/// has not accepted yet (the graded mode). Each is served once, and only
+/// within [`PEER_WAIT`] of its connect: a connect still under way that
+/// failed later leaves its entry, and the port it names is free again.
+#[derive(Debug, Default)]
+pub struct Peers(std::sync::Mutex<std::collections::HashMap<SocketAddr, Instant>>);
+
+/// How long an expected client address stays expected.
+pub const PEER_WAIT: Duration = Duration::from_secs(30);
+
+impl Peers {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SocketAddr, Instant>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection from `addr` is about to be made for the agent.
+    pub fn expect(&self, addr: SocketAddr) {
+        let mut map = self.map();
+        map.retain(|_, at| at.elapsed() < PEER_WAIT);
+        map.insert(addr, Instant::now());
+    }
+
+    /// The connection from `addr` was not made after all.
+    pub fn forget(&self, addr: SocketAddr) {
+        self.map().remove(&addr);
+    }
+
+    /// Whether `addr` was expected, recently; it is not any longer.
+    fn take(&self, addr: SocketAddr) -> bool {
+        self.map()
+            .remove(&addr)
+            .is_some_and(|at| at.elapsed() < PEER_WAIT)
+    }
 }
 
 impl Default for Config {
@@ -70,6 +114,7 @@ impl Default for Config {
             max_head: http::MAX_HEAD,
             max_connections: 1024,
             max_dns: 64,
+            peers: None,
         }
     }
 }
@@ -150,6 +195,29 @@ impl Proxy {
         self.shared.active.load(Ordering::SeqCst) + self.shared.dns_active.load(Ordering::SeqCst)
     }
 
+    /// The graded mode's record of a connect(2) the guard refused: the
+    /// agent tried `addr` directly instead of through the proxy.
+    pub fn deny_direct(&self, addr: SocketAddr) {
+        let _ = self
+            .shared
+            .log
+            .write(crate::audit::Record::Net(crate::audit::Net {
+                id: self.shared.next_id.fetch_add(1, Ordering::SeqCst),
+                proto: crate::audit::Proto::Tcp,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                addr: Some(addr.to_string()),
+                decision: crate::audit::Decision::Deny,
+                reason: Some(
+                    "a direct connect() (graded mode: only cage's proxy can be connected to; \
+                 HTTPS_PROXY names it)"
+                        .to_string(),
+                ),
+                rule: None,
+                source: None,
+            }));
+    }
+
     /// Waits up to `grace` for open connections to finish (their end
     /// records), then returns how many are still open.
     pub fn drain(&self, grace: Duration) -> usize {
@@ -214,6 +282,10 @@ fn accept_loop(tcp: &[(TcpListener, Serve)], udp: &Arc<UdpSocket>, shared: &Arc<
 /// Accepts what `listener` has waiting; false if it failed for good.
 fn accept_one(listener: &TcpListener, serve: Serve, shared: &Arc<Shared>) -> bool {
     let stream = match listener.accept() {
+        // Graded: a host process, not the agent (dropping closes it).
+        Ok((_, peer)) if shared.config.peers.as_ref().is_some_and(|p| !p.take(peer)) => {
+            return true;
+        }
         Ok((s, _)) => s,
         Err(e) => {
             return match e.raw_os_error() {

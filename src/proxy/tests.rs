@@ -465,3 +465,56 @@ fn dns_stub_answers_allowed_names_and_refuses_others() {
         "{log}"
     );
 }
+
+/// The graded mode's peer check: an expected client is served once, an
+/// unexpected one never (`Peers`).
+#[test]
+fn only_expected_peers_are_served_once() {
+    let peers = super::Peers::default();
+    let a: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let b: std::net::SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    peers.expect(a);
+    peers.expect(b);
+    peers.forget(b);
+    assert!(peers.take(a));
+    assert!(!peers.take(a), "served twice");
+    assert!(!peers.take(b), "forgotten, still served");
+}
+
+/// The graded mode: the proxy on the host's loopback answers the client
+/// the guard announced and closes any other host process's connection
+/// without a byte, and without a record.
+#[test]
+fn unexpected_clients_are_closed_unserved() {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    use std::os::fd::AsRawFd;
+    let peers = Arc::new(super::Peers::default());
+    let config = Config {
+        peers: Some(peers.clone()),
+        ..Config::default()
+    };
+    let h = Harness::new("peers", vec![], config);
+    let request = b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n";
+    // As the guard does: bound first, announced, then connected.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    crate::sys::bind_inet(fd.as_raw_fd(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut agent = TcpStream::from(fd);
+    peers.expect(agent.local_addr().unwrap());
+    crate::sys::connect_inet(agent.as_raw_fd(), h.addr).unwrap();
+    agent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    agent.write_all(request).unwrap();
+    assert!(read_all(&mut agent).starts_with("HTTP/1.1 403"));
+    let mut other = h.connect();
+    let _ = other.write_all(request);
+    assert_eq!(read_all(&mut other), "", "a host process was answered");
+    h.wait_idle();
+    assert_eq!(h.log().lines().count(), 1, "{}", h.log());
+}

@@ -5,7 +5,14 @@
 //! supervisor records and always lets go on (`execs`); with `writes` (the
 //! graded mode, which has no read-only view), also every call that changes
 //! an existing file in place or removes it ([`WRITES`], and open/openat
-//! for writing); everything else goes through.
+//! for writing); and in the graded proxy mode every connect, which the
+//! supervisor answers itself (`guard::connect`); everything else goes
+//! through. In that mode it also
+//! refuses outright (EPERM) what would get around the connect handler:
+//! bind and listen (the agent has no business serving on the host's
+//! loopback) and TCP fast open (sendto, sendmsg, sendmmsg with
+//! MSG_FASTOPEN connect without connect(2)). Here and not in the deny
+//! list because they belong with the handler they protect.
 //!
 //! [`build_program`] is pure; [`install`] loads it on the calling thread
 //! and returns the listener. Which names are refused is the plan's
@@ -119,14 +126,27 @@ pub struct Watch {
     /// read-only without a view: `GuardPlan::existing`); link* and
     /// rename* too, whose source can be one.
     pub writes: bool,
+    /// connect (the graded proxy mode: the supervisor connects).
+    pub connect: bool,
 }
 
 impl Watch {
-    /// Whether the program hands anything over.
+    /// Whether the program hands anything over at all.
     pub fn any(self) -> bool {
-        self.creations || self.execs || self.writes
+        self.creations || self.execs || self.writes || self.connect
     }
 }
+
+/// Calls refused in the graded proxy mode.
+pub const NO_SERVING: &[libc::c_long] = &[libc::SYS_bind, libc::SYS_listen];
+
+/// Calls that connect with MSG_FASTOPEN, and which argument holds the
+/// flags.
+pub const FAST_OPEN: &[(libc::c_long, u32)] = &[
+    (libc::SYS_sendto, 3),
+    (libc::SYS_sendmsg, 2),
+    (libc::SYS_sendmmsg, 3),
+];
 
 /// x32 calls carry this bit in the number (x86_64 only).
 const X32_BIT: u32 = 0x4000_0000;
@@ -136,6 +156,7 @@ enum To {
     Next,
     Allow,
     Notify,
+    Deny,
     Skip(usize),
 }
 
@@ -150,6 +171,12 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
     if watch.execs {
         for nr in EXECS {
             ops.push((JEQ_K, To::Notify, To::Next, *nr as u32));
+        }
+    }
+    if watch.connect {
+        ops.push((JEQ_K, To::Notify, To::Next, libc::SYS_connect as u32));
+        for nr in NO_SERVING {
+            ops.push((JEQ_K, To::Deny, To::Next, *nr as u32));
         }
     }
     if cfg!(target_arch = "x86_64") {
@@ -177,8 +204,15 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
         ops.push((LD_W_ABS, To::Next, To::Next, arg_low(*arg)));
         ops.push((JSET_K, To::Notify, To::Allow, flags));
     }
+    for (nr, arg) in FAST_OPEN.iter().filter(|_| watch.connect) {
+        // As for the open flags above: the flag test ends in a verdict.
+        ops.push((JEQ_K, To::Next, To::Skip(2), *nr as u32));
+        ops.push((LD_W_ABS, To::Next, To::Next, arg_low(*arg)));
+        ops.push((JSET_K, To::Deny, To::Allow, libc::MSG_FASTOPEN as u32));
+    }
     let allow = ops.len();
     let notify = allow + 1;
+    let deny = allow + 2;
     let mut prog: Vec<sock_filter> = ops
         .iter()
         .enumerate()
@@ -188,6 +222,7 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
                     To::Next => i + 1,
                     To::Allow => allow,
                     To::Notify => notify,
+                    To::Deny => deny,
                     To::Skip(n) => i + 1 + n,
                 };
                 // Programs are a few dozen instructions: offsets fit.
@@ -213,6 +248,12 @@ pub fn build_program(watch: Watch) -> Vec<sock_filter> {
         jf: 0,
         k: libc::SECCOMP_RET_USER_NOTIF,
     });
+    prog.push(sock_filter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    });
     prog
 }
 
@@ -231,31 +272,48 @@ pub fn install(prog: &[sock_filter]) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
-    const ALL: [Watch; 5] = [
+    const ALL: [Watch; 7] = [
         Watch {
             creations: true,
             execs: true,
             writes: false,
+            connect: false,
         },
         Watch {
             creations: true,
             execs: false,
             writes: false,
+            connect: false,
         },
         Watch {
             creations: false,
             execs: true,
             writes: false,
+            connect: false,
         },
         Watch {
             creations: true,
             execs: true,
             writes: true,
+            connect: false,
         },
         Watch {
             creations: false,
             execs: false,
             writes: true,
+            connect: false,
+        },
+        Watch {
+            creations: true,
+            execs: true,
+            writes: false,
+            connect: true,
+        },
+        Watch {
+            creations: true,
+            execs: true,
+            writes: true,
+            connect: true,
         },
     ];
 
@@ -269,7 +327,10 @@ mod tests {
                     assert!(i + 1 + (ins.jf as usize) < prog.len());
                 }
             }
-            assert_eq!(prog.last().map(|i| i.k), Some(libc::SECCOMP_RET_USER_NOTIF));
+            assert_eq!(
+                prog.last().map(|i| i.k),
+                Some(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32)
+            );
         }
     }
 
@@ -337,6 +398,30 @@ mod tests {
                 assert_eq!(verdict(&prog, *nr, [0; 6]), expect(watch.writes));
             }
             assert_eq!(verdict(&prog, libc::SYS_ftruncate, [0; 6]), allow);
+            assert_eq!(
+                verdict(&prog, libc::SYS_connect, [0; 6]),
+                expect(watch.connect)
+            );
+            let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+            let refuse = |on: bool| if on { eperm } else { allow };
+            assert_eq!(
+                verdict(&prog, libc::SYS_bind, [0; 6]),
+                refuse(watch.connect)
+            );
+            assert_eq!(
+                verdict(&prog, libc::SYS_listen, [0; 6]),
+                refuse(watch.connect)
+            );
+            let fastopen = libc::MSG_FASTOPEN as u64;
+            assert_eq!(
+                verdict(&prog, libc::SYS_sendto, [0, 0, 0, fastopen, 0, 0]),
+                refuse(watch.connect)
+            );
+            assert_eq!(
+                verdict(&prog, libc::SYS_sendmsg, [0, 0, fastopen, 0, 0, 0]),
+                refuse(watch.connect)
+            );
+            assert_eq!(verdict(&prog, libc::SYS_sendto, [0; 6]), allow);
             assert_eq!(verdict(&prog, libc::SYS_getpid, [0; 6]), allow);
             assert_eq!(verdict(&prog, libc::SYS_clone, [0; 6]), allow);
         }

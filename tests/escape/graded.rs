@@ -7,9 +7,12 @@
 //! Each test has a control where a refusal could be vacuous: the same
 //! probe works on the host, as the same user.
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::harness::{ATTEMPT, Cage, host_processes_with, poll_until, unique};
@@ -59,16 +62,20 @@ fn graded_mode_is_refused_without_the_flag() {
     );
 }
 
-/// The proxy needs a network namespace: refused, naming --net none.
+/// The host's network as is has no place in the graded mode: refused,
+/// naming what works.
 #[test]
-fn graded_mode_refuses_the_proxy() {
+fn graded_mode_refuses_the_host_network() {
     require_userns!();
     let cage = Cage::new()
-        .args(["--allow-degraded", "namespaces", "--net", "proxy"])
+        .args(["--allow-degraded", "namespaces", "--net", "host"])
         .host_env("CAGE_TEST_FORCE_NO_USERNS", "1");
     let out = cage.run(["true"]);
     out.assert_code(125);
-    assert!(out.stderr.contains("only --net none"), "\n{out}");
+    assert!(
+        out.stderr.contains("use --net proxy or --net none"),
+        "\n{out}"
+    );
 }
 
 /// Layer: Landlock on host paths. The home is absent.
@@ -423,4 +430,242 @@ echo "ws=$(echo ok > mine.txt && echo yes)"
         "echo lib\n"
     );
     assert!(!vendor.join("new").exists(), "\n{out}");
+}
+
+// ---- The graded proxy mode (`--net proxy` without namespaces) ----
+//
+// The supervisor binds the proxy on the host's loopback and connects the
+// agent's sockets to it (`guard::connect`); seccomp leaves plain TCP
+// sockets only. Each test's control shows the attempt works on the host.
+
+/// The flags and the forcing variable of a graded proxy run.
+fn graded_proxy(cage: Cage) -> Cage {
+    cage.args(["--allow-degraded", "namespaces", "--net", "proxy"])
+        .host_env("CAGE_TEST_FORCE_NO_USERNS", "1")
+}
+
+/// An HTTP server on the host's loopback answering every request with
+/// `hello PATH`; returns its port and how many requests it served.
+fn host_server() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            h.fetch_add(1, Ordering::SeqCst);
+            let head = String::from_utf8_lossy(&got).into_owned();
+            let body = format!("hello {}\n", head.split(' ').nth(1).unwrap_or(""));
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, hits)
+}
+
+/// The session's audit records.
+fn records(cage: &Cage) -> Vec<serde_json::Value> {
+    let dirs: Vec<_> = std::fs::read_dir(cage.sessions_dir())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(dirs.len(), 1, "expected one session: {dirs:?}");
+    let text = std::fs::read_to_string(dirs[0].join("audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect()
+}
+
+/// A denial record for `host:port`.
+fn denied(records: &[serde_json::Value], host: &str, port: u16) -> bool {
+    records.iter().any(|r| {
+        r["event"] == "net" && r["decision"] == "deny" && r["host"] == host && r["port"] == port
+    })
+}
+
+/// Layer: network (the proxy decides every connection). curl, told only
+/// what cage's variables say, reaches an allowed host service on the
+/// host's loopback through the proxy, on the port the supervisor bound
+/// (not the namespace's 3128); another service gets cage's 403, and a
+/// record, and no request.
+#[test]
+fn graded_proxy_reaches_allowed_hosts_only() {
+    require_userns!();
+    let (allowed, allowed_hits) = host_server();
+    let (other, other_hits) = host_server();
+    let rule = format!("127.0.0.1:{allowed}");
+    let cage = graded_proxy(Cage::new()).args(["--allow-host", rule.as_str()]);
+    let out = cage.sh(&format!(
+        "echo \"proxy=$HTTPS_PROXY\"; \
+         curl -sS --max-time 20 http://127.0.0.1:{allowed}/through; \
+         curl -s --max-time 20 -o /dev/null -w 'other=%{{http_code}}\\n' http://127.0.0.1:{other}/"
+    ));
+    out.assert_success().assert_line("hello /through");
+    assert_eq!(out.value("other"), Some("403"), "\n{out}");
+    let proxy = out.value("proxy").unwrap_or_default();
+    assert!(
+        proxy.starts_with("http://127.0.0.1:") && !proxy.ends_with(":3128"),
+        "\n{out}"
+    );
+    assert_eq!(allowed_hits.load(Ordering::SeqCst), 1, "\n{out}");
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "\n{out}");
+    assert!(denied(&records(&cage), "127.0.0.1", other), "\n{out}");
+}
+
+/// A Python probe of what a program that ignores the proxy tries:
+/// `ALLOWED: what` or `REFUSED: what (error)` per line, then whether a
+/// plain TCP socket still reaches the proxy (`proxy=ok`).
+const DIRECT_PROBE: &str = r#"
+import os, select, socket, sys
+tcp, path = int(sys.argv[1]), sys.argv[2]
+def attempt(what, f):
+    try:
+        f(); print("ALLOWED: " + what)
+    except OSError as e:
+        print("REFUSED: %s (%s)" % (what, e))
+def tcp_connect():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.settimeout(5)
+    s.connect(("127.0.0.1", tcp))
+def tcp6_mapped():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); s.settimeout(5)
+    s.connect(("::ffff:127.0.0.1", tcp))
+def fast_open():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.sendto(b"x", socket.MSG_FASTOPEN, ("127.0.0.1", tcp))
+def udp_send():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.1", 53))
+def sctp():
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132)
+def mptcp():
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+def unix_connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+def unix_socket():
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def netlink():
+    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+def listen():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.bind(("127.0.0.1", 0)); s.listen()
+def listen_unbound():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.listen()
+def raw():
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+attempt("tcp connect", tcp_connect)
+attempt("tcp6 v4-mapped connect", tcp6_mapped)
+attempt("tcp fast open", fast_open)
+attempt("udp send", udp_send)
+attempt("sctp socket", sctp)
+attempt("mptcp socket", mptcp)
+attempt("unix connect", unix_connect)
+attempt("unix socket", unix_socket)
+attempt("netlink socket", netlink)
+attempt("tcp listen", listen)
+attempt("tcp listen unbound", listen_unbound)
+attempt("raw socket", raw)
+def through_proxy(family, host, port, blocking):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    if blocking:
+        s.settimeout(5); s.connect((host, port))
+    else:
+        s.setblocking(False)
+        try:
+            s.connect((host, port))
+        except BlockingIOError:
+            pass
+        select.select([], [s], [], 5); s.setblocking(True); s.settimeout(5)
+    s.sendall(b"GET http://h/ HTTP/1.0\r\n\r\n")
+    return "ok" if s.recv(12).startswith(b"HTTP/1.1 403") else "no"
+proxy = os.environ.get("HTTPS_PROXY", "").rsplit(":", 1)
+if len(proxy) == 2 and proxy[1].isdigit():
+    port = int(proxy[1])
+    print("proxy=" + through_proxy(socket.AF_INET, "127.0.0.1", port, True))
+    print("proxy6=" + through_proxy(socket.AF_INET6, "::ffff:127.0.0.1", port, True))
+    print("proxy_nonblocking=" + through_proxy(socket.AF_INET, "127.0.0.1", port, False))
+"#;
+
+/// Layer: seccomp and the guard's connect handler (and Landlock's TCP
+/// rights behind them). A program that ignores the proxy reaches nothing
+/// directly: not a TCP listener on the host's loopback (by connect, a
+/// v4-mapped address or TCP fast open), not UDP, SCTP, MPTCP, raw, netlink
+/// or unix sockets (each of socket(2)'s three rules), and it cannot listen; the direct connect is recorded as a
+/// denial; a plain TCP socket still reaches the proxy (IPv4, v4-mapped
+/// IPv6, non-blocking).
+#[test]
+fn graded_proxy_agent_cannot_reach_host_sockets_directly() {
+    require_userns!();
+    let cage = graded_proxy(Cage::new());
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let path = cage.workspace().join("agent.sock");
+    let _unix = UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = path.display().to_string();
+    let out = cage.run(["python3", "-c", DIRECT_PROBE, &port.to_string(), &path]);
+    out.assert_success().assert_all_refused(12);
+    for how in ["proxy", "proxy6", "proxy_nonblocking"] {
+        assert_eq!(out.value(how), Some("ok"), "{how}\n{out}");
+    }
+    assert!(
+        tcp.accept().is_err(),
+        "the listener got a connection\n{out}"
+    );
+    assert!(denied(&records(&cage), "127.0.0.1", port), "\n{out}");
+    // Control: the same user gets through on the host (SCTP where the
+    // kernel has it).
+    let host = cage.run_on_host(["python3", "-c", DIRECT_PROBE, &port.to_string(), &path]);
+    for what in [
+        "tcp connect",
+        "tcp6 v4-mapped connect",
+        "tcp fast open",
+        "udp send",
+        "mptcp socket",
+        "unix connect",
+        "unix socket",
+        "netlink socket",
+        "tcp listen",
+        "tcp listen unbound",
+    ] {
+        host.assert_line(&format!("ALLOWED: {what}"));
+    }
+}
+
+/// Layer: the proxy's peer check. The proxy listens on the host's
+/// loopback, where every host process can connect: a connection the
+/// guard did not make for the agent is closed unserved, so no other
+/// process gets the session's allowlist.
+#[test]
+fn graded_proxy_serves_no_host_process() {
+    require_userns!();
+    let (port, hits) = host_server();
+    let rule = format!("127.0.0.1:{port}");
+    let cage = graded_proxy(Cage::new()).args(["--allow-host", rule.as_str()]);
+    let running = cage.spawn([
+        "sh",
+        "-c",
+        "printf %s \"$HTTPS_PROXY\" > proxy.tmp && mv proxy.tmp proxy && sleep 30",
+    ]);
+    let file = cage.workspace().join("proxy");
+    assert!(
+        poll_until(Duration::from_secs(20), || file.exists()),
+        "the agent never wrote its proxy address"
+    );
+    let proxy = std::fs::read_to_string(&file).unwrap();
+    let url = format!("http://127.0.0.1:{port}/from-host");
+    let host = cage.run_on_host(["curl", "-sS", "--max-time", "10", "-x", &proxy, &url]);
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = running.wait();
+    assert_ne!(host.code, 0, "a host process used the proxy\n{host}\n{out}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "\n{host}");
 }
