@@ -295,6 +295,16 @@ pub fn try_userns() -> Result<(), i32> {
     }
 }
 
+/// The graded plan a run of `plan` would take here: the policy allows it
+/// and user namespaces are refused. Call only while single-threaded (it
+/// tries one).
+pub fn graded_here(plan: &Plan) -> Option<&crate::plan::graded::GradedPlan> {
+    match &plan.graded {
+        Some(crate::plan::graded::Graded::Ready(g)) if userns_refused(true).is_some() => Some(g),
+        _ => None,
+    }
+}
+
 fn run_cage(
     plan: &Plan,
     session: Option<&Session>,

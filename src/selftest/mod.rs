@@ -105,6 +105,8 @@ struct Report {
     workspace: PathBuf,
     network: NetMode,
     workspace_mode: WorkspaceMode,
+    /// The run took the graded mode (no user namespaces here).
+    graded: bool,
     attempts: Vec<Line>,
     blocked: usize,
     exposed: usize,
@@ -177,14 +179,19 @@ fn run_in(
     // for its session, from the same inputs).
     let plan = build_plan(&policy, &host, &argv, real, shadow)?;
     let before = Snapshot::take(&spec.writes);
+    // The selftest never moves into a new scope: its decoys would be left
+    // behind by the exec.
+    let place = crate::session::run::cgroup_place(&loaded.policy, false)?;
+    let mode = Mode {
+        graded: crate::supervisor::graded_here(&plan),
+        cgroup: matches!(place, crate::cgroup::Place::At(_)),
+    };
 
-    let (status, output, errors) = capture_output(|| {
-        // The selftest never moves into a new scope: its decoys would
-        // be left behind by the exec.
-        let place = crate::session::run::cgroup_place(&loaded.policy, false)?;
-        crate::session::run::Run::open(&mut loaded, &argv, place)?.run()
-    })
-    .map_err(fail("capturing the probe's output"))?;
+    let (status, output, errors) =
+        capture_output(|| crate::session::run::Run::open(&mut loaded, &argv, place)?.run())
+            .map_err(fail("capturing the probe's output"))?;
+    // Written only if the cage let it through; ours (it holds the token).
+    let _ = std::fs::remove_file(tmp_write(&spec.token));
     let observed: Vec<Observed> = output
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice(l).ok())
@@ -200,7 +207,7 @@ fn run_in(
     }
     let accepted = listeners.accepted();
     let observed = with_survivors(observed, &spec.token);
-    let mut lines = judge(&plan, &policy, &spec, &observed, &before);
+    let mut lines = judge(&plan, &policy, &spec, &observed, &before, &mode);
     let missing = add_missing(&mut lines, &spec, &observed);
     let exposed = lines.iter().filter(|l| l.verdict == "EXPOSED").count();
     // A connection the host's listeners saw counts even if the probe
@@ -214,6 +221,7 @@ fn run_in(
         workspace: real.repo_root.clone().unwrap_or_else(|| real.cwd.clone()),
         network: plan.network.mode,
         workspace_mode: plan.workspace.mode,
+        graded: mode.graded.is_some(),
         blocked: lines.len() - exposed - missing,
         exposed,
         attempts: lines,
@@ -265,6 +273,8 @@ fn planned_writes(host: &Host, shadow: &Shadow) -> Vec<(String, PathBuf)> {
             shadow.root().join("outside-the-workspace"),
         ),
     ];
+    // /tmp itself: private in a cage, denied in the graded mode.
+    writes.push(("write-tmp".to_string(), tmp_write(shadow.token())));
     let ws = shadow.workspace();
     if ws.join(".git").is_dir() {
         writes.push(("plant-hook".into(), ws.join(".git/hooks/pre-commit")));
@@ -273,6 +283,20 @@ fn planned_writes(host: &Host, shadow: &Shadow) -> Vec<(String, PathBuf)> {
     writes.push(("plant-envrc".into(), ws.join(".envrc")));
     writes.push(("plant-vscode".into(), ws.join(".vscode/tasks.json")));
     writes
+}
+
+/// The file the probe tries to leave in the host's /tmp: named by the
+/// run's token, so it is no one else's.
+fn tmp_write(token: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/cage-selftest-{token}"))
+}
+
+/// How the run is made, beyond its plan.
+struct Mode<'a> {
+    /// The graded mode's plan, when the run takes it.
+    graded: Option<&'a crate::plan::graded::GradedPlan>,
+    /// The session gets a cgroup of its own (killed whole at the end).
+    cgroup: bool,
 }
 
 /// cage's own lines about the session (what the guard refused, a state
@@ -581,12 +605,12 @@ fn survivors(token: &str) -> Vec<u32> {
         .collect()
 }
 
-fn denies(plan: &Plan, call: &str) -> bool {
-    plan.seccomp.deny.iter().any(|r| r.name == call)
+fn denies(filter: &crate::plan::SeccompPlan, call: &str) -> bool {
+    filter.deny.iter().any(|r| r.name == call)
 }
 
-fn denies_ioctl(plan: &Plan, cmd: libc::c_ulong) -> bool {
-    plan.seccomp.deny.iter().any(|r| {
+fn denies_ioctl(filter: &crate::plan::SeccompPlan, cmd: libc::c_ulong) -> bool {
+    filter.deny.iter().any(|r| {
         r.name == "ioctl"
             && match &r.when {
                 crate::plan::ArgMatch::Always => true,
@@ -605,8 +629,9 @@ fn judge(
     spec: &Spec,
     observed: &[Observed],
     before: &Snapshot,
+    mode: &Mode,
 ) -> Vec<Line> {
-    let j = Judge::new(plan, policy, spec, before);
+    let j = Judge::new(plan, policy, spec, before, mode);
     let mut lines = Vec::new();
     for o in observed {
         if let Some((what, expected)) = j.expected(&o.id) {
@@ -631,12 +656,21 @@ struct Judge<'a> {
     /// Whether the decoy key is visible inside.
     key_visible: bool,
     home: Option<String>,
+    /// The graded mode's plan, when the run takes it: other layers say no.
+    graded: Option<&'a crate::plan::graded::GradedPlan>,
+    cgroup: bool,
 }
 
 const LET_THROUGH: &str = "allowed by the plan (seccomp lets it through)";
 
 impl<'a> Judge<'a> {
-    fn new(plan: &'a Plan, policy: &'a Policy, spec: &'a Spec, before: &'a Snapshot) -> Self {
+    fn new(
+        plan: &'a Plan,
+        policy: &'a Policy,
+        spec: &'a Spec,
+        before: &'a Snapshot,
+        mode: &Mode<'a>,
+    ) -> Self {
         let key_visible = crate::plan::explain::explain_path(plan, policy, &spec.decoy_key).allowed;
         let home = plan
             .env
@@ -650,27 +684,94 @@ impl<'a> Judge<'a> {
             before,
             key_visible,
             home,
+            graded: mode.graded,
+            cgroup: mode.cgroup,
         }
     }
 
     fn expected(&self, id: &str) -> Option<Expected> {
-        self.process(id)
+        let full = self
+            .process(id)
             .or_else(|| self.network(id))
-            .or_else(|| self.kernel(id))
+            .or_else(|| self.kernel(id))?;
+        Some(match self.graded {
+            Some(g) => self.in_graded(g, id, full),
+            None => full,
+        })
+    }
+
+    /// The seccomp program the agent runs under.
+    fn filter(&self) -> &crate::plan::SeccompPlan {
+        self.graded.map_or(&self.plan.seccomp, |g| &g.seccomp)
+    }
+
+    /// The graded mode's promise for an attempt whose full-mode promise is
+    /// `full`: where a namespace or the view refused, another layer does,
+    /// or nothing.
+    fn in_graded(&self, g: &crate::plan::graded::GradedPlan, id: &str, full: Expected) -> Expected {
+        let blocked = |s: &str| (true, format!("blocked: {s}"));
+        let proxy = self.plan.network.mode == NetMode::Proxy;
+        let sockets = if proxy {
+            "seccomp (plain TCP sockets only)"
+        } else {
+            "seccomp (no sockets)"
+        };
+        let (what, expected) = full;
+        let expected = match id {
+            _ if !expected.0 => expected,
+            "outlive" if self.cgroup => blocked("the session's cgroup is killed at the end"),
+            "outlive" => (
+                false,
+                "not in the graded mode: no pid namespace, no cgroup".to_string(),
+            ),
+            "hidden-key" => blocked("Landlock (not granted)"),
+            "decoy-env" => expected,
+            id if id.starts_with("tcp ") && proxy => {
+                blocked("guard (connect goes to the proxy only)")
+            }
+            "proxy-denied" | "proxy-loopback" if proxy => expected,
+            id if id.starts_with("tcp ") || id.starts_with("proxy-") => blocked(sockets),
+            "abstract-socket" | "path-socket" => blocked(sockets),
+            "ptrace-init" | "process-vm-readv" => {
+                let call = if id == "ptrace-init" {
+                    "ptrace"
+                } else {
+                    "process_vm_readv"
+                };
+                self.seccomp(call, Some("Landlock (ptrace restriction)"))
+            }
+            "init-mem" | "supervisor-mem" => blocked("Landlock (ptrace restriction)"),
+            "signal-host" if g.landlock.scope_signals => blocked("Landlock scope"),
+            "signal-host" => (
+                false,
+                "not in the graded mode: no pid namespace, and Landlock below ABI 6 has no \
+                 signal scope"
+                    .to_string(),
+            ),
+            "raw-socket" | "packet-socket" => self.seccomp("socket", Some("no capabilities")),
+            _ => expected,
+        };
+        let what = match id {
+            "ptrace-init" => "ptrace pid 1 (the host's init)".to_string(),
+            "init-mem" => "read /proc/1/mem (the host's init)".to_string(),
+            "process-vm-readv" => "process_vm_readv the host's init".to_string(),
+            _ => what,
+        };
+        (what, expected)
     }
 
     /// `otherwise`: the layer that still refuses when seccomp lets the
     /// call through; `None` when nothing in the plan does.
     fn seccomp(&self, call: &str, otherwise: Option<&str>) -> (bool, String) {
         match otherwise {
-            _ if denies(self.plan, call) => (true, "blocked: seccomp".to_string()),
+            _ if denies(self.filter(), call) => (true, "blocked: seccomp".to_string()),
             Some(layer) => (true, format!("blocked: {layer}")),
             None => (false, LET_THROUGH.to_string()),
         }
     }
 
     fn ioctl(&self, cmd: libc::c_ulong) -> (bool, String) {
-        if denies_ioctl(self.plan, cmd) {
+        if denies_ioctl(self.filter(), cmd) {
             (true, "blocked: seccomp".to_string())
         } else {
             (false, LET_THROUGH.to_string())
@@ -829,7 +930,7 @@ impl<'a> Judge<'a> {
                 "an i386 syscall (int 0x80)".to_string(),
                 // Each filter program also kills on an architecture it
                 // was not built for.
-                if self.plan.seccomp.kill_foreign_abi || !self.plan.seccomp.deny.is_empty() {
+                if self.filter().kill_foreign_abi || !self.filter().deny.is_empty() {
                     (true, "blocked: seccomp (kill)".to_string())
                 } else {
                     (false, "allowed by the plan".to_string())
@@ -849,16 +950,25 @@ impl<'a> Judge<'a> {
         let what = match id {
             "write-home" => format!("write {}", self.tilde(path)),
             "write-outside" => "write a file beside the workspace".to_string(),
+            "write-tmp" => "write a file in the host's /tmp".to_string(),
             _ => format!("plant {}", rel(path, &plan.workspace.path)),
         };
         // The file's directory: the file itself may not exist.
         let dir = path.parent().unwrap_or(path);
-        let expected = if in_ws {
-            (true, "blocked: protected (mount, guard)".to_string())
+        let graded = self.graded.is_some();
+        let blocked = |s: &str| (true, format!("blocked: {s}"));
+        let expected = if in_ws && graded {
+            blocked("guard (refused, or put back at the end)")
+        } else if in_ws {
+            blocked("protected (mount, guard)")
+        } else if graded {
+            blocked("Landlock (not granted)")
+        } else if id == "write-tmp" {
+            blocked("/tmp is the cage's own tmpfs")
         } else if crate::plan::explain::explain_path(plan, self.policy, dir).allowed {
-            (true, "blocked: guard (kept read-only)".to_string())
+            blocked("guard (kept read-only)")
         } else {
-            (true, "blocked: view (not granted)".to_string())
+            blocked("view (not granted)")
         };
         // A write the probe made that is not on the host stayed in the
         // cage (its tmpfs, the overlay's upper layer); one the session's
@@ -904,10 +1014,15 @@ fn render(report: &Report, policy: &Policy, shadow: &Shadow) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "cage selftest: the plan of a run in {real} ({}; network {}, workspace {})",
+        "cage selftest: the plan of a run in {real} ({}; network {}, workspace {}{})",
         sources.join(", "),
         format!("{:?}", report.network).to_lowercase(),
         format!("{:?}", report.workspace_mode).to_lowercase(),
+        if report.graded {
+            "; the graded mode: user namespaces are unavailable here"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(
         s,

@@ -223,3 +223,71 @@ fn selftest_in_overlay_and_readonly_modes_blocks_every_attempt() {
         assert!(empty(&tmp), "{mode}: left in TMPDIR");
     }
 }
+
+/// The graded mode (forced with the test-only setting, as in
+/// `graded.rs`): the selftest says it ran there, names the layer that
+/// takes over from each namespace, and reports the one attempt the mode
+/// does not stop where no cgroup holds the session (a detached process
+/// outlives the cage) as EXPOSED, with the exit status saying so. Every
+/// other attempt is blocked, in none and in proxy mode.
+#[test]
+fn selftest_in_the_graded_mode_names_its_layers_and_its_gap() {
+    require_userns!();
+    for net in ["none", "proxy"] {
+        let (cage, tmp) = with_tmpdir(Cage::new().host_env("CAGE_TEST_FORCE_NO_USERNS", "1"));
+        let workspace = Snapshot::of(cage.workspace());
+        let out = cage.cli(["selftest", "--allow-degraded", "namespaces", "--net", net]);
+        assert_eq!(out.code, 1, "{net}: {out}");
+        assert!(
+            out.stdout
+                .contains("the graded mode: user namespaces are unavailable"),
+            "{net}: {out}"
+        );
+        let lines = verdicts(&out);
+        let exposed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("EXPOSED")).collect();
+        assert_eq!(exposed.len(), 1, "{net}: {out}");
+        assert!(
+            exposed[0].contains("outlive the cage")
+                && exposed[0].contains("not in the graded mode")
+                && exposed[0].contains("still running on the host"),
+            "{net}: {out}"
+        );
+        for (what, layer) in [
+            ("read the decoy key", "Landlock"),
+            (
+                "connect to host 127.0.0.1:",
+                if net == "none" { "seccomp" } else { "guard" },
+            ),
+            ("connect to a host abstract socket", "seccomp"),
+            ("open /proc/", "Landlock"),
+            ("signal the supervisor", "Landlock scope"),
+            ("write a file in the host's /tmp", "Landlock"),
+            ("plant .git/hooks/pre-commit", "guard"),
+            ("plant .git/config", "guard"),
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with("blocked ")
+                    && l.contains(what)
+                    && l.contains(&format!("blocked: {layer}"))),
+                "{net}: {what} by {layer}\n{out}"
+            );
+        }
+        if net == "proxy" {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("CONNECT 127.0.0.1:") && l.contains("403")),
+                "{net}: the proxy on the host's loopback answered\n{out}"
+            );
+        }
+        assert_eq!(
+            Snapshot::of(cage.workspace()).changes_since(&workspace),
+            Vec::<std::path::PathBuf>::new()
+        );
+        assert!(empty(&tmp), "{net}: left in TMPDIR");
+        assert!(
+            !cage.sessions_dir().exists(),
+            "{net}: a session was left: {out}"
+        );
+    }
+}
