@@ -37,7 +37,7 @@ complete -c cage -n "__fish_cage_needs_command" -l env -d 'Pass NAME from the en
 complete -c cage -n "__fish_cage_needs_command" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
 overlay\t''
 readonly\t''"
-complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none only). cage says so on every run' -r -f -a "landlock\t''
+complete -c cage -n "__fish_cage_needs_command" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none or proxy). cage says so on every run' -r -f -a "landlock\t''
 namespaces\t''"
 complete -c cage -n "__fish_cage_needs_command" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_needs_command" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
@@ -79,7 +79,7 @@ complete -c cage -n "__fish_cage_using_subcommand run" -l env -d 'Pass NAME from
 complete -c cage -n "__fish_cage_using_subcommand run" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
 overlay\t''
 readonly\t''"
-complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none only). cage says so on every run' -r -f -a "landlock\t''
+complete -c cage -n "__fish_cage_using_subcommand run" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none or proxy). cage says so on every run' -r -f -a "landlock\t''
 namespaces\t''"
 complete -c cage -n "__fish_cage_using_subcommand run" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand run" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
@@ -106,7 +106,7 @@ complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcom
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
 overlay\t''
 readonly\t''"
-complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none only). cage says so on every run' -r -f -a "landlock\t''
+complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none or proxy). cage says so on every run' -r -f -a "landlock\t''
 namespaces\t''"
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand policy; and __fish_seen_subcommand_from show" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
@@ -135,7 +135,7 @@ complete -c cage -n "__fish_cage_using_subcommand explain" -l env -d 'Pass NAME 
 complete -c cage -n "__fish_cage_using_subcommand explain" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
 overlay\t''
 readonly\t''"
-complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none only). cage says so on every run' -r -f -a "landlock\t''
+complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none or proxy). cage says so on every run' -r -f -a "landlock\t''
 namespaces\t''"
 complete -c cage -n "__fish_cage_using_subcommand explain" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand explain" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r
@@ -160,7 +160,7 @@ complete -c cage -n "__fish_cage_using_subcommand selftest" -l env -d 'Pass NAME
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l workspace -d 'Workspace mode: direct (writes land), overlay (writes reviewed later), readonly' -r -f -a "direct\t''
 overlay\t''
 readonly\t''"
-complete -c cage -n "__fish_cage_using_subcommand selftest" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none only). cage says so on every run' -r -f -a "landlock\t''
+complete -c cage -n "__fish_cage_using_subcommand selftest" -l allow-degraded -d 'Run even if the kernel cannot enforce LAYER: landlock (run with what Landlock the kernel has), namespaces (when user namespaces cannot be created, run the graded mode: Landlock and seccomp on the host\'s file tree, --net none or proxy). cage says so on every run' -r -f -a "landlock\t''
 namespaces\t''"
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l allow-shared-dir -d 'Accept PATH as the workspace or a --ro/--rw grant although it is a directory other programs share sockets in (/tmp, /var/tmp, /dev/shm, /run, $XDG_RUNTIME_DIR) or a parent of one' -r -F
 complete -c cage -n "__fish_cage_using_subcommand selftest" -l secret -d 'Keep the host\'s VAR out of the cage: inside, VAR holds a random placeholder of the same shape, and cage\'s proxy swaps the real value in only on HTTPS requests to HOST (which this also allows)' -r

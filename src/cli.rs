@@ -193,7 +193,7 @@ pub struct PolicyArgs {
     /// Run even if the kernel cannot enforce LAYER: landlock (run with
     /// what Landlock the kernel has), namespaces (when user namespaces
     /// cannot be created, run the graded mode: Landlock and seccomp on the
-    /// host's file tree, --net none only). cage says so on every run.
+    /// host's file tree, --net none or proxy). cage says so on every run.
     #[arg(long, value_name = "LAYER")]
     pub allow_degraded: Vec<LayerArg>,
     /// Accept PATH as the workspace or a --ro/--rw grant although it is a

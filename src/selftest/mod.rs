@@ -741,11 +741,15 @@ impl<'a> Judge<'a> {
                 self.seccomp(call, Some("Landlock (ptrace restriction)"))
             }
             "init-mem" | "supervisor-mem" => blocked("Landlock (ptrace restriction)"),
-            "signal-host" if g.landlock.scope_signals => blocked("Landlock scope"),
+            "signal-host"
+                if g.landlock.scope_signals && crate::sandbox::landlock::kernel_abi() >= 6 =>
+            {
+                blocked("Landlock scope")
+            }
             "signal-host" => (
                 false,
-                "not in the graded mode: no pid namespace, and Landlock below ABI 6 has no \
-                 signal scope"
+                "not in the graded mode: no pid namespace, and no Landlock signal scope (ABI \
+                 6) here"
                     .to_string(),
             ),
             "raw-socket" | "packet-socket" => self.seccomp("socket", Some("no capabilities")),

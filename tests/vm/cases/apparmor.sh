@@ -22,6 +22,7 @@ if apparmor_parser -r /etc/apparmor.d/cage-test-deny 2>/dev/null; then
     rc=$?
     check "a run is refused (125)" status_is 125
     check "and names AppArmor as the cause" has "AppArmor"
+    graded_selftest "AppArmor deny userns" aa-exec -p cage-test-deny --
     sed 's|@CAGE@|/usr/local/bin/cage|' /mnt/share/apparmor-cage > /etc/apparmor.d/cage
     apparmor_parser -r /etc/apparmor.d/cage > $out 2>&1
     rc=$?

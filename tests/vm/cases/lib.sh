@@ -42,3 +42,43 @@ finish() {
     echo "kernel $(uname -r): $failures failure(s)"
     [ "$failures" = 0 ]
 }
+
+# graded_selftest WHERE [WRAPPER...]: cage selftest in the graded mode,
+# --net none and --net proxy, as the tester (WRAPPER: aa-exec and its
+# arguments, say; GRADED_FLAGS: more flags), printed for README's table.
+# Nothing the selftest expects blocked may get through; what the mode does
+# not stop is EXPOSED, with an expected column that says so, and a
+# detached process outliving the cage is always among it (no pid
+# namespace). With [limits] the session has a cgroup, which takes that
+# process along: then every attempt is blocked (exit 0).
+graded_selftest() {
+    where=$1
+    shift
+    mkdir -p /home/tester/proj/.git/hooks && chown -R tester /home/tester/proj
+    for net in none proxy; do
+        as-tester "$@" cage selftest --no-project-policy --allow-degraded namespaces \
+            ${GRADED_FLAGS:-} --net $net > $out 2>&1
+        rc=$?
+        echo "-- cage selftest in the graded mode ($where, --net $net): status $rc"
+        grep -v '^cage: warning: graded mode' $out
+        check "graded selftest ($where, $net): ran in the graded mode" \
+            has "the graded mode: user namespaces are unavailable"
+        check "graded selftest ($where, $net): exit 1, the detached process outlived the cage" \
+            sh -c "[ $rc = 1 ] && grep -q '^EXPOSED  outlive the cage' $out"
+        check "graded selftest ($where, $net): nothing expected blocked got through" \
+            sh -c "! grep '^EXPOSED ' $out | grep -v 'not in the graded mode'"
+        check "graded selftest ($where, $net): nothing left in /tmp" \
+            sh -c "! ls /tmp | grep -q '^cage-selftest'"
+    done
+    printf '[limits]\npids = 256\n' > /home/tester/graded-limits.toml
+    chown tester /home/tester/graded-limits.toml
+    as-tester "$@" cage selftest --no-project-policy --allow-degraded namespaces \
+        ${GRADED_FLAGS:-} -f /home/tester/graded-limits.toml > $out 2>&1
+    rc=$?
+    echo "-- with [limits] pids = 256 ($where): status $rc"
+    grep -E '^(EXPOSED|blocked)  outlive' $out
+    check "graded selftest ($where) with a cgroup: the detached process went with it" \
+        has "^blocked  outlive the cage.*cgroup"
+    check "graded selftest ($where) with a cgroup: nothing expected blocked got through" \
+        sh -c "! grep '^EXPOSED ' $out | grep -v 'not in the graded mode'"
+}

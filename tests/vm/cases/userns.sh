@@ -43,6 +43,7 @@ graded() {
     run_cage $G -- sh -c "kill -TERM $victim && echo ALLOWED || echo REFUSED"
     check "graded: a host process cannot be signalled" sh -c "grep -q REFUSED $out && kill -0 $victim"
     kill "$victim" 2> /dev/null
+    graded_selftest "user.max_user_namespaces = 0"
 }
 run_cage doctor
 check "doctor: user namespaces available at first" has "user namespaces *available"
