@@ -575,7 +575,7 @@ fn trust(file: Option<PathBuf>, yes: bool) -> Result<i32, Error> {
     // When it is this directory's project file, the plan's findings too
     // (what its lines do together), against your own config alone.
     let discovered = policy::find_project_file(&host)
-        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| crate::host::canonical(p).ok())
         .is_some_and(|p| p == preview.path);
     if discovered
         && let Ok(loaded) = run::load(&crate::cli::PolicyArgs::default(), None, true)

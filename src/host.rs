@@ -64,7 +64,7 @@ impl Host {
             .or_else(|| var("USER"))
             .unwrap_or_else(|| uid.to_string());
         let cwd = std::env::current_dir()
-            .and_then(|d| d.canonicalize())
+            .and_then(|d| canonical(&d))
             .map_err(HostError::Cwd)?;
         let xdg = |name: &str, fallback: &str| match var(name).map(PathBuf::from) {
             Some(p) if p.is_absolute() => p.join("cage"),
@@ -188,7 +188,7 @@ fn probe_depth(argv0: &str, path: &str, cwd: &Path, depth: usize) -> CommandFact
             .find(|p| executable(p))
     };
     let found = hit.and_then(|p| {
-        let real = p.canonicalize().ok()?;
+        let real = canonical(&p).ok()?;
         let links = link_chain(&p);
         let interpreter = (depth < MAX_INTERPRETERS)
             .then(|| shebang(&real))
@@ -214,9 +214,7 @@ fn probe_depth(argv0: &str, path: &str, cwd: &Path, depth: usize) -> CommandFact
 fn link_chain(path: &Path) -> Vec<(PathBuf, PathBuf)> {
     let real_dir = |p: &Path| {
         let parent = p.parent().unwrap_or(Path::new("/"));
-        let parent = parent
-            .canonicalize()
-            .unwrap_or_else(|_| parent.to_path_buf());
+        let parent = canonical(parent).unwrap_or_else(|_| parent.to_path_buf());
         match p.file_name() {
             Some(name) => parent.join(name),
             None => parent,
@@ -252,5 +250,29 @@ fn shebang(file: &Path) -> Option<String> {
             .map(str::to_string)
     } else {
         Some(first.to_string())
+    }
+}
+
+/// `path` with every link resolved, as `fs::canonicalize` gives it, in
+/// three calls whatever its depth: an `O_PATH` open, then the name the
+/// kernel keeps for that descriptor. glibc's `realpath` (behind
+/// `canonicalize`) calls readlink on each component and fails on each that
+/// is not a link: most of a start's failing calls. Where the kernel's name
+/// is not a plain path (no /proc, the file removed meanwhile), it falls
+/// back to `canonicalize`.
+pub fn canonical<P: AsRef<Path>>(path: P) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.as_ref();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)?;
+    match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        Ok(real) if real.is_absolute() && !real.as_os_str().as_bytes().ends_with(b" (deleted)") => {
+            Ok(real)
+        }
+        _ => path.canonicalize(),
     }
 }

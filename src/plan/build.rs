@@ -765,9 +765,8 @@ fn add_system_files(view: &mut View, network: &NetworkPlan, resolv: &Path, secre
             },
         });
     }
-    let hosts = Path::new("/etc/hosts")
-        .canonicalize()
-        .unwrap_or_else(|_| PathBuf::from("/etc/hosts"));
+    let hosts =
+        crate::host::canonical("/etc/hosts").unwrap_or_else(|_| PathBuf::from("/etc/hosts"));
     view.push(Mount::File {
         dst: hosts,
         contents: HOSTS.to_string(),
@@ -808,7 +807,7 @@ fn resolve_plan_command(
     let program = resolve_command(&argv[0], path_var, &host.cwd, mounts);
     // Found inside, but not the file the user's shell would run: say so.
     if let (Some(program), Some(found)) = (&program, &facts.found)
-        && program.canonicalize().ok().as_ref() != Some(&found.real)
+        && crate::host::canonical(program).ok().as_ref() != Some(&found.real)
         && !is_visible(mounts, &found.real)
         && let super::command::NotFound::NotVisible { why, .. } = not_found(facts, host, hides)
     {
@@ -989,16 +988,13 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
         },
     };
     check_project_reach(policy, &path, &source)?;
-    let path = path.canonicalize().map_err(|error| BuildError::Resolve {
+    let path = crate::host::canonical(&path).map_err(|error| BuildError::Resolve {
         path: path.clone(),
         rule: source.clone(),
         error,
     })?;
     if !explicit {
-        let home = host
-            .home
-            .canonicalize()
-            .unwrap_or_else(|_| host.home.clone());
+        let home = crate::host::canonical(&host.home).unwrap_or_else(|_| host.home.clone());
         let what = if path == Path::new("/") {
             Some("the root directory")
         } else if path == home {
@@ -1101,7 +1097,7 @@ fn shared_dirs(host: &Host) -> Vec<PathBuf> {
         .into_iter()
         .map(PathBuf::from)
         .chain(runtime)
-        .filter_map(|p| p.canonicalize().ok())
+        .filter_map(|p| crate::host::canonical(&p).ok())
         .collect()
 }
 
@@ -1120,7 +1116,7 @@ fn check_shared_dir(
         .security
         .allow_shared_dir
         .iter()
-        .any(|a| a.value.canonicalize().is_ok_and(|a| a == real));
+        .any(|a| crate::host::canonical(&a.value).is_ok_and(|a| a == real));
     if accepted {
         return Ok(());
     }
@@ -1168,13 +1164,10 @@ fn check_project_reach(
     if *file != project.file {
         return Ok(());
     }
-    let Ok(real) = path.canonicalize() else {
+    let Ok(real) = crate::host::canonical(path) else {
         return Ok(()); // missing: nothing is granted
     };
-    let root = project
-        .root
-        .canonicalize()
-        .unwrap_or_else(|_| project.root.clone());
+    let root = crate::host::canonical(&project.root).unwrap_or_else(|_| project.root.clone());
     if path.starts_with(&project.root) && real.starts_with(&root) {
         return Ok(());
     }
@@ -1316,7 +1309,7 @@ fn add_bind(
     // recreated as a link, and its target bound where it really lives.
     if literal != path
         && let Some(parent) = literal.parent()
-        && parent.canonicalize().ok().as_deref() == Some(parent)
+        && crate::host::canonical(parent).ok().as_deref() == Some(parent)
         && let Ok(target) = std::fs::read_link(&literal)
     {
         view.push(Mount::Symlink {
@@ -1814,7 +1807,7 @@ fn build_guards(policy: &Policy) -> Vec<PathRule> {
         .filesystem
         .write
         .iter()
-        .filter_map(|w| w.value.path.canonicalize().ok())
+        .filter_map(|w| crate::host::canonical(&w.value.path).ok())
         .collect();
     policy
         .filesystem
@@ -1828,7 +1821,7 @@ fn build_guards(policy: &Policy) -> Vec<PathRule> {
             let parent = path
                 .ancestors()
                 .skip(1)
-                .find_map(|a| a.canonicalize().ok())?;
+                .find_map(|a| crate::host::canonical(a).ok())?;
             let rest = path
                 .strip_prefix(path.ancestors().skip(1).find(|a| a.exists())?)
                 .ok()?;
@@ -1881,7 +1874,7 @@ fn existing(path: &Path, source: &Provenance) -> Result<Option<(PathBuf, FileKin
     {
         return Ok(None);
     }
-    match path.canonicalize() {
+    match crate::host::canonical(path) {
         Ok(c) => {
             let kind = if c.is_dir() {
                 FileKind::Dir
@@ -2012,7 +2005,7 @@ impl View {
 
 /// Whether `path` exists inside the view and is not hidden.
 pub(crate) fn is_visible(mounts: &[Mount], path: &Path) -> bool {
-    let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let real = crate::host::canonical(path).unwrap_or_else(|_| path.to_path_buf());
     let path = real.as_path();
     match deepest_cover(mounts, path) {
         Some(Mount::Bind { .. }) | Some(Mount::Pin { .. }) | Some(Mount::Overlay { .. }) => {
@@ -2264,7 +2257,7 @@ fn build_network(policy: &Policy) -> NetworkPlan {
 /// link lands on the link's target.
 fn resolv_conf_path() -> PathBuf {
     let link = Path::new("/etc/resolv.conf");
-    if let Ok(real) = link.canonicalize() {
+    if let Ok(real) = crate::host::canonical(link) {
         return real;
     }
     match std::fs::read_link(link) {
@@ -2320,7 +2313,7 @@ fn build_limits(policy: &Policy) -> LimitsPlan {
 fn resolve_command(argv0: &str, path_var: &str, cwd: &Path, mounts: &[Mount]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let usable = |p: &Path| {
-        let real = p.canonicalize().ok()?;
+        let real = crate::host::canonical(p).ok()?;
         let meta = real.metadata().ok()?;
         (meta.is_file() && meta.permissions().mode() & 0o111 != 0 && is_visible(mounts, &real))
             .then(|| p.to_path_buf())

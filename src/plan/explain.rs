@@ -18,7 +18,7 @@ pub struct Explanation {
 /// Explains a path, given as the user typed it, already made absolute.
 pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
     let literal = super::build::normalize(path);
-    let real = literal.canonicalize().unwrap_or_else(|_| literal.clone());
+    let real = crate::host::canonical(&literal).unwrap_or_else(|_| literal.clone());
     let mut lines = Vec::new();
     if real != literal {
         lines.push(format!(
@@ -28,10 +28,9 @@ pub fn explain_path(plan: &Plan, policy: &Policy, path: &Path) -> Explanation {
         ));
     }
     let cover = super::deepest_cover(&plan.mounts, &real);
-    let hide_rule =
-        policy.filesystem.hide.iter().find(|h| {
-            real.starts_with(h.value.path.canonicalize().unwrap_or(h.value.path.clone()))
-        });
+    let hide_rule = policy.filesystem.hide.iter().find(|h| {
+        real.starts_with(crate::host::canonical(&h.value.path).unwrap_or(h.value.path.clone()))
+    });
     let protected = plan
         .workspace
         .protected

@@ -288,19 +288,18 @@ fn gitdir_pointer(dotgit: &Path) -> Option<PathBuf> {
 ///
 /// Returns the canonical gitdir and common dir, or why not.
 pub(crate) fn verify_linked(dotgit: &Path, target: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let gitdir = target
-        .canonicalize()
-        .map_err(|e| format!("it cannot be resolved ({e})"))?;
+    let gitdir =
+        crate::host::canonical(target).map_err(|e| format!("it cannot be resolved ({e})"))?;
     if !gitdir.join("HEAD").is_file() {
         return Err("it holds no HEAD".into());
     }
     let back = std::fs::read_to_string(gitdir.join("gitdir"))
         .map_err(|e| format!("its gitdir file cannot be read ({e})"))?;
     let back = Path::new(back.trim());
-    let dotgit_real = dotgit
-        .canonicalize()
-        .unwrap_or_else(|_| dotgit.to_path_buf());
-    if !back.is_absolute() || back.canonicalize().ok().as_deref() != Some(dotgit_real.as_path()) {
+    let dotgit_real = crate::host::canonical(dotgit).unwrap_or_else(|_| dotgit.to_path_buf());
+    if !back.is_absolute()
+        || crate::host::canonical(back).ok().as_deref() != Some(dotgit_real.as_path())
+    {
         return Err(format!(
             "its gitdir file points at {}, not back at this .git file",
             back.display()
@@ -311,8 +310,7 @@ pub(crate) fn verify_linked(dotgit: &Path, target: &Path) -> Result<(PathBuf, Pa
         // A gitdir without commondir is a repository of its own.
         Err(_) => gitdir.clone(),
     };
-    let common = common
-        .canonicalize()
+    let common = crate::host::canonical(&common)
         .map_err(|e| format!("its commondir cannot be resolved ({e})"))?;
     if !common.join("HEAD").is_file() {
         return Err(format!("its commondir {} holds no HEAD", common.display()));

@@ -17,7 +17,7 @@ impl Tree {
         std::fs::create_dir_all(dir.join("home/proj/.git/hooks")).unwrap();
         std::fs::create_dir_all(dir.join("home/.ssh")).unwrap();
         std::fs::write(dir.join("home/.ssh/id_ed25519"), "key").unwrap();
-        Tree(dir.canonicalize().unwrap())
+        Tree(crate::host::canonical(&dir).unwrap())
     }
     fn home(&self) -> PathBuf {
         self.0.join("home")
@@ -625,7 +625,10 @@ fn proxy_mode_binds_a_resolver_file_over_the_hosts() {
     assert!(file.1.starts_with("nameserver 127.0.0.1\n"));
     // /etc/resolv.conf, or the file it links to.
     let etc = Path::new("/etc/resolv.conf");
-    assert_eq!(file.0, etc.canonicalize().unwrap_or(etc.to_path_buf()));
+    assert_eq!(
+        file.0,
+        crate::host::canonical(etc).unwrap_or(etc.to_path_buf())
+    );
     // Mounted after /etc, and readable under Landlock.
     let pos = |d: &Path| plan.mounts.iter().position(|m| m.dst() == d);
     if file.0.starts_with("/etc") {
@@ -1041,7 +1044,7 @@ fn the_hosts_file_names_the_cages_hostname() {
     let t = Tree::new("hosts");
     let plan = plan(&base(&t), &t);
     let hosts = Path::new("/etc/hosts");
-    let dst = hosts.canonicalize().unwrap_or(hosts.to_path_buf());
+    let dst = crate::host::canonical(hosts).unwrap_or(hosts.to_path_buf());
     let contents = plan
         .mounts
         .iter()

@@ -103,10 +103,11 @@ pub fn load(req: &LoadRequest, host: &Host) -> Result<Policy, PolicyError> {
         if let Some(path) = find_project_file(host) {
             // Named with -f too: the user vouched for it, so it applies
             // there, trusted, and not here.
-            let same = |f: &PathBuf| match (fs::canonicalize(f), fs::canonicalize(&path)) {
-                (Ok(a), Ok(b)) => a == b,
-                _ => false,
-            };
+            let same =
+                |f: &PathBuf| match (crate::host::canonical(f), crate::host::canonical(&path)) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                };
             if !files.iter().any(same) {
                 loader.apply_project(&path, req.project == ProjectMode::Preview)?;
             }

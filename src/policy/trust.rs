@@ -145,7 +145,7 @@ fn examine(
     let mut resolved = BTreeMap::new();
     let mut links = Vec::new();
     for (p, source) in fragment_paths(&fragment.rules) {
-        let real = fs::canonicalize(p).ok();
+        let real = crate::host::canonical(p).ok();
         if let Some(real) = &real
             && real != p
         {
@@ -213,7 +213,7 @@ pub(crate) fn read_project(path: &Path, root: &Path) -> Result<(PathBuf, Vec<u8>
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().unwrap_or_default();
     let canonical = canonical(dir)?.join(name);
-    let real_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let real_root = crate::host::canonical(root).unwrap_or_else(|_| root.to_path_buf());
     if !canonical.starts_with(&real_root) {
         return Err(PolicyError::ProjectOutside {
             path: path.to_path_buf(),
@@ -236,7 +236,7 @@ pub(crate) fn read_project(path: &Path, root: &Path) -> Result<(PathBuf, Vec<u8>
 /// Removes a pin; `Ok(false)` when there was none. Works for a file that
 /// no longer exists (then the path is only made absolute, not resolved).
 pub fn untrust(path: &Path, host: &Host) -> Result<bool, PolicyError> {
-    let key_path = match fs::canonicalize(path) {
+    let key_path = match crate::host::canonical(path) {
         Ok(p) => p,
         Err(_) => super::parse::normalise(&host.cwd.join(path)),
     };
@@ -281,7 +281,7 @@ pub(crate) fn state(
 }
 
 fn canonical(path: &Path) -> Result<PathBuf, PolicyError> {
-    fs::canonicalize(path).map_err(|source| PolicyError::Canonicalize {
+    crate::host::canonical(path).map_err(|source| PolicyError::Canonicalize {
         path: path.to_path_buf(),
         source,
     })

@@ -441,10 +441,10 @@ pub fn discard(host: &Host, dir: &Path) -> Result<(), SessionError> {
         dir: sessions.clone(),
     };
     let name = dir.file_name().ok_or_else(escapes)?;
-    let real_parent = sessions.canonicalize().map_err(|_| escapes())?;
+    let real_parent = crate::host::canonical(&sessions).map_err(|_| escapes())?;
     let parent = dir
         .parent()
-        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| crate::host::canonical(p).ok())
         .ok_or_else(escapes)?;
     if parent != real_parent
         || name == ".."

@@ -226,7 +226,7 @@ fn harvest_one(s: &StatePlan, rel: &Path) -> Result<bool, String> {
     }
     // The host directory must be the plain one the plan named: a link
     // planted in a write-through directory must not redirect the copy.
-    if parent.canonicalize().ok().as_deref() != Some(parent) {
+    if crate::host::canonical(parent).ok().as_deref() != Some(parent) {
         return Err(format!("{} is not a plain directory", parent.display()));
     }
     let ft = meta.file_type();
