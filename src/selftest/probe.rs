@@ -69,8 +69,10 @@ fn errno_of(e: &std::io::Error) -> String {
 }
 
 /// Leaves a detached process (a new session, its parent gone) that would
-/// run on for a few seconds after the probe exits. The host side looks for
-/// it once the cage has ended: cage init's exit must have taken it along.
+/// run on for half a minute after the probe exits. The host side looks for
+/// it once the cage has ended (cage init's exit must have taken it along)
+/// and kills it if it is still there: long enough that a slow end of the
+/// session on a loaded machine cannot pass for a cage that stopped it.
 fn outlive(say: &mut Say<'_>) {
     let status = crate::sys::probe_in_child(|| {
         // daemon(3): fork, the parent exits, the child calls setsid and
@@ -79,7 +81,7 @@ fn outlive(say: &mut Say<'_>) {
         if nix::unistd::daemon(true, false).is_err() {
             return 1;
         }
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(30));
         0
     });
     match status {
