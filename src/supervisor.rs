@@ -174,10 +174,11 @@ pub fn run(
     session: Option<&Session>,
     cgroup: crate::cgroup::Place,
     vault: Option<Arc<Vault>>,
+    started: &dyn Fn(),
 ) -> Ran {
     let stdio = term::Stdio::now();
     let mut lines = Vec::new();
-    let status = run_cage(plan, session, cgroup, vault, &mut lines);
+    let status = run_cage(plan, session, cgroup, vault, started, &mut lines);
     // The agent shared stdio; what it set on them is not the user's.
     stdio.restore();
     Ran { status, lines }
@@ -310,6 +311,7 @@ fn run_cage(
     session: Option<&Session>,
     place: crate::cgroup::Place,
     vault: Option<Arc<Vault>>,
+    started: &dyn Fn(),
     lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     use crate::plan::graded::Graded;
@@ -317,7 +319,9 @@ fn run_cage(
     // failure says why.
     if let Some(why) = userns_refused(plan.graded.is_some()) {
         return match &plan.graded {
-            Some(Graded::Ready(g)) => run_graded(plan, g, &why, session, place, vault, lines),
+            Some(Graded::Ready(g)) => {
+                run_graded(plan, g, &why, session, place, vault, started, lines)
+            }
             Some(Graded::Refused {
                 why: refused,
                 source,
@@ -341,6 +345,7 @@ fn run_cage(
         vault,
         Mode::Namespaces,
         None,
+        started,
         lines,
     );
     if let Some(cg) = cgroup {
@@ -386,6 +391,7 @@ impl HostProxy {
 /// no namespaces. Refuses without Landlock; says what is not isolated,
 /// on stderr and in the record, before the agent starts. In proxy mode
 /// the proxy's listener is bound first, so the environment names it.
+#[allow(clippy::too_many_arguments)]
 fn run_graded(
     plan: &Plan,
     g: &crate::plan::graded::GradedPlan,
@@ -393,6 +399,7 @@ fn run_graded(
     session: Option<&Session>,
     place: crate::cgroup::Place,
     vault: Option<Arc<Vault>>,
+    started: &dyn Fn(),
     lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     use std::os::unix::fs::DirBuilderExt;
@@ -454,6 +461,7 @@ fn run_graded(
         vault,
         Mode::Graded(&record),
         host_proxy,
+        started,
         lines,
     );
     if let Some(cg) = cgroup {
@@ -481,6 +489,7 @@ fn run_in(
     vault: Option<Arc<Vault>>,
     mode: Mode,
     host_proxy: Option<HostProxy>,
+    started: &dyn Fn(),
     lines: &mut Vec<String>,
 ) -> Result<i32, SupervisorError> {
     // Execs are watched where a session log can record them; connects
@@ -551,7 +560,8 @@ fn run_in(
     // If init already died, the send fails and the wait below reports it.
     let _ = ours.go();
 
-    // 5. Threads may start from here on.
+    // 5. Threads may start from here on (the caller's too: `started`).
+    started();
     let (proxy, control, guard, failure) =
         match read_setup(&ours, plan, watch, session, vault, mode, host_proxy) {
             Ok(x) => x,

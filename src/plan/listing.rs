@@ -49,7 +49,7 @@ const TRUSTED_FS: &[i64] = &[
     0xca45_1a4e,
 ];
 
-const MAGIC: &[u8] = b"cage listing cache 1\n";
+const MAGIC: &[u8] = b"cage listing cache 2\n";
 
 /// What the walk uses of one directory: its subdirectories, its sockets,
 /// and those of its other names the walk asks about (protected names'
@@ -59,6 +59,25 @@ pub(crate) struct Listing {
     pub subdirs: Vec<OsString>,
     pub sockets: Vec<OsString>,
     pub names: BTreeSet<OsString>,
+    /// With [`Listings::hash_names`]: every name's [`name_hash`], sorted,
+    /// to tell later whether a name was there (`session::watch`).
+    pub hashes: Vec<u64>,
+}
+
+/// FNV-1a: stable across builds (the cache outlives the binary), and a
+/// collision only mislabels a change as modified rather than added.
+pub(crate) fn name_hash(name: &OsStr) -> u64 {
+    name.as_bytes().iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl Listing {
+    /// Whether `name` was in the directory when it was listed (only with
+    /// hashed names).
+    pub fn had(&self, name: &OsStr) -> bool {
+        self.hashes.binary_search(&name_hash(name)).is_ok()
+    }
 }
 
 /// A directory's identity and times, as `lstat` gives them.
@@ -88,6 +107,9 @@ pub(crate) struct Listings {
     root: PathBuf,
     /// The names the walk asks about; a cache made for others is unused.
     wanted: BTreeSet<OsString>,
+    /// Every name is kept, hashed ([`Listing::hashes`]); part of the
+    /// cache's identity as `wanted` is.
+    hash_names: bool,
     old: HashMap<PathBuf, (Key, Listing)>,
     new: HashMap<PathBuf, (Key, Listing)>,
     /// ctimes at or after this are too recent to store.
@@ -101,6 +123,20 @@ impl Listings {
     /// Listings for a walk of `root` asking about `wanted`, with the cache
     /// in `file` (none: every directory is read, nothing is stored).
     pub fn open(file: Option<&Path>, root: &Path, wanted: BTreeSet<OsString>) -> Listings {
+        Self::open_with(file, root, wanted, false)
+    }
+
+    /// Listings that keep every name, hashed, and no name in full.
+    pub fn open_hashed(file: Option<&Path>, root: &Path) -> Listings {
+        Self::open_with(file, root, BTreeSet::new(), true)
+    }
+
+    fn open_with(
+        file: Option<&Path>,
+        root: &Path,
+        wanted: BTreeSet<OsString>,
+        hash_names: bool,
+    ) -> Listings {
         let start = SystemTime::now()
             .checked_sub(RACY)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -109,6 +145,7 @@ impl Listings {
             file: file.map(Path::to_path_buf),
             root: root.to_path_buf(),
             wanted,
+            hash_names,
             old: HashMap::new(),
             new: HashMap::new(),
             cutoff: (
@@ -119,7 +156,7 @@ impl Listings {
             reads: 0,
         };
         if let Some(bytes) = file.and_then(|f| std::fs::read(f).ok()) {
-            l.old = decode(&bytes, root, &l.wanted).unwrap_or_default();
+            l.old = decode(&bytes, root, &l.wanted, hash_names).unwrap_or_default();
         }
         l
     }
@@ -152,10 +189,14 @@ impl Listings {
             } else if kind.is_some_and(|t| t.is_socket()) {
                 listing.sockets.push(name.clone());
             }
+            if self.hash_names {
+                listing.hashes.push(name_hash(&name));
+            }
             if self.wanted.contains(&name) {
                 listing.names.insert(name);
             }
         }
+        listing.hashes.sort_unstable();
         Ok(listing)
     }
 
@@ -173,7 +214,7 @@ impl Listings {
     /// Failing to store costs only the next start's speed, so it is silent.
     pub fn save(self) {
         let Some(file) = &self.file else { return };
-        let bytes = encode(&self.root, &self.wanted, &self.new);
+        let bytes = encode(&self.root, &self.wanted, self.hash_names, &self.new);
         // Inside cage's state directory, never creating it: planning alone
         // (`--dry-run`, before any session) leaves nothing behind.
         let Some(dir) = file.parent() else { return };
@@ -225,11 +266,13 @@ fn put_names<'a>(out: &mut Vec<u8>, names: impl ExactSizeIterator<Item = &'a OsS
 fn encode(
     root: &Path,
     wanted: &BTreeSet<OsString>,
+    hash_names: bool,
     dirs: &HashMap<PathBuf, (Key, Listing)>,
 ) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     put(&mut out, root.as_os_str().as_bytes());
     put_names(&mut out, wanted.iter());
+    out.push(u8::from(hash_names));
     out.extend_from_slice(&u32::try_from(dirs.len()).unwrap_or(0).to_le_bytes());
     for (path, (key, listing)) in dirs {
         put(&mut out, path.as_os_str().as_bytes());
@@ -242,6 +285,14 @@ fn encode(
         put_names(&mut out, listing.subdirs.iter());
         put_names(&mut out, listing.sockets.iter());
         put_names(&mut out, listing.names.iter());
+        out.extend_from_slice(
+            &u32::try_from(listing.hashes.len())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+        for h in &listing.hashes {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
     }
     out
 }
@@ -269,6 +320,15 @@ impl<'a> Reader<'a> {
         let n = self.u32()?;
         self.take(n)
     }
+    fn hashes(&mut self) -> Option<Vec<u64>> {
+        let n = self.u32()?;
+        if n > self.0.len() / 8 {
+            return None;
+        }
+        let hashes: Vec<u64> = (0..n).map(|_| self.u64()).collect::<Option<_>>()?;
+        // Sorted, as `had` searches them.
+        hashes.is_sorted().then_some(hashes)
+    }
     fn names(&mut self) -> Option<Vec<OsString>> {
         let n = self.u32()?;
         // Each name takes at least its length's four bytes.
@@ -285,12 +345,16 @@ fn decode(
     bytes: &[u8],
     root: &Path,
     wanted: &BTreeSet<OsString>,
+    hash_names: bool,
 ) -> Option<HashMap<PathBuf, (Key, Listing)>> {
     let mut r = Reader(bytes.strip_prefix(MAGIC)?);
     if r.bytes()? != root.as_os_str().as_bytes() {
         return None;
     }
     if r.names()?.into_iter().collect::<BTreeSet<_>>() != *wanted {
+        return None;
+    }
+    if r.take(1)? != [u8::from(hash_names)] {
         return None;
     }
     let count = r.u32()?;
@@ -307,6 +371,7 @@ fn decode(
             subdirs: r.names()?,
             sockets: r.names()?,
             names: r.names()?.into_iter().collect(),
+            hashes: r.hashes()?,
         };
         dirs.insert(path, (key, listing));
     }
@@ -335,6 +400,7 @@ mod tests {
             subdirs: vec!["a".into(), OsString::from_vec(vec![0xff, b'x'])],
             sockets: vec!["s".into()],
             names: [OsString::from(".envrc")].into_iter().collect(),
+            hashes: vec![1, 5, 9],
         };
         let key = Key {
             dev: 1,
@@ -345,13 +411,17 @@ mod tests {
         let dirs: HashMap<PathBuf, (Key, Listing)> = [(PathBuf::from("/w/a"), (key, listing))]
             .into_iter()
             .collect();
-        let bytes = encode(root, &wanted(), &dirs);
-        assert_eq!(decode(&bytes, root, &wanted()), Some(dirs));
+        let bytes = encode(root, &wanted(), true, &dirs);
+        assert_eq!(decode(&bytes, root, &wanted(), true), Some(dirs));
         for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n], root, &wanted()).is_none(), "cut at {n}");
+            assert!(
+                decode(&bytes[..n], root, &wanted(), true).is_none(),
+                "cut at {n}"
+            );
         }
-        assert!(decode(&bytes, Path::new("/other"), &wanted()).is_none());
-        assert!(decode(&bytes, root, &BTreeSet::new()).is_none());
+        assert!(decode(&bytes, Path::new("/other"), &wanted(), true).is_none());
+        assert!(decode(&bytes, root, &BTreeSet::new(), true).is_none());
+        assert!(decode(&bytes, root, &wanted(), false).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod build;
 pub mod command;
 pub mod explain;
 pub mod graded;
-mod listing;
+pub(crate) mod listing;
 mod protect;
 pub mod seccomp;
 pub mod secrets;

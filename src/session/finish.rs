@@ -12,21 +12,30 @@ use crate::term;
 
 /// Every end-of-session report, in the order the user reads them.
 /// `since`: the session's start, for the changes git does not show;
-/// `snapshot`: a direct session's trees at the start.
+/// `before`: how a direct session's changes are found.
 pub(super) fn reports(
     plan: &Plan,
     session: Option<&Session>,
     ran: bool,
     since: std::time::SystemTime,
-    snapshot: Option<super::snapshot::Snapshot>,
+    before: Option<Before>,
 ) -> Vec<String> {
     // Whatever the outcome: a failed run may have created paths too.
     let mut lines = quarantine_created(plan, session);
+    // What the session changed; where the watch saw everything, the paths
+    // the hidden-change scan must look at.
+    let (changed, focus) = match before {
+        Some(Before::Watch(w)) => {
+            let o = w.finish();
+            (Some(o.changed), o.focus)
+        }
+        Some(Before::Snapshot(s)) => (Some(s.compare()), None),
+        None => (None, None),
+    };
     if ran && plan.workspace.mode == crate::policy::WorkspaceMode::Direct {
-        lines.extend(report_hidden(plan, since, session));
+        lines.extend(report_hidden(plan, since, session, focus.as_ref()));
     }
-    if let (Some(snapshot), Some(session)) = (&snapshot, session) {
-        let changed = snapshot.compare();
+    if let (Some(changed), Some(session)) = (changed, session) {
         let _ = session.log.write(audit::Record::FilesChanged(changed));
     }
     lines.extend(keep_state(plan, session));
@@ -124,14 +133,29 @@ fn quarantine_created(plan: &Plan, session: Option<&Session>) -> Vec<String> {
     lines
 }
 
-/// The workspace and every writable grant, cage's own state directory
-/// left out (the session's log grows there).
-pub(super) fn snapshot_roots(plan: &Plan, session: &Session) -> crate::session::snapshot::Snapshot {
+/// How a direct session's changes are found at its end.
+pub(super) enum Before {
+    /// Seen as they happen (`session::watch`).
+    Watch(crate::session::watch::Watch),
+    /// Walked at both ends: inotify could not watch the trees.
+    Snapshot(crate::session::snapshot::Snapshot),
+}
+
+/// Watches the workspace and every writable grant, cage's own state
+/// directory left out (the session's log grows there); where that cannot
+/// be done, takes the snapshot instead. Call while single-threaded.
+pub(super) fn before(plan: &Plan, session: &Session) -> Before {
     let mut roots = vec![plan.workspace.path.clone()];
     roots.extend(plan.guard.roots.iter().cloned());
     let state = session.dir.parent().and_then(Path::parent);
     let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
-    crate::session::snapshot::Snapshot::take(&roots, &skip)
+    let watched = state
+        .ok_or_else(|| "no state directory".to_string())
+        .and_then(|state| crate::session::watch::Watch::start(&roots, &skip, state));
+    match watched {
+        Ok(w) => Before::Watch(w),
+        Err(_) => Before::Snapshot(crate::session::snapshot::Snapshot::take(&roots, &skip)),
+    }
 }
 
 /// Changes git does not show but host programs run: one line, and the
@@ -140,9 +164,14 @@ fn report_hidden(
     plan: &Plan,
     since: std::time::SystemTime,
     session: Option<&Session>,
+    focus: Option<&crate::session::watch::Focus>,
 ) -> Vec<String> {
     use crate::session::hidden;
-    let report = hidden::scan(&plan.workspace.path, since);
+    let ws = &plan.workspace.path;
+    let report = match focus {
+        Some(f) => hidden::scan_focused(ws, since, &f.within(ws)),
+        None => hidden::scan(ws, since),
+    };
     if let Some(session) = session
         && report.count > 0
     {

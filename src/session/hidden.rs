@@ -355,6 +355,39 @@ fn read_rules(path: &Path) -> Vec<Rule> {
 /// Walks `workspace` once and reports the hidden changes since `since`.
 /// Does not descend into gitdirs except their `modules/`, nor follow links.
 pub fn scan(workspace: &Path, since: SystemTime) -> Report {
+    scan_only(workspace, since, None)
+}
+
+/// The same scan, looking only at `focus` (relative to `workspace`): the
+/// entries the session's watch saw change and the directories it saw
+/// created, walked whole. The directories on the way are read for what
+/// decides a class (a `.gitignore`, `pyvenv.cfg`), as the full walk does.
+pub fn scan_focused(workspace: &Path, since: SystemTime, focus: &super::watch::Focus) -> Report {
+    let mut enter = std::collections::BTreeSet::new();
+    for p in focus.entries.iter().chain(&focus.whole) {
+        for a in p.ancestors().skip(1) {
+            if a.as_os_str().is_empty() || !enter.insert(a.to_path_buf()) {
+                break;
+            }
+        }
+    }
+    let only = Only {
+        enter,
+        entries: &focus.entries,
+        whole: &focus.whole,
+    };
+    scan_only(workspace, since, Some(&only))
+}
+
+/// What a focused walk looks at.
+struct Only<'a> {
+    /// Directories to enter: those above an entry or a whole directory.
+    enter: std::collections::BTreeSet<PathBuf>,
+    entries: &'a std::collections::BTreeSet<PathBuf>,
+    whole: &'a std::collections::BTreeSet<PathBuf>,
+}
+
+fn scan_only(workspace: &Path, since: SystemTime, only: Option<&Only>) -> Report {
     let classifier = Classifier::new(workspace, since);
     let mut report = Report::default();
     let mut ignores: Vec<(PathBuf, Vec<Rule>)> = Vec::new();
@@ -365,6 +398,7 @@ pub fn scan(workspace: &Path, since: SystemTime) -> Report {
         &classifier,
         &mut ignores,
         &mut report,
+        only,
     );
     report
 }
@@ -376,7 +410,10 @@ fn walk(
     c: &Classifier,
     ignores: &mut Vec<(PathBuf, Vec<Rule>)>,
     report: &mut Report,
+    only: Option<&Only>,
 ) {
+    // Inside a directory the session created, everything is looked at.
+    let only = only.filter(|o| !o.whole.iter().any(|w| rel.starts_with(w)));
     let dir = root.join(rel);
     let entries: Vec<fs::DirEntry> = match fs::read_dir(&dir) {
         Ok(it) => match it.collect::<Result<_, _>>() {
@@ -405,6 +442,16 @@ fn walk(
     for e in entries {
         let name = e.file_name();
         let child = rel.join(&name);
+        if let Some(o) = only {
+            let wanted = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                o.enter.contains(&child) || o.whole.contains(&child)
+            } else {
+                o.entries.contains(&child)
+            };
+            if !wanted {
+                continue;
+            }
+        }
         let Ok(meta) = e.metadata() else {
             continue; // gone since the listing
         };
@@ -421,11 +468,11 @@ fn walk(
                 if root.join(&modules).is_dir() {
                     let mut m = sub;
                     m.in_git_modules = true;
-                    walk(root, &modules, m, c, ignores, report);
+                    walk(root, &modules, m, c, ignores, report, only);
                 }
                 continue;
             }
-            walk(root, &child, sub, c, ignores, report);
+            walk(root, &child, sub, c, ignores, report, only);
             continue;
         }
         if let Some(class) = c.classify(&child, &meta, place, ignores) {

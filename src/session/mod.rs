@@ -24,6 +24,7 @@ pub mod quarantine;
 pub mod run;
 pub mod snapshot;
 pub mod state;
+pub mod watch;
 
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

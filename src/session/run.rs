@@ -292,10 +292,15 @@ impl<'a> Run<'a> {
         // just before is the safe side.
         let since = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
         // A direct session's trees, before the agent can touch them.
-        let snapshot = session
+        let before = session
             .filter(|_| plan.workspace.mode == crate::policy::WorkspaceMode::Direct)
-            .map(|s| super::finish::snapshot_roots(&plan, s));
-        let ran = crate::supervisor::run(&plan, session, place, vault);
+            .map(|s| super::finish::before(&plan, s));
+        let started = || {
+            if let Some(super::finish::Before::Watch(w)) = &before {
+                w.drain_in_background();
+            }
+        };
+        let ran = crate::supervisor::run(&plan, session, place, vault, &started);
         let mut lines = ran.lines;
         let status = ran.status;
         lines.extend(super::finish::reports(
@@ -303,7 +308,7 @@ impl<'a> Run<'a> {
             session,
             status.is_ok(),
             since,
-            snapshot,
+            before,
         ));
         if let Some(session) = session {
             lines.extend(end(session, &status));

@@ -93,3 +93,31 @@ fn a_protected_path_created_deep_during_a_session_is_caught_at_the_end() {
         "{out}"
     );
 }
+
+/// Layers: the session record and the report of changes git does not show,
+/// both from the session's watch (issue 16): in a workspace whose every
+/// directory comes from the cache, so that no file is visited at the start
+/// or the end, a change deep in it is still recorded and a new
+/// `node_modules` file is still reported.
+#[test]
+fn changes_deep_in_a_cached_workspace_are_recorded_and_reported() {
+    require_userns!();
+    let cage = warmed();
+    let out = cage.sh(
+        "set -e; echo more >> a/b/c/keep; mkdir -p a/x/node_modules/p; \
+         echo 'evil' > a/x/node_modules/p/index.js",
+    );
+    out.assert_success();
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("git does not show") && l.contains("node_modules")),
+        "{out}"
+    );
+    let log = cage.cli(["log"]);
+    assert!(
+        log.stdout.contains("1 modified") && log.stdout.contains("a/b/c/keep"),
+        "{log}"
+    );
+    assert!(log.stdout.contains("a/x/node_modules/p/index.js"), "{log}");
+}

@@ -1,0 +1,609 @@
+//! What a direct session changed on the host, seen as it happens rather
+//! than found by walking every file twice (issue 16 item 1).
+//!
+//! Before the cage starts, [`Watch::start`] puts an inotify watch on every
+//! directory of the workspace and the writable grants. It finds them, and
+//! the names each holds, through the listing cache (`plan::listing`, its
+//! own file per root, with every name hashed): a directory unchanged since
+//! the last session costs one `lstat` and one `inotify_add_watch`, and no
+//! file is visited at all. Once the supervisor may run threads, one thread
+//! drains the events ([`Watch::drain_in_background`]), so the kernel's
+//! queue (16384 events by default) does not overflow while the agent works.
+//! At the end, [`Watch::finish`] turns what the events name into the same
+//! `files_changed` record the snapshot gave, looking only at those paths,
+//! and says which paths the end's scan for hidden changes must look at.
+//!
+//! What it can miss, and what then happens:
+//! - the queue overflowed, or a watch could not be added mid-way: the
+//!   record says it is partial and the hidden-change scan walks everything;
+//! - watches cannot be set up at all (the per-user limit,
+//!   `fs.inotify.max_user_watches`, is reached): the caller falls back to
+//!   the metadata snapshot, which walks every file;
+//! - a file written through a hard link whose other name lies outside the
+//!   watched trees: not seen (nor was it by the snapshot's walk of names).
+//!
+//! A directory created or moved in during the session is not watched: it
+//! is walked at the end, and everything in it is new there. A directory
+//! moved away takes its watch along; events under it after the move are
+//! dropped, and the move itself is seen in its old parent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+use crate::audit::{FileChange, FilesChanged};
+use crate::plan::listing::{Listing, Listings};
+
+use super::snapshot::{MAX_ENTRIES, MAX_LISTED};
+
+/// What each directory's watch reports: its entries' creation, removal,
+/// renames, writes and metadata changes, and its own move or removal.
+fn mask() -> AddWatchFlags {
+    AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_ONLYDIR
+        | AddWatchFlags::IN_DONT_FOLLOW
+}
+
+/// A file's mtime may lag the clock read before the watch by up to a tick
+/// of the filesystem's timestamp (the kernel's coarse clock).
+const FILE_CLOCK_LAG: Duration = Duration::from_millis(20);
+
+/// One watched directory.
+struct Dir {
+    path: PathBuf,
+    /// Its parent's watch (`None` for a root).
+    parent: Option<WatchDescriptor>,
+    /// Its names when the watch was set.
+    listing: Listing,
+}
+
+/// What the events said of one name in one watched directory.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    /// Created, or moved in (over an old name or not).
+    created: bool,
+    modified: bool,
+    closed_written: bool,
+    attrib: bool,
+    /// A directory created or moved in: walked at the end.
+    new_dir: bool,
+}
+
+#[derive(Default)]
+struct Events {
+    seen: HashMap<(WatchDescriptor, OsString), Seen>,
+    /// Watched directories moved away: events under them name paths that
+    /// no longer hold what they name.
+    moved: BTreeSet<WatchDescriptor>,
+    /// The kernel dropped events (its queue overflowed).
+    lost: bool,
+}
+
+impl Events {
+    fn take(&mut self, inotify: &Inotify) {
+        loop {
+            match inotify.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    for e in events {
+                        self.add(e);
+                    }
+                }
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    self.lost = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, e: nix::sys::inotify::InotifyEvent) {
+        let m = e.mask;
+        if m.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+            self.lost = true;
+            return;
+        }
+        let Some(name) = e.name else {
+            if m.contains(AddWatchFlags::IN_MOVE_SELF) {
+                self.moved.insert(e.wd);
+            }
+            return;
+        };
+        let s = self.seen.entry((e.wd, name)).or_default();
+        let is_dir = m.contains(AddWatchFlags::IN_ISDIR);
+        if m.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
+            s.created = true;
+            s.new_dir |= is_dir;
+        }
+        s.modified |= m.contains(AddWatchFlags::IN_MODIFY);
+        s.closed_written |= m.contains(AddWatchFlags::IN_CLOSE_WRITE);
+        s.attrib |= m.contains(AddWatchFlags::IN_ATTRIB);
+    }
+}
+
+/// How the events are being read.
+enum Drain {
+    /// Not yet: they wait in the kernel's queue.
+    Queued,
+    /// By a thread, until `stop` is written to.
+    Running(OwnedFd, std::thread::JoinHandle<()>),
+}
+
+/// The watches of one session.
+pub struct Watch {
+    inotify: Arc<Inotify>,
+    events: Arc<Mutex<Events>>,
+    drain: Mutex<Option<Drain>>,
+    dirs: HashMap<WatchDescriptor, Dir>,
+    roots: Vec<PathBuf>,
+    skip: Vec<PathBuf>,
+    started: SystemTime,
+    /// A directory could not be watched: what happens in it is unseen.
+    incomplete: bool,
+}
+
+/// What the end of the session needs from the watch.
+pub struct Outcome {
+    pub changed: FilesChanged,
+    /// The paths the hidden-change scan must look at (entries created or
+    /// changed, and directories created, to walk whole); `None`: look at
+    /// everything, the watch missed something.
+    pub focus: Option<Focus>,
+}
+
+/// Where the session changed anything, relative to the workspace.
+#[derive(Debug, Default)]
+pub struct Focus {
+    /// Entries created or changed.
+    pub entries: BTreeSet<PathBuf>,
+    /// Directories created or moved in: everything in them is new.
+    pub whole: BTreeSet<PathBuf>,
+}
+
+impl Watch {
+    /// Watches every directory under `roots` (links not followed, `skip`
+    /// not entered), finding them through the listing caches in
+    /// `cache_dir`. Call while single-threaded. Fails when inotify cannot
+    /// be had or the watch limit is reached: the caller uses the snapshot.
+    pub fn start(roots: &[PathBuf], skip: &[PathBuf], cache_dir: &Path) -> Result<Watch, String> {
+        let started = SystemTime::now();
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| format!("inotify_init1: {e}"))?;
+        let mut roots: Vec<PathBuf> = roots.to_vec();
+        roots.sort();
+        roots.dedup_by(|b, a| b.starts_with(a));
+        let mut w = Watch {
+            inotify: Arc::new(inotify),
+            events: Arc::default(),
+            drain: Mutex::new(Some(Drain::Queued)),
+            dirs: HashMap::new(),
+            roots: roots.clone(),
+            skip: skip.to_vec(),
+            started,
+            incomplete: false,
+        };
+        for root in &roots {
+            let file = crate::plan::listing::cache_file(cache_dir, root).with_extension("tree");
+            let mut listings = Listings::open_hashed(Some(&file), root);
+            let result = w.watch_tree(root, skip, &mut listings);
+            listings.save();
+            result?;
+        }
+        Ok(w)
+    }
+
+    fn watch_tree(
+        &mut self,
+        root: &Path,
+        skip: &[PathBuf],
+        listings: &mut Listings,
+    ) -> Result<(), String> {
+        let mut stack: Vec<(PathBuf, Option<WatchDescriptor>)> = vec![(root.to_path_buf(), None)];
+        while let Some((dir, parent)) = stack.pop() {
+            if self.dirs.len() >= MAX_ENTRIES {
+                return Err(format!("more than {MAX_ENTRIES} directories"));
+            }
+            // The watch first: a change after the listing is then an event.
+            let wd = match self.inotify.add_watch(&dir, mask()) {
+                Ok(wd) => wd,
+                Err(nix::errno::Errno::ENOSPC) => {
+                    return Err("the inotify watch limit (fs.inotify.max_user_watches) is \
+                                reached"
+                        .to_string());
+                }
+                // Gone, unreadable, or a link: seen from its parent, or
+                // not ours to see.
+                Err(_) if parent.is_some() => {
+                    self.incomplete = true;
+                    continue;
+                }
+                Err(e) => return Err(format!("watching {}: {e}", dir.display())),
+            };
+            let listing = match listings.list(&dir) {
+                Ok(l) => l,
+                Err(_) => {
+                    self.incomplete = true;
+                    Listing::default()
+                }
+            };
+            for sub in &listing.subdirs {
+                let path = dir.join(sub);
+                if !skip.iter().any(|s| path.starts_with(s)) {
+                    stack.push((path, Some(wd)));
+                }
+            }
+            self.dirs.insert(
+                wd,
+                Dir {
+                    path: dir,
+                    parent,
+                    listing,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// From here on a thread reads the events as they come. Call once the
+    /// supervisor may run threads.
+    pub fn drain_in_background(&self) {
+        let mut drain = self.drain.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*drain, Some(Drain::Queued)) {
+            return;
+        }
+        let Ok((stop_read, stop_write)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+            return;
+        };
+        let (inotify, events) = (Arc::clone(&self.inotify), Arc::clone(&self.events));
+        let thread = std::thread::Builder::new()
+            .name("cage-watch".into())
+            .spawn(move || read_until_stopped(&inotify, &events, &stop_read));
+        if let Ok(handle) = thread {
+            *drain = Some(Drain::Running(stop_write, handle));
+        }
+    }
+
+    /// The session's changes, once the cage is gone.
+    pub fn finish(self) -> Outcome {
+        if let Some(Drain::Running(stop, handle)) =
+            self.drain.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            let _ = nix::unistd::write(&stop, b"x");
+            let _ = handle.join();
+        }
+        let mut events =
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
+        events.take(&self.inotify);
+        self.judge(&events)
+    }
+
+    /// Whether `wd`, or a directory above it, was moved away.
+    fn moved(&self, wd: WatchDescriptor, moved: &BTreeSet<WatchDescriptor>) -> bool {
+        let mut at = Some(wd);
+        while let Some(w) = at {
+            if moved.contains(&w) {
+                return true;
+            }
+            at = self.dirs.get(&w).and_then(|d| d.parent);
+        }
+        false
+    }
+
+    fn judge(&self, events: &Events) -> Outcome {
+        let since = self.started - FILE_CLOCK_LAG;
+        let mut changes: BTreeMap<PathBuf, &'static str> = BTreeMap::new();
+        let mut whole = BTreeSet::new();
+        let mut entries = BTreeSet::new();
+        for ((wd, name), s) in &events.seen {
+            let Some(dir) = self.dirs.get(wd) else {
+                continue;
+            };
+            // Its new place, if watched, saw it moved in (and walks it).
+            if self.moved(*wd, &events.moved) {
+                continue;
+            }
+            let path = dir.path.join(name);
+            if self.skip.iter().any(|k| path.starts_with(k)) {
+                continue;
+            }
+            let had = dir.listing.had(name);
+            let now = path.symlink_metadata().ok();
+            let change = match (had, &now) {
+                (false, None) => None,
+                (false, Some(m)) => {
+                    if m.is_dir() && s.new_dir {
+                        whole.insert(path.clone());
+                    }
+                    Some("added")
+                }
+                (true, None) => Some("deleted"),
+                (true, Some(m)) => {
+                    if m.is_dir() && s.new_dir {
+                        whole.insert(path.clone());
+                    }
+                    let written =
+                        s.modified || (s.closed_written && mtime(m).is_some_and(|t| t >= since));
+                    // A directory's times move with its entries, which are
+                    // listed themselves.
+                    if !m.is_dir() && (s.created || written) {
+                        Some("modified")
+                    } else if s.attrib {
+                        Some("mode")
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(c) = change {
+                if now.is_some() {
+                    entries.insert(path.clone());
+                }
+                changes.insert(path, c);
+            }
+        }
+        // What new directories hold is new too.
+        let mut complete = !events.lost && !self.incomplete;
+        for dir in &whole {
+            complete &= walk_new(dir, &mut changes);
+        }
+        let mut out = FilesChanged {
+            roots: self.roots.clone(),
+            added: 0,
+            modified: 0,
+            deleted: 0,
+            mode_changed: 0,
+            paths: Vec::new(),
+            complete,
+        };
+        for (path, change) in changes {
+            match change {
+                "added" => out.added += 1,
+                "modified" => out.modified += 1,
+                "deleted" => out.deleted += 1,
+                _ => out.mode_changed += 1,
+            }
+            if out.paths.len() < MAX_LISTED {
+                out.paths.push(FileChange {
+                    path,
+                    change: change.to_string(),
+                });
+            }
+        }
+        let focus = complete.then_some(Focus { entries, whole });
+        Outcome {
+            changed: out,
+            focus,
+        }
+    }
+}
+
+impl Focus {
+    /// The focus relative to `workspace`, leaving out what lies outside it
+    /// (the writable grants).
+    pub fn within(&self, workspace: &Path) -> Focus {
+        let rel = |set: &BTreeSet<PathBuf>| {
+            set.iter()
+                .filter_map(|p| p.strip_prefix(workspace).ok())
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .collect()
+        };
+        Focus {
+            entries: rel(&self.entries),
+            whole: rel(&self.whole),
+        }
+    }
+}
+
+fn mtime(m: &std::fs::Metadata) -> Option<SystemTime> {
+    let secs = u64::try_from(m.mtime()).ok()?;
+    let nanos = u32::try_from(m.mtime_nsec()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// Everything under the new directory `dir`, as added; false when the
+/// bound cut it short.
+fn walk_new(dir: &Path, into: &mut BTreeMap<PathBuf, &'static str>) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if into.len() >= MAX_ENTRIES {
+                return false;
+            }
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path.clone());
+            }
+            into.insert(path, "added");
+        }
+    }
+    true
+}
+
+/// The drain thread: reads events as they come until `stop` is readable.
+fn read_until_stopped(inotify: &Inotify, events: &Mutex<Events>, stop: &OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [
+            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let stopped = fds[1].any().unwrap_or(true);
+        events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(inotify);
+        if stopped {
+            return;
+        }
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Watch({} directories, inotify fd {})",
+            self.dirs.len(),
+            self.inotify.as_fd().as_raw_fd()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cage-watch-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+
+    fn changes(root: &Path, o: &Outcome) -> Vec<(String, String)> {
+        o.changed
+            .paths
+            .iter()
+            .map(|p| {
+                let rel = p.path.strip_prefix(root).unwrap_or(&p.path);
+                (rel.display().to_string(), p.change.clone())
+            })
+            .collect()
+    }
+
+    fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
+        want.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// Each kind of change is told apart as the snapshot told it, an edit
+    /// by rename (as `sed -i` and editors make it) is a modification, not
+    /// an addition, and reading changes nothing.
+    fn every_kind(drained: bool) {
+        let base = tmp(if drained { "kinds-drained" } else { "kinds" });
+        let (root, cache) = (base.join("ws"), base.join("state"));
+        fs::create_dir_all(root.join("sub/deep")).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(root.join("skipped")).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
+        for f in [
+            "same",
+            "edit",
+            "gone",
+            "chmod",
+            "renamed",
+            "sub/deep/f",
+            "moved/x",
+        ] {
+            if let Some(p) = root.join(f).parent() {
+                fs::create_dir_all(p).unwrap_or_else(|e| panic!("{e}"));
+            }
+            fs::write(root.join(f), "x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let skip = [root.join("skipped")];
+        let w = Watch::start(std::slice::from_ref(&root), &skip, &cache)
+            .unwrap_or_else(|e| panic!("{e}"));
+        if drained {
+            w.drain_in_background();
+        }
+        let _ = fs::read(root.join("same"));
+        fs::write(root.join("edit"), "longer").unwrap_or_else(|e| panic!("{e}"));
+        fs::remove_file(root.join("gone")).unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(root.join("chmod"), fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("renamed.tmp"), "new").unwrap_or_else(|e| panic!("{e}"));
+        fs::rename(root.join("renamed.tmp"), root.join("renamed"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("sub/deep/new"), "n").unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(root.join("made/inner")).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("made/inner/file"), "n").unwrap_or_else(|e| panic!("{e}"));
+        fs::rename(root.join("moved"), root.join("sub/moved")).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("sub/moved/y"), "n").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("skipped/noise"), "n").unwrap_or_else(|e| panic!("{e}"));
+        let o = w.finish();
+        assert_eq!(
+            changes(&root, &o),
+            pairs(&[
+                ("chmod", "mode"),
+                ("edit", "modified"),
+                ("gone", "deleted"),
+                ("made", "added"),
+                ("made/inner", "added"),
+                ("made/inner/file", "added"),
+                ("moved", "deleted"),
+                ("renamed", "modified"),
+                ("sub/deep/new", "added"),
+                ("sub/moved", "added"),
+                ("sub/moved/x", "added"),
+                ("sub/moved/y", "added"),
+            ])
+        );
+        assert!(o.changed.complete);
+        let focus = o
+            .focus
+            .unwrap_or_else(|| panic!("a complete watch has a focus"));
+        let rel = focus.within(&root);
+        assert!(rel.entries.contains(Path::new("sub/deep/new")), "{rel:?}");
+        assert!(rel.whole.contains(Path::new("made")), "{rel:?}");
+        assert!(!rel.entries.contains(Path::new("same")), "{rel:?}");
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn changes_are_told_apart_from_the_queued_events() {
+        every_kind(false);
+    }
+
+    #[test]
+    fn changes_are_told_apart_when_a_thread_drains_them() {
+        every_kind(true);
+    }
+
+    /// A name added on the host between two sessions counts as there at
+    /// the second one's start (its directory's listing is read again, or
+    /// found unchanged in the cache): changing it is a modification.
+    #[test]
+    fn a_name_added_between_sessions_is_known_at_the_next_start() {
+        let base = tmp("cache");
+        let (root, cache) = (base.join("ws"), base.join("state"));
+        fs::create_dir_all(root.join("a")).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
+        let first = Watch::start(std::slice::from_ref(&root), &[], &cache)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.dirs.len(), 2);
+        drop(first.finish());
+        fs::write(root.join("a/between"), "host").unwrap_or_else(|e| panic!("{e}"));
+        let second = Watch::start(std::slice::from_ref(&root), &[], &cache)
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("a/between"), "agent").unwrap_or_else(|e| panic!("{e}"));
+        let o = second.finish();
+        assert_eq!(changes(&root, &o), pairs(&[("a/between", "modified")]));
+        let _ = fs::remove_dir_all(&base);
+    }
+}
