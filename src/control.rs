@@ -127,10 +127,7 @@ impl Drop for Control {
         // every session's end waited up to a tick for it.
         let _ =
             nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        let end = std::time::Instant::now() + STOP_WAIT;
-        while !self.done.load(Ordering::Acquire) && std::time::Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::guard::wait_for(&self.done, STOP_WAIT);
     }
 }
 

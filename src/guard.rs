@@ -110,11 +110,28 @@ impl Guard {
     /// were refused. Never blocks for long.
     pub fn finish(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
-        let end = std::time::Instant::now() + FINISH_WAIT;
-        while !self.done.load(Ordering::Acquire) && std::time::Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for(&self.done, FINISH_WAIT);
         self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Waits until `done` is set or `limit` has passed; returns whether it was
+/// set. For a helper thread's end, which usually comes within a fraction of
+/// a millisecond: the first checks are 50 µs apart, doubling to 5 ms, so a
+/// session's end does not wait out a whole tick for each helper.
+pub(crate) fn wait_for(done: &std::sync::atomic::AtomicBool, limit: Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    let mut tick = Duration::from_micros(50);
+    loop {
+        if done.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        if now >= end {
+            return false;
+        }
+        std::thread::sleep(tick.min(end - now));
+        tick = (tick * 2).min(Duration::from_millis(5));
     }
 }
 

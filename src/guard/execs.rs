@@ -485,7 +485,7 @@ impl Tracker {
             if self.unreaped.is_empty() || Instant::now() >= end {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
         for w in std::mem::take(&mut self.unreaped) {
             let status = ExitStatus::Unknown {
@@ -552,10 +552,7 @@ impl Recorder {
     /// last count of what was dropped.
     pub fn finish(mut self) {
         drop(self.tx.take());
-        let end = Instant::now() + FLUSH_WAIT;
-        while !self.done.load(Ordering::Acquire) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::guard::wait_for(&self.done, FLUSH_WAIT);
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let refused = self.refused.swap(0, Ordering::Relaxed);
         for (count, reason) in [
