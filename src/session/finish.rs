@@ -142,8 +142,9 @@ pub(super) enum Before {
 }
 
 /// Watches the workspace and every writable grant, cage's own state
-/// directory left out (the session's log grows there); where that cannot
-/// be done, takes the snapshot instead. Call while single-threaded.
+/// directory left out (the session's log grows there); where they are
+/// small, or watching cannot be done, takes the snapshot instead. Call
+/// while single-threaded.
 pub(super) fn before(plan: &Plan, session: &Session) -> Before {
     let mut roots = vec![plan.workspace.path.clone()];
     roots.extend(plan.guard.roots.iter().cloned());
@@ -151,7 +152,10 @@ pub(super) fn before(plan: &Plan, session: &Session) -> Before {
     let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
     let watched = state
         .ok_or_else(|| "no state directory".to_string())
-        .and_then(|state| crate::session::watch::Watch::start(&roots, &skip, state));
+        .and_then(|state| {
+            use crate::session::watch::{SMALL, Watch};
+            Watch::start(&roots, &skip, state, SMALL)
+        });
     match watched {
         Ok(w) => Before::Watch(w),
         Err(_) => Before::Snapshot(crate::session::snapshot::Snapshot::take(&roots, &skip)),

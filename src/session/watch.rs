@@ -177,86 +177,77 @@ pub struct Focus {
 
 impl Watch {
     /// Watches every directory under `roots` (links not followed, `skip`
-    /// not entered), finding them through the listing caches in
-    /// `cache_dir`. Call while single-threaded. Fails when inotify cannot
-    /// be had or the watch limit is reached: the caller uses the snapshot.
-    pub fn start(roots: &[PathBuf], skip: &[PathBuf], cache_dir: &Path) -> Result<Watch, String> {
+    /// not entered), finding them and their names through the listing
+    /// caches in `cache_dir`. Call while single-threaded. Fails when the
+    /// trees hold fewer than `smallest` entries (walking them costs less:
+    /// [`SMALL`]), when inotify cannot be had or the watch limit is
+    /// reached: the caller then takes the snapshot.
+    pub fn start(
+        roots: &[PathBuf],
+        skip: &[PathBuf],
+        cache_dir: &Path,
+        smallest: usize,
+    ) -> Result<Watch, String> {
         let started = SystemTime::now();
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| format!("inotify_init1: {e}"))?;
         let mut roots: Vec<PathBuf> = roots.to_vec();
         roots.sort();
         roots.dedup_by(|b, a| b.starts_with(a));
-        let mut w = Watch {
-            inotify: Arc::new(inotify),
-            events: Arc::default(),
-            drain: Mutex::new(Some(Drain::Queued)),
-            dirs: HashMap::new(),
-            roots: roots.clone(),
-            skip: skip.to_vec(),
-            started,
-            incomplete: false,
-        };
+        // 1. Every directory, with its names, before the agent runs.
+        let mut found = Vec::new();
+        let mut incomplete = false;
         for root in &roots {
             let file = crate::plan::listing::cache_file(cache_dir, root).with_extension("tree");
             let mut listings = Listings::open_hashed(Some(&file), root);
-            let result = w.watch_tree(root, skip, &mut listings);
+            let result = collect(root, skip, &mut listings, &mut found, &mut incomplete);
             listings.save();
             result?;
         }
-        Ok(w)
-    }
-
-    fn watch_tree(
-        &mut self,
-        root: &Path,
-        skip: &[PathBuf],
-        listings: &mut Listings,
-    ) -> Result<(), String> {
-        let mut stack: Vec<(PathBuf, Option<WatchDescriptor>)> = vec![(root.to_path_buf(), None)];
-        while let Some((dir, parent)) = stack.pop() {
-            if self.dirs.len() >= MAX_ENTRIES {
-                return Err(format!("more than {MAX_ENTRIES} directories"));
-            }
-            // The watch first: a change after the listing is then an event.
-            let wd = match self.inotify.add_watch(&dir, mask()) {
-                Ok(wd) => wd,
+        let names: usize = found.iter().map(|f| f.listing.hashes.len()).sum();
+        if names < smallest {
+            return Err(format!("{names} entries: a walk costs less"));
+        }
+        // 2. A watch on each.
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| format!("inotify_init1: {e}"))?;
+        let mut wds: Vec<Option<WatchDescriptor>> = Vec::with_capacity(found.len());
+        let mut dirs = HashMap::with_capacity(found.len());
+        for f in found {
+            let parent = f.parent.and_then(|i| wds[i]);
+            match inotify.add_watch(&f.path, mask()) {
+                Ok(wd) => {
+                    wds.push(Some(wd));
+                    dirs.insert(
+                        wd,
+                        Dir {
+                            path: f.path,
+                            parent,
+                            listing: f.listing,
+                        },
+                    );
+                }
                 Err(nix::errno::Errno::ENOSPC) => {
                     return Err("the inotify watch limit (fs.inotify.max_user_watches) is \
                                 reached"
                         .to_string());
                 }
-                // Gone, unreadable, or a link: seen from its parent, or
-                // not ours to see.
-                Err(_) if parent.is_some() => {
-                    self.incomplete = true;
-                    continue;
+                // Gone, or a link now: seen from its parent.
+                Err(_) if f.parent.is_some() => {
+                    incomplete = true;
+                    wds.push(None);
                 }
-                Err(e) => return Err(format!("watching {}: {e}", dir.display())),
-            };
-            let listing = match listings.list(&dir) {
-                Ok(l) => l,
-                Err(_) => {
-                    self.incomplete = true;
-                    Listing::default()
-                }
-            };
-            for sub in &listing.subdirs {
-                let path = dir.join(sub);
-                if !skip.iter().any(|s| path.starts_with(s)) {
-                    stack.push((path, Some(wd)));
-                }
+                Err(e) => return Err(format!("watching {}: {e}", f.path.display())),
             }
-            self.dirs.insert(
-                wd,
-                Dir {
-                    path: dir,
-                    parent,
-                    listing,
-                },
-            );
         }
-        Ok(())
+        Ok(Watch {
+            inotify: Arc::new(inotify),
+            events: Arc::default(),
+            drain: Mutex::new(Some(Drain::Queued)),
+            dirs,
+            roots,
+            skip: skip.to_vec(),
+            started,
+            incomplete,
+        })
     }
 
     /// From here on a thread reads the events as they come. Call once the
@@ -390,6 +381,57 @@ impl Watch {
             focus,
         }
     }
+}
+
+/// Trees with fewer entries than this are walked at both ends instead of
+/// watched: closing an inotify instance waits for the kernel's SRCU grace
+/// period (about 13 ms measured here, whatever the number of watches),
+/// while the snapshot's walks cost about 1.5 µs an entry.
+pub const SMALL: usize = 10_000;
+
+/// A directory found for watching, and its parent's index among them.
+struct Found {
+    path: PathBuf,
+    parent: Option<usize>,
+    listing: Listing,
+}
+
+/// Every directory under `root`, depth first, into `found`.
+fn collect(
+    root: &Path,
+    skip: &[PathBuf],
+    listings: &mut Listings,
+    found: &mut Vec<Found>,
+    incomplete: &mut bool,
+) -> Result<(), String> {
+    let mut stack: Vec<(PathBuf, Option<usize>)> = vec![(root.to_path_buf(), None)];
+    while let Some((path, parent)) = stack.pop() {
+        if found.len() >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} directories"));
+        }
+        let listing = match listings.list(&path) {
+            Ok(l) => l,
+            // Unreadable: what happens in it is unseen.
+            Err(_) if parent.is_some() => {
+                *incomplete = true;
+                continue;
+            }
+            Err(e) => return Err(format!("listing {}: {e}", path.display())),
+        };
+        let me = found.len();
+        for sub in &listing.subdirs {
+            let sub = path.join(sub);
+            if !skip.iter().any(|s| sub.starts_with(s)) {
+                stack.push((sub, Some(me)));
+            }
+        }
+        found.push(Found {
+            path,
+            parent,
+            listing,
+        });
+    }
+    Ok(())
 }
 
 impl Focus {
@@ -527,7 +569,7 @@ mod tests {
             fs::write(root.join(f), "x").unwrap_or_else(|e| panic!("{e}"));
         }
         let skip = [root.join("skipped")];
-        let w = Watch::start(std::slice::from_ref(&root), &skip, &cache)
+        let w = Watch::start(std::slice::from_ref(&root), &skip, &cache, 0)
             .unwrap_or_else(|e| panic!("{e}"));
         if drained {
             w.drain_in_background();
@@ -594,12 +636,12 @@ mod tests {
         let (root, cache) = (base.join("ws"), base.join("state"));
         fs::create_dir_all(root.join("a")).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
-        let first = Watch::start(std::slice::from_ref(&root), &[], &cache)
+        let first = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first.dirs.len(), 2);
         drop(first.finish());
         fs::write(root.join("a/between"), "host").unwrap_or_else(|e| panic!("{e}"));
-        let second = Watch::start(std::slice::from_ref(&root), &[], &cache)
+        let second = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
             .unwrap_or_else(|e| panic!("{e}"));
         fs::write(root.join("a/between"), "agent").unwrap_or_else(|e| panic!("{e}"));
         let o = second.finish();

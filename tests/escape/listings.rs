@@ -95,14 +95,26 @@ fn a_protected_path_created_deep_during_a_session_is_caught_at_the_end() {
 }
 
 /// Layers: the session record and the report of changes git does not show,
-/// both from the session's watch (issue 16): in a workspace whose every
+/// both from the session's watch (issue 16): in a workspace large enough
+/// to be watched rather than walked (`session::watch::SMALL`), whose every
 /// directory comes from the cache, so that no file is visited at the start
 /// or the end, a change deep in it is still recorded and a new
 /// `node_modules` file is still reported.
 #[test]
 fn changes_deep_in_a_cached_workspace_are_recorded_and_reported() {
     require_userns!();
-    let cage = warmed();
+    let cage = Cage::new()
+        .workspace_file("a/b/c/keep", "k\n")
+        .workspace_file("a/x/keep", "k\n")
+        .args(IDENTITY);
+    // 12,000 entries: above the size below which cage walks instead.
+    host(
+        &cage,
+        "python3 -c 'import os\nfor d in range(120):\n    os.makedirs(f\"bulk/d{d}\")\n    \
+         [open(f\"bulk/d{d}/f{i}\", \"w\").close() for i in range(100)]'",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    cage.run(["true"]).assert_success();
     let out = cage.sh(
         "set -e; echo more >> a/b/c/keep; mkdir -p a/x/node_modules/p; \
          echo 'evil' > a/x/node_modules/p/index.js",
