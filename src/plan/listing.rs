@@ -214,6 +214,11 @@ impl Listings {
     /// Failing to store costs only the next start's speed, so it is silent.
     pub fn save(self) {
         let Some(file) = &self.file else { return };
+        // Every stored listing was confirmed and none read: the file
+        // already holds exactly this.
+        if self.reads == 0 && self.old.is_empty() {
+            return;
+        }
         let bytes = encode(&self.root, &self.wanted, self.hash_names, &self.new);
         // Inside cage's state directory, never creating it: planning alone
         // (`--dry-run`, before any session) leaves nothing behind.
