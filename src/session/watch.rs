@@ -89,7 +89,8 @@ struct Events {
     /// Watched directories moved away: events under them name paths that
     /// no longer hold what they name.
     moved: BTreeSet<WatchDescriptor>,
-    /// The kernel dropped events (its queue overflowed).
+    /// Events were dropped: the kernel's queue overflowed, or more names
+    /// changed than [`MAX_ENTRIES`].
     lost: bool,
 }
 
@@ -124,7 +125,14 @@ impl Events {
             }
             return;
         };
-        let s = self.seen.entry((e.wd, name)).or_default();
+        let key = (e.wd, name);
+        // Bounded as the snapshot is: past it the record is partial (and
+        // the scan for hidden changes walks everything).
+        if self.seen.len() >= MAX_ENTRIES && !self.seen.contains_key(&key) {
+            self.lost = true;
+            return;
+        }
+        let s = self.seen.entry(key).or_default();
         let is_dir = m.contains(AddWatchFlags::IN_ISDIR);
         if m.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
             s.created = true;
@@ -625,6 +633,31 @@ mod tests {
     #[test]
     fn changes_are_told_apart_when_a_thread_drains_them() {
         every_kind(true);
+    }
+
+    /// More events than the kernel queues (16384 by default), with no
+    /// thread draining them: the record says it is partial, and there is
+    /// no focus, so the scan for hidden changes walks everything.
+    #[test]
+    fn an_overflowed_queue_makes_the_record_partial_and_drops_the_focus() {
+        let base = tmp("overflow");
+        let (root, cache) = (base.join("ws"), base.join("state"));
+        fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
+        let w = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let queued = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(16384);
+        // Each new file is two events (create, close after writing).
+        for i in 0..queued / 2 + 100 {
+            fs::write(root.join(format!("f{i}")), "x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let o = w.finish();
+        assert!(!o.changed.complete);
+        assert!(o.focus.is_none());
+        let _ = fs::remove_dir_all(&base);
     }
 
     /// A name added on the host between two sessions counts as there at
