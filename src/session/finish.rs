@@ -146,19 +146,26 @@ pub(super) enum Before {
 /// small, or watching cannot be done, takes the snapshot instead. Call
 /// while single-threaded.
 pub(super) fn before(plan: &Plan, session: &Session) -> Before {
+    use crate::session::watch::{NotWatched, SMALL, Watch};
     let mut roots = vec![plan.workspace.path.clone()];
     roots.extend(plan.guard.roots.iter().cloned());
     let state = session.dir.parent().and_then(Path::parent);
     let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
     let watched = state
-        .ok_or_else(|| "no state directory".to_string())
-        .and_then(|state| {
-            use crate::session::watch::{SMALL, Watch};
-            Watch::start(&roots, &skip, state, SMALL)
-        });
+        .ok_or_else(|| NotWatched::Failed("no state directory".to_string()))
+        .and_then(|state| Watch::start(&roots, &skip, state, SMALL));
     match watched {
         Ok(w) => Before::Watch(w),
-        Err(_) => Before::Snapshot(crate::session::snapshot::Snapshot::take(&roots, &skip)),
+        Err(why) => {
+            if let NotWatched::Failed(why) = why {
+                term::emit(&format!(
+                    "cage: note: watching the workspace for changes: {}; this session stats \
+                     every file at its start and end instead",
+                    term::escape_text(&why)
+                ));
+            }
+            Before::Snapshot(crate::session::snapshot::Snapshot::take(&roots, &skip))
+        }
     }
 }
 

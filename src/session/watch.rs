@@ -195,7 +195,7 @@ impl Watch {
         skip: &[PathBuf],
         cache_dir: &Path,
         smallest: usize,
-    ) -> Result<Watch, String> {
+    ) -> Result<Watch, NotWatched> {
         let started = SystemTime::now();
         let mut roots: Vec<PathBuf> = roots.to_vec();
         roots.sort();
@@ -208,16 +208,17 @@ impl Watch {
             let mut listings = Listings::open_hashed(Some(&file), root);
             let result = collect(root, skip, &mut listings, &mut found, &mut incomplete);
             listings.save();
-            result?;
+            result.map_err(NotWatched::Failed)?;
         }
         let names: usize = found.iter().map(|f| f.listing.hashes.len()).sum();
         if names < smallest {
-            return Err(format!("{names} entries: a walk costs less"));
+            return Err(NotWatched::Small);
         }
         // 2. A watch on each.
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| format!("inotify_init1: {e}"))?;
-        let mut wds: Vec<Option<WatchDescriptor>> = Vec::with_capacity(found.len());
+            .map_err(|e| NotWatched::Failed(format!("inotify_init1: {e}")))?;
+        let total = found.len();
+        let mut wds: Vec<Option<WatchDescriptor>> = Vec::with_capacity(total);
         let mut dirs = HashMap::with_capacity(found.len());
         for f in found {
             let parent = f.parent.and_then(|i| wds[i]);
@@ -234,16 +235,24 @@ impl Watch {
                     );
                 }
                 Err(nix::errno::Errno::ENOSPC) => {
-                    return Err("the inotify watch limit (fs.inotify.max_user_watches) is \
-                                reached"
-                        .to_string());
+                    return Err(NotWatched::Failed(format!(
+                        "the inotify watch limit (fs.inotify.max_user_watches) was reached at \
+                         directory {} of {total} (raise it: sudo sysctl -w \
+                         fs.inotify.max_user_watches=524288)",
+                        wds.len() + 1
+                    )));
                 }
                 // Gone, or a link now: seen from its parent.
                 Err(_) if f.parent.is_some() => {
                     incomplete = true;
                     wds.push(None);
                 }
-                Err(e) => return Err(format!("watching {}: {e}", f.path.display())),
+                Err(e) => {
+                    return Err(NotWatched::Failed(format!(
+                        "inotify_add_watch {}: {e}",
+                        f.path.display()
+                    )));
+                }
             }
         }
         Ok(Watch {
@@ -389,6 +398,15 @@ impl Watch {
             focus,
         }
     }
+}
+
+/// Why a session is walked instead of watched.
+#[derive(Debug)]
+pub enum NotWatched {
+    /// Fewer entries than [`SMALL`]: walking costs less.
+    Small,
+    /// The watch could not be set up, and why.
+    Failed(String),
 }
 
 /// Trees with fewer entries than this are walked at both ends instead of
@@ -578,7 +596,7 @@ mod tests {
         }
         let skip = [root.join("skipped")];
         let w = Watch::start(std::slice::from_ref(&root), &skip, &cache, 0)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e:?}"));
         if drained {
             w.drain_in_background();
         }
@@ -645,7 +663,7 @@ mod tests {
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
         let w = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let queued = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
@@ -670,12 +688,12 @@ mod tests {
         fs::create_dir_all(root.join("a")).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
         let first = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(first.dirs.len(), 2);
         drop(first.finish());
         fs::write(root.join("a/between"), "host").unwrap_or_else(|e| panic!("{e}"));
         let second = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e:?}"));
         fs::write(root.join("a/between"), "agent").unwrap_or_else(|e| panic!("{e}"));
         let o = second.finish();
         assert_eq!(changes(&root, &o), pairs(&[("a/between", "modified")]));
