@@ -78,34 +78,15 @@ impl Snapshot {
     pub fn compare(&self) -> FilesChanged {
         let mut now = BTreeMap::new();
         let complete = walk_all(&self.roots, &self.skip, &mut now) && self.complete;
-        let mut out = FilesChanged {
-            roots: self.roots.clone(),
-            added: 0,
-            modified: 0,
-            deleted: 0,
-            mode_changed: 0,
-            paths: Vec::new(),
-            complete,
-        };
-        let list = |path: &Path, change: &str, out: &mut FilesChanged| {
-            if out.paths.len() < MAX_LISTED {
-                out.paths.push(FileChange {
-                    path: path.to_path_buf(),
-                    change: change.to_string(),
-                });
-            }
-        };
+        // In the order they are found: content and mode may both change.
+        let mut changes: Vec<(&Path, &'static str)> = Vec::new();
         for (path, after) in &now {
             let path = Path::new(path);
             match self.entries.get(path.as_os_str()) {
-                None => {
-                    out.added += 1;
-                    list(path, "added", &mut out);
-                }
+                None => changes.push((path, "added")),
                 Some(before) => {
                     if before.mode != after.mode {
-                        out.mode_changed += 1;
-                        list(path, "mode", &mut out);
+                        changes.push((path, "mode"));
                     }
                     // A directory's times move with its entries, which
                     // are listed themselves.
@@ -115,21 +96,53 @@ impl Snapshot {
                             || before.ino != after.ino
                             || (before.mode == after.mode && before.ctime != after.ctime));
                     if content {
-                        out.modified += 1;
-                        list(path, "modified", &mut out);
+                        changes.push((path, "modified"));
                     }
                 }
             }
         }
         for path in self.entries.keys() {
             if !now.contains_key(path) {
-                out.deleted += 1;
-                list(Path::new(path), "deleted", &mut out);
+                changes.push((Path::new(path), "deleted"));
             }
         }
-        out.paths.sort_by(|a, b| a.path.cmp(&b.path));
-        out
+        tally(self.roots.clone(), complete, changes)
     }
+}
+
+/// The record of `changes` (`added`, `modified`, `deleted` or `mode`),
+/// each counted and the first [`MAX_LISTED`] of them listed, in path
+/// order. Shared with `session::watch`, which finds them another way.
+pub fn tally<'a>(
+    roots: Vec<PathBuf>,
+    complete: bool,
+    changes: impl IntoIterator<Item = (&'a Path, &'static str)>,
+) -> FilesChanged {
+    let mut out = FilesChanged {
+        roots,
+        added: 0,
+        modified: 0,
+        deleted: 0,
+        mode_changed: 0,
+        paths: Vec::new(),
+        complete,
+    };
+    for (path, change) in changes {
+        match change {
+            "added" => out.added += 1,
+            "modified" => out.modified += 1,
+            "deleted" => out.deleted += 1,
+            _ => out.mode_changed += 1,
+        }
+        if out.paths.len() < MAX_LISTED {
+            out.paths.push(FileChange {
+                path: path.to_path_buf(),
+                change: change.to_string(),
+            });
+        }
+    }
+    out.paths.sort_by(|a, b| a.path.cmp(&b.path));
+    out
 }
 
 /// Walks every root into `into`; false when the bound cut it short.

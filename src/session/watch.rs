@@ -30,17 +30,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-use crate::audit::{FileChange, FilesChanged};
+use crate::audit::FilesChanged;
 use crate::plan::listing::{Listing, Listings};
 
-use super::snapshot::{MAX_ENTRIES, MAX_LISTED};
+use super::snapshot::MAX_ENTRIES;
 
 /// What each directory's watch reports: its entries' creation, removal,
 /// renames, writes and metadata changes, and its own move or removal.
@@ -345,7 +344,7 @@ impl Watch {
                         whole.insert(path.clone());
                     }
                     let written =
-                        s.modified || (s.closed_written && mtime(m).is_some_and(|t| t >= since));
+                        s.modified || (s.closed_written && m.modified().is_ok_and(|t| t >= since));
                     // A directory's times move with its entries, which are
                     // listed themselves.
                     if !m.is_dir() && (s.created || written) {
@@ -369,29 +368,11 @@ impl Watch {
         for dir in &whole {
             complete &= walk_new(dir, &mut changes);
         }
-        let mut out = FilesChanged {
-            roots: self.roots.clone(),
-            added: 0,
-            modified: 0,
-            deleted: 0,
-            mode_changed: 0,
-            paths: Vec::new(),
+        let out = super::snapshot::tally(
+            self.roots.clone(),
             complete,
-        };
-        for (path, change) in changes {
-            match change {
-                "added" => out.added += 1,
-                "modified" => out.modified += 1,
-                "deleted" => out.deleted += 1,
-                _ => out.mode_changed += 1,
-            }
-            if out.paths.len() < MAX_LISTED {
-                out.paths.push(FileChange {
-                    path,
-                    change: change.to_string(),
-                });
-            }
-        }
+            changes.iter().map(|(p, c)| (p.as_path(), *c)),
+        );
         let focus = complete.then_some(Focus { entries, whole });
         Outcome {
             changed: out,
@@ -476,12 +457,6 @@ impl Focus {
             whole: rel(&self.whole),
         }
     }
-}
-
-fn mtime(m: &std::fs::Metadata) -> Option<SystemTime> {
-    let secs = u64::try_from(m.mtime()).ok()?;
-    let nanos = u32::try_from(m.mtime_nsec()).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// Everything under the new directory `dir`, as added; false when the
