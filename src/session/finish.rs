@@ -20,6 +20,11 @@ pub(super) fn reports(
     since: std::time::SystemTime,
     before: Option<Before>,
 ) -> Vec<String> {
+    // The watch stops first: its instances close while the scans run.
+    let mut before = before;
+    if let Some(Before::Watch(w)) = &mut before {
+        w.stop();
+    }
     // Whatever the outcome: a failed run may have created paths too.
     let mut lines = quarantine_created(plan, session);
     // What the session changed; where the watch saw everything, the paths

@@ -22,6 +22,13 @@
 //! - a file written through a hard link whose other name lies outside the
 //!   watched trees: not seen (nor was it by the snapshot's walk of names).
 //!
+//! The watches are spread over one inotify instance per CPU (up to
+//! [`MAX_SHARDS`]) when there are many: the kernel adds a directory's watch
+//! under its instance's lock, marking every cached entry of the directory,
+//! so one instance adds them one at a time. At the end the instances are
+//! closed on a thread of their own ([`Watch::stop`]): closing one waits for
+//! the kernel's SRCU grace period, which the end's scans need not wait for.
+//!
 //! A directory created or moved in during the session is not watched: it
 //! is walked at the end, and everything in it is new there. A directory
 //! moved away takes its watch along; events under it after the move are
@@ -65,7 +72,7 @@ const FILE_CLOCK_LAG: Duration = Duration::from_millis(20);
 struct Dir {
     path: PathBuf,
     /// Its parent's watch (`None` for a root).
-    parent: Option<WatchDescriptor>,
+    parent: Option<Wd>,
     /// Its names when the watch was set.
     listing: Listing,
 }
@@ -82,24 +89,28 @@ struct Seen {
     new_dir: bool,
 }
 
+/// A watch: its instance's index among the shards, and its descriptor
+/// there.
+type Wd = (usize, WatchDescriptor);
+
 #[derive(Default)]
 struct Events {
-    seen: HashMap<(WatchDescriptor, OsString), Seen>,
+    seen: HashMap<(Wd, OsString), Seen>,
     /// Watched directories moved away: events under them name paths that
     /// no longer hold what they name.
-    moved: BTreeSet<WatchDescriptor>,
+    moved: BTreeSet<Wd>,
     /// Events were dropped: the kernel's queue overflowed, or more names
     /// changed than [`MAX_ENTRIES`].
     lost: bool,
 }
 
 impl Events {
-    fn take(&mut self, inotify: &Inotify) {
+    fn take(&mut self, shard: usize, inotify: &Inotify) {
         loop {
             match inotify.read_events() {
                 Ok(events) if !events.is_empty() => {
                     for e in events {
-                        self.add(e);
+                        self.add(shard, e);
                     }
                 }
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => return,
@@ -112,7 +123,7 @@ impl Events {
         }
     }
 
-    fn add(&mut self, e: nix::sys::inotify::InotifyEvent) {
+    fn add(&mut self, shard: usize, e: nix::sys::inotify::InotifyEvent) {
         let m = e.mask;
         if m.contains(AddWatchFlags::IN_Q_OVERFLOW) {
             self.lost = true;
@@ -120,11 +131,11 @@ impl Events {
         }
         let Some(name) = e.name else {
             if m.contains(AddWatchFlags::IN_MOVE_SELF) {
-                self.moved.insert(e.wd);
+                self.moved.insert((shard, e.wd));
             }
             return;
         };
-        let key = (e.wd, name);
+        let key = ((shard, e.wd), name);
         // Bounded as the snapshot is: past it the record is partial (and
         // the scan for hidden changes walks everything).
         if self.seen.len() >= MAX_ENTRIES && !self.seen.contains_key(&key) {
@@ -153,10 +164,12 @@ enum Drain {
 
 /// The watches of one session.
 pub struct Watch {
-    inotify: Arc<Inotify>,
+    /// The instances, until [`Watch::stop`] hands them to `closing`.
+    shards: Arc<Vec<Inotify>>,
+    closing: Option<std::thread::JoinHandle<()>>,
     events: Arc<Mutex<Events>>,
     drain: Mutex<Option<Drain>>,
-    dirs: HashMap<WatchDescriptor, Dir>,
+    dirs: HashMap<Wd, Dir>,
     roots: Vec<PathBuf>,
     skip: Vec<PathBuf>,
     started: SystemTime,
@@ -195,6 +208,18 @@ impl Watch {
         cache_dir: &Path,
         smallest: usize,
     ) -> Result<Watch, NotWatched> {
+        Watch::start_sharded(roots, skip, cache_dir, smallest, None)
+    }
+
+    /// [`Watch::start`], over `shards` instances if given, else as many as
+    /// [`shards_for`] says.
+    fn start_sharded(
+        roots: &[PathBuf],
+        skip: &[PathBuf],
+        cache_dir: &Path,
+        smallest: usize,
+        shards: Option<usize>,
+    ) -> Result<Watch, NotWatched> {
         let started = SystemTime::now();
         let mut roots: Vec<PathBuf> = roots.to_vec();
         roots.sort();
@@ -213,16 +238,25 @@ impl Watch {
         if names < smallest {
             return Err(NotWatched::Small);
         }
-        // 2. A watch on each.
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| NotWatched::Failed(format!("inotify_init1: {e}")))?;
+        // 2. A watch on each: the directories in runs, a run to each
+        //    instance, added side by side.
         let total = found.len();
-        let mut wds: Vec<Option<WatchDescriptor>> = Vec::with_capacity(total);
-        let mut dirs = HashMap::with_capacity(found.len());
-        for f in found {
-            let parent = f.parent.and_then(|i| wds[i]);
-            match inotify.add_watch(&f.path, mask()) {
+        let count = shards
+            .unwrap_or_else(|| shards_for(total))
+            .clamp(1, MAX_SHARDS);
+        let instances = (0..count)
+            .map(|_| Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| NotWatched::Failed(format!("inotify_init1: {e}")))?;
+        let run = total.div_ceil(count).max(1);
+        let added = add_watches(&instances, &found, run);
+        let mut wds: Vec<Option<Wd>> = Vec::with_capacity(total);
+        let mut dirs = HashMap::with_capacity(total);
+        for (i, (f, result)) in found.into_iter().zip(added).enumerate() {
+            let parent = f.parent.and_then(|p| wds[p]);
+            match result {
                 Ok(wd) => {
+                    let wd = (i / run, wd);
                     wds.push(Some(wd));
                     dirs.insert(
                         wd,
@@ -238,7 +272,7 @@ impl Watch {
                         "the inotify watch limit (fs.inotify.max_user_watches) was reached at \
                          directory {} of {total} (raise it: sudo sysctl -w \
                          fs.inotify.max_user_watches=524288)",
-                        wds.len() + 1
+                        i + 1
                     )));
                 }
                 // Gone, or a link now: seen from its parent.
@@ -255,7 +289,8 @@ impl Watch {
             }
         }
         Ok(Watch {
-            inotify: Arc::new(inotify),
+            shards: Arc::new(instances),
+            closing: None,
             events: Arc::default(),
             drain: Mutex::new(Some(Drain::Queued)),
             dirs,
@@ -276,31 +311,55 @@ impl Watch {
         let Ok((stop_read, stop_write)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
             return;
         };
-        let (inotify, events) = (Arc::clone(&self.inotify), Arc::clone(&self.events));
+        let (shards, events) = (Arc::clone(&self.shards), Arc::clone(&self.events));
         let thread = std::thread::Builder::new()
             .name("cage-watch".into())
-            .spawn(move || read_until_stopped(&inotify, &events, &stop_read));
+            .spawn(move || read_until_stopped(&shards, &events, &stop_read));
         if let Ok(handle) = thread {
             *drain = Some(Drain::Running(stop_write, handle));
         }
     }
 
-    /// The session's changes, once the cage is gone.
-    pub fn finish(self) -> Outcome {
+    /// Once the cage is gone: reads the last events and closes the
+    /// instances on a thread, which [`Watch::finish`] joins. Closing waits
+    /// for the kernel's SRCU grace period (about 13 ms here); the end's
+    /// scans run meanwhile. Changes made after this are not seen.
+    pub fn stop(&mut self) {
+        if self.closing.is_some() {
+            return;
+        }
         if let Some(Drain::Running(stop, handle)) =
             self.drain.lock().unwrap_or_else(|p| p.into_inner()).take()
         {
             let _ = nix::unistd::write(&stop, b"x");
             let _ = handle.join();
         }
-        let mut events =
-            std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
-        events.take(&self.inotify);
-        self.judge(&events)
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, inotify) in self.shards.iter().enumerate() {
+            events.take(i, inotify);
+        }
+        drop(events);
+        let shards = std::mem::take(&mut self.shards);
+        // Without a thread, the instances close here, as the closure drops.
+        let closing = std::thread::Builder::new()
+            .name("cage-unwatch".into())
+            .spawn(move || drop(shards));
+        self.closing = closing.ok();
+    }
+
+    /// The session's changes, once the cage is gone.
+    pub fn finish(mut self) -> Outcome {
+        self.stop();
+        let events = std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
+        let outcome = self.judge(&events);
+        if let Some(closing) = self.closing.take() {
+            let _ = closing.join();
+        }
+        outcome
     }
 
     /// Whether `wd`, or a directory above it, was moved away.
-    fn moved(&self, wd: WatchDescriptor, moved: &BTreeSet<WatchDescriptor>) -> bool {
+    fn moved(&self, wd: Wd, moved: &BTreeSet<Wd>) -> bool {
         let mut at = Some(wd);
         while let Some(w) = at {
             if moved.contains(&w) {
@@ -396,6 +455,51 @@ pub enum NotWatched {
 /// while the snapshot's walks cost about 1.5 µs an entry.
 pub const SMALL: usize = 10_000;
 
+/// The most inotify instances a session's watches are spread over.
+const MAX_SHARDS: usize = 4;
+
+/// Directories per instance below which one instance adds them all: a
+/// thread costs more than a few hundred watches.
+const SHARD_FROM: usize = 512;
+
+/// How many instances `dirs` directories are spread over: one per CPU,
+/// each with at least [`SHARD_FROM`] of them.
+fn shards_for(dirs: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.min(dirs / SHARD_FROM).clamp(1, MAX_SHARDS)
+}
+
+/// Adds a watch for each of `found`, the `i`-th by instance `i / run`,
+/// each instance's run on a thread of its own; joined before it returns,
+/// so the caller is single-threaded again. The threads allocate nothing.
+fn add_watches(
+    instances: &[Inotify],
+    found: &[Found],
+    run: usize,
+) -> Vec<nix::Result<WatchDescriptor>> {
+    let mut added: Vec<nix::Result<WatchDescriptor>> =
+        vec![Err(nix::errno::Errno::EINVAL); found.len()];
+    let add = |inotify: &Inotify, dirs: &[Found], out: &mut [nix::Result<WatchDescriptor>]| {
+        for (f, slot) in dirs.iter().zip(out) {
+            *slot = inotify.add_watch(&f.path, mask());
+        }
+    };
+    if instances.len() == 1 {
+        add(&instances[0], found, &mut added);
+        return added;
+    }
+    std::thread::scope(|scope| {
+        for ((inotify, dirs), out) in instances
+            .iter()
+            .zip(found.chunks(run))
+            .zip(added.chunks_mut(run))
+        {
+            scope.spawn(move || add(inotify, dirs, out));
+        }
+    });
+    added
+}
+
 /// A directory found for watching, and its parent's index among them.
 struct Found {
     path: PathBuf,
@@ -482,23 +586,23 @@ fn walk_new(dir: &Path, into: &mut BTreeMap<PathBuf, &'static str>) -> bool {
 }
 
 /// The drain thread: reads events as they come until `stop` is readable.
-fn read_until_stopped(inotify: &Inotify, events: &Mutex<Events>, stop: &OwnedFd) {
+fn read_until_stopped(shards: &[Inotify], events: &Mutex<Events>, stop: &OwnedFd) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     loop {
-        let mut fds = [
-            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds: Vec<PollFd> = std::iter::once(stop.as_fd())
+            .chain(shards.iter().map(|i| i.as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return,
         }
-        let stopped = fds[1].any().unwrap_or(true);
-        events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(inotify);
+        let stopped = fds[0].any().unwrap_or(true);
+        let mut events = events.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, inotify) in shards.iter().enumerate() {
+            events.take(i, inotify);
+        }
         if stopped {
             return;
         }
@@ -507,11 +611,11 @@ fn read_until_stopped(inotify: &Inotify, events: &Mutex<Events>, stop: &OwnedFd)
 
 impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fds: Vec<i32> = self.shards.iter().map(|i| i.as_fd().as_raw_fd()).collect();
         write!(
             f,
-            "Watch({} directories, inotify fd {})",
-            self.dirs.len(),
-            self.inotify.as_fd().as_raw_fd()
+            "Watch({} directories, inotify fds {fds:?})",
+            self.dirs.len()
         )
     }
 }
@@ -549,8 +653,8 @@ mod tests {
     /// Each kind of change is told apart as the snapshot told it, an edit
     /// by rename (as `sed -i` and editors make it) is a modification, not
     /// an addition, and reading changes nothing.
-    fn every_kind(drained: bool) {
-        let base = tmp(if drained { "kinds-drained" } else { "kinds" });
+    fn every_kind(drained: bool, shards: usize) {
+        let base = tmp(&format!("kinds-{drained}-{shards}"));
         let (root, cache) = (base.join("ws"), base.join("state"));
         fs::create_dir_all(root.join("sub/deep")).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(root.join("skipped")).unwrap_or_else(|e| panic!("{e}"));
@@ -570,8 +674,10 @@ mod tests {
             fs::write(root.join(f), "x").unwrap_or_else(|e| panic!("{e}"));
         }
         let skip = [root.join("skipped")];
-        let w = Watch::start(std::slice::from_ref(&root), &skip, &cache, 0)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut w =
+            Watch::start_sharded(std::slice::from_ref(&root), &skip, &cache, 0, Some(shards))
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(w.shards.len(), shards);
         if drained {
             w.drain_in_background();
         }
@@ -589,6 +695,9 @@ mod tests {
         fs::rename(root.join("moved"), root.join("sub/moved")).unwrap_or_else(|e| panic!("{e}"));
         fs::write(root.join("sub/moved/y"), "n").unwrap_or_else(|e| panic!("{e}"));
         fs::write(root.join("skipped/noise"), "n").unwrap_or_else(|e| panic!("{e}"));
+        w.stop();
+        // After the stop: not the session's.
+        fs::write(root.join("same"), "late").unwrap_or_else(|e| panic!("{e}"));
         let o = w.finish();
         assert_eq!(
             changes(&root, &o),
@@ -620,12 +729,21 @@ mod tests {
 
     #[test]
     fn changes_are_told_apart_from_the_queued_events() {
-        every_kind(false);
+        every_kind(false, 1);
     }
 
     #[test]
     fn changes_are_told_apart_when_a_thread_drains_them() {
-        every_kind(true);
+        every_kind(true, 1);
+    }
+
+    /// Spread over instances, each directory's events still name it: the
+    /// directories fall in different runs (the root, `sub`, `sub/deep`,
+    /// `moved`), one instance each.
+    #[test]
+    fn changes_are_told_apart_over_several_instances() {
+        every_kind(false, 3);
+        every_kind(true, 4);
     }
 
     /// More events than the kernel queues (16384 by default), with no
