@@ -146,13 +146,9 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     // cgroup limits, from the user's systemd if need be (which starts this
     // cage again, in a new scope).
     let place = run::cgroup_place(&loaded.policy, true)?;
-    let code = run::Run::open(&mut loaded, &args.command, place)?.run()?;
-    // After the run, so it costs the start nothing; a failure to prune
-    // costs the run nothing either.
-    if let Some(rules) = run::prune_rules(None, None) {
-        let _ = session::prune(&loaded.host, rules);
-    }
-    Ok(code)
+    run::Run::open(&mut loaded, &args.command, place)?
+        .pruning(run::prune_rules(None, None))
+        .run()
 }
 
 fn prune_sessions(keep: Option<usize>, max_days: Option<u64>) -> Result<i32, Error> {

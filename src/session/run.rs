@@ -205,6 +205,7 @@ pub struct Run<'a> {
     place: Place,
     reservation: Reservation,
     log: Option<audit::Session>,
+    prune: Option<super::PruneRules>,
 }
 
 impl<'a> Run<'a> {
@@ -264,7 +265,17 @@ impl<'a> Run<'a> {
             place,
             reservation,
             log,
+            prune: None,
         })
+    }
+
+    /// Prunes old sessions by `rules` while the agent runs: off the start,
+    /// which it would slow, and off the end, where it cost every session
+    /// about 0.1 ms per session kept (each record is read). A failure to
+    /// prune costs the run nothing.
+    pub fn pruning(mut self, rules: Option<super::PruneRules>) -> Run<'a> {
+        self.prune = rules;
+        self
     }
 
     /// Runs the cage, then finishes the session: every record is written
@@ -278,6 +289,7 @@ impl<'a> Run<'a> {
             place,
             reservation,
             log,
+            prune,
         } = self;
         // The state directories' layers live in the session's directory.
         super::state::prepare(&plan, &loaded.host.home)?;
@@ -295,12 +307,25 @@ impl<'a> Run<'a> {
         let before = session
             .filter(|_| plan.workspace.mode == crate::policy::WorkspaceMode::Direct)
             .map(|s| super::finish::before(&plan, s));
-        let started = || {
-            if let Some(super::finish::Before::Watch(w)) = &before {
-                w.drain_in_background();
+        let host = &loaded.host;
+        let ran = std::thread::scope(|scope| {
+            let pruner = std::sync::OnceLock::new();
+            let started = || {
+                if let Some(super::finish::Before::Watch(w)) = &before {
+                    w.drain_in_background();
+                }
+                // The running session is never pruned: counting it, the
+                // same sessions go as after it.
+                if let Some(rules) = prune {
+                    let _ = pruner.set(scope.spawn(move || super::prune(host, rules)));
+                }
+            };
+            let ran = crate::supervisor::run(&plan, session, place, vault, &started);
+            if let Some(p) = pruner.into_inner() {
+                let _ = p.join();
             }
-        };
-        let ran = crate::supervisor::run(&plan, session, place, vault, &started);
+            ran
+        });
         let mut lines = ran.lines;
         let status = ran.status;
         lines.extend(super::finish::reports(
