@@ -72,7 +72,7 @@ struct Live {
 /// A running control channel; stops with the session (or when dropped).
 pub struct Control {
     stop: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
+    done: Arc<crate::guard::Done>,
     path: PathBuf,
     /// The listener the thread polls: shut down to wake it at once.
     listener: Arc<UnixListener>,
@@ -91,13 +91,13 @@ impl Control {
         listener.set_nonblocking(true)?;
         let listener = Arc::new(listener);
         let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(crate::guard::Done::default());
         let (flag, finished, polled) = (stop.clone(), done.clone(), listener.clone());
         let spawned = std::thread::Builder::new()
             .name("cage:control".into())
             .spawn(move || {
                 serve(&polled, &base, &proxy, &log, &flag);
-                finished.store(true, Ordering::Release);
+                finished.set();
             });
         if let Err(e) = spawned {
             let _ = std::fs::remove_file(&path);
@@ -127,7 +127,7 @@ impl Drop for Control {
         // every session's end waited up to a tick for it.
         let _ =
             nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        crate::guard::wait_for(&self.done, STOP_WAIT);
+        self.done.wait(STOP_WAIT);
     }
 }
 

@@ -53,7 +53,7 @@ const MAX_LINKS: usize = 40;
 /// A running guard.
 pub struct Guard {
     stop: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
+    done: Arc<Done>,
     refused: Arc<AtomicUsize>,
 }
 
@@ -75,7 +75,7 @@ impl Guard {
         connects: Option<connect::Connects>,
     ) -> io::Result<Guard> {
         let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(Done::default());
         let refused = Arc::new(AtomicUsize::new(0));
         let (flag, finished, count) = (stop.clone(), done.clone(), refused.clone());
         let tracker = log.clone().filter(|_| watch.execs).map(execs::Tracker::new);
@@ -97,7 +97,7 @@ impl Guard {
                 if let Some(t) = tracker {
                     t.finish();
                 }
-                finished.store(true, Ordering::Release);
+                finished.set();
             })?;
         Ok(Guard {
             stop,
@@ -110,28 +110,35 @@ impl Guard {
     /// were refused. Never blocks for long.
     pub fn finish(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
-        wait_for(&self.done, FINISH_WAIT);
+        self.done.wait(FINISH_WAIT);
         self.refused.load(Ordering::Relaxed)
     }
 }
 
-/// Waits until `done` is set or `limit` has passed; returns whether it was
-/// set. For a helper thread's end, which usually comes within a fraction of
-/// a millisecond: the first checks are 50 µs apart, doubling to 5 ms, so a
-/// session's end does not wait out a whole tick for each helper.
-pub(crate) fn wait_for(done: &std::sync::atomic::AtomicBool, limit: Duration) -> bool {
-    let end = std::time::Instant::now() + limit;
-    let mut tick = Duration::from_micros(50);
-    loop {
-        if done.load(Ordering::Acquire) {
-            return true;
-        }
-        let now = std::time::Instant::now();
-        if now >= end {
-            return false;
-        }
-        std::thread::sleep(tick.min(end - now));
-        tick = (tick * 2).min(Duration::from_millis(5));
+/// A helper thread's end, as its owner waits for it: set once by the
+/// thread as it ends, waited for (bounded) by the owner, who wakes the
+/// moment it is set rather than at its next look (a session's end waits
+/// for each helper in turn).
+#[derive(Default)]
+pub(crate) struct Done {
+    set: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Done {
+    pub(crate) fn set(&self) {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until set or `limit` has passed; returns whether it was set.
+    pub(crate) fn wait(&self, limit: Duration) -> bool {
+        let set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, _) = self
+            .changed
+            .wait_timeout_while(set, limit, |set| !*set)
+            .unwrap_or_else(|p| p.into_inner());
+        *set
     }
 }
 

@@ -30,7 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -508,7 +508,7 @@ pub struct Recorder {
     dropped: Arc<AtomicU64>,
     /// Records the log refused (its cap).
     refused: Arc<AtomicU64>,
-    done: Arc<AtomicBool>,
+    done: Arc<crate::guard::Done>,
 }
 
 impl Recorder {
@@ -516,13 +516,13 @@ impl Recorder {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(crate::guard::Done::default());
         let (l, d, r, f) = (log.clone(), dropped.clone(), refused.clone(), done.clone());
         let spawned = std::thread::Builder::new()
             .name("cage:records".into())
             .spawn(move || {
                 write_all(&rx, &l, &d, &r);
-                f.store(true, Ordering::Release);
+                f.set();
             });
         Recorder {
             // No thread: every record is dropped, and counted.
@@ -552,7 +552,7 @@ impl Recorder {
     /// last count of what was dropped.
     pub fn finish(mut self) {
         drop(self.tx.take());
-        crate::guard::wait_for(&self.done, FLUSH_WAIT);
+        self.done.wait(FLUSH_WAIT);
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let refused = self.refused.swap(0, Ordering::Relaxed);
         for (count, reason) in [
