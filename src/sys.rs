@@ -126,6 +126,21 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only on a CPU
+/// nothing else wants. Lowering one's own policy needs no privilege.
+pub fn idle_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the duration of the call,
+    // and pid 0 names the calling thread; the call changes only how the
+    // kernel schedules it.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 // ---- extended attributes ----
 
 /// `lgetxattr(2)`: the value of attribute `name` of `path` itself (a link

@@ -316,8 +316,13 @@ impl<'a> Run<'a> {
                 }
                 // The running session is never pruned: counting it, the
                 // same sessions go as after it.
+                // At the idle priority: on a machine with few CPUs it would
+                // otherwise take one from the cage's start.
                 if let Some(rules) = prune {
-                    let _ = pruner.set(scope.spawn(move || super::prune(host, rules)));
+                    let _ = pruner.set(scope.spawn(move || {
+                        let _ = crate::sys::idle_priority();
+                        super::prune(host, rules)
+                    }));
                 }
             };
             let ran = crate::supervisor::run(&plan, session, place, vault, &started);
