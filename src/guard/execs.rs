@@ -30,8 +30,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::audit::{self, Exec, ExecEnd, ExitStatus, Log, Record};
@@ -500,9 +500,14 @@ impl Tracker {
 }
 
 /// A bounded queue to the log, served by a writer thread of its own, so
-/// the guard never waits on the disk.
+/// the guard never waits on the disk. Bounded by a count, not by a
+/// preallocated channel: a `sync_channel` of [`QUEUE`] records wrote all
+/// of its 800 KiB at the start of every session (page faults on the way
+/// to the agent's first exec, and resident memory for the whole session).
 pub struct Recorder {
-    tx: Option<SyncSender<(SystemTime, Record)>>,
+    tx: Option<Sender<(SystemTime, Record)>>,
+    /// Records sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
     log: Arc<Log>,
     /// Records the full queue refused, not yet reported.
     dropped: Arc<AtomicU64>,
@@ -513,20 +518,23 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start(log: Arc<Log>) -> Recorder {
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
         let done = Arc::new(crate::guard::Done::default());
         let (l, d, r, f) = (log.clone(), dropped.clone(), refused.clone(), done.clone());
+        let q = queued.clone();
         let spawned = std::thread::Builder::new()
             .name("cage:records".into())
             .spawn(move || {
-                write_all(&rx, &l, &d, &r);
+                write_all(&rx, &q, &l, &d, &r);
                 f.set();
             });
         Recorder {
             // No thread: every record is dropped, and counted.
             tx: spawned.is_ok().then_some(tx),
+            queued,
             log,
             dropped,
             refused,
@@ -537,10 +545,14 @@ impl Recorder {
     /// Queues `record`; never blocks.
     pub fn send(&self, record: Record, at: SystemTime) {
         let sent = match &self.tx {
-            Some(tx) => match tx.try_send((at, record)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-            },
+            Some(tx) => {
+                let room = self.queued.fetch_add(1, Ordering::AcqRel) < QUEUE;
+                let sent = room && tx.send((at, record)).is_ok();
+                if !sent {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                }
+                sent
+            }
             None => false,
         };
         if !sent {
@@ -574,12 +586,14 @@ impl Recorder {
 
 fn write_all(
     rx: &Receiver<(SystemTime, Record)>,
+    queued: &AtomicUsize,
     log: &Log,
     dropped: &AtomicU64,
     refused: &AtomicU64,
 ) {
     let mut waited = false;
     while let Ok((at, record)) = rx.recv() {
+        queued.fetch_sub(1, Ordering::AcqRel);
         if !waited {
             waited = true;
             let end = Instant::now() + START_WAIT;
