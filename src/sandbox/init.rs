@@ -312,6 +312,9 @@ fn agent(
     //    namespace), where the supervisor holds no capability. Nothing
     //    else runs in the cage yet, and init stays non-dumpable.
     let _ = nix::sys::prctl::set_dumpable(true);
+    // Read back before the filters: nothing below changes them, and the
+    // read is a call per capability, each run through every filter after.
+    let capabilities_cleared = caps::all_clear();
     if let Err(e) = seccomp::install(filters) {
         report(channel, Step::Confine, &e, None)
     }
@@ -323,7 +326,7 @@ fn agent(
     channel.send(&Report::Enforced {
         landlock: landlock_status,
         seccomp_filters: filters.len(),
-        capabilities_cleared: caps::all_clear(),
+        capabilities_cleared,
         no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),
     });
     // 7.
