@@ -315,9 +315,8 @@ impl<'a> Run<'a> {
                     w.drain_in_background();
                 }
                 // The running session is never pruned: counting it, the
-                // same sessions go as after it.
-                // At the idle priority: on a machine with few CPUs it would
-                // otherwise take one from the cage's start.
+                // same sessions go as after it. At the idle priority: on a
+                // machine with few CPUs it would take one from the start.
                 if let Some(rules) = prune {
                     let _ = pruner.set(scope.spawn(move || {
                         let _ = crate::sys::idle_priority();

@@ -105,7 +105,14 @@ struct Events {
 }
 
 impl Events {
-    fn take(&mut self, shard: usize, inotify: &Inotify) {
+    /// Reads what every instance has queued.
+    fn take(&mut self, shards: &[Inotify]) {
+        for (shard, inotify) in shards.iter().enumerate() {
+            self.take_one(shard, inotify);
+        }
+    }
+
+    fn take_one(&mut self, shard: usize, inotify: &Inotify) {
         loop {
             match inotify.read_events() {
                 Ok(events) if !events.is_empty() => {
@@ -325,7 +332,8 @@ impl Watch {
     /// for the kernel's SRCU grace period (about 13 ms here); the end's
     /// scans run meanwhile. Changes made after this are not seen.
     pub fn stop(&mut self) {
-        if self.closing.is_some() {
+        // Stopped already: the instances are gone (there is always one).
+        if self.shards.is_empty() {
             return;
         }
         if let Some(Drain::Running(stop, handle)) =
@@ -334,11 +342,10 @@ impl Watch {
             let _ = nix::unistd::write(&stop, b"x");
             let _ = handle.join();
         }
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, inotify) in self.shards.iter().enumerate() {
-            events.take(i, inotify);
-        }
-        drop(events);
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(&self.shards);
         let shards = std::mem::take(&mut self.shards);
         // Without a thread, the instances close here, as the closure drops.
         let closing = std::thread::Builder::new()
@@ -599,10 +606,10 @@ fn read_until_stopped(shards: &[Inotify], events: &Mutex<Events>, stop: &OwnedFd
             Err(_) => return,
         }
         let stopped = fds[0].any().unwrap_or(true);
-        let mut events = events.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, inotify) in shards.iter().enumerate() {
-            events.take(i, inotify);
-        }
+        events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(shards);
         if stopped {
             return;
         }
