@@ -373,6 +373,7 @@ impl Workspace {
             gitdirs: prot.gitdirs,
             known_gitdirs: prot.known_gitdirs,
             listings: prot.listings,
+            tree: prot.tree,
             overlay: self.overlay,
         }
     }
@@ -420,6 +421,8 @@ struct Protection {
     sockets: Vec<PathBuf>,
     /// Where the walk's directory listings are cached.
     listings: PathBuf,
+    /// What the walk saw, for a direct session's watch.
+    tree: Option<std::sync::Arc<super::listing::Tree>>,
 }
 
 impl Protection {
@@ -435,7 +438,10 @@ impl Protection {
     ) -> Result<Self, BuildError> {
         let names = protected_names(policy, host, &ws.path.value);
         let listings = super::listing::cache_file(&host.state_dir, &ws.path.value);
-        let scan = super::protect::scan(&ws.path.value, &names, Some(&listings));
+        // A direct session watches what it writes; the watch takes the
+        // walk's directories instead of walking them again.
+        let direct = ws.mode == WorkspaceMode::Direct;
+        let scan = super::protect::scan(&ws.path.value, &names, Some(&listings), None, direct);
         refuse_hard_links(&scan.found)?;
         for (dir, e) in &scan.unreadable {
             notes.push(format!(
@@ -461,6 +467,7 @@ impl Protection {
             known_gitdirs: scan.gitdirs,
             sockets: scan.sockets,
             listings,
+            tree: scan.tree.map(std::sync::Arc::new),
         })
     }
 }

@@ -20,6 +20,11 @@
 //!   ([`TRUSTED_FS`]); on NFS, FUSE, overlayfs and the rest every directory
 //!   is read each time.
 //!
+//! A direct session walks its workspace twice, at its start and its end.
+//! The end's walk starts from what the start's stored, kept in memory
+//! ([`Kept`]), rather than reading the file again; every directory is
+//! still checked with `lstat`.
+//!
 //! The cache is host-side data: it lives in cage's state directory, which is
 //! hidden inside every cage and which the guard refuses to let the agent
 //! create. Any damage (truncation, another version, another root) makes it
@@ -31,6 +36,7 @@ use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How recent a directory's ctime may be for its listing to be stored:
@@ -110,8 +116,8 @@ pub(crate) struct Listings {
     /// Every name is kept, hashed ([`Listing::hashes`]); part of the
     /// cache's identity as `wanted` is.
     hash_names: bool,
-    old: HashMap<PathBuf, (Key, Listing)>,
-    new: HashMap<PathBuf, (Key, Listing)>,
+    old: HashMap<PathBuf, (Key, Arc<Listing>)>,
+    new: HashMap<PathBuf, (Key, Arc<Listing>)>,
     /// ctimes at or after this are too recent to store.
     cutoff: (i64, i64),
     trusted: HashMap<u64, bool>,
@@ -120,18 +126,15 @@ pub(crate) struct Listings {
 }
 
 impl Listings {
-    /// Listings for a walk of `root` asking about `wanted`, with the cache
-    /// in `file` (none: every directory is read, nothing is stored).
-    pub fn open(file: Option<&Path>, root: &Path, wanted: BTreeSet<OsString>) -> Listings {
-        Self::open_with(file, root, wanted, false)
-    }
-
     /// Listings that keep every name, hashed, and no name in full.
     pub fn open_hashed(file: Option<&Path>, root: &Path) -> Listings {
         Self::open_with(file, root, BTreeSet::new(), true)
     }
 
-    fn open_with(
+    /// Listings for a walk of `root` asking about `wanted`, with the cache
+    /// in `file` (none: every directory is read, nothing is stored); with
+    /// `hash_names`, every name is kept hashed as well.
+    pub fn open_with(
         file: Option<&Path>,
         root: &Path,
         wanted: BTreeSet<OsString>,
@@ -162,7 +165,9 @@ impl Listings {
     }
 
     /// `dir`'s listing: the cached one while `lstat` agrees, else read.
-    pub fn list(&mut self, dir: &Path) -> std::io::Result<Listing> {
+    /// Shared, not copied: a listing is kept for the cache, and the walks
+    /// keep it too.
+    pub fn list(&mut self, dir: &Path) -> std::io::Result<Arc<Listing>> {
         let meta = dir.symlink_metadata()?;
         let key = Key::of(&meta);
         if let Some((k, listing)) = self.old.remove(dir)
@@ -171,7 +176,7 @@ impl Listings {
             self.new.insert(dir.to_path_buf(), (key, listing.clone()));
             return Ok(listing);
         }
-        let listing = self.read(dir)?;
+        let listing = Arc::new(self.read(dir)?);
         self.reads += 1;
         if key.ctime < self.cutoff && key.mtime < self.cutoff && self.trusted(dir, key.dev) {
             self.new.insert(dir.to_path_buf(), (key, listing.clone()));
@@ -209,16 +214,42 @@ impl Listings {
         })
     }
 
+    /// Listings for a walk that follows one made earlier by this process
+    /// (the end of a session, after its start): `kept` stands for the
+    /// cache file, which then holds the same, and saves reading it again.
+    pub fn resume(file: Option<&Path>, kept: &Kept) -> Listings {
+        let mut l = Self::open_with(None, &kept.root, kept.wanted.clone(), kept.hash_names);
+        l.file = file.map(Path::to_path_buf);
+        l.old = kept.dirs.clone();
+        l
+    }
+
     /// Stores what this walk read or confirmed (and only that: a directory
-    /// no longer reached is dropped), replacing the file atomically.
-    /// Failing to store costs only the next start's speed, so it is silent.
-    pub fn save(self) {
-        let Some(file) = &self.file else { return };
+    /// no longer reached is dropped), replacing the file atomically, and
+    /// returns it. Failing to store costs only the next start's speed, so
+    /// it is silent.
+    pub fn save(self) -> Kept {
+        let kept = Kept {
+            root: self.root.clone(),
+            wanted: self.wanted.clone(),
+            hash_names: self.hash_names,
+            dirs: HashMap::new(),
+        };
+        let Some(file) = &self.file else {
+            return kept;
+        };
         // Every stored listing was confirmed and none read: the file
         // already holds exactly this.
-        if self.reads == 0 && self.old.is_empty() {
-            return;
+        if !(self.reads == 0 && self.old.is_empty()) {
+            self.write(file);
         }
+        Kept {
+            dirs: self.new,
+            ..kept
+        }
+    }
+
+    fn write(&self, file: &Path) {
         let bytes = encode(&self.root, &self.wanted, self.hash_names, &self.new);
         // Inside cage's state directory, never creating it: planning alone
         // (`--dry-run`, before any session) leaves nothing behind.
@@ -241,6 +272,59 @@ impl Listings {
         if written.is_err() || std::fs::rename(&tmp, file).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+    }
+}
+
+/// What a walk stored in the cache file, kept in memory for the next walk
+/// of the same root by this process ([`Listings::resume`]).
+#[derive(Clone, Default)]
+pub(crate) struct Kept {
+    root: PathBuf,
+    wanted: BTreeSet<OsString>,
+    hash_names: bool,
+    dirs: HashMap<PathBuf, (Key, Arc<Listing>)>,
+}
+
+impl Kept {
+    /// Whether this stands for the cache of a walk of `root` asking about
+    /// `wanted`, with names hashed or not.
+    pub fn is_for(&self, root: &Path, wanted: &BTreeSet<OsString>, hash_names: bool) -> bool {
+        self.root == root && self.wanted == *wanted && self.hash_names == hash_names
+    }
+}
+
+/// The directories one walk of `root` reached, each with its listing and
+/// its parent's index, parents first. The plan's walk of the workspace
+/// hands it to the session's watch (`session::watch`), so that a direct
+/// session's start walks the workspace once, not twice.
+#[derive(Default)]
+pub struct Tree {
+    pub(crate) root: PathBuf,
+    pub(crate) dirs: Vec<TreeDir>,
+    /// A directory below the root could not be read: what it holds is
+    /// not in the tree.
+    pub(crate) incomplete: bool,
+    /// What the walk stored, for the end of the session's walk.
+    pub(crate) kept: Kept,
+}
+
+pub(crate) struct TreeDir {
+    pub(crate) path: PathBuf,
+    pub(crate) parent: Option<usize>,
+    pub(crate) listing: Arc<Listing>,
+    /// False where the walk did not go into the subdirectories (a git
+    /// directory, whose entries it judges by name).
+    pub(crate) entered: bool,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tree({} directories under {:?})",
+            self.dirs.len(),
+            self.root
+        )
     }
 }
 
@@ -272,7 +356,7 @@ fn encode(
     root: &Path,
     wanted: &BTreeSet<OsString>,
     hash_names: bool,
-    dirs: &HashMap<PathBuf, (Key, Listing)>,
+    dirs: &HashMap<PathBuf, (Key, Arc<Listing>)>,
 ) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     put(&mut out, root.as_os_str().as_bytes());
@@ -327,10 +411,11 @@ impl<'a> Reader<'a> {
     }
     fn hashes(&mut self) -> Option<Vec<u64>> {
         let n = self.u32()?;
-        if n > self.0.len() / 8 {
-            return None;
-        }
-        let hashes: Vec<u64> = (0..n).map(|_| self.u64()).collect::<Option<_>>()?;
+        let bytes = self.take(n.checked_mul(8)?)?;
+        let hashes: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect();
         // Sorted, as `had` searches them.
         hashes.is_sorted().then_some(hashes)
     }
@@ -351,7 +436,7 @@ fn decode(
     root: &Path,
     wanted: &BTreeSet<OsString>,
     hash_names: bool,
-) -> Option<HashMap<PathBuf, (Key, Listing)>> {
+) -> Option<HashMap<PathBuf, (Key, Arc<Listing>)>> {
     let mut r = Reader(bytes.strip_prefix(MAGIC)?);
     if r.bytes()? != root.as_os_str().as_bytes() {
         return None;
@@ -378,7 +463,7 @@ fn decode(
             names: r.names()?.into_iter().collect(),
             hashes: r.hashes()?,
         };
-        dirs.insert(path, (key, listing));
+        dirs.insert(path, (key, Arc::new(listing)));
     }
     r.0.is_empty().then_some(dirs)
 }
@@ -413,9 +498,10 @@ mod tests {
             ctime: (3, 4),
             mtime: (5, 6),
         };
-        let dirs: HashMap<PathBuf, (Key, Listing)> = [(PathBuf::from("/w/a"), (key, listing))]
-            .into_iter()
-            .collect();
+        let dirs: HashMap<PathBuf, (Key, Arc<Listing>)> =
+            [(PathBuf::from("/w/a"), (key, Arc::new(listing)))]
+                .into_iter()
+                .collect();
         let bytes = encode(root, &wanted(), true, &dirs);
         assert_eq!(decode(&bytes, root, &wanted(), true), Some(dirs));
         for n in 0..bytes.len() {
@@ -435,7 +521,7 @@ mod tests {
         let sub = root.join("sub");
         std::fs::create_dir(&sub).unwrap_or_else(|e| panic!("{e}"));
         let file = root.join("cache");
-        let mut l = Listings::open(Some(&file), &root, wanted());
+        let mut l = Listings::open_with(Some(&file), &root, wanted(), false);
         // Every directory is too recent to store: nothing is cached.
         l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.reads, 1);
@@ -444,7 +530,7 @@ mod tests {
         l.cutoff = (i64::MAX, 0);
         l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
         l.save();
-        let mut l = Listings::open(Some(&file), &root, wanted());
+        let mut l = Listings::open_with(Some(&file), &root, wanted(), false);
         let got = l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((l.reads, got.names.len()), (0, 0), "reused");
         // Past the stored ctime's clock tick (what RACY is for), then a
@@ -460,10 +546,49 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         std::fs::write(sub.join(".envrc"), "").unwrap_or_else(|e| panic!("{e}"));
-        let mut l = Listings::open(Some(&file), &root, wanted());
+        let mut l = Listings::open_with(Some(&file), &root, wanted(), false);
         let got = l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.reads, 1, "read again: its ctime moved");
         assert!(got.names.contains(OsStr::new(".envrc")));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// What a walk kept in memory stands for the file, and is checked the
+    /// same way: a directory changed since is read again.
+    #[test]
+    fn a_kept_walk_is_checked_like_the_file() {
+        let root = tmp("kept");
+        let (a, b) = (root.join("a"), root.join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let file = root.join("cache");
+        let mut l = Listings::open_with(Some(&file), &root, wanted(), true);
+        l.cutoff = (i64::MAX, 0);
+        for d in [&a, &b] {
+            l.list(d).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let kept = l.save();
+        assert!(kept.is_for(&root, &wanted(), true));
+        assert!(!kept.is_for(&root, &wanted(), false));
+        let stored = Key::of(&a.symlink_metadata().unwrap_or_else(|e| panic!("{e}"))).ctime;
+        let probe = root.join("probe");
+        for _ in 0..10_000 {
+            std::fs::write(&probe, "").unwrap_or_else(|e| panic!("{e}"));
+            let m = probe.symlink_metadata().unwrap_or_else(|e| panic!("{e}"));
+            if Key::of(&m).ctime > stored {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::write(a.join(".envrc"), "").unwrap_or_else(|e| panic!("{e}"));
+        // The file is gone: only what was kept can stand for it.
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+        let mut l = Listings::resume(Some(&file), &kept);
+        let got = l.list(&a).unwrap_or_else(|e| panic!("{e}"));
+        assert!(got.names.contains(OsStr::new(".envrc")));
+        l.list(&b).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.reads, 1, "only the changed directory is read");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

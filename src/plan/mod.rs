@@ -29,6 +29,8 @@ pub use build::{
     BuildError, MAX_FORWARDS, SESSION_PLACEHOLDER, build, build_for_session,
     normalize as normalize_path,
 };
+#[cfg(test)]
+pub(crate) use protect::scan as protect_scan;
 pub use protect::{BUILTIN_PROTECTED, Created, GuardPlan, created_protected, is_protected};
 pub use secrets::{SecretPlan, SecretsPlan};
 
@@ -155,6 +157,10 @@ pub struct WorkspacePlan {
     /// (never visible inside): the start and the end of a session read
     /// only the directories that changed since it was stored.
     pub listings: PathBuf,
+    /// In direct mode, the directories the start's walk saw, with every
+    /// name hashed: the session's watch starts from them. Host-side only.
+    #[serde(skip)]
+    pub tree: Option<std::sync::Arc<listing::Tree>>,
     /// Overlay mode: where the session's writes land instead.
     pub overlay: Option<OverlayPlan>,
 }

@@ -64,14 +64,26 @@ pub(crate) struct Scan {
     /// Unix sockets under the root (host services: tmux, an ssh-agent), for
     /// the plan to hide; counted here so the workspace is walked once.
     pub sockets: Vec<PathBuf>,
+    /// With every name hashed: the directories walked, for the watch.
+    pub tree: Option<super::listing::Tree>,
 }
 
 /// Walks `root` for every existing protected path under it, in walk order,
 /// the protected names that are links, and the `.git` files that point
 /// outside `root`. `names` are relative paths matched in every directory.
 /// With a `cache` file, directories unchanged since it was stored are not
-/// read again ([`super::listing`]): one `lstat` each.
-pub(crate) fn scan(root: &Path, names: &[Sourced<String>], cache: Option<&Path>) -> Scan {
+/// read again ([`super::listing`]): one `lstat` each. With `tree`, every
+/// name is hashed and the directories walked are returned with their
+/// listings ([`Scan::tree`]), for a direct session's watch; the cache
+/// then holds the hashes too, so both ends of a direct session pass it.
+/// With `kept`, what the start's walk stored stands for the cache file.
+pub(crate) fn scan(
+    root: &Path,
+    names: &[Sourced<String>],
+    cache: Option<&Path>,
+    kept: Option<&super::listing::Kept>,
+    tree: bool,
+) -> Scan {
     // What the walk asks of a directory's names: the protected names'
     // first components, and what makes a directory a git directory.
     let wanted = names
@@ -80,13 +92,25 @@ pub(crate) fn scan(root: &Path, names: &[Sourced<String>], cache: Option<&Path>)
         .map(|c| c.as_os_str().to_os_string())
         .chain(["HEAD", "objects", "refs", ".git"].map(std::ffi::OsString::from))
         .collect();
-    let mut listings = super::listing::Listings::open(cache, root, wanted);
-    let scan = walk(root, names, &mut listings);
-    listings.save();
+    let mut listings = match kept {
+        Some(k) if k.is_for(root, &wanted, tree) => super::listing::Listings::resume(cache, k),
+        _ => super::listing::Listings::open_with(cache, root, wanted, tree),
+    };
+    let mut scan = walk(root, names, &mut listings, tree);
+    let kept = listings.save();
+    if let Some(t) = &mut scan.tree {
+        t.incomplete = !scan.unreadable.is_empty();
+        t.kept = kept;
+    }
     scan
 }
 
-fn walk(root: &Path, names: &[Sourced<String>], listings: &mut super::listing::Listings) -> Scan {
+fn walk(
+    root: &Path,
+    names: &[Sourced<String>],
+    listings: &mut super::listing::Listings,
+    keep: bool,
+) -> Scan {
     let mut links = Vec::new();
     let mut outside = Vec::new();
     let mut found: Vec<Protected> = Vec::new();
@@ -94,8 +118,12 @@ fn walk(root: &Path, names: &[Sourced<String>], listings: &mut super::listing::L
     let mut seen = BTreeSet::new();
     let mut gitdirs = Vec::new();
     let mut unreadable = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+    let mut tree = keep.then(|| super::listing::Tree {
+        root: root.to_path_buf(),
+        ..Default::default()
+    });
+    let mut stack: Vec<(PathBuf, Option<usize>)> = vec![(root.to_path_buf(), None)];
+    while let Some((dir, parent)) = stack.pop() {
         let listing = match listings.list(&dir) {
             Ok(l) => l,
             Err(e) => {
@@ -104,17 +132,36 @@ fn walk(root: &Path, names: &[Sourced<String>], listings: &mut super::listing::L
             }
         };
         sockets.extend(listing.sockets.iter().map(|s| dir.join(s)));
-        let here = listing.names;
-        let subdirs = listing.subdirs.iter().map(|s| dir.join(s));
         // A git directory, by name or by shape (git's own test: HEAD,
         // objects/ and refs/): its entries are judged by the allowlist,
         // and the walk does not descend into it.
-        let has = |n: &str| here.contains(OsStr::new(n));
-        if dir != root && (dir.ends_with(".git") || has("HEAD") && has("objects") && has("refs")) {
+        let gitdir = dir != root
+            && (dir.ends_with(".git")
+                || ["HEAD", "objects", "refs"]
+                    .iter()
+                    .all(|n| listing.names.contains(OsStr::new(n))));
+        let me = tree.as_ref().map(|t| t.dirs.len());
+        if gitdir {
             scan_gitdir(&dir, &mut found, &mut seen, &mut gitdirs, &mut links);
+        } else {
+            stack.extend(listing.subdirs.iter().map(|s| (dir.join(s), me)));
+        }
+        let here = match &mut tree {
+            Some(t) => {
+                t.dirs.push(super::listing::TreeDir {
+                    path: dir.clone(),
+                    parent,
+                    listing,
+                    entered: !gitdir,
+                });
+                &t.dirs[t.dirs.len() - 1].listing.names
+            }
+            None => &listing.names,
+        };
+        if gitdir {
             continue;
         }
-        stack.extend(subdirs);
+        let has = |n: &str| here.contains(OsStr::new(n));
         // A lone HEAD would make its directory a repository once objects/
         // and refs/ join it.
         if has("HEAD") {
@@ -166,6 +213,7 @@ fn walk(root: &Path, names: &[Sourced<String>], listings: &mut super::listing::L
         gitdirs,
         unreadable,
         sockets,
+        tree,
     }
 }
 
@@ -381,7 +429,10 @@ pub fn created_protected(workspace: &super::WorkspacePlan) -> Created {
         .chain(workspace.links.iter().map(PathBuf::as_path))
         .collect();
     let cache = Some(workspace.listings.as_path());
-    let mut scan = scan(&workspace.path, &workspace.watch, cache);
+    // The same walk as the start's, so that the cache serves both.
+    let tree = workspace.mode == crate::policy::WorkspaceMode::Direct;
+    let kept = workspace.tree.as_deref().map(|t| &t.kept);
+    let mut scan = scan(&workspace.path, &workspace.watch, cache, kept, tree);
     // A directory the agent made unreadable (`chmod 0311`) must not hide
     // what it holds: the user owns it, so make it readable and look again.
     let mut reopened = Vec::new();
@@ -397,7 +448,7 @@ pub fn created_protected(workspace: &super::WorkspacePlan) -> Created {
                 }
             }
         }
-        scan = self::scan(&workspace.path, &workspace.watch, cache);
+        scan = self::scan(&workspace.path, &workspace.watch, cache, None, tree);
     }
     let known: BTreeSet<&Path> = workspace
         .known_gitdirs

@@ -369,6 +369,7 @@ fn compare_workspace(
         gitdirs: _, // binds: in the view comparison
         known_gitdirs,
         listings: _, // a cache of what the walk read; it decides nothing
+        tree: _,     // the same walk's directories, for the watch
         overlay: _,  // follows the mode
     } = with;
     if *mode > without.mode {

@@ -158,7 +158,10 @@ pub(super) fn before(plan: &Plan, session: &Session) -> Before {
     let skip: Vec<PathBuf> = state.into_iter().map(Path::to_path_buf).collect();
     let watched = state
         .ok_or_else(|| NotWatched::Failed("no state directory".to_string()))
-        .and_then(|state| Watch::start(&roots, &skip, state, SMALL));
+        .and_then(|state| {
+            let tree = plan.workspace.tree.as_deref();
+            Watch::start(&roots, &skip, state, SMALL, tree)
+        });
     match watched {
         Ok(w) => Before::Watch(w),
         Err(why) => {

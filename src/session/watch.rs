@@ -2,11 +2,14 @@
 //! than found by walking every file twice (issue 16 item 1).
 //!
 //! Before the cage starts, [`Watch::start`] puts an inotify watch on every
-//! directory of the workspace and the writable grants. It finds them, and
-//! the names each holds, through the listing cache (`plan::listing`, its
-//! own file per root, with every name hashed): a directory unchanged since
-//! the last session costs one `lstat` and one `inotify_add_watch`, and no
-//! file is visited at all. Once the supervisor may run threads, one thread
+//! directory of the workspace and the writable grants. The workspace's
+//! directories, and the names each holds (hashed), come from the plan's
+//! walk for protected paths, which a direct session makes keep them
+//! (`plan::listing::Tree`); below the git directories that walk does not
+//! enter, and in the writable grants, the watch finds them itself through
+//! the listing cache (`plan::listing`, its own file per root). Either way
+//! a directory unchanged since the last session costs one `lstat` and one
+//! `inotify_add_watch`, and no file is visited at all. Once the supervisor may run threads, one thread
 //! drains the events ([`Watch::drain_in_background`]), so the kernel's
 //! queue (16384 events by default) does not overflow while the agent works.
 //! At the end, [`Watch::finish`] turns what the events name into the same
@@ -44,7 +47,7 @@ use std::time::{Duration, SystemTime};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use crate::audit::FilesChanged;
-use crate::plan::listing::{Listing, Listings};
+use crate::plan::listing::{Listing, Listings, Tree};
 
 use super::snapshot::MAX_ENTRIES;
 
@@ -74,7 +77,7 @@ struct Dir {
     /// Its parent's watch (`None` for a root).
     parent: Option<Wd>,
     /// Its names when the watch was set.
-    listing: Listing,
+    listing: Arc<Listing>,
 }
 
 /// What the events said of one name in one watched directory.
@@ -209,13 +212,19 @@ impl Watch {
     /// trees hold fewer than `smallest` entries (walking them costs less:
     /// [`SMALL`]), when inotify cannot be had or the watch limit is
     /// reached: the caller then takes the snapshot.
+    ///
+    /// A root that `tree` walked already (the plan's walk of the
+    /// workspace) is not walked again: its directories are taken from the
+    /// tree, and only those below the ones the tree did not enter (git
+    /// directories) are found here.
     pub fn start(
         roots: &[PathBuf],
         skip: &[PathBuf],
         cache_dir: &Path,
         smallest: usize,
+        tree: Option<&Tree>,
     ) -> Result<Watch, NotWatched> {
-        Watch::start_sharded(roots, skip, cache_dir, smallest, None)
+        Watch::start_sharded(roots, skip, cache_dir, smallest, tree, None)
     }
 
     /// [`Watch::start`], over `shards` instances if given, else as many as
@@ -225,6 +234,7 @@ impl Watch {
         skip: &[PathBuf],
         cache_dir: &Path,
         smallest: usize,
+        tree: Option<&Tree>,
         shards: Option<usize>,
     ) -> Result<Watch, NotWatched> {
         let started = SystemTime::now();
@@ -237,7 +247,18 @@ impl Watch {
         for root in &roots {
             let file = crate::plan::listing::cache_file(cache_dir, root).with_extension("tree");
             let mut listings = Listings::open_hashed(Some(&file), root);
-            let result = collect(root, skip, &mut listings, &mut found, &mut incomplete);
+            let result = match tree {
+                Some(t) if t.root == *root && !t.dirs.is_empty() => {
+                    from_tree(t, skip, &mut listings, &mut found, &mut incomplete)
+                }
+                _ => collect(
+                    vec![(root.clone(), None)],
+                    skip,
+                    &mut listings,
+                    &mut found,
+                    &mut incomplete,
+                ),
+            };
             listings.save();
             result.map_err(NotWatched::Failed)?;
         }
@@ -511,18 +532,60 @@ fn add_watches(
 struct Found {
     path: PathBuf,
     parent: Option<usize>,
-    listing: Listing,
+    listing: Arc<Listing>,
 }
 
-/// Every directory under `root`, depth first, into `found`.
-fn collect(
-    root: &Path,
+/// The directories of `tree` into `found`, less those under `skip`, then,
+/// through `listings`, every directory below those the tree did not enter.
+/// The tree's listings were read (or confirmed by `lstat`) by the plan's
+/// walk, moments before; like a change between this walk and the watches
+/// being added, a change between the two is not seen. Either is the
+/// host's: the agent does not run yet.
+fn from_tree(
+    tree: &Tree,
     skip: &[PathBuf],
     listings: &mut Listings,
     found: &mut Vec<Found>,
     incomplete: &mut bool,
 ) -> Result<(), String> {
-    let mut stack: Vec<(PathBuf, Option<usize>)> = vec![(root.to_path_buf(), None)];
+    *incomplete |= tree.incomplete;
+    // Each tree directory's index in `found`; none where it is left out.
+    let mut at: Vec<Option<usize>> = Vec::with_capacity(tree.dirs.len());
+    let mut below = Vec::new();
+    for d in &tree.dirs {
+        let parent = d.parent.and_then(|p| at[p]);
+        let left_out = d.parent.is_some() && parent.is_none();
+        if left_out || skip.iter().any(|s| d.path.starts_with(s)) {
+            at.push(None);
+            continue;
+        }
+        if found.len() >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} directories"));
+        }
+        let me = found.len();
+        at.push(Some(me));
+        if !d.entered {
+            below.extend(d.listing.subdirs.iter().map(|s| (d.path.join(s), Some(me))));
+        }
+        found.push(Found {
+            path: d.path.clone(),
+            parent,
+            listing: d.listing.clone(),
+        });
+    }
+    below.retain(|(p, _)| !skip.iter().any(|s| p.starts_with(s)));
+    collect(below, skip, listings, found, incomplete)
+}
+
+/// Every directory from `stack` down, depth first, into `found`; a root
+/// (no parent) that cannot be listed fails the walk.
+fn collect(
+    mut stack: Vec<(PathBuf, Option<usize>)>,
+    skip: &[PathBuf],
+    listings: &mut Listings,
+    found: &mut Vec<Found>,
+    incomplete: &mut bool,
+) -> Result<(), String> {
     while let Some((path, parent)) = stack.pop() {
         if found.len() >= MAX_ENTRIES {
             return Err(format!("more than {MAX_ENTRIES} directories"));
@@ -659,9 +722,10 @@ mod tests {
 
     /// Each kind of change is told apart as the snapshot told it, an edit
     /// by rename (as `sed -i` and editors make it) is a modification, not
-    /// an addition, and reading changes nothing.
-    fn every_kind(drained: bool, shards: usize) {
-        let base = tmp(&format!("kinds-{drained}-{shards}"));
+    /// an addition, and reading changes nothing. With `walked`, the watch
+    /// starts from the plan's walk, which does not enter git directories.
+    fn every_kind(drained: bool, shards: usize, walked: bool) {
+        let base = tmp(&format!("kinds-{drained}-{shards}-{walked}"));
         let (root, cache) = (base.join("ws"), base.join("state"));
         fs::create_dir_all(root.join("sub/deep")).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(root.join("skipped")).unwrap_or_else(|e| panic!("{e}"));
@@ -674,6 +738,8 @@ mod tests {
             "renamed",
             "sub/deep/f",
             "moved/x",
+            "repo/.git/HEAD",
+            "repo/.git/objects/ab/obj",
         ] {
             if let Some(p) = root.join(f).parent() {
                 fs::create_dir_all(p).unwrap_or_else(|e| panic!("{e}"));
@@ -681,9 +747,26 @@ mod tests {
             fs::write(root.join(f), "x").unwrap_or_else(|e| panic!("{e}"));
         }
         let skip = [root.join("skipped")];
-        let mut w =
-            Watch::start_sharded(std::slice::from_ref(&root), &skip, &cache, 0, Some(shards))
-                .unwrap_or_else(|e| panic!("{e:?}"));
+        let tree = walked.then(|| {
+            let scan = crate::plan::protect_scan(&root, &[], None, None, true);
+            let tree = scan.tree.unwrap_or_else(|| panic!("no tree"));
+            assert!(
+                tree.dirs
+                    .iter()
+                    .all(|d| !d.path.starts_with(root.join("repo/.git/objects"))),
+                "the walk entered the git directory"
+            );
+            tree
+        });
+        let mut w = Watch::start_sharded(
+            std::slice::from_ref(&root),
+            &skip,
+            &cache,
+            0,
+            tree.as_ref(),
+            Some(shards),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(w.shards.len(), shards);
         if drained {
             w.drain_in_background();
@@ -702,6 +785,7 @@ mod tests {
         fs::rename(root.join("moved"), root.join("sub/moved")).unwrap_or_else(|e| panic!("{e}"));
         fs::write(root.join("sub/moved/y"), "n").unwrap_or_else(|e| panic!("{e}"));
         fs::write(root.join("skipped/noise"), "n").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.join("repo/.git/objects/ab/new"), "n").unwrap_or_else(|e| panic!("{e}"));
         w.stop();
         // After the stop: not the session's.
         fs::write(root.join("same"), "late").unwrap_or_else(|e| panic!("{e}"));
@@ -717,6 +801,7 @@ mod tests {
                 ("made/inner/file", "added"),
                 ("moved", "deleted"),
                 ("renamed", "modified"),
+                ("repo/.git/objects/ab/new", "added"),
                 ("sub/deep/new", "added"),
                 ("sub/moved", "added"),
                 ("sub/moved/x", "added"),
@@ -736,12 +821,12 @@ mod tests {
 
     #[test]
     fn changes_are_told_apart_from_the_queued_events() {
-        every_kind(false, 1);
+        every_kind(false, 1, false);
     }
 
     #[test]
     fn changes_are_told_apart_when_a_thread_drains_them() {
-        every_kind(true, 1);
+        every_kind(true, 1, false);
     }
 
     /// Spread over instances, each directory's events still name it: the
@@ -749,8 +834,17 @@ mod tests {
     /// `moved`), one instance each.
     #[test]
     fn changes_are_told_apart_over_several_instances() {
-        every_kind(false, 3);
-        every_kind(true, 4);
+        every_kind(false, 3, false);
+        every_kind(true, 4, false);
+    }
+
+    /// Started from the plan's walk, the watch still sees every kind of
+    /// change, under the git directories the walk did not enter too, and
+    /// leaves out what it skips though the walk went there.
+    #[test]
+    fn changes_are_told_apart_from_the_plans_walk() {
+        every_kind(false, 1, true);
+        every_kind(true, 3, true);
     }
 
     /// More events than the kernel queues (16384 by default), with no
@@ -762,7 +856,7 @@ mod tests {
         let (root, cache) = (base.join("ws"), base.join("state"));
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
-        let w = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
+        let w = Watch::start(std::slice::from_ref(&root), &[], &cache, 0, None)
             .unwrap_or_else(|e| panic!("{e:?}"));
         let queued = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
             .ok()
@@ -787,12 +881,12 @@ mod tests {
         let (root, cache) = (base.join("ws"), base.join("state"));
         fs::create_dir_all(root.join("a")).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{e}"));
-        let first = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
+        let first = Watch::start(std::slice::from_ref(&root), &[], &cache, 0, None)
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(first.dirs.len(), 2);
         drop(first.finish());
         fs::write(root.join("a/between"), "host").unwrap_or_else(|e| panic!("{e}"));
-        let second = Watch::start(std::slice::from_ref(&root), &[], &cache, 0)
+        let second = Watch::start(std::slice::from_ref(&root), &[], &cache, 0, None)
             .unwrap_or_else(|e| panic!("{e:?}"));
         fs::write(root.join("a/between"), "agent").unwrap_or_else(|e| panic!("{e}"));
         let o = second.finish();
