@@ -437,10 +437,15 @@ impl Protection {
         notes: &mut Vec<String>,
     ) -> Result<Self, BuildError> {
         let names = protected_names(policy, host, &ws.path.value);
-        let listings = super::listing::cache_file(&host.state_dir, &ws.path.value);
         // A direct session watches what it writes; the watch takes the
-        // walk's directories instead of walking them again.
+        // walk's directories instead of walking them again. Its walk keeps
+        // every name hashed, in a file of its own: switching modes leaves
+        // each mode's cache as it was.
         let direct = ws.mode == WorkspaceMode::Direct;
+        let mut listings = super::listing::cache_file(&host.state_dir, &ws.path.value);
+        if direct {
+            listings.set_extension("hashed");
+        }
         let scan = super::protect::scan(&ws.path.value, &names, Some(&listings), None, direct);
         refuse_hard_links(&scan.found)?;
         for (dir, e) in &scan.unreadable {
