@@ -229,23 +229,24 @@ impl Listings {
     /// returns it. Failing to store costs only the next start's speed, so
     /// it is silent.
     pub fn save(self) -> Kept {
-        let kept = Kept {
-            root: self.root.clone(),
-            wanted: self.wanted.clone(),
-            hash_names: self.hash_names,
-            dirs: HashMap::new(),
-        };
-        let Some(file) = &self.file else {
-            return kept;
-        };
         // Every stored listing was confirmed and none read: the file
         // already holds exactly this.
-        if !(self.reads == 0 && self.old.is_empty()) {
+        let unchanged = self.reads == 0 && self.old.is_empty();
+        if let Some(file) = &self.file
+            && !unchanged
+        {
             self.write(file);
         }
         Kept {
-            dirs: self.new,
-            ..kept
+            // Without a file nothing is cached, so nothing stands for it.
+            dirs: if self.file.is_some() {
+                self.new
+            } else {
+                HashMap::new()
+            },
+            root: self.root,
+            wanted: self.wanted,
+            hash_names: self.hash_names,
         }
     }
 
@@ -515,6 +516,22 @@ mod tests {
         assert!(decode(&bytes, root, &wanted(), false).is_none());
     }
 
+    /// Waits, writing probes in `root`, until the clock has moved past the
+    /// tick of `dir`'s ctime (what RACY is for), so that a change to `dir`
+    /// now moves its ctime.
+    fn past_ctime_of(root: &Path, dir: &Path) {
+        let stored = Key::of(&dir.symlink_metadata().unwrap_or_else(|e| panic!("{e}"))).ctime;
+        let probe = root.join("probe");
+        for _ in 0..10_000 {
+            std::fs::write(&probe, "").unwrap_or_else(|e| panic!("{e}"));
+            let m = probe.symlink_metadata().unwrap_or_else(|e| panic!("{e}"));
+            if Key::of(&m).ctime > stored {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn an_unchanged_directory_is_not_read_again_and_a_changed_one_is() {
         let root = tmp("reuse");
@@ -535,16 +552,7 @@ mod tests {
         assert_eq!((l.reads, got.names.len()), (0, 0), "reused");
         // Past the stored ctime's clock tick (what RACY is for), then a
         // protected name appears.
-        let stored = Key::of(&sub.symlink_metadata().unwrap_or_else(|e| panic!("{e}"))).ctime;
-        let probe = root.join("probe");
-        for _ in 0..10_000 {
-            std::fs::write(&probe, "").unwrap_or_else(|e| panic!("{e}"));
-            let m = probe.symlink_metadata().unwrap_or_else(|e| panic!("{e}"));
-            if Key::of(&m).ctime > stored {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        past_ctime_of(&root, &sub);
         std::fs::write(sub.join(".envrc"), "").unwrap_or_else(|e| panic!("{e}"));
         let mut l = Listings::open_with(Some(&file), &root, wanted(), false);
         let got = l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
@@ -571,16 +579,7 @@ mod tests {
         let kept = l.save();
         assert!(kept.is_for(&root, &wanted(), true));
         assert!(!kept.is_for(&root, &wanted(), false));
-        let stored = Key::of(&a.symlink_metadata().unwrap_or_else(|e| panic!("{e}"))).ctime;
-        let probe = root.join("probe");
-        for _ in 0..10_000 {
-            std::fs::write(&probe, "").unwrap_or_else(|e| panic!("{e}"));
-            let m = probe.symlink_metadata().unwrap_or_else(|e| panic!("{e}"));
-            if Key::of(&m).ctime > stored {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        past_ctime_of(&root, &a);
         std::fs::write(a.join(".envrc"), "").unwrap_or_else(|e| panic!("{e}"));
         // The file is gone: only what was kept can stand for it.
         std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));

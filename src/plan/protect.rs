@@ -132,36 +132,27 @@ fn walk(
             }
         };
         sockets.extend(listing.sockets.iter().map(|s| dir.join(s)));
+        let here = &listing.names;
+        let has = |n: &str| here.contains(OsStr::new(n));
         // A git directory, by name or by shape (git's own test: HEAD,
         // objects/ and refs/): its entries are judged by the allowlist,
         // and the walk does not descend into it.
-        let gitdir = dir != root
-            && (dir.ends_with(".git")
-                || ["HEAD", "objects", "refs"]
-                    .iter()
-                    .all(|n| listing.names.contains(OsStr::new(n))));
+        let gitdir =
+            dir != root && (dir.ends_with(".git") || has("HEAD") && has("objects") && has("refs"));
         let me = tree.as_ref().map(|t| t.dirs.len());
+        if let Some(t) = &mut tree {
+            t.dirs.push(super::listing::TreeDir {
+                path: dir.clone(),
+                parent,
+                listing: listing.clone(),
+                entered: !gitdir,
+            });
+        }
         if gitdir {
             scan_gitdir(&dir, &mut found, &mut seen, &mut gitdirs, &mut links);
-        } else {
-            stack.extend(listing.subdirs.iter().map(|s| (dir.join(s), me)));
-        }
-        let here = match &mut tree {
-            Some(t) => {
-                t.dirs.push(super::listing::TreeDir {
-                    path: dir.clone(),
-                    parent,
-                    listing,
-                    entered: !gitdir,
-                });
-                &t.dirs[t.dirs.len() - 1].listing.names
-            }
-            None => &listing.names,
-        };
-        if gitdir {
             continue;
         }
-        let has = |n: &str| here.contains(OsStr::new(n));
+        stack.extend(listing.subdirs.iter().map(|s| (dir.join(s), me)));
         // A lone HEAD would make its directory a repository once objects/
         // and refs/ join it.
         if has("HEAD") {
