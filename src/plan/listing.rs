@@ -34,7 +34,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -86,6 +86,10 @@ impl Listing {
     }
 }
 
+/// Listings by their directory's full path (raw bytes: hashed and compared
+/// as bytes, where a `Path` would be component by component).
+type Dirs = HashMap<OsString, (Key, Arc<Listing>)>;
+
 /// A directory's identity and times, as `lstat` gives them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key {
@@ -95,8 +99,10 @@ struct Key {
     mtime: (i64, i64),
 }
 
+#[cfg(test)]
 impl Key {
     fn of(m: &std::fs::Metadata) -> Key {
+        use std::os::unix::fs::MetadataExt;
         Key {
             dev: m.dev(),
             ino: m.ino(),
@@ -111,13 +117,16 @@ impl Key {
 pub(crate) struct Listings {
     file: Option<PathBuf>,
     root: PathBuf,
+    /// The root, opened: what [`Listings::stat`] resolves from.
+    root_fd: Option<std::fs::File>,
     /// The names the walk asks about; a cache made for others is unused.
     wanted: BTreeSet<OsString>,
     /// Every name is kept, hashed ([`Listing::hashes`]); part of the
     /// cache's identity as `wanted` is.
     hash_names: bool,
-    old: HashMap<PathBuf, (Key, Arc<Listing>)>,
-    new: HashMap<PathBuf, (Key, Arc<Listing>)>,
+    /// Shared: the end of a session starts from what its start kept.
+    old: Arc<Dirs>,
+    new: Dirs,
     /// ctimes at or after this are too recent to store.
     cutoff: (i64, i64),
     trusted: HashMap<u64, bool>,
@@ -147,9 +156,14 @@ impl Listings {
         let mut l = Listings {
             file: file.map(Path::to_path_buf),
             root: root.to_path_buf(),
+            root_fd: std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(root)
+                .ok(),
             wanted,
             hash_names,
-            old: HashMap::new(),
+            old: Arc::default(),
             new: HashMap::new(),
             cutoff: (
                 i64::try_from(start.as_secs()).unwrap_or(i64::MAX),
@@ -159,8 +173,10 @@ impl Listings {
             reads: 0,
         };
         if let Some(bytes) = file.and_then(|f| std::fs::read(f).ok()) {
-            l.old = decode(&bytes, root, &l.wanted, hash_names).unwrap_or_default();
+            l.old = Arc::new(decode(&bytes, root, &l.wanted, hash_names).unwrap_or_default());
         }
+        // An unchanged workspace stores what it loaded.
+        l.new.reserve(l.old.len());
         l
     }
 
@@ -168,20 +184,53 @@ impl Listings {
     /// Shared, not copied: a listing is kept for the cache, and the walks
     /// keep it too.
     pub fn list(&mut self, dir: &Path) -> std::io::Result<Arc<Listing>> {
-        let meta = dir.symlink_metadata()?;
-        let key = Key::of(&meta);
-        if let Some((k, listing)) = self.old.remove(dir)
-            && k == key
+        let key = self.stat(dir)?;
+        if let Some((k, listing)) = self.old.get(dir.as_os_str())
+            && *k == key
         {
-            self.new.insert(dir.to_path_buf(), (key, listing.clone()));
+            let listing = listing.clone();
+            self.new
+                .insert(dir.as_os_str().to_os_string(), (key, listing.clone()));
             return Ok(listing);
         }
         let listing = Arc::new(self.read(dir)?);
         self.reads += 1;
         if key.ctime < self.cutoff && key.mtime < self.cutoff && self.trusted(dir, key.dev) {
-            self.new.insert(dir.to_path_buf(), (key, listing.clone()));
+            self.new
+                .insert(dir.as_os_str().to_os_string(), (key, listing.clone()));
         }
         Ok(listing)
+    }
+
+    /// `dir`'s key, from an `lstat` relative to the root when `dir` is
+    /// below it: the kernel then resolves only the names under the root,
+    /// not the root's own path again for each directory.
+    fn stat(&self, dir: &Path) -> std::io::Result<Key> {
+        let bytes = dir.as_os_str().as_bytes();
+        let below = bytes
+            .strip_prefix(self.root.as_os_str().as_bytes())
+            .and_then(|r| {
+                if r.is_empty() {
+                    Some(&b"."[..])
+                } else {
+                    r.strip_prefix(b"/")
+                }
+            });
+        let st = match (&self.root_fd, below) {
+            (Some(fd), Some(rel)) => nix::sys::stat::fstatat(
+                fd,
+                OsStr::from_bytes(rel),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+            _ => nix::sys::stat::lstat(dir),
+        }
+        .map_err(std::io::Error::from)?;
+        Ok(Key {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+        })
     }
 
     fn read(&self, dir: &Path) -> std::io::Result<Listing> {
@@ -221,6 +270,7 @@ impl Listings {
         let mut l = Self::open_with(None, &kept.root, kept.wanted.clone(), kept.hash_names);
         l.file = file.map(Path::to_path_buf);
         l.old = kept.dirs.clone();
+        l.new.reserve(l.old.len());
         l
     }
 
@@ -229,9 +279,9 @@ impl Listings {
     /// returns it. Failing to store costs only the next start's speed, so
     /// it is silent.
     pub fn save(self) -> Kept {
-        // Every stored listing was confirmed and none read: the file
-        // already holds exactly this.
-        let unchanged = self.reads == 0 && self.old.is_empty();
+        // None read and every stored listing confirmed: the file already
+        // holds exactly this.
+        let unchanged = self.reads == 0 && self.new.len() == self.old.len();
         if let Some(file) = &self.file
             && !unchanged
         {
@@ -240,9 +290,9 @@ impl Listings {
         Kept {
             // Without a file nothing is cached, so nothing stands for it.
             dirs: if self.file.is_some() {
-                self.new
+                Arc::new(self.new)
             } else {
-                HashMap::new()
+                Arc::default()
             },
             root: self.root,
             wanted: self.wanted,
@@ -283,7 +333,7 @@ pub(crate) struct Kept {
     root: PathBuf,
     wanted: BTreeSet<OsString>,
     hash_names: bool,
-    dirs: HashMap<PathBuf, (Key, Arc<Listing>)>,
+    dirs: Arc<Dirs>,
 }
 
 impl Kept {
@@ -353,19 +403,14 @@ fn put_names<'a>(out: &mut Vec<u8>, names: impl ExactSizeIterator<Item = &'a OsS
     }
 }
 
-fn encode(
-    root: &Path,
-    wanted: &BTreeSet<OsString>,
-    hash_names: bool,
-    dirs: &HashMap<PathBuf, (Key, Arc<Listing>)>,
-) -> Vec<u8> {
+fn encode(root: &Path, wanted: &BTreeSet<OsString>, hash_names: bool, dirs: &Dirs) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     put(&mut out, root.as_os_str().as_bytes());
     put_names(&mut out, wanted.iter());
     out.push(u8::from(hash_names));
     out.extend_from_slice(&u32::try_from(dirs.len()).unwrap_or(0).to_le_bytes());
     for (path, (key, listing)) in dirs {
-        put(&mut out, path.as_os_str().as_bytes());
+        put(&mut out, path.as_bytes());
         for n in [key.dev, key.ino] {
             out.extend_from_slice(&n.to_le_bytes());
         }
@@ -437,7 +482,7 @@ fn decode(
     root: &Path,
     wanted: &BTreeSet<OsString>,
     hash_names: bool,
-) -> Option<HashMap<PathBuf, (Key, Arc<Listing>)>> {
+) -> Option<Dirs> {
     let mut r = Reader(bytes.strip_prefix(MAGIC)?);
     if r.bytes()? != root.as_os_str().as_bytes() {
         return None;
@@ -451,7 +496,7 @@ fn decode(
     let count = r.u32()?;
     let mut dirs = HashMap::with_capacity(count.min(bytes.len() / 64));
     for _ in 0..count {
-        let path = PathBuf::from(OsStr::from_bytes(r.bytes()?));
+        let path = OsStr::from_bytes(r.bytes()?).to_os_string();
         let key = Key {
             dev: r.u64()?,
             ino: r.u64()?,
@@ -499,10 +544,9 @@ mod tests {
             ctime: (3, 4),
             mtime: (5, 6),
         };
-        let dirs: HashMap<PathBuf, (Key, Arc<Listing>)> =
-            [(PathBuf::from("/w/a"), (key, Arc::new(listing)))]
-                .into_iter()
-                .collect();
+        let dirs: Dirs = [(OsString::from("/w/a"), (key, Arc::new(listing)))]
+            .into_iter()
+            .collect();
         let bytes = encode(root, &wanted(), true, &dirs);
         assert_eq!(decode(&bytes, root, &wanted(), true), Some(dirs));
         for n in 0..bytes.len() {

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -122,6 +123,16 @@ fn walk(
         root: root.to_path_buf(),
         ..Default::default()
     });
+    // Each rule's first component, parsed once rather than per directory.
+    let firsts: Vec<Option<&OsStr>> = names
+        .iter()
+        .map(|n| {
+            Path::new(&n.value)
+                .components()
+                .next()
+                .map(|c| c.as_os_str())
+        })
+        .collect();
     let mut stack: Vec<(PathBuf, Option<usize>)> = vec![(root.to_path_buf(), None)];
     while let Some((dir, parent)) = stack.pop() {
         let listing = match listings.list(&dir) {
@@ -137,8 +148,12 @@ fn walk(
         // A git directory, by name or by shape (git's own test: HEAD,
         // objects/ and refs/): its entries are judged by the allowlist,
         // and the walk does not descend into it.
-        let gitdir =
-            dir != root && (dir.ends_with(".git") || has("HEAD") && has("objects") && has("refs"));
+        // Judged as bytes (a `Path` compares component by component): the
+        // walk joins names, which hold no `/`, to the root, so only the
+        // root is as short as the root.
+        let below_root = dir.as_os_str().len() > root.as_os_str().len();
+        let named_git = dir.as_os_str().as_bytes().ends_with(b"/.git");
+        let gitdir = below_root && (named_git || has("HEAD") && has("objects") && has("refs"));
         let me = tree.as_ref().map(|t| t.dirs.len());
         if let Some(t) = &mut tree {
             t.dirs.push(super::listing::TreeDir {
@@ -161,15 +176,15 @@ fn walk(
             };
             push(&mut found, &mut seen, dir.join("HEAD"), "HEAD", &source);
         }
-        for rule in names {
-            let rel = Path::new(&rule.value);
-            let Some(first) = rel.components().next() else {
-                continue;
-            };
-            if !here.contains(first.as_os_str()) {
+        // Most directories hold none of the names asked about.
+        if here.is_empty() {
+            continue;
+        }
+        for (rule, first) in names.iter().zip(&firsts) {
+            if !first.is_some_and(|f| here.contains(f)) {
                 continue;
             }
-            let path = dir.join(rel);
+            let path = dir.join(&rule.value);
             match path.symlink_metadata() {
                 Ok(m) if m.file_type().is_symlink() => links.push(path),
                 Ok(_) => push(&mut found, &mut seen, path, &rule.value, &rule.source),
@@ -181,7 +196,7 @@ fn walk(
         // the host's git to hooks the agent wrote. A gitdir inside the root
         // is covered by the walk; one outside is the caller's to verify.
         let dotgit = dir.join(".git");
-        if here.contains(std::ffi::OsStr::new(".git"))
+        if has(".git")
             && dotgit
                 .symlink_metadata()
                 .is_ok_and(|m| m.file_type().is_file())
