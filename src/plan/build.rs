@@ -530,13 +530,15 @@ fn add_grants(
             source: rule.source.clone(),
         });
     }
+    // Resolved once for every grant, not once per grant.
+    let shared = shared_dirs(host);
     for (rules, access) in [
         (&policy.filesystem.read, Access::ReadOnly),
         (&policy.filesystem.write, Access::ReadWrite),
     ] {
         for rule in rules {
             if let Some((real, _)) = existing(&rule.value.path, &rule.source)? {
-                check_shared_dir(policy, host, &real, "a grant", &rule.source)?;
+                check_shared_dir(policy, &shared, &real, "a grant", &rule.source)?;
             }
             add_bind(view, rule, access, hides, notes)?;
             check_project_reach(policy, &rule.value.path, &rule.source)?;
@@ -1020,7 +1022,7 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
             return Err(BuildError::WorkspaceTooBroad { path, what });
         }
     }
-    check_shared_dir(policy, host, &path, "the workspace", &source)?;
+    check_shared_dir(policy, &shared_dirs(host), &path, "the workspace", &source)?;
     Ok(Sourced::new(path, source))
 }
 
@@ -1113,13 +1115,13 @@ fn shared_dirs(host: &Host) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Refuses `real` (canonical) as the workspace or a grant when it is a
-/// shared directory or a parent of one, unless `--allow-shared-dir` names
-/// it: a socket there (`/tmp/tmux-UID/default`) is a way out of the cage
-/// that Landlock before ABI 9 cannot close.
+/// Refuses `real` (canonical) as the workspace or a grant when it is one
+/// of the `shared` directories or a parent of one, unless
+/// `--allow-shared-dir` names it: a socket there (`/tmp/tmux-UID/default`)
+/// is a way out of the cage that Landlock before ABI 9 cannot close.
 fn check_shared_dir(
     policy: &Policy,
-    host: &Host,
+    shared: &[PathBuf],
     real: &Path,
     role: &'static str,
     rule: &Provenance,
@@ -1132,7 +1134,7 @@ fn check_shared_dir(
     if accepted {
         return Ok(());
     }
-    let what = shared_dirs(host).into_iter().find_map(|shared| {
+    let what = shared.iter().find_map(|shared| {
         if shared == real {
             Some(format!("the shared directory {}", shared.display()))
         } else if shared.starts_with(real) {
