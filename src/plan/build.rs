@@ -195,8 +195,9 @@ pub fn build_for_session(
     }
     let mut notes = Vec::new();
 
-    // 1. Workspace.
-    let ws = Workspace::resolve(policy, host, session)?;
+    // 1. Workspace. Neither it nor a grant may be a shared directory.
+    let shared = shared_dirs(host);
+    let ws = Workspace::resolve(policy, host, &shared, session)?;
 
     // 2. The view: grants, agent state, the workspace, the command, then
     //    what is protected inside the writable trees, hides over all of
@@ -207,7 +208,7 @@ pub fn build_for_session(
     let hides = resolve_hides(policy, host, &mut notes)?;
     let mut guards = build_guards(policy);
     let mut create = Vec::new();
-    add_grants(&mut view, policy, host, &hides, &mut notes)?;
+    add_grants(&mut view, policy, host, &shared, &hides, &mut notes)?;
     let session_dir = host
         .state_dir
         .join("sessions")
@@ -322,8 +323,13 @@ struct Workspace {
 }
 
 impl Workspace {
-    fn resolve(policy: &Policy, host: &Host, session: Option<&str>) -> Result<Self, BuildError> {
-        let path = resolve_workspace(policy, host)?;
+    fn resolve(
+        policy: &Policy,
+        host: &Host,
+        shared: &[PathBuf],
+        session: Option<&str>,
+    ) -> Result<Self, BuildError> {
+        let path = resolve_workspace(policy, host, shared)?;
         let (mode, mode_source) = match &policy.workspace.mode {
             Some(m) => (m.value, m.source.clone()),
             None => (
@@ -513,6 +519,7 @@ fn add_grants(
     view: &mut View,
     policy: &Policy,
     host: &Host,
+    shared: &[PathBuf],
     hides: &Hides,
     notes: &mut Vec<String>,
 ) -> Result<(), BuildError> {
@@ -530,15 +537,13 @@ fn add_grants(
             source: rule.source.clone(),
         });
     }
-    // Resolved once for every grant, not once per grant.
-    let shared = shared_dirs(host);
     for (rules, access) in [
         (&policy.filesystem.read, Access::ReadOnly),
         (&policy.filesystem.write, Access::ReadWrite),
     ] {
         for rule in rules {
             if let Some((real, _)) = existing(&rule.value.path, &rule.source)? {
-                check_shared_dir(policy, &shared, &real, "a grant", &rule.source)?;
+                check_shared_dir(policy, shared, &real, "a grant", &rule.source)?;
             }
             add_bind(view, rule, access, hides, notes)?;
             check_project_reach(policy, &rule.value.path, &rule.source)?;
@@ -981,7 +986,11 @@ fn build_guard(
 /// The workspace: `[workspace] path`, else the git top level, else the
 /// working directory. Refuses `/`, the home directory and its ancestors
 /// unless a policy names them explicitly.
-fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, BuildError> {
+fn resolve_workspace(
+    policy: &Policy,
+    host: &Host,
+    shared: &[PathBuf],
+) -> Result<Sourced<PathBuf>, BuildError> {
     let (path, source, explicit) = match &policy.workspace.path {
         Some(p) => (p.value.clone(), p.source.clone(), true),
         None => match &host.repo_root {
@@ -1022,7 +1031,7 @@ fn resolve_workspace(policy: &Policy, host: &Host) -> Result<Sourced<PathBuf>, B
             return Err(BuildError::WorkspaceTooBroad { path, what });
         }
     }
-    check_shared_dir(policy, &shared_dirs(host), &path, "the workspace", &source)?;
+    check_shared_dir(policy, shared, &path, "the workspace", &source)?;
     Ok(Sourced::new(path, source))
 }
 

@@ -86,18 +86,28 @@ pub(crate) fn scan(
     tree: bool,
 ) -> Scan {
     // What the walk asks of a directory's names: the protected names'
-    // first components, and what makes a directory a git directory.
-    let wanted = names
+    // first components (parsed once, for every directory), and what makes
+    // a directory a git directory.
+    let firsts: Vec<Option<&OsStr>> = names
         .iter()
-        .filter_map(|n| Path::new(&n.value).components().next())
-        .map(|c| c.as_os_str().to_os_string())
+        .map(|n| {
+            Path::new(&n.value)
+                .components()
+                .next()
+                .map(|c| c.as_os_str())
+        })
+        .collect();
+    let wanted = firsts
+        .iter()
+        .flatten()
+        .map(|f| f.to_os_string())
         .chain(["HEAD", "objects", "refs", ".git"].map(std::ffi::OsString::from))
         .collect();
     let mut listings = match kept {
         Some(k) if k.is_for(root, &wanted, tree) => super::listing::Listings::resume(cache, k),
         _ => super::listing::Listings::open_with(cache, root, wanted, tree),
     };
-    let mut scan = walk(root, names, &mut listings, tree);
+    let mut scan = walk(root, names, &firsts, &mut listings, tree);
     let kept = listings.save();
     if let Some(t) = &mut scan.tree {
         t.incomplete = !scan.unreadable.is_empty();
@@ -106,9 +116,11 @@ pub(crate) fn scan(
     scan
 }
 
+/// `firsts`: each of `names`' first component, in the same order.
 fn walk(
     root: &Path,
     names: &[Sourced<String>],
+    firsts: &[Option<&OsStr>],
     listings: &mut super::listing::Listings,
     keep: bool,
 ) -> Scan {
@@ -123,16 +135,6 @@ fn walk(
         root: root.to_path_buf(),
         ..Default::default()
     });
-    // Each rule's first component, parsed once rather than per directory.
-    let firsts: Vec<Option<&OsStr>> = names
-        .iter()
-        .map(|n| {
-            Path::new(&n.value)
-                .components()
-                .next()
-                .map(|c| c.as_os_str())
-        })
-        .collect();
     let mut stack: Vec<(PathBuf, Option<usize>)> = vec![(root.to_path_buf(), None)];
     while let Some((dir, parent)) = stack.pop() {
         let listing = match listings.list(&dir) {
@@ -180,7 +182,7 @@ fn walk(
         if here.is_empty() {
             continue;
         }
-        for (rule, first) in names.iter().zip(&firsts) {
+        for (rule, first) in names.iter().zip(firsts) {
             if !first.is_some_and(|f| here.contains(f)) {
                 continue;
             }
