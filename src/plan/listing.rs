@@ -117,8 +117,6 @@ impl Key {
 pub(crate) struct Listings {
     file: Option<PathBuf>,
     root: PathBuf,
-    /// The root, opened: what [`Listings::stat`] resolves from.
-    root_fd: Option<std::fs::File>,
     /// The names the walk asks about; a cache made for others is unused.
     wanted: BTreeSet<OsString>,
     /// Every name is kept, hashed ([`Listing::hashes`]); part of the
@@ -156,11 +154,6 @@ impl Listings {
         let mut l = Listings {
             file: file.map(Path::to_path_buf),
             root: root.to_path_buf(),
-            root_fd: std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                .open(root)
-                .ok(),
             wanted,
             hash_names,
             old: Arc::default(),
@@ -184,7 +177,7 @@ impl Listings {
     /// Shared, not copied: a listing is kept for the cache, and the walks
     /// keep it too.
     pub fn list(&mut self, dir: &Path) -> std::io::Result<Arc<Listing>> {
-        let key = self.stat(dir)?;
+        let key = Self::stat(dir)?;
         if let Some((k, listing)) = self.old.get(dir.as_os_str())
             && *k == key
         {
@@ -202,29 +195,11 @@ impl Listings {
         Ok(listing)
     }
 
-    /// `dir`'s key, from an `lstat` relative to the root when `dir` is
-    /// below it: the kernel then resolves only the names under the root,
-    /// not the root's own path again for each directory.
-    fn stat(&self, dir: &Path) -> std::io::Result<Key> {
-        let bytes = dir.as_os_str().as_bytes();
-        let below = bytes
-            .strip_prefix(self.root.as_os_str().as_bytes())
-            .and_then(|r| {
-                if r.is_empty() {
-                    Some(&b"."[..])
-                } else {
-                    r.strip_prefix(b"/")
-                }
-            });
-        let st = match (&self.root_fd, below) {
-            (Some(fd), Some(rel)) => nix::sys::stat::fstatat(
-                fd,
-                OsStr::from_bytes(rel),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            ),
-            _ => nix::sys::stat::lstat(dir),
-        }
-        .map_err(std::io::Error::from)?;
+    /// `dir`'s key. By its whole path, not relative to an opened root: a
+    /// root swapped for another directory (before the end's rescan) must
+    /// read as changed, not as the tree that was moved away.
+    fn stat(dir: &Path) -> std::io::Result<Key> {
+        let st = nix::sys::stat::lstat(dir).map_err(std::io::Error::from)?;
         Ok(Key {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -633,5 +608,33 @@ mod tests {
         l.list(&b).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.reads, 1, "only the changed directory is read");
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A root swapped for another directory once the listings are open (an
+    /// agent left running could, before the end's rescan) reads as changed:
+    /// each directory is checked by its path, not through an opened root,
+    /// which would still show the tree that was moved away.
+    #[test]
+    fn a_root_swapped_after_the_start_is_read_again() {
+        let base = tmp("swap");
+        let root = base.join("w");
+        let sub = root.join("sub");
+        std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let file = base.join("cache");
+        let mut l = Listings::open_with(Some(&file), &root, wanted(), true);
+        l.cutoff = (i64::MAX, 0);
+        l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let kept = l.save();
+        let mut l = Listings::resume(Some(&file), &kept);
+        std::fs::rename(&root, base.join("moved")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(sub.join(".envrc"), "").unwrap_or_else(|e| panic!("{e}"));
+        let got = l.list(&sub).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            got.names.contains(OsStr::new(".envrc")),
+            "the new tree is read"
+        );
+        assert_eq!(l.reads, 1);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
